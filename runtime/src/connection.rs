@@ -1,0 +1,311 @@
+//! The connection loop: one per socket, in the connection's own task.
+//!
+//! The driver owns the WebSocket stream and polls, in one task and without channels: the
+//! endpoint's future (ready code, sections, `on_close`), the outbound queue, the socket and
+//! the shutdown signal. It reads the socket only while the endpoint waits for a message, so
+//! messages are handled one at a time and a busy endpoint pushes back on the client through
+//! TCP. It writes everything queued before flushing once, after reading every frame already
+//! buffered, so a burst of messages costs one write system call.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self, Error as WsError, protocol::CloseFrame};
+
+use crate::endpoint::{Session, panic_message};
+use crate::shared::Shared;
+use crate::shutdown::Shutdown;
+use crate::{CloseCode, Message};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    Closing,
+    /// No more frames will be read; at most a final flush remains.
+    Closed,
+}
+
+struct Driver<S> {
+    ws: WebSocketStream<S>,
+    shared: Arc<Shared>,
+    /// The endpoint's future, until it completes.
+    user: Option<Pin<Box<dyn Future<Output = Result<(), crate::Error>> + Send>>>,
+    /// Messages taken from the queue, not yet handed to the socket.
+    pending: VecDeque<tungstenite::Message>,
+    /// A close asked for, sent once `pending` is written.
+    close: Option<(CloseCode, String)>,
+    phase: Phase,
+    need_flush: bool,
+    /// Bounds how long a closing connection may wait on its peer.
+    deadline: Option<Pin<Box<Sleep>>>,
+    close_timeout: Duration,
+    shutdown_seen: bool,
+    /// The close code that ended the connection, for the log.
+    code: Option<u16>,
+}
+
+pub(crate) async fn run<S>(
+    ws: WebSocketStream<S>,
+    session: Session,
+    shutdown: &Shutdown,
+    close_timeout: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shared = Arc::clone(&session.shared);
+    let mut driver = Driver {
+        ws,
+        shared: Arc::clone(&shared),
+        user: Some(session.future),
+        pending: VecDeque::new(),
+        close: None,
+        phase: Phase::Open,
+        need_flush: false,
+        deadline: None,
+        close_timeout,
+        shutdown_seen: false,
+        code: None,
+    };
+    let signal = shutdown.signal();
+    let mut signal = std::pin::pin!(signal);
+    poll_fn(|cx| driver.poll(cx, signal.as_mut())).await;
+    shared.finish();
+    tracing::debug!(code = driver.code, "websocket closed");
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    fn poll(&mut self, cx: &mut Context<'_>, mut shutdown: Pin<&mut impl Future>) -> Poll<()> {
+        loop {
+            let mut progress = false;
+
+            if let Some(user) = &mut self.user {
+                // A panic in ready code or `on_close` ends this connection only.
+                let polled = std::panic::catch_unwind(AssertUnwindSafe(|| user.as_mut().poll(cx)));
+                let finished = match polled {
+                    Ok(Poll::Pending) => None,
+                    Ok(Poll::Ready(result)) => Some(Ok(result)),
+                    Err(panic) => Some(Err(panic)),
+                };
+                match finished {
+                    None => {}
+                    Some(result) => {
+                        self.user = None;
+                        progress = true;
+                        self.user_finished(result);
+                    }
+                }
+            }
+
+            if !self.shutdown_seen && shutdown.as_mut().poll(cx).is_ready() {
+                self.shutdown_seen = true;
+                self.shared.close(CloseCode::GOING_AWAY, "server shutting down");
+            }
+
+            progress |= self.poll_write(cx);
+            progress |= self.poll_read(cx);
+
+            if !progress {
+                if self.need_flush {
+                    match self.ws.poll_flush_unpin(cx) {
+                        Poll::Ready(Ok(())) => self.need_flush = false,
+                        Poll::Ready(Err(err)) => self.broken(&err),
+                        Poll::Pending => {}
+                    }
+                }
+                if self.phase != Phase::Open {
+                    if let Some(deadline) = &mut self.deadline {
+                        if deadline.as_mut().poll(cx).is_ready() {
+                            tracing::debug!("peer did not complete the close in time");
+                            self.deadline = None;
+                            self.phase = Phase::Closed;
+                            self.need_flush = false;
+                            self.shared.finish();
+                            continue;
+                        }
+                    }
+                }
+                if self.user.is_none() && self.phase == Phase::Closed && !self.need_flush {
+                    return Poll::Ready(());
+                }
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn user_finished(&mut self, result: std::thread::Result<Result<(), crate::Error>>) {
+        let endpoint = self.shared.endpoint;
+        match result {
+            Ok(Ok(())) => self.shared.close(CloseCode::NORMAL, ""),
+            Ok(Err(error)) => {
+                tracing::error!(endpoint, %error, "endpoint failed; closing with 1011");
+                self.shared.close(CloseCode::INTERNAL_ERROR, "internal error");
+            }
+            Err(panic) => {
+                let panic = panic_message(&*panic);
+                tracing::error!(endpoint, panic, "endpoint panicked; closing with 1011");
+                self.shared.close(CloseCode::INTERNAL_ERROR, "internal error");
+            }
+        }
+    }
+
+    /// Moves queued messages into the socket's write buffer, then any close asked for.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            if self.pending.is_empty() {
+                if self.phase != Phase::Open {
+                    return progress;
+                }
+                let close = self.shared.drain(cx, &mut self.pending);
+                if self.pending.is_empty() && close.is_none() {
+                    return progress;
+                }
+                progress = true;
+                self.close = close.or(self.close.take());
+            }
+            while !self.pending.is_empty() {
+                match self.ws.poll_ready_unpin(cx) {
+                    Poll::Pending => return progress,
+                    Poll::Ready(Err(err)) => {
+                        self.broken(&err);
+                        return true;
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+                let message = self.pending.pop_front().expect("checked non-empty");
+                if let Err(err) = self.ws.start_send_unpin(message) {
+                    self.broken(&err);
+                    return true;
+                }
+                self.need_flush = true;
+            }
+            if let Some((code, reason)) = self.close.take() {
+                self.send_close(code, &reason);
+                self.phase = Phase::Closing;
+                return true;
+            }
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        let wanted = match self.phase {
+            Phase::Open => self.shared.wants_message(),
+            Phase::Closing => true,
+            Phase::Closed => false,
+        };
+        if !wanted {
+            return false;
+        }
+        match self.ws.poll_next_unpin(cx) {
+            Poll::Pending => false,
+            Poll::Ready(Some(Ok(message))) => {
+                self.received(message);
+                true
+            }
+            Poll::Ready(Some(Err(err))) => {
+                self.read_failed(err);
+                true
+            }
+            Poll::Ready(None) => {
+                self.phase = Phase::Closed;
+                self.need_flush = false;
+                self.shared.finish();
+                true
+            }
+        }
+    }
+
+    fn received(&mut self, message: tungstenite::Message) {
+        match message {
+            tungstenite::Message::Close(frame) => {
+                self.code = Some(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
+                if self.phase == Phase::Open {
+                    // tungstenite queued the echo of the client's close; flush it, then stop.
+                    self.need_flush = true;
+                    self.arm_deadline();
+                } else {
+                    self.need_flush = false;
+                }
+                self.phase = Phase::Closed;
+                self.pending.clear();
+                self.shared.finish();
+            }
+            // tungstenite queued the pong; it goes out with the next flush.
+            tungstenite::Message::Ping(_) => self.need_flush = true,
+            tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_) => {}
+            data => {
+                if self.phase == Phase::Open {
+                    if let Some(message) = Message::from_tungstenite(data) {
+                        self.shared.deliver(message);
+                    }
+                }
+                // While closing, data frames are read and dropped (RFC 6455 §1.4).
+            }
+        }
+    }
+
+    fn read_failed(&mut self, err: WsError) {
+        let (code, reason) = match &err {
+            WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
+                tracing::debug!(error = %err, "websocket connection ended");
+                self.phase = Phase::Closed;
+                self.need_flush = false;
+                self.shared.finish();
+                return;
+            }
+            WsError::Capacity(e) => (CloseCode::TOO_BIG, e.to_string()),
+            WsError::Utf8(_) => (CloseCode::INVALID_PAYLOAD, "invalid UTF-8 in a text message".into()),
+            WsError::Protocol(e) => (CloseCode::PROTOCOL, e.to_string()),
+            other => (CloseCode::PROTOCOL, other.to_string()),
+        };
+        tracing::debug!(code = code.as_u16(), %reason, "closing on a bad frame");
+        self.pending.clear();
+        self.close = None;
+        self.shared.finish();
+        if self.phase == Phase::Open {
+            self.send_close(code, &reason);
+        }
+        // The stream cannot be read after an error: don't wait for the peer's close frame.
+        self.phase = Phase::Closed;
+    }
+
+    fn send_close(&mut self, code: CloseCode, reason: &str) {
+        self.code = Some(code.as_u16());
+        let frame = CloseFrame { code: code.as_u16().into(), reason: reason.into() };
+        match self.ws.start_send_unpin(tungstenite::Message::Close(Some(frame))) {
+            Ok(()) => self.need_flush = true,
+            Err(err) => self.broken(&err),
+        }
+        self.arm_deadline();
+    }
+
+    fn arm_deadline(&mut self) {
+        if self.deadline.is_none() {
+            self.deadline = Some(Box::pin(tokio::time::sleep_until(Instant::now() + self.close_timeout)));
+        }
+    }
+
+    /// The socket failed: nothing more can be written or read.
+    fn broken(&mut self, err: &WsError) {
+        if !matches!(err, WsError::ConnectionClosed | WsError::AlreadyClosed) {
+            tracing::debug!(error = %err, "websocket write failed");
+        }
+        self.phase = Phase::Closed;
+        self.need_flush = false;
+        self.pending.clear();
+        self.close = None;
+        self.shared.finish();
+    }
+}
+

@@ -1,0 +1,224 @@
+//! What `#[websocket]` generates code against: the `Endpoint` trait and its hidden helpers.
+//!
+//! Everything here but `Endpoint` is reached by generated code through `wsock::__private`
+//! and is not part of the public API.
+
+use std::any::Any;
+use std::future::{Future, poll_fn};
+use std::ops::ControlFlow;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures_util::FutureExt;
+
+use crate::shared::Shared;
+use crate::{CloseCode, DecodeError, Error, FromMessage, FromRequest, Message, Reject, Request};
+
+/// A WebSocket endpoint: what `#[websocket("/path")]` generates from a function.
+///
+/// Pass it to [`Server::route`](crate::Server::route). Implement it with the attribute, not by
+/// hand: its items are hidden and may change.
+pub trait Endpoint: Send + Sync + 'static {
+    /// The route pattern.
+    #[doc(hidden)]
+    const PATH: &'static str;
+    /// The function's name, for logs.
+    #[doc(hidden)]
+    const NAME: &'static str;
+    /// Extracts the parameters from the upgrade request and prepares the connection's code.
+    #[doc(hidden)]
+    fn accept(cx: Accept) -> Accepting;
+}
+
+/// The future `Endpoint::accept` returns.
+#[doc(hidden)]
+pub type Accepting = Pin<Box<dyn Future<Output = Result<Session, Reject>> + Send>>;
+
+/// The upgrade request as the generated code sees it before the upgrade.
+#[doc(hidden)]
+pub struct Accept {
+    request: Request,
+}
+
+impl Accept {
+    pub(crate) fn new(request: Request) -> Self {
+        Accept { request }
+    }
+
+    /// The request, for extractors.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Extracts one parameter.
+    pub fn extract<T: FromRequest + 'static>(&self) -> impl Future<Output = Result<T, Reject>> + Send + '_ {
+        T::from_request(&self.request)
+    }
+
+    /// The connection's inbound side, for the generated message loop.
+    pub fn inbox(&self) -> Inbox {
+        Inbox { shared: Arc::clone(self.request.shared()) }
+    }
+
+    /// Wraps the connection's code: ready code, message loop and `on_close`.
+    pub fn session<F>(self, future: F) -> Session
+    where
+        F: Future + Send + 'static,
+        F::Output: Outcome,
+    {
+        Session {
+            shared: Arc::clone(self.request.shared()),
+            future: Box::pin(async move { future.await.into_result() }),
+        }
+    }
+}
+
+/// An accepted connection's code, waiting for its socket.
+#[doc(hidden)]
+pub struct Session {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) future: Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>,
+}
+
+/// The inbound side of a connection, as the generated message loop uses it.
+#[doc(hidden)]
+pub struct Inbox {
+    shared: Arc<Shared>,
+}
+
+impl Inbox {
+    /// The next message, decoded as `T`; `None` once the connection is closing or closed.
+    pub fn next<T: FromMessage>(
+        &mut self,
+    ) -> impl Future<Output = Option<Result<T, DecodeError>>> + Send + '_ {
+        // No waker is stored: the driver polls this future again right after delivering.
+        poll_fn(|_| match self.shared.take_message() {
+            Some(message) => Poll::Ready(message.map(T::from_message)),
+            None => Poll::Pending,
+        })
+    }
+
+    /// Reads and drops messages until the connection closes (an endpoint with no `on_message`).
+    pub async fn discard(&mut self) {
+        while self.next::<Message>().await.is_some() {}
+    }
+
+    /// Records how a section ended: an error or a panic closes the connection with 1011.
+    pub fn handled(&self, outcome: Result<(), Failure>) {
+        if let Err(failure) = outcome {
+            let endpoint = self.shared.endpoint;
+            match failure {
+                Failure::Error(error) => {
+                    tracing::error!(endpoint, %error, "section failed; closing with 1011")
+                }
+                Failure::Panic(panic) => {
+                    let panic = panic_message(&*panic);
+                    tracing::error!(endpoint, panic, "section panicked; closing with 1011")
+                }
+            }
+            self.shared.close(CloseCode::INTERNAL_ERROR, "internal error");
+            self.shared.end_inbound();
+        }
+    }
+
+    /// A message that could not be decoded and that no `on_error` section takes.
+    pub fn reject(&self, error: DecodeError) {
+        tracing::debug!(endpoint = self.shared.endpoint, %error, "undecodable message");
+        self.shared.close(error.close_code(), error.message());
+        self.shared.end_inbound();
+    }
+
+    /// Records how `on_close` ended; the connection is already closed.
+    pub fn closed(&self, outcome: Result<(), Failure>) {
+        if let Err(failure) = outcome {
+            let endpoint = self.shared.endpoint;
+            match failure {
+                Failure::Error(error) => tracing::error!(endpoint, %error, "on_close failed"),
+                Failure::Panic(panic) => {
+                    let panic = panic_message(&*panic);
+                    tracing::error!(endpoint, panic, "on_close panicked")
+                }
+            }
+        }
+    }
+}
+
+/// How a section failed.
+#[doc(hidden)]
+pub enum Failure {
+    Error(Error),
+    Panic(Box<dyn Any + Send>),
+}
+
+/// Runs a plain section, catching a panic.
+#[doc(hidden)]
+pub fn catch<R: Outcome>(section: impl FnOnce() -> R) -> Result<(), Failure> {
+    match std::panic::catch_unwind(AssertUnwindSafe(section)) {
+        Ok(outcome) => outcome.into_result().map_err(Failure::Error),
+        Err(panic) => Err(Failure::Panic(panic)),
+    }
+}
+
+/// Runs an async section, catching a panic.
+#[doc(hidden)]
+pub async fn catch_async<R: Outcome>(section: impl Future<Output = R>) -> Result<(), Failure> {
+    match AssertUnwindSafe(section).catch_unwind().await {
+        Ok(outcome) => outcome.into_result().map_err(Failure::Error),
+        Err(panic) => Err(Failure::Panic(panic)),
+    }
+}
+
+/// What an endpoint function or a section may return: `()` or `Result<(), E>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for a websocket endpoint or section",
+    label = "expected `()` or `Result<(), wsock::Error>`",
+    note = "return `()`, or `Result<(), wsock::Error>` to use `?`"
+)]
+pub trait Outcome {
+    /// The value of a successful end.
+    fn ok() -> Self;
+    /// Whether to go on (`Continue`) or end with this value (`Break`).
+    fn branch(self) -> ControlFlow<Self>
+    where
+        Self: Sized;
+    /// Success, or the error to log.
+    fn into_result(self) -> Result<(), Error>;
+}
+
+impl Outcome for () {
+    fn ok() -> Self {}
+    fn branch(self) -> ControlFlow<Self> {
+        ControlFlow::Continue(())
+    }
+    fn into_result(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<E: Into<Error>> Outcome for Result<(), E> {
+    fn ok() -> Self {
+        Ok(())
+    }
+    fn branch(self) -> ControlFlow<Self> {
+        match self {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(error) => ControlFlow::Break(Err(error)),
+        }
+    }
+    fn into_result(self) -> Result<(), Error> {
+        self.map_err(Into::into)
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(text) = panic.downcast_ref::<&'static str>() {
+        text
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text
+    } else {
+        "a non-text panic payload"
+    }
+}

@@ -1,0 +1,34 @@
+//! The runtime behind [wsock](https://docs.rs/wsock): the server, the HTTP upgrade, routing,
+//! the connection loop, `Out`, `Request` and the message codecs.
+//!
+//! Use it through the `wsock` crate, which adds the `#[websocket]` attribute.
+
+mod connection;
+mod endpoint;
+mod error;
+mod message;
+mod out;
+mod request;
+mod router;
+mod server;
+mod shared;
+mod shutdown;
+mod upgrade;
+
+pub use crate::endpoint::Endpoint;
+pub use crate::error::{Closed, DecodeError, Error};
+pub use crate::message::{CloseCode, FromMessage, IntoMessage, Message, Text};
+pub use crate::out::Out;
+pub use crate::request::{FromRequest, Reject, Request};
+pub use crate::server::{Bound, Handle, Server};
+
+pub use bytes::Bytes;
+pub use http::{HeaderMap, Method, StatusCode, Uri};
+
+/// What generated code uses; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::endpoint::{
+        Accept, Accepting, Failure, Inbox, Outcome, Session, catch, catch_async,
+    };
+}

@@ -1,0 +1,306 @@
+//! wsock's own message types and the codec traits that map them to Rust types.
+//!
+//! tungstenite's types stay private: these wrap them without copying payloads.
+
+use std::fmt;
+
+use bytes::Bytes;
+use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
+
+use crate::DecodeError;
+
+/// A data message as received or sent: text or binary.
+///
+/// Use it as the `on_message` type of an endpoint that takes both kinds:
+///
+/// ```
+/// use wsock::Message;
+///
+/// fn describe(message: &Message) -> String {
+///     match message {
+///         Message::Text(text) => format!("text: {text}"),
+///         Message::Binary(bytes) => format!("{} bytes", bytes.len()),
+///     }
+/// }
+/// assert_eq!(describe(&Message::text("hi")), "text: hi");
+/// assert_eq!(describe(&Message::binary(vec![1, 2, 3])), "3 bytes");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message (always valid UTF-8).
+    Text(Text),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(text: impl Into<Text>) -> Self {
+        Message::Text(text.into())
+    }
+
+    /// A binary message.
+    pub fn binary(bytes: impl Into<Bytes>) -> Self {
+        Message::Binary(bytes.into())
+    }
+
+    /// The payload's bytes, whatever the kind.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(text) => text.as_str().as_bytes(),
+            Message::Binary(bytes) => bytes,
+        }
+    }
+}
+
+/// The payload of a text message: UTF-8 text that shares the received frame's buffer.
+///
+/// Dereferences to `str`; converting into a `String` copies.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text(Utf8Bytes);
+
+impl Text {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        Text(text.into())
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Text(text.into())
+    }
+}
+
+impl From<Text> for String {
+    fn from(text: Text) -> Self {
+        text.as_str().to_owned()
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A WebSocket close code (RFC 6455 §7.4).
+///
+/// ```
+/// use wsock::CloseCode;
+/// assert_eq!(u16::from(CloseCode::NORMAL), 1000);
+/// assert_eq!(CloseCode::from(4000).as_u16(), 4000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CloseCode(u16);
+
+impl CloseCode {
+    /// 1000: the purpose of the connection was fulfilled (`out.close()`, a client's close).
+    pub const NORMAL: CloseCode = CloseCode(1000);
+    /// 1001: the server is shutting down, or the browser left the page.
+    pub const GOING_AWAY: CloseCode = CloseCode(1001);
+    /// 1002: the peer broke the protocol.
+    pub const PROTOCOL: CloseCode = CloseCode(1002);
+    /// 1003: a message of a kind the endpoint does not accept (binary on a text endpoint).
+    pub const UNSUPPORTED: CloseCode = CloseCode(1003);
+    /// 1005: no code was given (never sent on the wire).
+    pub const NO_STATUS: CloseCode = CloseCode(1005);
+    /// 1006: the connection dropped without a close frame (never sent on the wire).
+    pub const ABNORMAL: CloseCode = CloseCode(1006);
+    /// 1007: a payload that does not decode (invalid UTF-8, bad JSON).
+    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
+    /// 1008: a policy violation, such as a client too slow to read what it is sent.
+    pub const POLICY: CloseCode = CloseCode(1008);
+    /// 1009: a message over the size limit.
+    pub const TOO_BIG: CloseCode = CloseCode(1009);
+    /// 1011: an error or panic in endpoint code.
+    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+
+    /// The numeric code.
+    pub const fn as_u16(self) -> u16 {
+        self.0
+    }
+}
+
+impl From<u16> for CloseCode {
+    fn from(code: u16) -> Self {
+        CloseCode(code)
+    }
+}
+
+impl From<CloseCode> for u16 {
+    fn from(code: CloseCode) -> Self {
+        code.0
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A type that an `on_message` section can receive.
+///
+/// Implemented for `String` and [`Text`] (text frames), `Vec<u8>` and `Bytes` (binary frames)
+/// and [`Message`] (either). A frame of the wrong kind is a [`DecodeError`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be received as a websocket message",
+    label = "not a websocket message type",
+    note = "use `String`, `wsock::Text`, `Vec<u8>`, `bytes::Bytes` or `wsock::Message`"
+)]
+pub trait FromMessage: Sized + Send + 'static {
+    /// Converts a received message, or says why it cannot.
+    fn from_message(message: Message) -> Result<Self, DecodeError>;
+}
+
+/// A type that [`Out`](crate::Out) can send.
+///
+/// Implemented for `String`, `&'static str` and [`Text`] (text frames), `Vec<u8>` and `Bytes`
+/// (binary frames) and [`Message`] (either).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent as a websocket message",
+    label = "not a websocket message type",
+    note = "use `String`, `wsock::Text`, `Vec<u8>`, `bytes::Bytes` or `wsock::Message`"
+)]
+pub trait IntoMessage: Send + 'static {
+    /// Converts into the message to send.
+    fn into_message(self) -> Message;
+}
+
+fn expected_text() -> DecodeError {
+    DecodeError::wrong_kind("expected a text message, got a binary one")
+}
+
+fn expected_binary() -> DecodeError {
+    DecodeError::wrong_kind("expected a binary message, got a text one")
+}
+
+impl FromMessage for Message {
+    fn from_message(message: Message) -> Result<Self, DecodeError> {
+        Ok(message)
+    }
+}
+
+impl FromMessage for Text {
+    fn from_message(message: Message) -> Result<Self, DecodeError> {
+        match message {
+            Message::Text(text) => Ok(text),
+            Message::Binary(_) => Err(expected_text()),
+        }
+    }
+}
+
+impl FromMessage for String {
+    fn from_message(message: Message) -> Result<Self, DecodeError> {
+        Text::from_message(message).map(String::from)
+    }
+}
+
+impl FromMessage for Bytes {
+    fn from_message(message: Message) -> Result<Self, DecodeError> {
+        match message {
+            Message::Binary(bytes) => Ok(bytes),
+            Message::Text(_) => Err(expected_binary()),
+        }
+    }
+}
+
+impl FromMessage for Vec<u8> {
+    fn from_message(message: Message) -> Result<Self, DecodeError> {
+        Bytes::from_message(message).map(Vec::from)
+    }
+}
+
+impl IntoMessage for Message {
+    fn into_message(self) -> Message {
+        self
+    }
+}
+
+impl IntoMessage for Text {
+    fn into_message(self) -> Message {
+        Message::Text(self)
+    }
+}
+
+impl IntoMessage for String {
+    fn into_message(self) -> Message {
+        Message::Text(self.into())
+    }
+}
+
+impl IntoMessage for &'static str {
+    fn into_message(self) -> Message {
+        Message::Text(Text(Utf8Bytes::from_static(self)))
+    }
+}
+
+impl IntoMessage for Bytes {
+    fn into_message(self) -> Message {
+        Message::Binary(self)
+    }
+}
+
+impl IntoMessage for Vec<u8> {
+    fn into_message(self) -> Message {
+        Message::Binary(self.into())
+    }
+}
+
+impl From<Message> for tungstenite::Message {
+    fn from(message: Message) -> Self {
+        match message {
+            Message::Text(Text(text)) => tungstenite::Message::Text(text),
+            Message::Binary(bytes) => tungstenite::Message::Binary(bytes),
+        }
+    }
+}
+
+impl Message {
+    /// The data message inside a tungstenite message; `None` for control frames.
+    pub(crate) fn from_tungstenite(message: tungstenite::Message) -> Option<Message> {
+        match message {
+            tungstenite::Message::Text(text) => Some(Message::Text(Text(text))),
+            tungstenite::Message::Binary(bytes) => Some(Message::Binary(bytes)),
+            _ => None,
+        }
+    }
+}

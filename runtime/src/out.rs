@@ -1,0 +1,105 @@
+//! `Out<T>`: the outbound handle of one connection.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::shared::Shared;
+use crate::{Closed, CloseCode, FromRequest, IntoMessage, Reject, Request};
+
+/// Sends messages of type `T` to one connection.
+///
+/// Take it as a parameter of the endpoint function (`out: Out<String>`). It is cheap to clone,
+/// `Send + Sync + 'static`: move it into a spawned task or keep it in shared state (a chat
+/// room's member list) and write from anywhere.
+///
+/// Messages go through a bounded queue that the connection writes in order, several at a time.
+/// [`write`](Out::write) never waits: a client that stops reading until the queue is full is
+/// closed with 1008 (policy violation) rather than growing the server's memory.
+/// [`send`](Out::send) waits for room instead, for producers that should slow down to the
+/// client's pace.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use wsock::prelude::*;
+///
+/// /// Sends the time every second until the client leaves.
+/// #[websocket("/clock")]
+/// fn clock(out: Out<String>) {
+///     let ticker = out.clone();
+///     tokio::spawn(async move {
+///         let mut seconds = 0u64;
+///         // `send` fails once the connection is closed, which ends the task.
+///         while ticker.send(format!("{seconds} s")).await.is_ok() {
+///             tokio::time::sleep(Duration::from_secs(1)).await;
+///             seconds += 1;
+///         }
+///     });
+/// }
+/// ```
+pub struct Out<T> {
+    shared: Arc<Shared>,
+    // `fn(T)`: the handle sends `T`s, it holds none, so it is `Send + Sync` whatever `T` is.
+    _message: PhantomData<fn(T)>,
+}
+
+impl<T: IntoMessage> Out<T> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Out { shared, _message: PhantomData }
+    }
+
+    /// Queues a message; never waits.
+    ///
+    /// After the connection is closed, or a close was asked for, this does nothing (the
+    /// message is dropped). If the queue is full, the client is not reading: the queued
+    /// messages are dropped and the connection is closed with 1008.
+    pub fn write(&self, message: impl Into<T>) {
+        self.shared.push(message.into().into_message().into());
+    }
+
+    /// Queues a message, waiting while the queue is full (backpressure).
+    ///
+    /// Returns [`Closed`] if the connection is closed or closing; the message is then dropped.
+    pub async fn send(&self, message: impl Into<T>) -> Result<(), Closed> {
+        self.shared.push_wait(message.into().into_message().into()).await
+    }
+
+    /// Closes the connection normally (1000) once the queued messages are written.
+    pub fn close(&self) {
+        self.close_with(CloseCode::NORMAL, "");
+    }
+
+    /// Closes the connection with a code and reason once the queued messages are written.
+    ///
+    /// The reason is cut to 123 bytes, the most a close frame carries. Only the first close
+    /// counts.
+    pub fn close_with(&self, code: impl Into<CloseCode>, reason: &str) {
+        self.shared.close(code.into(), reason);
+    }
+
+    /// Whether the connection is closed or closing: writes are then dropped.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_shut()
+    }
+}
+
+impl<T> Clone for Out<T> {
+    fn clone(&self) -> Self {
+        Out { shared: Arc::clone(&self.shared), _message: PhantomData }
+    }
+}
+
+impl<T> fmt::Debug for Out<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Out")
+            .field("endpoint", &self.shared.endpoint)
+            .field("closed", &self.shared.is_shut())
+            .finish()
+    }
+}
+
+impl<T: IntoMessage> FromRequest for Out<T> {
+    async fn from_request(request: &Request) -> Result<Self, Reject> {
+        Ok(Out::new(Arc::clone(request.shared())))
+    }
+}

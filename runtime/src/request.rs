@@ -1,0 +1,275 @@
+//! The upgrade request as endpoint code sees it, and refusing it.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+
+use crate::shared::Shared;
+
+/// The head of the HTTP upgrade request: method, URI, headers, cookies and peer address.
+///
+/// Take it as an endpoint parameter (`req: Request`) to read what the client sent when it
+/// connected. There is no body and no response: the reply was the upgrade itself. Cloning is
+/// cheap (the head is shared).
+///
+/// ```no_run
+/// use wsock::prelude::*;
+///
+/// #[websocket("/whoami")]
+/// fn whoami(out: Out<String>, req: Request) {
+///     let agent = req.header("user-agent").unwrap_or("an unknown client");
+///     let theme = req.cookie("theme").unwrap_or("light");
+///     out.write(format!("{} via {agent}, theme {theme}", req.peer_addr()));
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Request {
+    head: Arc<Head>,
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Head {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) peer: SocketAddr,
+}
+
+impl Request {
+    pub(crate) fn new(head: Arc<Head>, shared: Arc<Shared>) -> Self {
+        Request { head, shared }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The request method (always `GET` for an upgrade).
+    pub fn method(&self) -> &Method {
+        &self.head.method
+    }
+
+    /// The request URI as sent: path and query.
+    pub fn uri(&self) -> &Uri {
+        &self.head.uri
+    }
+
+    /// The HTTP version of the request.
+    pub fn version(&self) -> Version {
+        self.head.version
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.head.uri.path()
+    }
+
+    /// The raw query string, without the `?`, if there is one.
+    pub fn query(&self) -> Option<&str> {
+        self.head.uri.query()
+    }
+
+    /// The value of a query parameter, percent-decoded; the first one if it repeats.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query()?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode_component(key) == name).then(|| decode_component(value))
+        })
+    }
+
+    /// All request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.head.headers
+    }
+
+    /// A header's value, if present and valid text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.headers.get(name)?.to_str().ok()
+    }
+
+    /// A cookie's value, if the request carries it.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies().find_map(|(key, value)| (key == name).then_some(value))
+    }
+
+    /// Every cookie of the request, as `(name, value)` pairs.
+    pub fn cookies(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.head
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|header| header.split(';'))
+            .filter_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                let value = value.trim();
+                let value = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(value);
+                Some((name.trim(), value))
+            })
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.head.peer
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.head.method)
+            .field("uri", &self.head.uri)
+            .field("headers", &self.head.headers)
+            .field("peer", &self.head.peer)
+            .finish()
+    }
+}
+
+/// Percent-decodes one query component (`+` is a space), keeping invalid escapes as they are.
+fn decode_component(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A type an endpoint parameter can be extracted as, from the upgrade request, before the
+/// upgrade is accepted.
+///
+/// Implement it for guards: a parameter of that type makes the endpoint refuse clients the
+/// guard rejects, with an HTTP error response and no WebSocket (Play's `WebSocket.reject`).
+/// Extraction may be async.
+///
+/// ```no_run
+/// use wsock::prelude::*;
+///
+/// /// A client that sent the right `x-api-key` header.
+/// struct ApiClient;
+///
+/// impl FromRequest for ApiClient {
+///     async fn from_request(req: &Request) -> Result<Self, Reject> {
+///         match req.header("x-api-key") {
+///             Some("let-me-in") => Ok(ApiClient),
+///             _ => Err(Reject::unauthorized().with_body("missing or wrong x-api-key")),
+///         }
+///     }
+/// }
+///
+/// #[websocket("/private")]
+/// fn private(_client: ApiClient, out: Out<String>) {
+///     out.write("welcome");
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter of a websocket endpoint",
+    label = "not extractable from the upgrade request",
+    note = "parameters are `Out<T>`, `Request`, or types that implement `wsock::FromRequest`"
+)]
+pub trait FromRequest: Sized + Send {
+    /// Extracts the value, or refuses the connection.
+    fn from_request(req: &Request) -> impl Future<Output = Result<Self, Reject>> + Send;
+}
+
+impl FromRequest for Request {
+    async fn from_request(req: &Request) -> Result<Self, Reject> {
+        Ok(req.clone())
+    }
+}
+
+/// Refuses a connection before the upgrade, with an HTTP status and an optional body.
+///
+/// ```
+/// use wsock::Reject;
+/// let reject = Reject::forbidden().with_body("members only");
+/// assert_eq!(reject.status(), 403);
+/// assert_eq!(reject.body(), "members only");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    status: StatusCode,
+    body: String,
+}
+
+impl Reject {
+    /// A refusal with the given status (use a 4xx or 5xx code).
+    pub fn new(status: StatusCode) -> Self {
+        Reject { status, body: String::new() }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request() -> Self {
+        Reject::new(StatusCode::BAD_REQUEST)
+    }
+
+    /// 401 Unauthorized.
+    pub fn unauthorized() -> Self {
+        Reject::new(StatusCode::UNAUTHORIZED)
+    }
+
+    /// 403 Forbidden.
+    pub fn forbidden() -> Self {
+        Reject::new(StatusCode::FORBIDDEN)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found() -> Self {
+        Reject::new(StatusCode::NOT_FOUND)
+    }
+
+    /// 500 Internal Server Error.
+    pub fn internal_error() -> Self {
+        Reject::new(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Sets the response body (sent as `text/plain`).
+    pub fn with_body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response body.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.status)?;
+        if !self.body.is_empty() {
+            write!(f, ": {}", self.body)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Reject {}

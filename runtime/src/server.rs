@@ -1,0 +1,423 @@
+//! `Server`: routes and settings, binding, the accept loop and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::task::JoinSet;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tracing::Instrument;
+
+use crate::endpoint::{Accept, Endpoint, Session, panic_message};
+use crate::request::Head;
+use crate::router::Router;
+use crate::shared::Shared;
+use crate::shutdown::Shutdown;
+use crate::upgrade::{self, Body};
+use crate::{Reject, Request, connection};
+
+/// A WebSocket server: endpoints by path, settings, and serving.
+///
+/// ```no_run
+/// use wsock::prelude::*;
+///
+/// #[websocket("/")]
+/// fn hello(out: Out<String>) {
+///     out.write("Hello!");
+///     out.close();
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> std::io::Result<()> {
+///     // Serves until Ctrl-C, then shuts down gracefully.
+///     Server::new().route(hello).serve("127.0.0.1:9000").await
+/// }
+/// ```
+pub struct Server {
+    router: Router,
+    config: Config,
+}
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) queue_capacity: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_frame_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            queue_capacity: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+        }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server::new()
+    }
+}
+
+impl Server {
+    /// A server with no endpoints and the default settings.
+    pub fn new() -> Self {
+        Server { router: Router::default(), config: Config::default() }
+    }
+
+    /// Serves an endpoint (a function annotated with `#[websocket]`) at its path.
+    ///
+    /// # Panics
+    /// If another endpoint already has the same path.
+    pub fn route<E: Endpoint>(mut self, _endpoint: E) -> Self {
+        self.router.add::<E>();
+        self
+    }
+
+    /// How many messages each connection's outbound queue holds before
+    /// [`Out::write`](crate::Out::write) closes a client that does not read with 1008, and
+    /// [`Out::send`](crate::Out::send) waits. Default: 1024.
+    pub fn queue_capacity(mut self, messages: usize) -> Self {
+        self.config.queue_capacity = messages.max(1);
+        self
+    }
+
+    /// How long a client may take to send its upgrade request and be answered. Default: 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a closing connection waits for the peer's close frame, and for its last
+    /// writes, before it is dropped. Default: 5 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// How long a graceful shutdown waits for connections to close before dropping them.
+    /// Default: 10 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The largest message a client may send, in bytes; a larger one closes the connection
+    /// with 1009. Default: 16 MiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// The largest frame a client may send, in bytes; a larger one closes the connection with
+    /// 1009. Default: 16 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// Binds the address; the returned [`Bound`] tells the real address (for port 0) and
+    /// serves when awaited through [`Bound::run`].
+    pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Bound> {
+        let listener = TcpListener::bind(addr).await?;
+        self.listen(listener)
+    }
+
+    /// Serves on a listener bound by the caller.
+    pub fn listen(self, listener: TcpListener) -> io::Result<Bound> {
+        let addr = listener.local_addr()?;
+        if self.router.is_empty() {
+            tracing::warn!("the server has no endpoints: every request gets 404");
+        }
+        Ok(Bound {
+            listener,
+            addr,
+            inner: Arc::new(Inner {
+                router: self.router,
+                config: self.config,
+                shutdown: Shutdown::default(),
+                ids: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Binds the address and serves until Ctrl-C, then shuts down gracefully: every
+    /// connection is closed with 1001 and its `on_close` runs.
+    pub async fn serve(self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        let bound = self.bind(addr).await?;
+        tracing::info!(addr = %bound.local_addr(), "wsock listening");
+        bound
+            .run_until(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    tracing::info!("Ctrl-C: shutting down");
+                }
+            })
+            .await
+    }
+}
+
+/// A bound server, not yet serving: read its address, take a shutdown handle, then run it.
+///
+/// ```no_run
+/// # use wsock::prelude::*;
+/// # #[websocket("/")] fn echo(out: Out<String>) { on_message(|m: String| out.write(m)); }
+/// # async fn demo() -> std::io::Result<()> {
+/// let bound = Server::new().route(echo).bind("127.0.0.1:0").await?;
+/// let addr = bound.local_addr(); // the port the system chose
+/// let handle = bound.handle();
+/// let server = tokio::spawn(bound.run());
+/// // ... connect to ws://{addr}/ ...
+/// handle.shutdown(); // 1001 to every connection, on_close runs, then run() returns
+/// server.await.unwrap()?;
+/// # Ok(()) }
+/// ```
+pub struct Bound {
+    listener: TcpListener,
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+/// Shuts a running server down gracefully; cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    shutdown: Shutdown,
+}
+
+impl Handle {
+    /// Stops accepting, sends 1001 (going away) to every connection, lets each `on_close`
+    /// run, and makes [`Bound::run`] return once all are closed or the shutdown timeout passed.
+    pub fn shutdown(&self) {
+        self.shutdown.trigger();
+    }
+}
+
+struct Inner {
+    router: Router,
+    config: Config,
+    shutdown: Shutdown,
+    ids: AtomicU64,
+}
+
+impl Bound {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that shuts the server down.
+    pub fn handle(&self) -> Handle {
+        Handle { shutdown: self.inner.shutdown.clone() }
+    }
+
+    /// Serves until [`Handle::shutdown`] is called, then shuts down gracefully.
+    pub async fn run(self) -> io::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `signal` completes or [`Handle::shutdown`] is called, then shuts down
+    /// gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> io::Result<()> {
+        let Bound { listener, inner, .. } = self;
+        let mut connections = JoinSet::new();
+        {
+            let stop = inner.shutdown.signal();
+            let mut stop = std::pin::pin!(stop);
+            let mut signal = std::pin::pin!(signal);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut stop => break,
+                    () = &mut signal => break,
+                    Some(done) = connections.join_next(), if !connections.is_empty() => {
+                        if let Err(err) = done {
+                            tracing::error!(error = %err, "connection task failed");
+                        }
+                    }
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            connections.spawn(serve_tcp(stream, peer, Arc::clone(&inner)));
+                        }
+                        Err(err) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!(error = %err, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                }
+            }
+        }
+        drop(listener);
+        inner.shutdown.trigger();
+        let open = connections.len();
+        tracing::info!(open, "shutting down: closing connections");
+        let drained = tokio::time::timeout(inner.config.shutdown_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                remaining = connections.len(),
+                "shutdown timeout passed: dropping the remaining connections"
+            );
+            connections.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+/// What the upgrade service leaves for the task once the 101 is sent.
+struct Upgrade {
+    session: Session,
+    on_upgrade: OnUpgrade,
+    endpoint: &'static str,
+}
+
+type UpgradeSlot = Arc<Mutex<Option<Upgrade>>>;
+
+/// One TCP connection: the HTTP handshake, then (if upgraded) the WebSocket connection loop.
+async fn serve_tcp(stream: TcpStream, peer: SocketAddr, inner: Arc<Inner>) {
+    let _ = stream.set_nodelay(true);
+    let slot = UpgradeSlot::default();
+    let service = {
+        let (inner, slot) = (Arc::clone(&inner), Arc::clone(&slot));
+        service_fn(move |req| handle(req, peer, Arc::clone(&inner), Arc::clone(&slot)))
+    };
+    let config = inner.config.clone();
+    let http = http1::Builder::new()
+        .keep_alive(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.handshake_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    // Bounds the whole handshake, slow extractors included, not only the header read.
+    match tokio::time::timeout(config.handshake_timeout, http).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "http connection failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "handshake timed out");
+            return;
+        }
+    }
+    let upgrade = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let Some(Upgrade { session, on_upgrade, endpoint }) = upgrade else {
+        return;
+    };
+    let id = inner.ids.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::debug_span!("ws", endpoint, %peer, id);
+    async {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(error = %err, "upgrade failed");
+                return;
+            }
+        };
+        tracing::debug!("websocket open");
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(4 << 10)
+            .write_buffer_size(0)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_frame_size));
+        let (shutdown, close_timeout) = (&inner.shutdown, config.close_timeout);
+        // The upgraded stream is our own TcpStream: take it back to skip hyper's dynamic IO.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (io, read) = (parts.io.into_inner(), parts.read_buf.to_vec());
+                let ws =
+                    WebSocketStream::from_partially_read(io, read, Role::Server, Some(ws_config))
+                        .await;
+                connection::run(ws, session, shutdown, close_timeout).await;
+            }
+            Err(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
+                connection::run(ws, session, shutdown, close_timeout).await;
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Answers the HTTP request: a refusal, or 101 with the connection's code left in `slot`.
+async fn handle(
+    mut req: http::Request<Incoming>,
+    peer: SocketAddr,
+    inner: Arc<Inner>,
+    slot: UpgradeSlot,
+) -> Result<http::Response<Body>, Infallible> {
+    let Some(route) = inner.router.find(req.uri().path()) else {
+        return Ok(upgrade::plain(
+            http::StatusCode::NOT_FOUND,
+            "no websocket endpoint at this path\n",
+        ));
+    };
+    let accept_key = match upgrade::check(&req) {
+        Ok(key) => key,
+        Err(refusal) => return Ok(refusal),
+    };
+    if inner.shutdown.is_triggered() {
+        return Ok(upgrade::plain(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down\n",
+        ));
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _body) = req.into_parts();
+    let shared = Arc::new(Shared::new(route.name, inner.config.queue_capacity));
+    let head = Arc::new(Head {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        peer,
+    });
+    let accept = (route.accept)(Accept::new(Request::new(head, shared)));
+    // A panic in an extractor refuses this client with 500; the server goes on.
+    match AssertUnwindSafe(accept).catch_unwind().await {
+        Ok(Ok(session)) => {
+            let upgrade = Upgrade { session, on_upgrade, endpoint: route.name };
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(upgrade);
+            Ok(upgrade::switching(&accept_key))
+        }
+        Ok(Err(reject)) => Ok(refusal(reject)),
+        Err(panic) => {
+            let panic = panic_message(&*panic);
+            tracing::error!(endpoint = route.name, panic, "extracting the parameters panicked");
+            Ok(upgrade::plain(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+        }
+    }
+}
+
+fn refusal(reject: Reject) -> http::Response<Body> {
+    let body = if reject.body().is_empty() {
+        format!("{}\n", reject.status())
+    } else {
+        format!("{}\n", reject.body())
+    };
+    upgrade::plain(reject.status(), body)
+}

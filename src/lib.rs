@@ -1,0 +1,2 @@
+//! placeholder
+pub use wsock_runtime::*;
