@@ -1,2 +1,109 @@
-//! placeholder
-pub use wsock_runtime::*;
+//! Declare a WebSocket endpoint as one annotated function.
+//!
+//! ```no_run
+//! use wsock::prelude::*;
+//!
+//! /// Logs every event, says hello, logs the disconnect.
+//! #[websocket("/")]
+//! fn index(out: Out<String>) {
+//!     on_message(|event: String| {
+//!         println!("{event}");
+//!     });
+//!     on_close(|| {
+//!         println!("Disconnected");
+//!     });
+//!     out.write("Hello!");
+//! }
+//!
+//! /// Discards all input, says hello and closes.
+//! #[websocket("/hello")]
+//! fn hello(out: Out<String>) {
+//!     out.write("Hello!");
+//!     out.close();
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     Server::new().route(index).route(hello).serve("127.0.0.1:9000").await
+//! }
+//! ```
+//!
+//! The function's body is the **ready code**: it runs once, right after the handshake. Its
+//! top-level `on_message(..)`, `on_close(..)` and `on_error(..)` statements are **sections**,
+//! the connection's callbacks, and they borrow the ready code's variables. See
+//! [`websocket`] for the whole grammar, and the README for the server's behaviour.
+
+// `::wsock::..` paths in generated code must also resolve inside this crate's own tests.
+extern crate self as wsock;
+
+#[doc(inline)]
+pub use wsock_macros::websocket;
+pub use wsock_runtime::{
+    Bound, Bytes, CloseCode, Closed, DecodeError, Endpoint, Error, FromMessage, FromRequest,
+    Handle, HeaderMap, IntoMessage, Message, Method, Out, Reject, Request, Server, StatusCode,
+    Text, Uri,
+};
+
+/// Everything an endpoint file needs: `use wsock::prelude::*;`.
+pub mod prelude {
+    pub use crate::sections::{on_close, on_error, on_message};
+    pub use crate::{
+        CloseCode, DecodeError, Error, FromRequest, Message, Out, Reject, Request, Server,
+        websocket,
+    };
+}
+
+mod sections {
+    //! The section names as real items, for completion and docs. The macro takes section
+    //! statements out of the body before rustc sees them; called anywhere else, these fail to
+    //! build with a message that says where they belong.
+
+    #[doc(hidden)]
+    #[diagnostic::on_unimplemented(
+        message = "sections can only be top-level statements of a `#[websocket]` function",
+        label = "not a top-level statement of a `#[websocket]` function",
+        note = "write `on_message(|event: String| {{ .. }});` directly in the body of a function \
+                annotated with `#[websocket(\"/path\")]`"
+    )]
+    pub trait TopLevelSection {}
+
+    /// Declares the section that handles each incoming message, in order, one at a time.
+    ///
+    /// Only valid as a top-level statement of a [`#[websocket]`](crate::websocket) function:
+    /// `on_message(|event: String| { .. });`. The parameter's type says how messages decode.
+    pub fn on_message<F: TopLevelSection>(section: F) {
+        let _ = section;
+    }
+
+    /// Declares the section that runs once when the connection ends, after the last message.
+    ///
+    /// Only valid as a top-level statement of a [`#[websocket]`](crate::websocket) function:
+    /// `on_close(|| { .. });`.
+    pub fn on_close<F: TopLevelSection>(section: F) {
+        let _ = section;
+    }
+
+    /// Declares the section that receives messages that do not decode as the `on_message`
+    /// type; the connection then stays open.
+    ///
+    /// Only valid as a top-level statement of a [`#[websocket]`](crate::websocket) function:
+    /// `on_error(|error: wsock::DecodeError| { .. });`.
+    pub fn on_error<F: TopLevelSection>(section: F) {
+        let _ = section;
+    }
+}
+
+/// What generated code uses; not public API, no semver guarantees.
+#[doc(hidden)]
+pub mod __private {
+    pub use wsock_runtime::__private::*;
+    pub use wsock_runtime::Endpoint;
+
+    /// Section names that accept anything: bound in the hidden copy of a function the macro
+    /// rejected, so rustc reports nothing on top of the macro's error.
+    pub mod stubs {
+        pub fn on_message<F>(_: F) {}
+        pub fn on_close<F>(_: F) {}
+        pub fn on_error<F>(_: F) {}
+    }
+}

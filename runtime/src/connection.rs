@@ -21,7 +21,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Error as WsError, protocol::CloseFrame};
 
-use crate::endpoint::{Session, panic_message};
+use crate::endpoint::{Session, SessionFuture, panic_message};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::{CloseCode, Message};
@@ -40,7 +40,7 @@ struct Driver<S> {
     ws: WebSocketStream<S>,
     shared: Arc<Shared>,
     /// The endpoint's future, until it completes.
-    user: Option<Pin<Box<dyn Future<Output = Result<(), crate::Error>> + Send>>>,
+    user: Option<SessionFuture>,
     /// Messages taken from the queue, not yet handed to the socket.
     pending: VecDeque<tungstenite::Message>,
     /// A close asked for, sent once `pending` is written.
@@ -109,7 +109,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
             if !self.shutdown_seen && shutdown.as_mut().poll(cx).is_ready() {
                 self.shutdown_seen = true;
-                self.shared.close(CloseCode::GOING_AWAY, "server shutting down");
+                self.shared
+                    .close(CloseCode::GOING_AWAY, "server shutting down");
             }
 
             progress |= self.poll_write(cx);
@@ -123,17 +124,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         Poll::Pending => {}
                     }
                 }
-                if self.phase != Phase::Open {
-                    if let Some(deadline) = &mut self.deadline {
-                        if deadline.as_mut().poll(cx).is_ready() {
-                            tracing::debug!("peer did not complete the close in time");
-                            self.deadline = None;
-                            self.phase = Phase::Closed;
-                            self.need_flush = false;
-                            self.shared.finish();
-                            continue;
-                        }
-                    }
+                if self.phase != Phase::Open
+                    && let Some(deadline) = &mut self.deadline
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    tracing::debug!("peer did not complete the close in time");
+                    self.deadline = None;
+                    self.phase = Phase::Closed;
+                    self.need_flush = false;
+                    self.shared.finish();
+                    continue;
                 }
                 if self.user.is_none() && self.phase == Phase::Closed && !self.need_flush {
                     return Poll::Ready(());
@@ -149,12 +149,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             Ok(Ok(())) => self.shared.close(CloseCode::NORMAL, ""),
             Ok(Err(error)) => {
                 tracing::error!(endpoint, %error, "endpoint failed; closing with 1011");
-                self.shared.close(CloseCode::INTERNAL_ERROR, "internal error");
+                self.shared
+                    .close(CloseCode::INTERNAL_ERROR, "internal error");
             }
             Err(panic) => {
                 let panic = panic_message(&*panic);
                 tracing::error!(endpoint, panic, "endpoint panicked; closing with 1011");
-                self.shared.close(CloseCode::INTERNAL_ERROR, "internal error");
+                self.shared
+                    .close(CloseCode::INTERNAL_ERROR, "internal error");
             }
         }
     }
@@ -245,10 +247,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             tungstenite::Message::Ping(_) => self.need_flush = true,
             tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_) => {}
             data => {
-                if self.phase == Phase::Open {
-                    if let Some(message) = Message::from_tungstenite(data) {
-                        self.shared.deliver(message);
-                    }
+                if self.phase == Phase::Open
+                    && let Some(message) = Message::from_tungstenite(data)
+                {
+                    self.shared.deliver(message);
                 }
                 // While closing, data frames are read and dropped (RFC 6455 §1.4).
             }
@@ -265,7 +267,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 return;
             }
             WsError::Capacity(e) => (CloseCode::TOO_BIG, e.to_string()),
-            WsError::Utf8(_) => (CloseCode::INVALID_PAYLOAD, "invalid UTF-8 in a text message".into()),
+            WsError::Utf8(_) => (
+                CloseCode::INVALID_PAYLOAD,
+                "invalid UTF-8 in a text message".into(),
+            ),
             WsError::Protocol(e) => (CloseCode::PROTOCOL, e.to_string()),
             other => (CloseCode::PROTOCOL, other.to_string()),
         };
@@ -282,8 +287,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     fn send_close(&mut self, code: CloseCode, reason: &str) {
         self.code = Some(code.as_u16());
-        let frame = CloseFrame { code: code.as_u16().into(), reason: reason.into() };
-        match self.ws.start_send_unpin(tungstenite::Message::Close(Some(frame))) {
+        let frame = CloseFrame {
+            code: code.as_u16().into(),
+            reason: reason.into(),
+        };
+        match self
+            .ws
+            .start_send_unpin(tungstenite::Message::Close(Some(frame)))
+        {
             Ok(()) => self.need_flush = true,
             Err(err) => self.broken(&err),
         }
@@ -292,7 +303,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     fn arm_deadline(&mut self) {
         if self.deadline.is_none() {
-            self.deadline = Some(Box::pin(tokio::time::sleep_until(Instant::now() + self.close_timeout)));
+            self.deadline = Some(Box::pin(tokio::time::sleep_until(
+                Instant::now() + self.close_timeout,
+            )));
         }
     }
 
@@ -308,4 +321,3 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.shared.finish();
     }
 }
-

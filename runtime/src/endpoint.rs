@@ -53,13 +53,17 @@ impl Accept {
     }
 
     /// Extracts one parameter.
-    pub fn extract<T: FromRequest + 'static>(&self) -> impl Future<Output = Result<T, Reject>> + Send + '_ {
+    pub fn extract<T: FromRequest + 'static>(
+        &self,
+    ) -> impl Future<Output = Result<T, Reject>> + Send + '_ {
         T::from_request(&self.request)
     }
 
     /// The connection's inbound side, for the generated message loop.
     pub fn inbox(&self) -> Inbox {
-        Inbox { shared: Arc::clone(self.request.shared()) }
+        Inbox {
+            shared: Arc::clone(self.request.shared()),
+        }
     }
 
     /// Wraps the connection's code: ready code, message loop and `on_close`.
@@ -79,8 +83,10 @@ impl Accept {
 #[doc(hidden)]
 pub struct Session {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) future: Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>,
+    pub(crate) future: SessionFuture,
 }
+
+pub(crate) type SessionFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
 /// The inbound side of a connection, as the generated message loop uses it.
 #[doc(hidden)]
@@ -90,7 +96,7 @@ pub struct Inbox {
 
 impl Inbox {
     /// The next message, decoded as `T`; `None` once the connection is closing or closed.
-    pub fn next<T: FromMessage>(
+    pub fn recv<T: FromMessage>(
         &mut self,
     ) -> impl Future<Output = Option<Result<T, DecodeError>>> + Send + '_ {
         // No waker is stored: the driver polls this future again right after delivering.
@@ -102,7 +108,7 @@ impl Inbox {
 
     /// Reads and drops messages until the connection closes (an endpoint with no `on_message`).
     pub async fn discard(&mut self) {
-        while self.next::<Message>().await.is_some() {}
+        while self.recv::<Message>().await.is_some() {}
     }
 
     /// Records how a section ended: an error or a panic closes the connection with 1011.
@@ -118,7 +124,8 @@ impl Inbox {
                     tracing::error!(endpoint, panic, "section panicked; closing with 1011")
                 }
             }
-            self.shared.close(CloseCode::INTERNAL_ERROR, "internal error");
+            self.shared
+                .close(CloseCode::INTERNAL_ERROR, "internal error");
             self.shared.end_inbound();
         }
     }
@@ -152,19 +159,41 @@ pub enum Failure {
     Panic(Box<dyn Any + Send>),
 }
 
-/// Runs a plain section, catching a panic.
+// The section runners. Generated code passes each section's closure, written anew for every
+// call, so that it borrows the ready code's variables for that call only. A panic is caught
+// (the connection then closes with 1011) and the outcome becomes a `Result`.
+
+/// Runs a plain section with its argument.
 #[doc(hidden)]
-pub fn catch<R: Outcome>(section: impl FnOnce() -> R) -> Result<(), Failure> {
-    match std::panic::catch_unwind(AssertUnwindSafe(section)) {
-        Ok(outcome) => outcome.into_result().map_err(Failure::Error),
-        Err(panic) => Err(Failure::Panic(panic)),
-    }
+pub fn run<A, R: Outcome>(section: impl FnOnce(A) -> R, argument: A) -> Result<(), Failure> {
+    caught(std::panic::catch_unwind(AssertUnwindSafe(|| {
+        section(argument)
+    })))
 }
 
-/// Runs an async section, catching a panic.
+/// Runs an async section with its argument.
 #[doc(hidden)]
-pub async fn catch_async<R: Outcome>(section: impl Future<Output = R>) -> Result<(), Failure> {
-    match AssertUnwindSafe(section).catch_unwind().await {
+pub async fn run_async<A, R: Outcome>(
+    section: impl AsyncFnOnce(A) -> R,
+    argument: A,
+) -> Result<(), Failure> {
+    caught(AssertUnwindSafe(section(argument)).catch_unwind().await)
+}
+
+/// Runs a plain `on_close` section.
+#[doc(hidden)]
+pub fn run_close<R: Outcome>(section: impl FnOnce() -> R) -> Result<(), Failure> {
+    caught(std::panic::catch_unwind(AssertUnwindSafe(section)))
+}
+
+/// Runs an async `on_close` section.
+#[doc(hidden)]
+pub async fn run_close_async<R: Outcome>(section: impl AsyncFnOnce() -> R) -> Result<(), Failure> {
+    caught(AssertUnwindSafe(section()).catch_unwind().await)
+}
+
+fn caught<R: Outcome>(result: std::thread::Result<R>) -> Result<(), Failure> {
+    match result {
         Ok(outcome) => outcome.into_result().map_err(Failure::Error),
         Err(panic) => Err(Failure::Panic(panic)),
     }

@@ -97,12 +97,18 @@ pub struct DecodeError {
 impl DecodeError {
     /// A frame of the wrong kind: binary where text is expected, or the reverse (1003).
     pub fn wrong_kind(message: impl Into<String>) -> Self {
-        DecodeError { code: crate::CloseCode::UNSUPPORTED, message: message.into() }
+        DecodeError {
+            code: crate::CloseCode::UNSUPPORTED,
+            message: message.into(),
+        }
     }
 
     /// A payload of the right kind that does not decode (1007).
     pub fn invalid(message: impl Into<String>) -> Self {
-        DecodeError { code: crate::CloseCode::INVALID_PAYLOAD, message: message.into() }
+        DecodeError {
+            code: crate::CloseCode::INVALID_PAYLOAD,
+            message: message.into(),
+        }
     }
 
     /// The close code the connection gets when no `on_error` section handles this error.

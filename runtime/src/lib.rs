@@ -29,6 +29,7 @@ pub use http::{HeaderMap, Method, StatusCode, Uri};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::endpoint::{
-        Accept, Accepting, Failure, Inbox, Outcome, Session, catch, catch_async,
+        Accept, Accepting, Failure, Inbox, Outcome, Session, run, run_async, run_close,
+        run_close_async,
     };
 }

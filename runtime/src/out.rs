@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::shared::Shared;
-use crate::{Closed, CloseCode, FromRequest, IntoMessage, Reject, Request};
+use crate::{CloseCode, Closed, FromRequest, IntoMessage, Reject, Request};
 
 /// Sends messages of type `T` to one connection.
 ///
@@ -45,7 +45,10 @@ pub struct Out<T> {
 
 impl<T: IntoMessage> Out<T> {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Out { shared, _message: PhantomData }
+        Out {
+            shared,
+            _message: PhantomData,
+        }
     }
 
     /// Queues a message; never waits.
@@ -61,7 +64,9 @@ impl<T: IntoMessage> Out<T> {
     ///
     /// Returns [`Closed`] if the connection is closed or closing; the message is then dropped.
     pub async fn send(&self, message: impl Into<T>) -> Result<(), Closed> {
-        self.shared.push_wait(message.into().into_message().into()).await
+        self.shared
+            .push_wait(message.into().into_message().into())
+            .await
     }
 
     /// Closes the connection normally (1000) once the queued messages are written.
@@ -85,7 +90,10 @@ impl<T: IntoMessage> Out<T> {
 
 impl<T> Clone for Out<T> {
     fn clone(&self) -> Self {
-        Out { shared: Arc::clone(&self.shared), _message: PhantomData }
+        Out {
+            shared: Arc::clone(&self.shared),
+            _message: PhantomData,
+        }
     }
 }
 

@@ -93,7 +93,8 @@ impl Request {
 
     /// A cookie's value, if the request carries it.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookies().find_map(|(key, value)| (key == name).then_some(value))
+        self.cookies()
+            .find_map(|(key, value)| (key == name).then_some(value))
     }
 
     /// Every cookie of the request, as `(name, value)` pairs.
@@ -141,7 +142,9 @@ fn decode_component(text: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(byte) => {
                         out.push(byte);
@@ -217,7 +220,10 @@ pub struct Reject {
 impl Reject {
     /// A refusal with the given status (use a 4xx or 5xx code).
     pub fn new(status: StatusCode) -> Self {
-        Reject { status, body: String::new() }
+        Reject {
+            status,
+            body: String::new(),
+        }
     }
 
     /// 400 Bad Request.

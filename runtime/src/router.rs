@@ -18,7 +18,10 @@ pub(crate) struct Router {
 impl Router {
     /// Adds an endpoint; two endpoints on one path is a programming error, reported at startup.
     pub(crate) fn add<E: Endpoint>(&mut self) {
-        let route = Route { name: E::NAME, accept: E::accept };
+        let route = Route {
+            name: E::NAME,
+            accept: E::accept,
+        };
         if let Some(existing) = self.exact.insert(E::PATH, route) {
             panic!(
                 "two websocket endpoints on the path {:?}: `{}` and `{}`",

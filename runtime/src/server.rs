@@ -83,7 +83,10 @@ impl Default for Server {
 impl Server {
     /// A server with no endpoints and the default settings.
     pub fn new() -> Self {
-        Server { router: Router::default(), config: Config::default() }
+        Server {
+            router: Router::default(),
+            config: Config::default(),
+        }
     }
 
     /// Serves an endpoint (a function annotated with `#[websocket]`) at its path.
@@ -227,7 +230,9 @@ impl Bound {
 
     /// A handle that shuts the server down.
     pub fn handle(&self) -> Handle {
-        Handle { shutdown: self.inner.shutdown.clone() }
+        Handle {
+            shutdown: self.inner.shutdown.clone(),
+        }
     }
 
     /// Serves until [`Handle::shutdown`] is called, then shuts down gracefully.
@@ -238,7 +243,9 @@ impl Bound {
     /// Serves until `signal` completes or [`Handle::shutdown`] is called, then shuts down
     /// gracefully.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> io::Result<()> {
-        let Bound { listener, inner, .. } = self;
+        let Bound {
+            listener, inner, ..
+        } = self;
         let mut connections = JoinSet::new();
         {
             let stop = inner.shutdown.signal();
@@ -305,7 +312,7 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, inner: Arc<Inner>) {
     };
     let config = inner.config.clone();
     let http = http1::Builder::new()
-        .keep_alive(false)
+        // One request per connection: refusals say `Connection: close`, upgrades hand over.
         .timer(TokioTimer::new())
         .header_read_timeout(config.handshake_timeout)
         .serve_connection(TokioIo::new(stream), service)
@@ -323,7 +330,12 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, inner: Arc<Inner>) {
         }
     }
     let upgrade = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-    let Some(Upgrade { session, on_upgrade, endpoint }) = upgrade else {
+    let Some(Upgrade {
+        session,
+        on_upgrade,
+        endpoint,
+    }) = upgrade
+    else {
         return;
     };
     let id = inner.ids.fetch_add(1, Ordering::Relaxed);
@@ -400,15 +412,26 @@ async fn handle(
     // A panic in an extractor refuses this client with 500; the server goes on.
     match AssertUnwindSafe(accept).catch_unwind().await {
         Ok(Ok(session)) => {
-            let upgrade = Upgrade { session, on_upgrade, endpoint: route.name };
+            let upgrade = Upgrade {
+                session,
+                on_upgrade,
+                endpoint: route.name,
+            };
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(upgrade);
             Ok(upgrade::switching(&accept_key))
         }
         Ok(Err(reject)) => Ok(refusal(reject)),
         Err(panic) => {
             let panic = panic_message(&*panic);
-            tracing::error!(endpoint = route.name, panic, "extracting the parameters panicked");
-            Ok(upgrade::plain(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+            tracing::error!(
+                endpoint = route.name,
+                panic,
+                "extracting the parameters panicked"
+            );
+            Ok(upgrade::plain(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n",
+            ))
         }
     }
 }

@@ -89,7 +89,10 @@ impl Shared {
     }
 
     /// Queues a message, waiting for room.
-    pub(crate) async fn push_wait(&self, message: tungstenite::Message) -> Result<(), crate::Closed> {
+    pub(crate) async fn push_wait(
+        &self,
+        message: tungstenite::Message,
+    ) -> Result<(), crate::Closed> {
         loop {
             // Registered before the check, so a drain right after the check still wakes us.
             let notified = self.room.notified();

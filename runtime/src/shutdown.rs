@@ -1,6 +1,5 @@
 //! The shutdown signal every connection of a server watches.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,16 +25,14 @@ impl Shutdown {
     }
 
     /// Completes once the shutdown is triggered (at once if it already was).
-    pub(crate) fn signal(&self) -> impl Future<Output = ()> + Send + '_ {
-        async move {
-            let notified = self.0.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            // Registered before the check, so a trigger in between is not missed.
-            notified.as_mut().enable();
-            if self.is_triggered() {
-                return;
-            }
-            notified.await;
+    pub(crate) async fn signal(&self) {
+        let notified = self.0.notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the check, so a trigger in between is not missed.
+        notified.as_mut().enable();
+        if self.is_triggered() {
+            return;
         }
+        notified.await;
     }
 }

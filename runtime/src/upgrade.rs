@@ -9,12 +9,17 @@ pub(crate) type Body = String;
 
 /// Checks that a request on an endpoint's path asks for a WebSocket; returns the
 /// `Sec-WebSocket-Accept` value, or the refusal to send.
+// A large `Err` is fine here: it is built once per refused request, and sent as is.
+#[allow(clippy::result_large_err)]
 pub(crate) fn check<B>(req: &http::Request<B>) -> Result<String, Response<Body>> {
     let headers = req.headers();
     let upgrade = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        });
     let connection = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -26,17 +31,30 @@ pub(crate) fn check<B>(req: &http::Request<B>) -> Result<String, Response<Body>>
             StatusCode::METHOD_NOT_ALLOWED,
             "a websocket endpoint only answers GET requests\n",
         );
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
         return Err(response);
     }
     if !upgrade || !connection {
-        return Err(upgrade_required("this is a websocket endpoint: connect with a websocket client\n"));
+        return Err(upgrade_required(
+            "this is a websocket endpoint: connect with a websocket client\n",
+        ));
     }
     if req.version() < Version::HTTP_11 {
-        return Err(plain(StatusCode::BAD_REQUEST, "a websocket upgrade needs HTTP/1.1\n"));
+        return Err(plain(
+            StatusCode::BAD_REQUEST,
+            "a websocket upgrade needs HTTP/1.1\n",
+        ));
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-        return Err(upgrade_required("unsupported websocket version: this server speaks version 13\n"));
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err(upgrade_required(
+            "unsupported websocket version: this server speaks version 13\n",
+        ));
     }
     match headers.get(header::SEC_WEBSOCKET_KEY) {
         Some(key) if is_valid_key(key.as_bytes()) => Ok(derive_accept_key(key.as_bytes())),
@@ -51,7 +69,9 @@ pub(crate) fn check<B>(req: &http::Request<B>) -> Result<String, Response<Body>>
 fn is_valid_key(key: &[u8]) -> bool {
     key.len() == 24
         && key.ends_with(b"==")
-        && key[..22].iter().all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+        && key[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
 /// 101: the handshake's answer.
@@ -73,18 +93,26 @@ fn upgrade_required(body: &'static str) -> Response<Body> {
     let mut response = plain(StatusCode::UPGRADE_REQUIRED, body);
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    headers.insert(
+        header::CONNECTION,
+        HeaderValue::from_static("Upgrade, close"),
+    );
+    headers.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
     response
 }
 
-/// A plain-text response.
+/// A plain-text response, after which the connection closes.
 pub(crate) fn plain(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }

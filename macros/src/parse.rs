@@ -1,0 +1,266 @@
+//! Tokens → model. Keeps the user's tokens (and so their spans); builds no code and judges
+//! nothing that `validate` can judge on the whole model.
+
+use proc_macro2::TokenStream;
+use syn::parse::{Parse, ParseStream};
+use syn::{Attribute, Expr, ExprCall, FnArg, Ident, ItemFn, LitStr, ReturnType, Stmt, Token};
+
+/// The section names a body may use, as written.
+pub(crate) const SECTION_NAMES: [&str; 3] = ["on_message", "on_close", "on_error"];
+
+/// `#[websocket("/path")] fn name(params) -> ret { body }`, taken apart.
+pub(crate) struct EndpointFn {
+    pub(crate) args: WebsocketArgs,
+    pub(crate) func: ItemFn,
+    /// The function's own attributes but its docs, and its docs.
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) docs: Vec<Attribute>,
+    /// The body's statements that are not sections, in order.
+    pub(crate) ready: Vec<ReadyStmt>,
+    /// The body's last expression, without a semicolon, if it is not a section.
+    pub(crate) tail: Option<Expr>,
+    pub(crate) sections: Vec<Section>,
+}
+
+/// The attribute's arguments: `("/chat")`.
+pub(crate) struct WebsocketArgs {
+    pub(crate) path: RoutePath,
+}
+
+pub(crate) struct RoutePath {
+    pub(crate) value: String,
+    pub(crate) lit: LitStr,
+}
+
+pub(crate) struct ReadyStmt {
+    pub(crate) stmt: Stmt,
+    /// Whether a section comes before it in the body.
+    pub(crate) after_section: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum SectionKind {
+    Message,
+    Close,
+    Error,
+}
+
+impl SectionKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SectionKind::Message => "on_message",
+            SectionKind::Close => "on_close",
+            SectionKind::Error => "on_error",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "on_message" => Some(SectionKind::Message),
+            "on_close" => Some(SectionKind::Close),
+            "on_error" => Some(SectionKind::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A top-level `on_message(<closure>);` statement.
+pub(crate) struct Section {
+    pub(crate) kind: SectionKind,
+    /// `on_message`, with the user's span.
+    pub(crate) ident: Ident,
+    pub(crate) call: ExprCall,
+}
+
+impl Section {
+    /// The single argument, when there is exactly one.
+    pub(crate) fn argument(&self) -> Option<&Expr> {
+        match self.call.args.len() {
+            1 => self.call.args.first(),
+            _ => None,
+        }
+    }
+}
+
+impl Parse for WebsocketArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.is_empty() {
+            return Err(input.error("expected a path: `#[websocket(\"/chat\")]`"));
+        }
+        // "/chat"
+        let lit: LitStr = input.parse().map_err(|err| {
+            syn::Error::new(
+                err.span(),
+                "expected the endpoint's path as a string literal, like `\"/chat\"`",
+            )
+        })?;
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            if !input.is_empty() {
+                let key: Ident = input.parse()?;
+                return Err(syn::Error::new_spanned(
+                    &key,
+                    format!("unknown argument `{key}`: `#[websocket]` takes only the path"),
+                ));
+            }
+        }
+        Ok(WebsocketArgs {
+            path: RoutePath {
+                value: lit.value(),
+                lit,
+            },
+        })
+    }
+}
+
+pub(crate) fn endpoint(args: TokenStream, func: &ItemFn) -> syn::Result<EndpointFn> {
+    let args: WebsocketArgs = if args.is_empty() {
+        return Err(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "missing path: write `#[websocket(\"/path\")]`",
+        ));
+    } else {
+        syn::parse2(args)?
+    };
+    let (docs, attrs) = func
+        .attrs
+        .iter()
+        .cloned()
+        .partition(|attr| attr.path().is_ident("doc"));
+    let mut ready = Vec::new();
+    let mut sections = Vec::new();
+    let mut tail = None;
+    let count = func.block.stmts.len();
+    for (index, stmt) in func.block.stmts.iter().enumerate() {
+        if let Some(section) = parse_section(stmt) {
+            sections.push(section);
+            continue;
+        }
+        match stmt {
+            Stmt::Expr(expr, None) if index + 1 == count => tail = Some(expr.clone()),
+            _ => ready.push(ReadyStmt {
+                stmt: stmt.clone(),
+                after_section: !sections.is_empty(),
+            }),
+        }
+    }
+    Ok(EndpointFn {
+        args,
+        func: func.clone(),
+        attrs,
+        docs,
+        ready,
+        tail,
+        sections,
+    })
+}
+
+/// `on_message(..);`: a call statement to a section name.
+fn parse_section(stmt: &Stmt) -> Option<Section> {
+    let Stmt::Expr(Expr::Call(call), _) = stmt else {
+        return None;
+    };
+    let ident = call_ident(call)?;
+    let kind = SectionKind::from_name(&ident.to_string())?;
+    Some(Section {
+        kind,
+        ident: ident.clone(),
+        call: call.clone(),
+    })
+}
+
+/// The name of a call to a plain, single-segment function: `name(..)`.
+pub(crate) fn call_ident(call: &ExprCall) -> Option<&Ident> {
+    let Expr::Path(path) = &*call.func else {
+        return None;
+    };
+    if path.qself.is_some() || path.path.leading_colon.is_some() || path.path.segments.len() != 1 {
+        return None;
+    }
+    let segment = path.path.segments.first()?;
+    segment.arguments.is_none().then_some(&segment.ident)
+}
+
+/// The typed parameters, skipping receivers (which `validate` reports).
+pub(crate) fn typed_params(func: &ItemFn) -> impl Iterator<Item = &syn::PatType> {
+    func.sig.inputs.iter().filter_map(|arg| match arg {
+        FnArg::Typed(param) => Some(param),
+        FnArg::Receiver(_) => None,
+    })
+}
+
+/// The declared return type, if any.
+pub(crate) fn declared_output(func: &ItemFn) -> Option<&syn::Type> {
+    match &func.sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => Some(ty),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn parse(args: TokenStream, func: ItemFn) -> syn::Result<EndpointFn> {
+        endpoint(args, &func)
+    }
+
+    #[test]
+    fn splits_body_into_ready_code_and_sections() {
+        let endpoint = parse(
+            quote!("/"),
+            syn::parse_quote! {
+                /// Says hello.
+                fn index(out: Out<String>) {
+                    let mut count = 0;
+                    on_message(|event: String| { count += 1; });
+                    on_close(|| println!("{count}"));
+                    out.write("Hello!");
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(endpoint.args.path.value, "/");
+        assert_eq!(endpoint.docs.len(), 1);
+        assert_eq!(endpoint.ready.len(), 2);
+        assert!(!endpoint.ready[0].after_section);
+        assert!(endpoint.ready[1].after_section);
+        let kinds: Vec<_> = endpoint.sections.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [SectionKind::Message, SectionKind::Close]);
+        assert!(endpoint.tail.is_none());
+    }
+
+    #[test]
+    fn keeps_a_tail_expression() {
+        let endpoint = parse(
+            quote!("/"),
+            syn::parse_quote! {
+                fn f() -> Result<(), Error> { on_close(|| {}); Ok(()) }
+            },
+        )
+        .unwrap();
+        assert!(endpoint.tail.is_some());
+        assert_eq!(endpoint.sections.len(), 1);
+    }
+
+    #[test]
+    fn a_section_call_as_the_last_statement_is_a_section() {
+        let endpoint = parse(
+            quote!("/"),
+            syn::parse_quote! { fn f() { on_close(|| {}) } },
+        )
+        .unwrap();
+        assert!(endpoint.tail.is_none());
+        assert_eq!(endpoint.sections.len(), 1);
+    }
+
+    #[test]
+    fn rejects_missing_or_odd_arguments() {
+        let func: ItemFn = syn::parse_quote! { fn f() {} };
+        assert!(parse(quote!(), func.clone()).is_err());
+        assert!(parse(quote!(chat), func.clone()).is_err());
+        let err = parse(quote!("/", protocols = "x"), func).err().unwrap();
+        assert!(err.to_string().contains("unknown argument `protocols`"));
+    }
+}
