@@ -21,6 +21,7 @@ struct Locals {
     msg: syn::Ident,
     error: syn::Ident,
     outcome: syn::Ident,
+    connection: syn::Ident,
 }
 
 impl Locals {
@@ -32,6 +33,7 @@ impl Locals {
             msg: local("msg"),
             error: local("error"),
             outcome: local("outcome"),
+            connection: local("connection"),
         }
     }
 }
@@ -68,7 +70,12 @@ pub(crate) fn struct_decl(endpoint: &EndpointFn) -> TokenStream {
 }
 
 fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
-    let Locals { cx, inbox, .. } = locals;
+    let Locals {
+        cx,
+        inbox,
+        connection,
+        ..
+    } = locals;
     let ident = &endpoint.func.sig.ident;
     let attrs = &endpoint.attrs;
     let path = &endpoint.args.path.lit;
@@ -77,9 +84,10 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
     let (box_pin, ok) = (paths::box_pin(), paths::ok());
     let extractions = parse::typed_params(&endpoint.func).map(|param| {
         let (pat, ty) = (&param.pat, &param.ty);
-        // At the type: "`X` cannot be a parameter of a websocket endpoint" points there.
-        let extract = quote_spanned!(ty.span()=> #cx.extract::<#ty>());
-        quote!(let #pat: #ty = #extract.await?;)
+        // At the type, all of it: "`X` cannot be a parameter of a websocket endpoint" is
+        // then reported once, there.
+        let extract = quote_spanned!(ty.span()=> #cx.extract::<#ty>().await?);
+        quote!(let #pat: #ty = #extract;)
     });
     let session = session_body(endpoint, locals);
     let unshadow = binds_own_name(endpoint).then(|| {
@@ -97,7 +105,8 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
                 #box_pin(async move {
                     #(#extractions)*
                     let mut #inbox = #cx.inbox();
-                    #ok(#cx.session(async move { #session }))
+                    let #connection = async move { #session };
+                    #ok(#cx.session(#connection))
                 })
             }
         }
@@ -128,15 +137,20 @@ fn session_body(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
     let Locals { inbox, outcome, .. } = locals;
     let outcome_trait = paths::outcome();
     let ready = endpoint.ready.iter().map(|ready| &ready.stmt);
-    let tail = endpoint.tail.as_ref().map(|tail| {
-        let control_break = paths::control_break();
-        let branch = quote_spanned!(tail.span()=> #outcome_trait::branch(#tail));
-        quote! {
-            if let #control_break(#outcome) = #branch {
-                return #outcome;
+    // A final `Ok(())` only says "ready": nothing to check.
+    let tail = endpoint
+        .tail
+        .as_ref()
+        .filter(|tail| !is_ok_unit(tail))
+        .map(|tail| {
+            let control_break = paths::control_break();
+            let branch = quote_spanned!(tail.span()=> #outcome_trait::branch(#tail));
+            quote! {
+                if let #control_break(#outcome) = #branch {
+                    return #outcome;
+                }
             }
-        }
-    });
+        });
     let section = |kind| endpoint.sections.iter().find(|s: &&Section| s.kind == kind);
     let message_loop = match section(SectionKind::Message) {
         Some(on_message) => message_loop(on_message, section(SectionKind::Error), locals),
@@ -175,9 +189,9 @@ fn message_loop(on_message: &Section, on_error: Option<&Section>, locals: &Local
         None => quote!(#inbox.reject(#error)),
     };
     // At the type: "`X` cannot be received as a websocket message" points there.
-    let next = quote_spanned!(ty.span()=> #inbox.recv::<#ty>());
+    let next = quote_spanned!(ty.span()=> #inbox.recv::<#ty>().await);
     quote! {
-        while let #some(#msg) = #next.await {
+        while let #some(#msg) = #next {
             match #msg {
                 #ok(#msg) => #inbox.handled(#handle),
                 #err(#error) => #on_error,
@@ -278,6 +292,17 @@ fn returns_result(body: &Expr) -> bool {
     let mut finder = Finder(false);
     finder.visit_expr(body);
     finder.0
+}
+
+/// `Ok(())`, however the path to `Ok` is written.
+fn is_ok_unit(expr: &Expr) -> bool {
+    let Expr::Call(call) = expr else { return false };
+    let Expr::Path(path) = &*call.func else {
+        return false;
+    };
+    path.path.segments.last().is_some_and(|s| s.ident == "Ok")
+        && call.args.len() == 1
+        && matches!(call.args.first(), Some(Expr::Tuple(unit)) if unit.elems.is_empty())
 }
 
 fn is_ok_or_err(expr: &Expr) -> bool {

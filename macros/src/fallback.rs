@@ -8,7 +8,7 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Expr, FnArg, ItemFn, Pat, Stmt};
+use syn::{Expr, ItemFn, Pat, Stmt};
 
 use crate::errors::did_you_mean;
 use crate::parse::{SECTION_NAMES, call_ident};
@@ -32,6 +32,10 @@ pub(crate) fn endpoint(
     );
     let hidden = hidden_fn(func);
     let error = error.into_compile_error();
+    if func.sig.receiver().is_some() {
+        // A method: the function sits in an `impl`, where a struct cannot; keep the method only.
+        return quote!(#error #hidden);
+    }
     quote! {
         #error
         #(#docs)*
@@ -60,12 +64,7 @@ fn hidden_fn(func: &ItemFn) -> TokenStream {
     func.sig.abi = None;
     func.sig.variadic = None;
     func.sig.asyncness = Some(Default::default());
-    func.sig.inputs = func
-        .sig
-        .inputs
-        .into_iter()
-        .filter(|arg| matches!(arg, FnArg::Typed(_)))
-        .collect();
+
     func.block.stmts.retain(|stmt| !is_faulty_section(stmt));
     let stubs = paths::stubs();
     let stub_import: Stmt = syn::parse_quote! {

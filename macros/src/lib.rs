@@ -49,3 +49,6 @@ fn first_tokens(item: &proc_macro2::TokenStream) -> proc_macro2::TokenStream {
         .take(2)
         .collect()
 }
+
+#[cfg(test)]
+mod snapshots;

@@ -1,7 +1,6 @@
 //! The rules over the whole model. Reports every broken rule at the user's tokens; builds no
 //! code.
 
-use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{Expr, ExprClosure, FnArg, Pat, Stmt};
 
@@ -52,6 +51,16 @@ fn check_signature(endpoint: &EndpointFn, errors: &mut Errors) {
     if let Some(variadic) = &sig.variadic {
         errors.spanned(variadic, "a websocket endpoint cannot be variadic");
     }
+    // `()` or a `Result`: what the connection's end is decided by.
+    if let syn::ReturnType::Type(_, ty) = &sig.output
+        && !is_unit_or_result(ty)
+    {
+        errors.spanned(
+            ty,
+            "a websocket endpoint returns `()` or `Result<(), wsock::Error>` (to use `?` in the \
+             ready code)",
+        );
+    }
     for arg in &sig.inputs {
         if let FnArg::Receiver(receiver) = arg {
             errors.spanned(
@@ -60,6 +69,19 @@ fn check_signature(endpoint: &EndpointFn, errors: &mut Errors) {
                  method; keep shared data in a `static` or in server state",
             );
         }
+    }
+}
+
+fn is_unit_or_result(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Tuple(tuple) => tuple.elems.is_empty(),
+        syn::Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Result"),
+        syn::Type::Paren(inner) => is_unit_or_result(&inner.elem),
+        _ => false,
     }
 }
 
@@ -116,9 +138,9 @@ fn check_section(section: &Section, errors: &mut Errors) {
         errors.spanned(
             capture,
             format!(
-                "remove `move`: a `{name}` section borrows the ready code's variables (so every \
-                 section shares them); moving them in would take them from the other sections \
-                 and from the next call"
+                "remove `move`: sections borrow the ready code's variables, so that every \
+                 section shares them; `move` would take them from the other sections and from \
+                 the next call of `{name}`"
             ),
         );
     }
@@ -133,7 +155,8 @@ fn check_section(section: &Section, errors: &mut Errors) {
                 "an `on_error` closure takes one parameter, the error: `|error: wsock::DecodeError|`"
             }
         };
-        errors.push(syn::Error::new(inputs_span(closure), message));
+        let (begin, inputs, end) = (&closure.inputs_begin, &closure.inputs, &closure.inputs_end);
+        errors.spanned(quote::quote!(#begin #inputs #end), message);
         return;
     }
     // The message type decides how frames decode: it must be written.
@@ -154,12 +177,6 @@ fn expected_arity(kind: SectionKind) -> usize {
         SectionKind::Message | SectionKind::Error => 1,
         SectionKind::Close => 0,
     }
-}
-
-/// The `|..|` of a closure.
-fn inputs_span(closure: &ExprClosure) -> proc_macro2::Span {
-    let start = closure.inputs_begin.span();
-    start.join(closure.inputs_end.span()).unwrap_or(start)
 }
 
 fn check_ready_code(endpoint: &EndpointFn, errors: &mut Errors) {

@@ -1,0 +1,6 @@
+use wsock::prelude::*;
+
+#[websocket("/")]
+struct Chat; //~ ERROR `#[websocket]` goes on a function
+
+fn main() {}

@@ -1,0 +1,8 @@
+use wsock::prelude::*;
+
+#[websocket("/")]
+fn echo(out: Out<String>) {
+    on_message(move |text: String| out.write(text)); //~ ERROR remove `move`
+}
+
+fn main() {}
