@@ -1,10 +1,14 @@
 //! The two endpoints of Play's WebSocket guide, on ws://127.0.0.1:9000.
 //!
-//! Run: `cargo run --example hello`, then connect a client, for example
-//! `python3 -m websockets ws://127.0.0.1:9000/` (type a line to send it). Connecting to
-//! ws://127.0.0.1:9000/ greets you with `Hello!`, prints what you send and `Disconnected` when
-//! you leave; ws://127.0.0.1:9000/hello says `Hello!` and closes. Ctrl-C stops the server
-//! gracefully.
+//! Run: `cargo run --example hello` (or `cargo run --example hello -- 127.0.0.1:9001` for
+//! another address), then connect a client, for example `websocat ws://127.0.0.1:9000/` or
+//! `python3 -m websockets ws://127.0.0.1:9000/`, and type lines to send them.
+//!
+//! - ws://127.0.0.1:9000/ greets you with `Hello!`; the server prints every message you send,
+//!   and `Disconnected` when you leave.
+//! - ws://127.0.0.1:9000/hello says `Hello!` and closes (1000).
+//!
+//! Ctrl-C stops the server gracefully: open connections get 1001 (going away).
 
 use wsock::prelude::*;
 
@@ -29,9 +33,9 @@ fn hello(out: Out<String>) {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    Server::new()
-        .route(index)
-        .route(hello)
-        .serve("127.0.0.1:9000")
-        .await
+    tracing_subscriber::fmt().with_target(false).init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    Server::new().route(index).route(hello).serve(addr).await
 }

@@ -1,0 +1,147 @@
+//! The examples as a newcomer runs them: each binary started on 127.0.0.1:0, its address read
+//! from its log, and driven by a real client. `cargo test` builds the examples first.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Example {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<ChildStdout>>,
+    addr: String,
+}
+
+impl Example {
+    /// Starts `target/<profile>/examples/<name> 127.0.0.1:0` and waits for its address.
+    async fn start(name: &str) -> Example {
+        let deps = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_owned();
+        let binary: PathBuf = deps.parent().unwrap().join("examples").join(name);
+        assert!(
+            binary.exists(),
+            "{} is missing: run the tests with `cargo test`",
+            binary.display()
+        );
+        let mut child = Command::new(&binary)
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut addr = None;
+        while addr.is_none() {
+            let line = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .expect("the example did not log its address in time")
+                .unwrap()
+                .expect("the example exited before listening");
+            addr = line
+                .split("listening addr=")
+                .nth(1)
+                .map(|a| a.trim().to_owned());
+        }
+        Example {
+            child,
+            lines,
+            addr: addr.unwrap(),
+        }
+    }
+
+    /// Waits for a line of output that contains `text`.
+    async fn expect_output(&mut self, text: &str) {
+        let found = tokio::time::timeout(WAIT, async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                if line.contains(text) {
+                    return;
+                }
+            }
+            panic!("the example exited without printing {text:?}");
+        });
+        found
+            .await
+            .unwrap_or_else(|_| panic!("the example never printed {text:?}"));
+    }
+
+    async fn connect(
+        &self,
+        path: &str,
+    ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
+    {
+        let url = format!("ws://{}{path}", self.addr);
+        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("handshake failed")
+            .0
+    }
+
+    async fn stop(mut self) {
+        self.child.kill().await.ok();
+    }
+}
+
+async fn next<S>(ws: &mut S) -> Message
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("no message in time")
+        .expect("stream ended")
+        .expect("read failed")
+}
+
+#[tokio::test]
+async fn hello_example_behaves_as_the_readme_says() {
+    let mut example = Example::start("hello").await;
+
+    let mut ws = example.connect("/").await;
+    assert_eq!(next(&mut ws).await, Message::text("Hello!"));
+    ws.send(Message::text("a message from the test"))
+        .await
+        .unwrap();
+    example.expect_output("a message from the test").await;
+    ws.close(Some(CloseFrame {
+        code: 1000.into(),
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
+    example.expect_output("Disconnected").await;
+
+    let mut ws = example.connect("/hello").await;
+    assert_eq!(next(&mut ws).await, Message::text("Hello!"));
+    match next(&mut ws).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1000),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    example.stop().await;
+}
+
+#[tokio::test]
+async fn echo_example_echoes_text_and_binary() {
+    let example = Example::start("echo").await;
+    let mut ws = example.connect("/").await;
+    ws.send(Message::text("text stays text")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::text("text stays text"));
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut ws).await, Message::binary(vec![0u8, 1, 2, 255]));
+    let big = "x".repeat(1 << 20);
+    ws.send(Message::text(big.clone())).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::text(big));
+    example.stop().await;
+}
