@@ -48,7 +48,12 @@ pub(crate) fn endpoint(endpoint: &EndpointFn) -> TokenStream {
     }
 }
 
-/// The unit struct that stands for the endpoint, with the function's docs.
+/// The struct that stands for the endpoint, with the function's docs, and the function of the
+/// same name that `Server::route(name)` takes.
+///
+/// The struct is braced, so it lives in the type namespace only, and the value `name` is a
+/// function: a `let name = ..` or a closure parameter `name` anywhere in the module can shadow
+/// it, as it could the user's own function. A unit struct would forbid such bindings.
 pub(crate) fn struct_decl(endpoint: &EndpointFn) -> TokenStream {
     let EndpointFn {
         func, docs, attrs, ..
@@ -65,7 +70,11 @@ pub(crate) fn struct_decl(endpoint: &EndpointFn) -> TokenStream {
         #[doc = #generated]
         #(#attrs)*
         #[allow(non_camel_case_types)]
-        #vis struct #ident;
+        #vis struct #ident {}
+        #[doc(hidden)]
+        #vis fn #ident() -> #ident {
+            #ident {}
+        }
     }
 }
 
@@ -90,18 +99,12 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
         quote!(let #pat: #ty = #extract;)
     });
     let session = session_body(endpoint, locals);
-    let unshadow = binds_own_name(endpoint).then(|| {
-        // The unit struct is in the value namespace, where `let #ident = ..` may not shadow
-        // it; a local item of that name can be shadowed, and hides the struct in this body.
-        quote!(#[allow(dead_code)] fn #ident() {})
-    });
     quote! {
         #(#attrs)*
         impl #trait_path for #ident {
             const PATH: &'static str = #path;
             const NAME: &'static str = #name;
             fn accept(#cx: #accept) -> #accepting {
-                #unshadow
                 #box_pin(async move {
                     #(#extractions)*
                     let mut #inbox = #cx.inbox();
@@ -111,25 +114,6 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             }
         }
     }
-}
-
-/// Whether a parameter or a variable of the body has the function's name (`fn count` with
-/// `let mut count = 0`).
-fn binds_own_name(endpoint: &EndpointFn) -> bool {
-    struct Binds<'a>(&'a syn::Ident, bool);
-    impl<'ast> Visit<'ast> for Binds<'_> {
-        fn visit_pat_ident(&mut self, pat: &'ast syn::PatIdent) {
-            self.1 |= pat.ident == *self.0;
-            visit::visit_pat_ident(self, pat);
-        }
-        fn visit_item(&mut self, _: &'ast syn::Item) {}
-    }
-    let mut binds = Binds(&endpoint.func.sig.ident, false);
-    for param in parse::typed_params(&endpoint.func) {
-        binds.visit_pat(&param.pat);
-    }
-    binds.visit_block(&endpoint.func.block);
-    binds.1
 }
 
 /// The connection's code: ready code, then the message loop, then `on_close`.

@@ -40,7 +40,11 @@ pub(crate) fn endpoint(
         #error
         #(#docs)*
         #[allow(non_camel_case_types)]
-        #vis struct #ident;
+        #vis struct #ident {}
+        #[doc(hidden)]
+        #vis fn #ident() -> #ident {
+            #ident {}
+        }
         impl #trait_path for #ident {
             const PATH: &'static str = #path;
             const NAME: &'static str = #name;

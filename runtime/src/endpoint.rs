@@ -16,10 +16,11 @@ use futures_util::FutureExt;
 use crate::shared::Shared;
 use crate::{CloseCode, DecodeError, Error, FromMessage, FromRequest, Message, Reject, Request};
 
-/// A WebSocket endpoint: what `#[websocket("/path")]` generates from a function.
+/// A WebSocket endpoint: what `#[websocket("/path")]` generates from a function `name`, as a
+/// struct `name` (with a function `name` that returns it, which
+/// [`Server::route`](crate::Server::route) takes).
 ///
-/// Pass it to [`Server::route`](crate::Server::route). Implement it with the attribute, not by
-/// hand: its items are hidden and may change.
+/// Implement it with the attribute, not by hand: its items are hidden and may change.
 pub trait Endpoint: Send + Sync + 'static {
     /// The route pattern.
     #[doc(hidden)]

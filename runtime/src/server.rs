@@ -89,11 +89,12 @@ impl Server {
         }
     }
 
-    /// Serves an endpoint (a function annotated with `#[websocket]`) at its path.
+    /// Serves an endpoint, a function annotated with `#[websocket]`, at its path:
+    /// `Server::new().route(chat)`.
     ///
     /// # Panics
     /// If another endpoint already has the same path.
-    pub fn route<E: Endpoint>(mut self, _endpoint: E) -> Self {
+    pub fn route<E: Endpoint>(mut self, _endpoint: fn() -> E) -> Self {
         self.router.add::<E>();
         self
     }

@@ -1,0 +1,238 @@
+//! Test harness shared by the end-to-end suites: servers on 127.0.0.1:0, clients, raw sockets.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsock::prelude::*;
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// What endpoints saw, per connection id (the `id` query parameter).
+pub static EVENTS: LazyLock<Mutex<HashMap<String, Vec<String>>>> = LazyLock::new(Default::default);
+
+pub fn record(req: &Request, event: impl Into<String>) {
+    let id = req.query_param("id").unwrap_or_default();
+    EVENTS
+        .lock()
+        .unwrap()
+        .entry(id)
+        .or_default()
+        .push(event.into());
+}
+
+pub fn events(id: &str) -> Vec<String> {
+    EVENTS.lock().unwrap().get(id).cloned().unwrap_or_default()
+}
+
+/// Waits until the connection `id` recorded `event`, then returns all its events.
+pub async fn wait_for(id: &str, event: &str) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let seen = events(id);
+        if seen.iter().any(|e| e == event) {
+            return seen;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "connection {id} never recorded {event:?}; it recorded {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn unique_id(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: wsock::Handle,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start(server: Server) -> Self {
+        let bound = server.bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = bound.local_addr();
+        let handle = bound.handle();
+        let task = tokio::spawn(bound.run());
+        TestServer { addr, handle, task }
+    }
+
+    pub async fn connect(&self, path: &str) -> Client {
+        let url = format!("ws://{}{path}", self.addr);
+        let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("handshake failed");
+        assert_eq!(response.status(), 101);
+        ws
+    }
+
+    pub async fn stop(self) {
+        self.handle.shutdown();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("server did not stop in time")
+            .expect("server task panicked")
+            .expect("server failed");
+    }
+}
+
+pub async fn next(ws: &mut Client) -> WsMessage {
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no message in time")
+            .expect("stream ended")
+            .expect("read failed");
+        if !matches!(message, WsMessage::Ping(_) | WsMessage::Pong(_)) {
+            return message;
+        }
+    }
+}
+
+pub async fn next_text(ws: &mut Client) -> String {
+    match next(ws).await {
+        WsMessage::Text(text) => text.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// Reads until the server's close frame, completes the close handshake and sees the server
+/// end the connection; returns the close code and reason.
+pub async fn close_frame(ws: &mut Client) -> (u16, String) {
+    let frame = loop {
+        match next(ws).await {
+            WsMessage::Close(Some(CloseFrame { code, reason })) => {
+                break (u16::from(code), reason.to_string());
+            }
+            WsMessage::Close(None) => break (1005, String::new()),
+            _ => {}
+        }
+    };
+    // Reading on sends our echo of the close; then the server drops the TCP connection.
+    let ended = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = ws.next().await {} });
+    ended
+        .await
+        .expect("the server did not end the connection after the close handshake");
+    frame
+}
+
+pub async fn send(ws: &mut Client, text: &str) {
+    tokio::time::timeout(WAIT, ws.send(WsMessage::text(text)))
+        .await
+        .expect("send timed out")
+        .expect("send failed");
+}
+
+/// Sends a raw request and returns the whole response (the server closes after answering).
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("no response in time")
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+}
+
+/// A raw TCP connection after a hand-written upgrade: for frames no client library sends.
+pub async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
+            .await
+            .expect("no handshake response in time")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // RFC 6455's own example key and answer.
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    stream
+}
+
+/// A client frame: FIN set, masked unless `masked` is false, payload under 126 bytes.
+pub fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![
+        0x80 | opcode,
+        payload.len() as u8 | if masked { 0x80 } else { 0 },
+    ];
+    if masked {
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        frame.extend_from_slice(payload);
+    }
+    frame
+}
+
+/// Reads server frames until a close frame; returns its code (1005 if it has none).
+pub async fn raw_close_code(stream: &mut TcpStream) -> u16 {
+    loop {
+        let mut header = [0u8; 2];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut header))
+            .await
+            .expect("no frame in time")
+            .expect("connection ended without a close frame");
+        assert_eq!(header[1] & 0x80, 0, "server frames are never masked");
+        let len = match header[1] & 0x7f {
+            126 => {
+                let mut len = [0u8; 2];
+                stream.read_exact(&mut len).await.unwrap();
+                u16::from_be_bytes(len) as usize
+            }
+            127 => {
+                let mut len = [0u8; 8];
+                stream.read_exact(&mut len).await.unwrap();
+                u64::from_be_bytes(len) as usize
+            }
+            len => len as usize,
+        };
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.unwrap();
+        if header[0] & 0x0f == 0x8 {
+            return if payload.len() >= 2 {
+                u16::from_be_bytes([payload[0], payload[1]])
+            } else {
+                1005
+            };
+        }
+    }
+}
