@@ -35,11 +35,15 @@ struct Outbound {
 }
 
 /// The inbound hand-off: the endpoint waits, the driver fills.
-pub(crate) enum Slot {
-    Idle,
-    Waiting,
-    Full(Message),
-    Ended,
+#[derive(Default)]
+struct Slot {
+    /// A received message the endpoint has not taken yet. It is handed over even if the
+    /// connection ends meanwhile: a message that arrived is always handled.
+    message: Option<Message>,
+    /// The endpoint waits for a message: the driver reads the socket.
+    waiting: bool,
+    /// No more messages will come.
+    ended: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,7 +64,7 @@ impl Shared {
                 driver: None,
             }),
             room: Notify::new(),
-            inbound: Mutex::new(Slot::Idle),
+            inbound: Mutex::new(Slot::default()),
         }
     }
 
@@ -72,11 +76,7 @@ impl Shared {
         }
         if out.queue.len() < self.limit {
             out.queue.push_back(message);
-            let driver = out.driver.take();
-            drop(out);
-            if let Some(driver) = driver {
-                driver.wake();
-            }
+            wake_driver(out);
             return;
         }
         drop(out);
@@ -105,11 +105,7 @@ impl Shared {
                 }
                 if out.queue.len() < self.limit {
                     out.queue.push_back(message);
-                    let driver = out.driver.take();
-                    drop(out);
-                    if let Some(driver) = driver {
-                        driver.wake();
-                    }
+                    wake_driver(out);
                     return Ok(());
                 }
                 // Counted under the same lock as the check, so the driver sees us waiting.
@@ -128,11 +124,7 @@ impl Shared {
         }
         out.shut = true;
         out.close = Some((code, truncate_reason(reason)));
-        let driver = out.driver.take();
-        drop(out);
-        if let Some(driver) = driver {
-            driver.wake();
-        }
+        wake_driver(out);
     }
 
     /// Drops the queued messages and asks for a close at once (slow consumer).
@@ -142,11 +134,7 @@ impl Shared {
         out.queue.shrink_to_fit();
         out.shut = true;
         out.close = Some((code, truncate_reason(reason)));
-        let driver = out.driver.take();
-        drop(out);
-        if let Some(driver) = driver {
-            driver.wake();
-        }
+        wake_driver(out);
         self.room.notify_waiters();
     }
 
@@ -186,7 +174,7 @@ impl Shared {
         out.driver = None;
         drop(out);
         self.room.notify_waiters();
-        *lock(&self.inbound) = Slot::Ended;
+        self.end_inbound();
     }
 
     pub(crate) fn is_shut(&self) -> bool {
@@ -195,32 +183,43 @@ impl Shared {
 
     /// Whether the endpoint waits for a message (the driver then reads the socket).
     pub(crate) fn wants_message(&self) -> bool {
-        matches!(*lock(&self.inbound), Slot::Waiting)
+        lock(&self.inbound).waiting
     }
 
     pub(crate) fn deliver(&self, message: Message) {
-        *lock(&self.inbound) = Slot::Full(message);
+        let mut slot = lock(&self.inbound);
+        slot.message = Some(message);
+        slot.waiting = false;
     }
 
-    /// No more messages will arrive.
+    /// No more messages will arrive (one already delivered is still taken).
     pub(crate) fn end_inbound(&self) {
-        *lock(&self.inbound) = Slot::Ended;
+        let mut slot = lock(&self.inbound);
+        slot.ended = true;
+        slot.waiting = false;
     }
 
-    /// The endpoint takes a delivered message, or starts waiting for one.
+    /// The endpoint takes a delivered message (`Some(Some(_))`), learns that none will come
+    /// (`Some(None)`), or starts waiting (`None`).
     pub(crate) fn take_message(&self) -> Option<Option<Message>> {
         let mut slot = lock(&self.inbound);
-        match std::mem::replace(&mut *slot, Slot::Waiting) {
-            Slot::Full(message) => {
-                *slot = Slot::Idle;
-                Some(Some(message))
-            }
-            Slot::Ended => {
-                *slot = Slot::Ended;
-                Some(None)
-            }
-            Slot::Idle | Slot::Waiting => None,
+        if let Some(message) = slot.message.take() {
+            return Some(Some(message));
         }
+        if slot.ended {
+            return Some(None);
+        }
+        slot.waiting = true;
+        None
+    }
+}
+
+/// Wakes the driver if it is parked on an empty queue, after releasing the lock.
+fn wake_driver(mut out: MutexGuard<'_, Outbound>) {
+    let driver = out.driver.take();
+    drop(out);
+    if let Some(driver) = driver {
+        driver.wake();
     }
 }
 
