@@ -9,7 +9,117 @@ mod validate;
 
 use proc_macro::TokenStream;
 
-/// Turns a function into a WebSocket endpoint. Documented on `wsock::websocket`.
+/// Turns a function into a WebSocket endpoint.
+///
+/// ```no_run
+/// use wsock::prelude::*;
+///
+/// /// Echoes text, counts messages, and says goodbye with the count.
+/// #[websocket("/echo")]
+/// fn echo(out: Out<String>, req: Request) {
+///     let mut count = 0;
+///     on_message(|text: String| {
+///         count += 1;
+///         out.write(text);
+///     });
+///     on_close(|| println!("{} sent {count} messages", req.peer_addr()));
+///     out.write("send me something");
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> std::io::Result<()> {
+///     Server::new().route(echo).serve("127.0.0.1:9000").await
+/// }
+/// ```
+///
+/// # Syntax
+///
+/// ```text
+/// #[websocket("/path")]
+/// [pub] [async] fn name(param: Type, ..) [-> Result<(), wsock::Error>] {
+///     ready code: any statements
+///     on_message(|message: Type| body);     // each section at most once,
+///     on_close(|| body);                    // as a top-level statement
+///     on_error(|error: wsock::DecodeError| body);
+///     more ready code: expression statements, no `let`
+/// }
+/// ```
+///
+/// - **The path** is a string literal starting with `/`: the request path the endpoint serves.
+/// - **Parameters** are extracted from the HTTP upgrade request before the handshake is
+///   accepted: `Out<T>` (the outbound handle, `T` the outbound message type), `Request` (the
+///   request head), or any type that implements `wsock::FromRequest` (a guard that may refuse
+///   the client with an HTTP status).
+/// - **The body is the ready code**: it runs once, right after the handshake. A `return`, an
+///   `Err` (with `-> Result<(), wsock::Error>`) or a panic there closes the connection (1000, or
+///   1011) before it is ready, and `on_close` does not run.
+/// - **Sections** are the top-level statements `on_message(..)`, `on_close(..)` and
+///   `on_error(..)`, each holding a closure written in place. The macro takes them out of the
+///   body. They **borrow** the ready code's variables: each closure is written anew for every
+///   call, so its borrows last that call only, and several sections may mutate one variable.
+///   - `on_message(|m: T| ..)` handles each message, one at a time and in order; `T` says how
+///     messages decode: `String` or `wsock::Text` (text frames), `Vec<u8>` or `wsock::Bytes`
+///     (binary frames), `wsock::Message` (either).
+///   - `on_close(|| ..)` runs once, after the last `on_message`, however the connection ended.
+///   - `on_error(|e: wsock::DecodeError| ..)` receives messages that do not decode as `T`;
+///     without it they close the connection with 1003 or 1007.
+///   - A section may be async: `async |m: T| { .. }` or `|m: T| async move { .. }`; both borrow
+///     like a plain section and may `.await`.
+///   - A section returns `()` or `Result<(), wsock::Error>`; one that uses `?` or ends in
+///     `Ok(..)` is given that `Result` type, so `?` needs no annotation. An `Err` or a panic
+///     closes the connection with 1011 (and `on_close` still runs).
+///   - Without `on_message`, incoming messages are read and dropped.
+///
+/// # Expansion
+///
+/// For `#[websocket("/echo")] fn echo(out: Out<String>) { .. }` the macro generates, in outline:
+///
+/// ```text
+/// /// (the function's docs)
+/// pub struct echo {}
+/// pub fn echo() -> echo { echo {} }        // what `Server::route(echo)` takes
+///
+/// impl wsock::Endpoint for echo {
+///     const PATH: &'static str = "/echo";
+///     fn accept(cx) -> .. {
+///         Box::pin(async move {
+///             let out: Out<String> = cx.extract::<Out<String>>().await?;  // before the upgrade
+///             let mut inbox = cx.inbox();
+///             let connection = async move {
+///                 /* the ready code */
+///                 while let Some(msg) = inbox.recv::<String>().await {
+///                     match msg {
+///                         Ok(msg) => inbox.handled(run(|text: String| { /* on_message */ }, msg)),
+///                         Err(error) => inbox.reject(error),     // or the on_error section
+///                     }
+///                 }
+///                 inbox.closed(run_close(|| { /* on_close */ }));
+///             };
+///             Ok(cx.session(connection))
+///         })
+///     }
+/// }
+/// ```
+///
+/// Every path in the generated code is absolute and its locals are hygienic. The exact code for
+/// the seed examples is in the repository's `tests/expand/*.expanded.rs`;
+/// `cargo expand` shows it for your own code.
+///
+/// # Errors
+///
+/// The macro reports every mistake in one build, each at the token at fault:
+///
+/// - the attribute: a missing path, a path that is not a string literal or does not start with
+///   `/`, an unknown argument, or an item that is not a function;
+/// - the signature: a generic, `const`, `unsafe` or `extern` function, a `self` parameter, a
+///   return type other than `()` or a `Result`, `.await` in the ready code of a plain `fn`;
+/// - the sections: a misspelled section name (with a suggestion), a duplicate section, a section
+///   inside a block, an `if`, a loop or a closure, a section that is not a closure, a `move`
+///   closure, a closure with the wrong number of parameters, an `on_message` parameter without
+///   its type, a `let` after the first section.
+///
+/// The type checker adds, at your tokens and in wsock's words: a message type that cannot be
+/// received or sent, and a parameter type that is not an extractor.
 #[proc_macro_attribute]
 pub fn websocket(args: TokenStream, item: TokenStream) -> TokenStream {
     websocket_impl(args.into(), item.into()).into()
