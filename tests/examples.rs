@@ -131,6 +131,30 @@ async fn hello_example_behaves_as_the_readme_says() {
 }
 
 #[tokio::test]
+async fn ctrl_c_shuts_the_example_down_gracefully() {
+    let mut example = Example::start("hello").await;
+    let mut ws = example.connect("/").await;
+    assert_eq!(next(&mut ws).await, Message::text("Hello!"));
+    let pid = example.child.id().expect("the example runs").to_string();
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    match next(&mut ws).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    drop(ws);
+    example.expect_output("Disconnected").await;
+    let status = tokio::time::timeout(WAIT, example.child.wait())
+        .await
+        .expect("the example did not exit after Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "the example exited with {status}");
+}
+
+#[tokio::test]
 async fn echo_example_echoes_text_and_binary() {
     let example = Example::start("echo").await;
     let mut ws = example.connect("/").await;

@@ -350,9 +350,12 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, inner: Arc<Inner>) {
             }
         };
         tracing::debug!("websocket open");
+        // A small read buffer keeps idle connections cheap (tungstenite's default is 128 KiB,
+        // allocated up front); writes collect in the write buffer until the driver flushes
+        // once per batch, or 64 KiB pile up.
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(4 << 10)
-            .write_buffer_size(0)
+            .write_buffer_size(64 << 10)
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_frame_size));
         let (shutdown, close_timeout) = (&inner.shutdown, config.close_timeout);
