@@ -39,17 +39,17 @@ extern crate self as wsock;
 #[doc(inline)]
 pub use wsock_macros::websocket;
 pub use wsock_runtime::{
-    Bound, Bytes, CloseCode, Closed, DecodeError, Endpoint, Error, FromMessage, FromRequest,
-    Handle, HeaderMap, IntoMessage, Message, Method, Out, Reject, Request, Server, StatusCode,
-    Text, Uri,
+    Bound, Bytes, CloseCode, Closed, DecodeError, Endpoint, Error, FromMessage, FromPathParam,
+    FromRequest, Handle, HeaderMap, IntoMessage, Json, Message, Method, Out, Query, Reject,
+    Request, SESSION_COOKIE, Server, Session, SessionKey, State, StatusCode, Text, Uri,
 };
 
 /// Everything an endpoint file needs: `use wsock::prelude::*;`.
 pub mod prelude {
     pub use crate::sections::{on_close, on_error, on_message};
     pub use crate::{
-        CloseCode, DecodeError, Error, FromRequest, Message, Out, Reject, Request, Server,
-        websocket,
+        CloseCode, DecodeError, Error, FromRequest, Json, Message, Out, Query, Reject, Request,
+        Server, Session, State, websocket,
     };
 }
 

@@ -95,7 +95,10 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
         let (pat, ty) = (&param.pat, &param.ty);
         // At the type, all of it: "`X` cannot be a parameter of a websocket endpoint" is
         // then reported once, there.
-        let extract = quote_spanned!(ty.span()=> #cx.extract::<#ty>().await?);
+        let extract = match path_param_name(endpoint, pat) {
+            Some(name) => quote_spanned!(ty.span()=> #cx.path_param::<#ty>(#name)?),
+            None => quote_spanned!(ty.span()=> #cx.extract::<#ty>().await?),
+        };
         quote!(let #pat: #ty = #extract;)
     });
     let session = session_body(endpoint, locals);
@@ -114,6 +117,19 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             }
         }
     }
+}
+
+/// The `{name}` of the path that a parameter `name: T` takes, if any.
+fn path_param_name(endpoint: &EndpointFn, pat: &Pat) -> Option<String> {
+    let Pat::Ident(ident) = pat else { return None };
+    let name = ident.ident.to_string();
+    endpoint
+        .args
+        .path
+        .params
+        .iter()
+        .any(|param| param.name == name)
+        .then_some(name)
 }
 
 /// The connection's code: ready code, then the message loop, then `on_close`.

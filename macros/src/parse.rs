@@ -27,9 +27,65 @@ pub(crate) struct WebsocketArgs {
     pub(crate) path: RoutePath,
 }
 
+/// `"/rooms/{room}/seats/{seat}"`: literal segments and `{name}` parameters.
 pub(crate) struct RoutePath {
     pub(crate) value: String,
     pub(crate) lit: LitStr,
+    pub(crate) params: Vec<PathParam>,
+    /// What is wrong with the path's syntax, for `validate` to report at the literal.
+    pub(crate) problems: Vec<String>,
+}
+
+/// `{room}` in a path.
+pub(crate) struct PathParam {
+    pub(crate) name: String,
+}
+
+impl RoutePath {
+    pub(crate) fn new(lit: LitStr) -> Self {
+        let value = lit.value();
+        let (params, problems) = parse_path(&value);
+        RoutePath {
+            value,
+            lit,
+            params,
+            problems,
+        }
+    }
+}
+
+/// Splits a path into its `{name}` parameters, noting what is malformed.
+fn parse_path(path: &str) -> (Vec<PathParam>, Vec<String>) {
+    let mut params = Vec::new();
+    let mut problems = Vec::new();
+    let Some(rest) = path.strip_prefix('/') else {
+        return (params, problems); // `validate` reports the missing `/`
+    };
+    if rest.is_empty() {
+        return (params, problems); // "/"
+    }
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            problems.push(format!("empty segment in {path:?}: remove the extra `/`"));
+        } else if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            if syn::parse_str::<Ident>(name).is_ok() {
+                params.push(PathParam {
+                    name: name.to_owned(),
+                });
+            } else {
+                problems.push(format!(
+                    "`{{{name}}}` is not a path parameter: write `{{name}}` with a Rust identifier \
+                     that names a parameter of the function"
+                ));
+            }
+        } else if segment.contains(['{', '}']) {
+            problems.push(format!(
+                "malformed segment `{segment}`: a path parameter is a whole segment, like \
+                 `/rooms/{{room}}`"
+            ));
+        }
+    }
+    (params, problems)
 }
 
 pub(crate) struct ReadyStmt {
@@ -105,10 +161,7 @@ impl Parse for WebsocketArgs {
             }
         }
         Ok(WebsocketArgs {
-            path: RoutePath {
-                value: lit.value(),
-                lit,
-            },
+            path: RoutePath::new(lit),
         })
     }
 }
@@ -253,6 +306,18 @@ mod tests {
         .unwrap();
         assert!(endpoint.tail.is_none());
         assert_eq!(endpoint.sections.len(), 1);
+    }
+
+    #[test]
+    fn parses_path_parameters() {
+        let path = RoutePath::new(syn::parse_quote!("/rooms/{room}/seats/{seat}"));
+        let names: Vec<_> = path.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["room", "seat"]);
+        assert!(path.problems.is_empty());
+        for bad in ["/a//b", "/a/{}", "/a/{1x}", "/a/x{y}", "/a/{b", "/a/"] {
+            let path = RoutePath::new(syn::parse_str(&format!("{bad:?}")).unwrap());
+            assert_eq!(path.problems.len(), 1, "{bad}");
+        }
     }
 
     #[test]

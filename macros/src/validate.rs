@@ -1,6 +1,7 @@
 //! The rules over the whole model. Reports every broken rule at the user's tokens; builds no
 //! code.
 
+use quote::ToTokens;
 use syn::visit::{self, Visit};
 use syn::{Expr, ExprClosure, FnArg, Pat, Stmt};
 
@@ -10,6 +11,7 @@ use crate::parse::{EndpointFn, SECTION_NAMES, Section, SectionKind, call_ident};
 pub(crate) fn endpoint(endpoint: &EndpointFn) -> syn::Result<()> {
     let mut errors = Errors::default();
     check_path(endpoint, &mut errors);
+    check_path_params(endpoint, &mut errors);
     check_signature(endpoint, &mut errors);
     check_sections(endpoint, &mut errors);
     check_ready_code(endpoint, &mut errors);
@@ -26,6 +28,50 @@ fn check_path(endpoint: &EndpointFn, errors: &mut Errors) {
         );
     } else if path.value.contains(['?', '#']) {
         errors.spanned(&path.lit, "the path cannot hold a query or a fragment");
+    }
+}
+
+/// Each `{name}` appears once, and names a parameter of the function.
+fn check_path_params(endpoint: &EndpointFn, errors: &mut Errors) {
+    let path = &endpoint.args.path;
+    for problem in &path.problems {
+        errors.spanned(&path.lit, problem);
+    }
+    let names: Vec<String> = crate::parse::typed_params(&endpoint.func)
+        .filter_map(|param| match &*param.pat {
+            Pat::Ident(ident) => Some(ident.ident.to_string()),
+            _ => None,
+        })
+        .collect();
+    for (index, param) in path.params.iter().enumerate() {
+        let name = &param.name;
+        if path.params[..index]
+            .iter()
+            .any(|earlier| earlier.name == *name)
+        {
+            errors.spanned(
+                &path.lit,
+                format!(
+                    "the path parameter `{{{name}}}` appears twice: give each one its own name"
+                ),
+            );
+        } else if !names.contains(name) {
+            errors.spanned(
+                &path.lit,
+                format!("the path parameter `{{{name}}}` has no function parameter `{name}`"),
+            );
+            let sig = &endpoint.func.sig;
+            let (paren, inputs) = (&sig.paren_token, &sig.inputs);
+            let mut args = proc_macro2::TokenStream::new();
+            paren.surround(&mut args, |tokens| inputs.to_tokens(tokens));
+            errors.spanned(
+                args,
+                format!(
+                    "add a parameter `{name}: T` for the path's `{{{name}}}`, with `T` parsed \
+                     from the segment (`String`, `u32`, any `FromStr` type)"
+                ),
+            );
+        }
     }
 }
 

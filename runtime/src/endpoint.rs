@@ -33,6 +33,28 @@ pub trait Endpoint: Send + Sync + 'static {
     fn accept(cx: Accept) -> Accepting;
 }
 
+/// A type a `{name}` segment of an endpoint's path can be parsed as: any `FromStr` type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be parsed from a path segment",
+    label = "the type of a `{{..}}` path parameter",
+    note = "path parameters are parsed with `FromStr`: use `String`, a number, or a type that \
+            implements `FromStr` with a displayable error"
+)]
+pub trait FromPathParam: Sized {
+    /// Parses the segment's percent-decoded text.
+    fn from_path_param(text: &str) -> Result<Self, String>;
+}
+
+impl<T> FromPathParam for T
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    fn from_path_param(text: &str) -> Result<Self, String> {
+        text.parse().map_err(|error: T::Err| error.to_string())
+    }
+}
+
 /// The future `Endpoint::accept` returns.
 #[doc(hidden)]
 pub type Accepting = Pin<Box<dyn Future<Output = Result<Session, Reject>> + Send>>;
@@ -58,6 +80,16 @@ impl Accept {
         &self,
     ) -> impl Future<Output = Result<T, Reject>> + Send + '_ {
         T::from_request(&self.request)
+    }
+
+    /// Parses one path parameter; a value that does not parse refuses the client with 400.
+    pub fn path_param<T: FromPathParam>(&self, name: &'static str) -> Result<T, Reject> {
+        let value = self.request.path_param(name).unwrap_or_default();
+        T::from_path_param(value).map_err(|error| {
+            Reject::bad_request().with_body(format!(
+                "invalid path parameter `{name}` ({value:?}): {error}"
+            ))
+        })
     }
 
     /// The connection's inbound side, for the generated message loop.

@@ -6,21 +6,25 @@
 mod connection;
 mod endpoint;
 mod error;
+mod extract;
 mod message;
 mod out;
 mod request;
 mod router;
 mod server;
+mod session;
 mod shared;
 mod shutdown;
 mod upgrade;
 
-pub use crate::endpoint::Endpoint;
+pub use crate::endpoint::{Endpoint, FromPathParam};
 pub use crate::error::{Closed, DecodeError, Error};
-pub use crate::message::{CloseCode, FromMessage, IntoMessage, Message, Text};
+pub use crate::extract::{Query, State};
+pub use crate::message::{CloseCode, FromMessage, IntoMessage, Json, Message, Text};
 pub use crate::out::Out;
 pub use crate::request::{FromRequest, Reject, Request};
 pub use crate::server::{Bound, Handle, Server};
+pub use crate::session::{SESSION_COOKIE, Session, SessionKey};
 
 pub use bytes::Bytes;
 pub use http::{HeaderMap, Method, StatusCode, Uri};

@@ -179,12 +179,13 @@ impl fmt::Display for CloseCode {
 
 /// A type that an `on_message` section can receive.
 ///
-/// Implemented for `String` and [`Text`] (text frames), `Vec<u8>` and `Bytes` (binary frames)
-/// and [`Message`] (either). A frame of the wrong kind is a [`DecodeError`].
+/// Implemented for `String` and [`Text`] (text frames), `Vec<u8>` and `Bytes` (binary frames),
+/// [`Json<T>`] (text frames holding JSON) and [`Message`] (either). A frame of the wrong kind,
+/// or a payload that does not decode, is a [`DecodeError`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be received as a websocket message",
     label = "not a websocket message type",
-    note = "use `String`, `wsock::Text`, `Vec<u8>`, `bytes::Bytes` or `wsock::Message`"
+    note = "use `String`, `Vec<u8>`, `wsock::Bytes`, `wsock::Json<T>` or `wsock::Message`"
 )]
 pub trait FromMessage: Sized + Send + 'static {
     /// Converts a received message, or says why it cannot.
@@ -194,15 +195,16 @@ pub trait FromMessage: Sized + Send + 'static {
 /// A type that [`Out`](crate::Out) can send.
 ///
 /// Implemented for `String`, `&'static str` and [`Text`] (text frames), `Vec<u8>` and `Bytes`
-/// (binary frames) and [`Message`] (either).
+/// (binary frames), [`Json<T>`] (text frames holding JSON) and [`Message`] (either).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent as a websocket message",
     label = "not a websocket message type",
-    note = "use `String`, `wsock::Text`, `Vec<u8>`, `bytes::Bytes` or `wsock::Message`"
+    note = "use `String`, `Vec<u8>`, `wsock::Bytes`, `wsock::Json<T>` or `wsock::Message`"
 )]
 pub trait IntoMessage: Send + 'static {
-    /// Converts into the message to send.
-    fn into_message(self) -> Message;
+    /// Converts into the message to send, or says why it cannot (a value that does not
+    /// serialize): the connection is then closed with 1011.
+    fn into_message(self) -> Result<Message, crate::Error>;
 }
 
 fn expected_text() -> DecodeError {
@@ -250,38 +252,101 @@ impl FromMessage for Vec<u8> {
 }
 
 impl IntoMessage for Message {
-    fn into_message(self) -> Message {
-        self
+    fn into_message(self) -> Result<Message, crate::Error> {
+        Ok(self)
     }
 }
 
 impl IntoMessage for Text {
-    fn into_message(self) -> Message {
-        Message::Text(self)
+    fn into_message(self) -> Result<Message, crate::Error> {
+        Ok(Message::Text(self))
     }
 }
 
 impl IntoMessage for String {
-    fn into_message(self) -> Message {
-        Message::Text(self.into())
+    fn into_message(self) -> Result<Message, crate::Error> {
+        Ok(Message::Text(self.into()))
     }
 }
 
 impl IntoMessage for &'static str {
-    fn into_message(self) -> Message {
-        Message::Text(Text(Utf8Bytes::from_static(self)))
+    fn into_message(self) -> Result<Message, crate::Error> {
+        Ok(Message::Text(Text(Utf8Bytes::from_static(self))))
     }
 }
 
 impl IntoMessage for Bytes {
-    fn into_message(self) -> Message {
-        Message::Binary(self)
+    fn into_message(self) -> Result<Message, crate::Error> {
+        Ok(Message::Binary(self))
     }
 }
 
 impl IntoMessage for Vec<u8> {
-    fn into_message(self) -> Message {
-        Message::Binary(self.into())
+    fn into_message(self) -> Result<Message, crate::Error> {
+        Ok(Message::Binary(self.into()))
+    }
+}
+
+/// A message holding JSON: `Json<T>` receives text frames that deserialize as `T` and sends
+/// `T` serialized, as a text frame (serde).
+///
+/// A binary frame closes the connection with 1003, text that is not a `T` with 1007 (the close
+/// reason says what was wrong), unless an `on_error` section takes them.
+///
+/// ```no_run
+/// use serde::{Deserialize, Serialize};
+/// use wsock::prelude::*;
+///
+/// #[derive(Deserialize)]
+/// #[serde(tag = "op", rename_all = "snake_case")]
+/// enum Command {
+///     Add { a: i64, b: i64 },
+///     Negate { x: i64 },
+/// }
+///
+/// #[derive(Serialize)]
+/// struct Answer {
+///     result: i64,
+/// }
+///
+/// // {"op":"add","a":2,"b":3} gets {"result":5}
+/// #[websocket("/calc")]
+/// fn calc(out: Out<Json<Answer>>) {
+///     on_message(|Json(command): Json<Command>| {
+///         let result = match command {
+///             Command::Add { a, b } => a + b,
+///             Command::Negate { x } => -x,
+///         };
+///         out.write(Json(Answer { result }));
+///     });
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Json<T>(pub T);
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + Send + 'static> FromMessage for Json<T> {
+    fn from_message(message: Message) -> Result<Self, DecodeError> {
+        match message {
+            Message::Text(text) => serde_json::from_str(text.as_str())
+                .map(Json)
+                .map_err(|error| DecodeError::invalid(format!("invalid JSON: {error}"))),
+            Message::Binary(_) => Err(DecodeError::wrong_kind(
+                "expected a JSON text message, got a binary one",
+            )),
+        }
+    }
+}
+
+impl<T: serde::Serialize + Send + 'static> IntoMessage for Json<T> {
+    fn into_message(self) -> Result<Message, crate::Error> {
+        Ok(Message::Text(serde_json::to_string(&self.0)?.into()))
     }
 }
 

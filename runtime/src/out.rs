@@ -55,18 +55,34 @@ impl<T: IntoMessage> Out<T> {
     ///
     /// After the connection is closed, or a close was asked for, this does nothing (the
     /// message is dropped). If the queue is full, the client is not reading: the queued
-    /// messages are dropped and the connection is closed with 1008.
+    /// messages are dropped and the connection is closed with 1008. A message that cannot be
+    /// encoded (a `Json` value that does not serialize) closes the connection with 1011.
     pub fn write(&self, message: impl Into<T>) {
-        self.shared.push(message.into().into_message().into());
+        if let Some(message) = self.encode(message.into()) {
+            self.shared.push(message.into());
+        }
     }
 
     /// Queues a message, waiting while the queue is full (backpressure).
     ///
     /// Returns [`Closed`] if the connection is closed or closing; the message is then dropped.
     pub async fn send(&self, message: impl Into<T>) -> Result<(), Closed> {
-        self.shared
-            .push_wait(message.into().into_message().into())
-            .await
+        let message = self.encode(message.into()).ok_or(Closed)?;
+        self.shared.push_wait(message.into()).await
+    }
+
+    /// The message to send; one that cannot be encoded closes the connection with 1011.
+    fn encode(&self, message: T) -> Option<crate::Message> {
+        match message.into_message() {
+            Ok(message) => Some(message),
+            Err(error) => {
+                let endpoint = self.shared.endpoint;
+                tracing::error!(endpoint, %error, "a message could not be encoded; closing with 1011");
+                self.shared
+                    .close(CloseCode::INTERNAL_ERROR, "a message could not be encoded");
+                None
+            }
+        }
     }
 
     /// Closes the connection normally (1000) once the queued messages are written.

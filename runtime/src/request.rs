@@ -37,6 +37,14 @@ pub(crate) struct Head {
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
     pub(crate) peer: SocketAddr,
+    pub(crate) params: crate::router::Params,
+    pub(crate) app: Arc<App>,
+}
+
+/// What every request of one server shares: its states and its session key.
+pub(crate) struct App {
+    pub(crate) states: crate::extract::States,
+    pub(crate) session_key: crate::session::ServerKey,
 }
 
 impl Request {
@@ -120,6 +128,30 @@ impl Request {
     pub fn peer_addr(&self) -> SocketAddr {
         self.head.peer
     }
+
+    /// The session from the signed session cookie; empty if there is none or it is not valid.
+    pub fn session(&self) -> crate::Session {
+        let headers = self.head.headers.get_all(http::header::COOKIE).iter();
+        self.head
+            .app
+            .session_key
+            .get()
+            .verify(headers.filter_map(|v| v.to_str().ok()))
+    }
+
+    /// The server's state of type `T` (see [`State`](crate::State)), if it was given one.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.head.app.states.get::<T>()
+    }
+
+    /// A path parameter's value, percent-decoded: `room` for `#[websocket("/rooms/{room}")]`.
+    pub fn path_param(&self, name: &str) -> Option<&str> {
+        self.head
+            .params
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 impl fmt::Debug for Request {
@@ -133,31 +165,9 @@ impl fmt::Debug for Request {
     }
 }
 
-/// Percent-decodes one query component (`+` is a space), keeping invalid escapes as they are.
+/// Percent-decodes one query component (`+` is a space).
 fn decode_component(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::router::percent_decode(&text.replace('+', " "))
 }
 
 /// A type an endpoint parameter can be extracted as, from the upgrade request, before the
@@ -190,7 +200,9 @@ fn decode_component(text: &str) -> String {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a parameter of a websocket endpoint",
     label = "not extractable from the upgrade request",
-    note = "parameters are `Out<T>`, `Request`, or types that implement `wsock::FromRequest`"
+    note = "a parameter is `Out<T>`, `Request`, `Session`, `Query<T>`, `State<T>`, a type that \
+            implements `wsock::FromRequest`, or a path parameter named like a `{{segment}}` of \
+            the path"
 )]
 pub trait FromRequest: Sized + Send {
     /// Extracts the value, or refuses the connection.

@@ -22,8 +22,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::Instrument;
 
 use crate::endpoint::{Accept, Endpoint, Session, panic_message};
-use crate::request::Head;
+use crate::extract::States;
+use crate::request::{App, Head};
 use crate::router::Router;
+use crate::session::{ServerKey, SessionKey};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::upgrade::{self, Body};
@@ -49,6 +51,8 @@ use crate::{Reject, Request, connection};
 pub struct Server {
     router: Router,
     config: Config,
+    states: States,
+    session_key: Option<SessionKey>,
 }
 
 #[derive(Clone)]
@@ -86,6 +90,8 @@ impl Server {
         Server {
             router: Router::default(),
             config: Config::default(),
+            states: States::default(),
+            session_key: None,
         }
     }
 
@@ -96,6 +102,28 @@ impl Server {
     /// If another endpoint already has the same path.
     pub fn route<E: Endpoint>(mut self, _endpoint: fn() -> E) -> Self {
         self.router.add::<E>();
+        self
+    }
+
+    /// Adds shared state that endpoints take as [`State<T>`](crate::State): one value per type.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Signs and verifies session cookies with a key derived from `secret` (at least 32 bytes).
+    /// Default: a random key per process, with a warning the first time a session is read.
+    ///
+    /// # Panics
+    /// If the secret is shorter than 32 bytes.
+    pub fn secret(self, secret: impl AsRef<[u8]>) -> Self {
+        self.session_key(SessionKey::derive_from(secret))
+    }
+
+    /// Signs and verifies session cookies with this key; give the same key to whatever issues
+    /// the cookies ([`SessionKey::cookie`]).
+    pub fn session_key(mut self, key: SessionKey) -> Self {
+        self.session_key = Some(key);
         self
     }
 
@@ -160,6 +188,10 @@ impl Server {
             inner: Arc::new(Inner {
                 router: self.router,
                 config: self.config,
+                app: Arc::new(App {
+                    states: self.states,
+                    session_key: ServerKey::new(self.session_key),
+                }),
                 shutdown: Shutdown::default(),
                 ids: AtomicU64::new(0),
             }),
@@ -219,6 +251,7 @@ impl Handle {
 struct Inner {
     router: Router,
     config: Config,
+    app: Arc<App>,
     shutdown: Shutdown,
     ids: AtomicU64,
 }
@@ -386,7 +419,7 @@ async fn handle(
     inner: Arc<Inner>,
     slot: UpgradeSlot,
 ) -> Result<http::Response<Body>, Infallible> {
-    let Some(route) = inner.router.find(req.uri().path()) else {
+    let Some((route, params)) = inner.router.find(req.uri().path()) else {
         return Ok(upgrade::plain(
             http::StatusCode::NOT_FOUND,
             "no websocket endpoint at this path\n",
@@ -411,6 +444,8 @@ async fn handle(
         version: parts.version,
         headers: parts.headers,
         peer,
+        params,
+        app: Arc::clone(&inner.app),
     });
     let accept = (route.accept)(Accept::new(Request::new(head, shared)));
     // A panic in an extractor refuses this client with 500; the server goes on.
