@@ -17,6 +17,8 @@ struct Example {
     child: Child,
     lines: tokio::io::Lines<BufReader<ChildStdout>>,
     addr: String,
+    /// What the example printed before it listened.
+    banner: Vec<String>,
 }
 
 impl Example {
@@ -40,22 +42,23 @@ impl Example {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut addr = None;
-        while addr.is_none() {
+        let mut banner = Vec::new();
+        let addr = loop {
             let line = tokio::time::timeout(WAIT, lines.next_line())
                 .await
                 .expect("the example did not log its address in time")
                 .unwrap()
                 .expect("the example exited before listening");
-            addr = line
-                .split("listening addr=")
-                .nth(1)
-                .map(|a| a.trim().to_owned());
-        }
+            match line.split("listening addr=").nth(1) {
+                Some(addr) => break addr.trim().to_owned(),
+                None => banner.push(line),
+            }
+        };
         Example {
             child,
             lines,
-            addr: addr.unwrap(),
+            addr,
+            banner,
         }
     }
 
@@ -167,5 +170,122 @@ async fn echo_example_echoes_text_and_binary() {
     let big = "x".repeat(1 << 20);
     ws.send(Message::text(big.clone())).await.unwrap();
     assert_eq!(next(&mut ws).await, Message::text(big));
+    example.stop().await;
+}
+
+async fn next_text<S>(ws: &mut S) -> String
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    match next(ws).await {
+        Message::Text(text) => text.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// An upgrade the example refuses: its status and body.
+async fn refused(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+    for (name, value) in headers {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes());
+        request
+            .headers_mut()
+            .insert(name.unwrap(), value.parse().unwrap());
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            let body = response.body().clone().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+        _ => panic!("expected an HTTP refusal for {path}"),
+    }
+}
+
+#[tokio::test]
+async fn json_example_answers_commands_as_its_header_says() {
+    let example = Example::start("json").await;
+    let mut ws = example.connect("/todo").await;
+    let mut ask = async |command: &str| {
+        ws.send(Message::text(command)).await.unwrap();
+        next_text(&mut ws).await
+    };
+    assert_eq!(
+        ask(r#"{"op":"add","text":"buy milk"}"#).await,
+        r#"{"added":{"id":1,"text":"buy milk","done":false}}"#
+    );
+    assert_eq!(
+        ask(r#"{"op":"done","id":1}"#).await,
+        r#"{"updated":{"id":1,"text":"buy milk","done":true}}"#
+    );
+    assert_eq!(
+        ask(r#"{"op":"list"}"#).await,
+        r#"{"items":[{"id":1,"text":"buy milk","done":true}]}"#
+    );
+    assert_eq!(
+        ask(r#"{"op":"done","id":7}"#).await,
+        r#"{"error":"no item 7"}"#
+    );
+    assert_eq!(
+        ask("hello").await,
+        r#"{"error":"invalid JSON: expected value at line 1 column 1"}"#
+    );
+    example.stop().await;
+}
+
+#[tokio::test]
+async fn rooms_example_shares_a_room_and_checks_the_seat() {
+    let example = Example::start("rooms").await;
+    let mut three = example.connect("/rooms/blue/seats/3").await;
+    assert_eq!(next_text(&mut three).await, "welcome to blue, seat 3");
+    let mut four = example.connect("/rooms/blue/seats/4").await;
+    assert_eq!(next_text(&mut four).await, "welcome to blue, seat 4");
+    let mut elsewhere = example.connect("/rooms/red/seats/3").await;
+    assert_eq!(next_text(&mut elsewhere).await, "welcome to red, seat 3");
+    three.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next_text(&mut four).await, "seat 3: hi");
+    assert_eq!(next_text(&mut three).await, "seat 3: hi");
+    let (status, body) = refused(&example.addr, "/rooms/blue/seats/x", &[]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("invalid path parameter `seat`"), "{body}");
+    example.stop().await;
+}
+
+#[tokio::test]
+async fn auth_example_needs_the_printed_session_cookie() {
+    let example = Example::start("auth").await;
+    let cookie = example
+        .banner
+        .iter()
+        .find_map(|line| line.split("Cookie: ").nth(1))
+        .expect("the example prints a cookie")
+        .trim()
+        .to_owned();
+    assert_eq!(
+        refused(&example.addr, "/me", &[]).await,
+        (401, "log in first\n".to_owned())
+    );
+    let tampered = cookie.replace("ada", "eve");
+    assert_eq!(
+        refused(&example.addr, "/me", &[("cookie", &tampered)])
+            .await
+            .0,
+        401
+    );
+
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/me", example.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "hello ada");
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "ada: hi");
     example.stop().await;
 }
