@@ -46,10 +46,16 @@ use proc_macro::TokenStream;
 /// ```
 ///
 /// - **The path** is a string literal starting with `/`: the request path the endpoint serves.
+///   A segment `{name}` is a path parameter: `#[websocket("/rooms/{room}")]`.
 /// - **Parameters** are extracted from the HTTP upgrade request before the handshake is
-///   accepted: `Out<T>` (the outbound handle, `T` the outbound message type), `Request` (the
-///   request head), or any type that implements `wsock::FromRequest` (a guard that may refuse
-///   the client with an HTTP status).
+///   accepted; if one refuses, the client gets an HTTP error and no WebSocket:
+///   - a parameter named like a `{segment}` takes that segment, parsed with `FromStr` (400 if
+///     it does not parse);
+///   - `Out<T>`: the outbound handle, `T` the outbound message type;
+///   - `Request`: the request head; `Session`: the signed session; `Query<T>`: the query
+///     string (serde); `State<T>`: state given to `Server::state`;
+///   - any type that implements `wsock::FromRequest`: a guard that may refuse the client with
+///     an HTTP status.
 /// - **The body is the ready code**: it runs once, right after the handshake. A `return`, an
 ///   `Err` (with `-> Result<(), wsock::Error>`) or a panic there closes the connection (1000, or
 ///   1011) before it is ready, and `on_close` does not run.
@@ -59,7 +65,7 @@ use proc_macro::TokenStream;
 ///   call, so its borrows last that call only, and several sections may mutate one variable.
 ///   - `on_message(|m: T| ..)` handles each message, one at a time and in order; `T` says how
 ///     messages decode: `String` or `wsock::Text` (text frames), `Vec<u8>` or `wsock::Bytes`
-///     (binary frames), `wsock::Message` (either).
+///     (binary frames), `Json<T>` (JSON text, serde), `wsock::Message` (either).
 ///   - `on_close(|| ..)` runs once, after the last `on_message`, however the connection ended.
 ///   - `on_error(|e: wsock::DecodeError| ..)` receives messages that do not decode as `T`;
 ///     without it they close the connection with 1003 or 1007.
@@ -110,7 +116,8 @@ use proc_macro::TokenStream;
 /// The macro reports every mistake in one build, each at the token at fault:
 ///
 /// - the attribute: a missing path, a path that is not a string literal or does not start with
-///   `/`, an unknown argument, or an item that is not a function;
+///   `/`, a malformed path (`x{y}`, `//`, `{}`), a `{segment}` used twice or with no function
+///   parameter of its name, an unknown argument, or an item that is not a function;
 /// - the signature: a generic, `const`, `unsafe` or `extern` function, a `self` parameter, a
 ///   return type other than `()` or a `Result`, `.await` in the ready code of a plain `fn`;
 /// - the sections: a misspelled section name (with a suggestion), a duplicate section, a section
@@ -119,7 +126,8 @@ use proc_macro::TokenStream;
 ///   its type, a `let` after the first section.
 ///
 /// The type checker adds, at your tokens and in wsock's words: a message type that cannot be
-/// received or sent, and a parameter type that is not an extractor.
+/// received or sent, a parameter type that is not an extractor, and a path parameter type that
+/// is not `FromStr`.
 #[proc_macro_attribute]
 pub fn websocket(args: TokenStream, item: TokenStream) -> TokenStream {
     websocket_impl(args.into(), item.into()).into()
