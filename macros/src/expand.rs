@@ -102,11 +102,25 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
         quote!(let #pat: #ty = #extract;)
     });
     let session = session_body(endpoint, locals);
+    let protocols: Vec<_> = endpoint.args.values(parse::PROTOCOL).collect();
+    let protocols = (!protocols.is_empty())
+        .then(|| quote!(const PROTOCOLS: &'static [&'static str] = &[#(#protocols),*];));
+    let max_message_size = endpoint
+        .args
+        .values(parse::MAX_MESSAGE_SIZE)
+        .next()
+        .map(|size| {
+            let size = parse::parse_size(size).expect("validate checks sizes");
+            let some = paths::some();
+            quote!(const MAX_MESSAGE_SIZE: ::core::option::Option<usize> = #some(#size);)
+        });
     quote! {
         #(#attrs)*
         impl #trait_path for #ident {
             const PATH: &'static str = #path;
             const NAME: &'static str = #name;
+            #protocols
+            #max_message_size
             fn accept(#cx: #accept) -> #accepting {
                 #box_pin(async move {
                     #(#extractions)*

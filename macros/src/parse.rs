@@ -22,9 +22,57 @@ pub(crate) struct EndpointFn {
     pub(crate) sections: Vec<Section>,
 }
 
-/// The attribute's arguments: `("/chat")`.
+/// The attribute's arguments: `("/chat", protocol = "chat.v1", max_message_size = "4MiB")`.
 pub(crate) struct WebsocketArgs {
     pub(crate) path: RoutePath,
+    /// `key = value` after the path, as written; `validate` checks the keys and values.
+    pub(crate) options: Vec<AttrOption>,
+}
+
+pub(crate) struct AttrOption {
+    pub(crate) key: Ident,
+    pub(crate) value: syn::Lit,
+}
+
+/// The option keys the attribute knows.
+pub(crate) const PROTOCOL: &str = "protocol";
+pub(crate) const MAX_MESSAGE_SIZE: &str = "max_message_size";
+pub(crate) const OPTION_KEYS: [&str; 2] = [PROTOCOL, MAX_MESSAGE_SIZE];
+
+impl WebsocketArgs {
+    /// The values given for one key, in order.
+    pub(crate) fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a syn::Lit> + 'a {
+        self.options
+            .iter()
+            .filter(move |o| o.key == key)
+            .map(|o| &o.value)
+    }
+}
+
+/// `"4MiB"`, `"64KiB"`, `"1MB"`, `"512"` or `512`: a size in bytes.
+pub(crate) fn parse_size(value: &syn::Lit) -> Option<usize> {
+    let text = match value {
+        syn::Lit::Str(text) => text.value(),
+        syn::Lit::Int(int) => int.base10_digits().to_owned(),
+        _ => return None,
+    };
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.replace('_', "").parse().ok()?;
+    let unit: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(unit).filter(|size| *size > 0)
 }
 
 /// `"/rooms/{room}/seats/{seat}"`: literal segments and `{name}` parameters.
@@ -150,18 +198,23 @@ impl Parse for WebsocketArgs {
                 "expected the endpoint's path as a string literal, like `\"/chat\"`",
             )
         })?;
-        if !input.is_empty() {
+        let mut options = Vec::new();
+        while !input.is_empty() {
             input.parse::<Token![,]>()?;
-            if !input.is_empty() {
-                let key: Ident = input.parse()?;
-                return Err(syn::Error::new_spanned(
-                    &key,
-                    format!("unknown argument `{key}`: `#[websocket]` takes only the path"),
-                ));
+            if input.is_empty() {
+                break; // a trailing comma
             }
+            // protocol = "chat.v1"    max_message_size = "4MiB"    (any `key = literal`)
+            let key: Ident = input.parse()?;
+            input.parse::<Token![=]>().map_err(|err| {
+                syn::Error::new(err.span(), format!("expected `{key} = <value>`"))
+            })?;
+            let value: syn::Lit = input.parse()?;
+            options.push(AttrOption { key, value });
         }
         Ok(WebsocketArgs {
             path: RoutePath::new(lit),
+            options,
         })
     }
 }
@@ -325,7 +378,27 @@ mod tests {
         let func: ItemFn = syn::parse_quote! { fn f() {} };
         assert!(parse(quote!(), func.clone()).is_err());
         assert!(parse(quote!(chat), func.clone()).is_err());
-        let err = parse(quote!("/", protocols = "x"), func).err().unwrap();
-        assert!(err.to_string().contains("unknown argument `protocols`"));
+        assert!(parse(quote!("/", protocol), func.clone()).is_err());
+        let endpoint = parse(quote!("/", protocol = "a", protocol = "b",), func).unwrap();
+        let protocols: Vec<_> = endpoint.args.values(PROTOCOL).collect();
+        assert_eq!(protocols.len(), 2);
+    }
+
+    #[test]
+    fn parses_sizes() {
+        let size = |lit: syn::Lit| parse_size(&lit);
+        assert_eq!(size(syn::parse_quote!("4MiB")), Some(4 << 20));
+        assert_eq!(size(syn::parse_quote!("64 KiB")), Some(64 << 10));
+        assert_eq!(size(syn::parse_quote!("1MB")), Some(1_000_000));
+        assert_eq!(size(syn::parse_quote!(1_024)), Some(1024));
+        assert_eq!(size(syn::parse_quote!("512")), Some(512));
+        for bad in [
+            syn::parse_quote!("4 MiBs"),
+            syn::parse_quote!("0"),
+            syn::parse_quote!("x"),
+            syn::parse_quote!(true),
+        ] {
+            assert_eq!(size(bad), None);
+        }
     }
 }

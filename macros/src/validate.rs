@@ -6,12 +6,16 @@ use syn::visit::{self, Visit};
 use syn::{Expr, ExprClosure, FnArg, Pat, Stmt};
 
 use crate::errors::{Errors, did_you_mean};
-use crate::parse::{EndpointFn, SECTION_NAMES, Section, SectionKind, call_ident};
+use crate::parse::{
+    EndpointFn, MAX_MESSAGE_SIZE, OPTION_KEYS, PROTOCOL, SECTION_NAMES, Section, SectionKind,
+    call_ident, parse_size,
+};
 
 pub(crate) fn endpoint(endpoint: &EndpointFn) -> syn::Result<()> {
     let mut errors = Errors::default();
     check_path(endpoint, &mut errors);
     check_path_params(endpoint, &mut errors);
+    check_options(endpoint, &mut errors);
     check_signature(endpoint, &mut errors);
     check_sections(endpoint, &mut errors);
     check_ready_code(endpoint, &mut errors);
@@ -29,6 +33,66 @@ fn check_path(endpoint: &EndpointFn, errors: &mut Errors) {
     } else if path.value.contains(['?', '#']) {
         errors.spanned(&path.lit, "the path cannot hold a query or a fragment");
     }
+}
+
+/// Options are known keys with valid values, each given once (`protocol` may repeat).
+fn check_options(endpoint: &EndpointFn, errors: &mut Errors) {
+    let args = &endpoint.args;
+    for (index, option) in args.options.iter().enumerate() {
+        let key = option.key.to_string();
+        match key.as_str() {
+            PROTOCOL => match &option.value {
+                syn::Lit::Str(protocol) if is_token(&protocol.value()) => {
+                    let value = protocol.value();
+                    let same = |o: &&crate::parse::AttrOption| {
+                        o.key == PROTOCOL
+                            && matches!(&o.value, syn::Lit::Str(s) if s.value() == value)
+                    };
+                    if args.options[..index].iter().any(|o| same(&o)) {
+                        errors.spanned(
+                            &option.value,
+                            format!("the protocol {value:?} is listed twice"),
+                        );
+                    }
+                }
+                value => errors.spanned(
+                    value,
+                    "expected a subprotocol name as a string, like `protocol = \"chat.v1\"` \
+                     (letters, digits and `!#$%&'*+-.^_`|~`)",
+                ),
+            },
+            MAX_MESSAGE_SIZE => {
+                if args.options[..index]
+                    .iter()
+                    .any(|o| o.key == MAX_MESSAGE_SIZE)
+                {
+                    errors.spanned(&option.key, "`max_message_size` is given twice");
+                } else if parse_size(&option.value).is_none() {
+                    errors.spanned(
+                        &option.value,
+                        "expected a size above zero, like `max_message_size = \"4MiB\"` (units: \
+                         B, KiB, MiB, GiB, KB, MB, GB) or a number of bytes",
+                    );
+                }
+            }
+            _ => {
+                let hint = did_you_mean(&key, &OPTION_KEYS)
+                    .map(|known| format!(", did you mean `{known}`?"))
+                    .unwrap_or_else(|| {
+                        ": the options are `protocol` and `max_message_size`".to_owned()
+                    });
+                errors.spanned(&option.key, format!("unknown argument `{key}`{hint}"));
+            }
+        }
+    }
+}
+
+/// An HTTP token (RFC 7230), as a subprotocol name must be.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Each `{name}` appears once, and names a parameter of the function.

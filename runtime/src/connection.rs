@@ -36,6 +36,17 @@ enum Phase {
     Closed,
 }
 
+/// The connection's clocks.
+#[derive(Clone, Copy)]
+pub(crate) struct Timing {
+    /// How long a closing connection waits for the peer.
+    pub(crate) close_timeout: Duration,
+    /// Silence after which the server pings.
+    pub(crate) ping_interval: Duration,
+    /// Silence after which the server gives up on the peer.
+    pub(crate) idle_timeout: Duration,
+}
+
 struct Driver<S> {
     ws: WebSocketStream<S>,
     shared: Arc<Shared>,
@@ -49,7 +60,15 @@ struct Driver<S> {
     need_flush: bool,
     /// Bounds how long a closing connection may wait on its peer.
     deadline: Option<Pin<Box<Sleep>>>,
-    close_timeout: Duration,
+    timing: Timing,
+    /// When the peer was last known to be alive, as of the last keep-alive check.
+    last_heard: Instant,
+    /// Frames read so far, and as of the last check: counting is cheaper than reading the
+    /// clock for every frame.
+    frames_read: u64,
+    frames_at_check: u64,
+    /// Fires at the next keep-alive check; re-armed lazily, not on every frame.
+    keepalive: Pin<Box<Sleep>>,
     shutdown_seen: bool,
     /// The close code that ended the connection, for the log.
     code: Option<u16>,
@@ -59,7 +78,7 @@ pub(crate) async fn run<S>(
     ws: WebSocketStream<S>,
     session: Session,
     shutdown: &Shutdown,
-    close_timeout: Duration,
+    timing: Timing,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -73,7 +92,11 @@ pub(crate) async fn run<S>(
         phase: Phase::Open,
         need_flush: false,
         deadline: None,
-        close_timeout,
+        timing,
+        last_heard: Instant::now(),
+        frames_read: 0,
+        frames_at_check: 0,
+        keepalive: Box::pin(tokio::time::sleep(timing.ping_interval)),
         shutdown_seen: false,
         code: None,
     };
@@ -115,6 +138,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
             progress |= self.poll_write(cx);
             progress |= self.poll_read(cx);
+            if self.phase == Phase::Open && self.keepalive.as_mut().poll(cx).is_ready() {
+                self.keep_alive();
+                progress = true;
+            }
 
             if !progress {
                 if self.need_flush {
@@ -141,6 +168,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 return Poll::Pending;
             }
         }
+    }
+
+    /// The keep-alive timer fired: ping a silent peer, close one silent for too long.
+    fn keep_alive(&mut self) {
+        let now = Instant::now();
+        if self.frames_read != self.frames_at_check {
+            self.frames_at_check = self.frames_read;
+            self.last_heard = now;
+        }
+        if !self.shared.wants_message() {
+            // The endpoint is busy in a section: the socket is not read, so silence proves
+            // nothing. Count from now.
+            self.last_heard = now;
+        }
+        let silent = now.saturating_duration_since(self.last_heard);
+        if silent >= self.timing.idle_timeout {
+            tracing::debug!(?silent, "peer silent for too long: closing");
+            self.shared.close(CloseCode::GOING_AWAY, "idle timeout");
+            return;
+        }
+        if silent >= self.timing.ping_interval {
+            match self
+                .ws
+                .start_send_unpin(tungstenite::Message::Ping(Default::default()))
+            {
+                Ok(()) => self.need_flush = true,
+                Err(err) => return self.broken(&err),
+            }
+        }
+        let next_ping = self.last_heard + self.timing.ping_interval;
+        let next = if next_ping > now {
+            next_ping
+        } else {
+            now + self.timing.ping_interval
+        };
+        let next = next.min(self.last_heard + self.timing.idle_timeout);
+        self.keepalive.as_mut().reset(next);
     }
 
     fn user_finished(&mut self, result: std::thread::Result<Result<(), crate::Error>>) {
@@ -212,6 +276,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         match self.ws.poll_next_unpin(cx) {
             Poll::Pending => false,
             Poll::Ready(Some(Ok(message))) => {
+                self.frames_read += 1;
                 self.received(message);
                 true
             }
@@ -304,7 +369,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     fn arm_deadline(&mut self) {
         if self.deadline.is_none() {
             self.deadline = Some(Box::pin(tokio::time::sleep_until(
-                Instant::now() + self.close_timeout,
+                Instant::now() + self.timing.close_timeout,
             )));
         }
     }

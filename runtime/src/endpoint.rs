@@ -28,6 +28,12 @@ pub trait Endpoint: Send + Sync + 'static {
     /// The function's name, for logs.
     #[doc(hidden)]
     const NAME: &'static str;
+    /// The subprotocols it speaks, preferred first (`protocol = ".."`).
+    #[doc(hidden)]
+    const PROTOCOLS: &'static [&'static str] = &[];
+    /// Its own limit on incoming messages (`max_message_size = ".."`), over the server's.
+    #[doc(hidden)]
+    const MAX_MESSAGE_SIZE: Option<usize> = None;
     /// Extracts the parameters from the upgrade request and prepares the connection's code.
     #[doc(hidden)]
     fn accept(cx: Accept) -> Accepting;

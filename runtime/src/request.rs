@@ -38,6 +38,7 @@ pub(crate) struct Head {
     pub(crate) headers: HeaderMap,
     pub(crate) peer: SocketAddr,
     pub(crate) params: crate::router::Params,
+    pub(crate) protocol: Option<&'static str>,
     pub(crate) app: Arc<App>,
 }
 
@@ -142,6 +143,12 @@ impl Request {
     /// The server's state of type `T` (see [`State`](crate::State)), if it was given one.
     pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.head.app.states.get::<T>()
+    }
+
+    /// The subprotocol agreed on with the client, for an endpoint that declares some
+    /// (`#[websocket("/chat", protocol = "chat.v1")]`).
+    pub fn protocol(&self) -> Option<&str> {
+        self.head.protocol
     }
 
     /// A path parameter's value, percent-decoded: `room` for `#[websocket("/rooms/{room}")]`.

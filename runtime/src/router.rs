@@ -9,6 +9,8 @@ use crate::endpoint::{Accept, Accepting, Endpoint};
 pub(crate) struct Route {
     pub(crate) name: &'static str,
     pub(crate) accept: fn(Accept) -> Accepting,
+    pub(crate) protocols: &'static [&'static str],
+    pub(crate) max_message_size: Option<usize>,
 }
 
 /// One segment of a route pattern.
@@ -42,6 +44,8 @@ impl Router {
             Route {
                 name: E::NAME,
                 accept: E::accept,
+                protocols: E::PROTOCOLS,
+                max_message_size: E::MAX_MESSAGE_SIZE,
             },
         );
     }
@@ -178,6 +182,8 @@ mod tests {
                 Route {
                     name: ["a", "b", "c", "d"][i],
                     accept: |_| unreachable!(),
+                    protocols: &[],
+                    max_message_size: None,
                 },
             );
         }

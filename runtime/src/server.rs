@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use crate::router::Router;
 use crate::session::{ServerKey, SessionKey};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
-use crate::upgrade::{self, Body};
+use crate::upgrade::{self, Body, Origins};
 use crate::{Reject, Request, connection};
 
 /// A WebSocket server: endpoints by path, settings, and serving.
@@ -63,6 +63,10 @@ pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) max_message_size: usize,
     pub(crate) max_frame_size: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) ping_interval: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) origins: Origins,
 }
 
 impl Default for Config {
@@ -74,6 +78,10 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             max_message_size: 16 << 20,
             max_frame_size: 16 << 20,
+            max_connections: 10_000,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            origins: Origins::SameHost,
         }
     }
 }
@@ -169,6 +177,48 @@ impl Server {
         self
     }
 
+    /// The most TCP connections served at once, handshakes included; a client over the limit
+    /// gets 503 before any upgrade. Default: 10,000 (mind the process's open-file limit).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections;
+        self
+    }
+
+    /// How long a connection may stay silent before the server pings it. Default: 30 s.
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.config.ping_interval = interval;
+        self
+    }
+
+    /// How long a connection may stay silent (no message, no pong) before the server closes
+    /// it with 1001. Default: 60 s. Time spent in the endpoint's own sections does not count.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Also accepts upgrades from browser pages of this origin (`"https://app.example.com"`).
+    ///
+    /// By default a browser page may connect only if it was served by the same host the
+    /// WebSocket request is sent to (its `Origin` matches `Host`); clients that send no
+    /// `Origin` (not browsers) are always accepted. Other pages get 403: this stops a
+    /// malicious site from using a visitor's cookies to open connections on their behalf.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        let origin = origin.into().trim_end_matches('/').to_owned();
+        match &mut self.config.origins {
+            Origins::List(list) => list.push(origin),
+            Origins::Any => {}
+            same_host => *same_host = Origins::List(vec![origin]),
+        }
+        self
+    }
+
+    /// Accepts upgrades from any browser page (a public API without cookies, say).
+    pub fn allow_any_origin(mut self) -> Self {
+        self.config.origins = Origins::Any;
+        self
+    }
+
     /// Binds the address; the returned [`Bound`] tells the real address (for port 0) and
     /// serves when awaited through [`Bound::run`].
     pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Bound> {
@@ -194,6 +244,7 @@ impl Server {
                 }),
                 shutdown: Shutdown::default(),
                 ids: AtomicU64::new(0),
+                active: AtomicUsize::new(0),
             }),
         })
     }
@@ -254,6 +305,8 @@ struct Inner {
     app: Arc<App>,
     shutdown: Shutdown,
     ids: AtomicU64,
+    /// TCP connections being served, handshakes included.
+    active: AtomicUsize,
 }
 
 impl Bound {
@@ -297,7 +350,8 @@ impl Bound {
                     }
                     accepted = listener.accept() => match accepted {
                         Ok((stream, peer)) => {
-                            connections.spawn(serve_tcp(stream, peer, Arc::clone(&inner)));
+                            let active = Active::enter(&inner);
+                            connections.spawn(serve_tcp(stream, peer, active));
                         }
                         Err(err) => {
                             // Out of file descriptors and the like: back off instead of spinning.
@@ -327,22 +381,61 @@ impl Bound {
     }
 }
 
+/// One served TCP connection, counted against `max_connections` while it lives.
+struct Active {
+    inner: Arc<Inner>,
+    /// Over the limit: every request gets 503.
+    overloaded: bool,
+}
+
+impl Active {
+    fn enter(inner: &Arc<Inner>) -> Self {
+        let before = inner.active.fetch_add(1, Ordering::Relaxed);
+        Active {
+            inner: Arc::clone(inner),
+            overloaded: before >= inner.config.max_connections,
+        }
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.inner.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What the upgrade service leaves for the task once the 101 is sent.
 struct Upgrade {
     session: Session,
     on_upgrade: OnUpgrade,
     endpoint: &'static str,
+    max_message_size: usize,
+    max_frame_size: usize,
 }
 
 type UpgradeSlot = Arc<Mutex<Option<Upgrade>>>;
 
 /// One TCP connection: the HTTP handshake, then (if upgraded) the WebSocket connection loop.
-async fn serve_tcp(stream: TcpStream, peer: SocketAddr, inner: Arc<Inner>) {
+async fn serve_tcp(stream: TcpStream, peer: SocketAddr, active: Active) {
+    let inner = Arc::clone(&active.inner);
     let _ = stream.set_nodelay(true);
     let slot = UpgradeSlot::default();
+    let overloaded = active.overloaded;
+    if overloaded {
+        tracing::warn!(%peer, limit = inner.config.max_connections, "too many connections: 503");
+    }
     let service = {
         let (inner, slot) = (Arc::clone(&inner), Arc::clone(&slot));
-        service_fn(move |req| handle(req, peer, Arc::clone(&inner), Arc::clone(&slot)))
+        service_fn(move |req| {
+            let (inner, slot) = (Arc::clone(&inner), Arc::clone(&slot));
+            async move {
+                if overloaded {
+                    let busy = "too many connections: try again later\n";
+                    return Ok(upgrade::plain(http::StatusCode::SERVICE_UNAVAILABLE, busy));
+                }
+                handle(req, peer, inner, slot).await
+            }
+        })
     };
     let config = inner.config.clone();
     let http = http1::Builder::new()
@@ -368,6 +461,8 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, inner: Arc<Inner>) {
         session,
         on_upgrade,
         endpoint,
+        max_message_size,
+        max_frame_size,
     }) = upgrade
     else {
         return;
@@ -389,9 +484,14 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, inner: Arc<Inner>) {
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(4 << 10)
             .write_buffer_size(64 << 10)
-            .max_message_size(Some(config.max_message_size))
-            .max_frame_size(Some(config.max_frame_size));
-        let (shutdown, close_timeout) = (&inner.shutdown, config.close_timeout);
+            .max_message_size(Some(max_message_size))
+            .max_frame_size(Some(max_frame_size));
+        let shutdown = &inner.shutdown;
+        let timing = connection::Timing {
+            close_timeout: config.close_timeout,
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+        };
         // The upgraded stream is our own TcpStream: take it back to skip hyper's dynamic IO.
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
@@ -399,12 +499,12 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, inner: Arc<Inner>) {
                 let ws =
                     WebSocketStream::from_partially_read(io, read, Role::Server, Some(ws_config))
                         .await;
-                connection::run(ws, session, shutdown, close_timeout).await;
+                connection::run(ws, session, shutdown, timing).await;
             }
             Err(upgraded) => {
                 let io = TokioIo::new(upgraded);
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
-                connection::run(ws, session, shutdown, close_timeout).await;
+                connection::run(ws, session, shutdown, timing).await;
             }
         }
     }
@@ -429,6 +529,13 @@ async fn handle(
         Ok(key) => key,
         Err(refusal) => return Ok(refusal),
     };
+    if let Err(refusal) = upgrade::check_origin(&req, &inner.config.origins) {
+        return Ok(refusal);
+    }
+    let protocol = match upgrade::negotiate_protocol(&req, route.protocols) {
+        Ok(protocol) => protocol,
+        Err(refusal) => return Ok(refusal),
+    };
     if inner.shutdown.is_triggered() {
         return Ok(upgrade::plain(
             http::StatusCode::SERVICE_UNAVAILABLE,
@@ -445,6 +552,7 @@ async fn handle(
         headers: parts.headers,
         peer,
         params,
+        protocol,
         app: Arc::clone(&inner.app),
     });
     let accept = (route.accept)(Accept::new(Request::new(head, shared)));
@@ -455,9 +563,16 @@ async fn handle(
                 session,
                 on_upgrade,
                 endpoint: route.name,
+                // An endpoint's own message limit also bounds (or lifts) its frame limit.
+                max_message_size: route
+                    .max_message_size
+                    .unwrap_or(inner.config.max_message_size),
+                max_frame_size: route
+                    .max_message_size
+                    .unwrap_or(inner.config.max_frame_size),
             };
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(upgrade);
-            Ok(upgrade::switching(&accept_key))
+            Ok(upgrade::switching(&accept_key, protocol))
         }
         Ok(Err(reject)) => Ok(refusal(reject)),
         Err(panic) => {

@@ -1,6 +1,10 @@
 //! The HTTP side of the handshake (RFC 6455 §4.2): checking the upgrade request and the
 //! responses, the refusals included. Every refusal is a complete HTTP response.
 
+// The checks return the refusal itself as their `Err`: large, but built once per refused
+// request and sent as is.
+#![allow(clippy::result_large_err)]
+
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -9,8 +13,6 @@ pub(crate) type Body = String;
 
 /// Checks that a request on an endpoint's path asks for a WebSocket; returns the
 /// `Sec-WebSocket-Accept` value, or the refusal to send.
-// A large `Err` is fine here: it is built once per refused request, and sent as is.
-#[allow(clippy::result_large_err)]
 pub(crate) fn check<B>(req: &http::Request<B>) -> Result<String, Response<Body>> {
     let headers = req.headers();
     let upgrade = headers
@@ -75,7 +77,7 @@ fn is_valid_key(key: &[u8]) -> bool {
 }
 
 /// 101: the handshake's answer.
-pub(crate) fn switching(accept: &str) -> Response<Body> {
+pub(crate) fn switching(accept: &str, protocol: Option<&'static str>) -> Response<Body> {
     let mut response = Response::new(Body::new());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
@@ -85,6 +87,12 @@ pub(crate) fn switching(accept: &str) -> Response<Body> {
         header::SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(accept).expect("base64 is a valid header value"),
     );
+    if let Some(protocol) = protocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(protocol),
+        );
+    }
     response
 }
 
@@ -115,4 +123,206 @@ pub(crate) fn plain(status: StatusCode, body: impl Into<String>) -> Response<Bod
     );
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// Which browser pages may open connections: the `Origin` header a browser sends.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Origins {
+    /// Requests without `Origin` (non-browser clients), and pages served by this same host.
+    #[default]
+    SameHost,
+    /// Any page.
+    Any,
+    /// These origins (`https://app.example.com`), plus what `SameHost` allows.
+    List(Vec<String>),
+}
+
+/// Checks the `Origin` header against the allowed origins; a cross-site page gets 403.
+pub(crate) fn check_origin<B>(
+    req: &http::Request<B>,
+    origins: &Origins,
+) -> Result<(), Response<Body>> {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(()); // not a browser: nothing to protect against
+    };
+    let origin = origin.to_str().unwrap_or_default().trim();
+    let allowed = match origins {
+        Origins::Any => true,
+        Origins::SameHost => same_host(req, origin),
+        Origins::List(list) => {
+            same_host(req, origin)
+                || list
+                    .iter()
+                    .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        tracing::debug!(origin, "refusing a cross-origin upgrade");
+        Err(plain(
+            StatusCode::FORBIDDEN,
+            format!("origin {origin} is not allowed to open websockets here\n"),
+        ))
+    }
+}
+
+/// Whether `Origin: scheme://host[:port]` names the host the request was sent to (`Host`).
+fn same_host<B>(req: &http::Request<B>, origin: &str) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false; // `null` and the like
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return false,
+    };
+    let with_port = |authority: &str| -> String {
+        let authority = authority.trim_end_matches('/').to_ascii_lowercase();
+        // `[::1]:80` and `host:80` have a port; `[::1]` and `host` get the scheme's.
+        let has_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        if has_port {
+            authority
+        } else {
+            format!("{authority}:{default_port}")
+        }
+    };
+    with_port(authority) == with_port(host)
+}
+
+/// Picks the subprotocol: the first of the endpoint's that the client offers. An endpoint that
+/// declares protocols refuses a client that offers none of them with 400.
+pub(crate) fn negotiate_protocol<B>(
+    req: &http::Request<B>,
+    supported: &'static [&'static str],
+) -> Result<Option<&'static str>, Response<Body>> {
+    if supported.is_empty() {
+        return Ok(None);
+    }
+    let offered: Vec<&str> = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    match supported.iter().find(|protocol| offered.contains(protocol)) {
+        Some(protocol) => Ok(Some(protocol)),
+        None => Err(plain(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "no acceptable subprotocol: this endpoint speaks {}; the client offered {}\n",
+                supported.join(", "),
+                if offered.is_empty() {
+                    "none".to_owned()
+                } else {
+                    offered.join(", ")
+                }
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> http::Request<()> {
+        let mut builder = http::Request::builder().uri("/chat");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn same_origin_is_allowed_and_cross_origin_refused() {
+        let same = Origins::SameHost;
+        let ok = |headers: &[(&str, &str)], origins: &Origins| {
+            check_origin(&request(headers), origins).is_ok()
+        };
+        assert!(ok(&[("host", "example.com")], &same));
+        assert!(ok(
+            &[("host", "example.com"), ("origin", "https://example.com")],
+            &same
+        ));
+        assert!(ok(
+            &[
+                ("host", "example.com:443"),
+                ("origin", "https://EXAMPLE.com")
+            ],
+            &same
+        ));
+        assert!(ok(
+            &[
+                ("host", "127.0.0.1:9000"),
+                ("origin", "http://127.0.0.1:9000")
+            ],
+            &same
+        ));
+        assert!(ok(
+            &[("host", "[::1]:9000"), ("origin", "http://[::1]:9000")],
+            &same
+        ));
+        assert!(!ok(
+            &[("host", "example.com"), ("origin", "https://evil.example")],
+            &same
+        ));
+        assert!(!ok(
+            &[
+                ("host", "example.com:8080"),
+                ("origin", "http://example.com")
+            ],
+            &same
+        ));
+        assert!(!ok(&[("host", "example.com"), ("origin", "null")], &same));
+        assert!(!ok(&[("origin", "https://example.com")], &same));
+        let list = Origins::List(vec!["https://app.example.com".into()]);
+        assert!(ok(
+            &[
+                ("host", "api.example.com"),
+                ("origin", "https://app.example.com")
+            ],
+            &list
+        ));
+        assert!(!ok(
+            &[
+                ("host", "api.example.com"),
+                ("origin", "https://evil.example")
+            ],
+            &list
+        ));
+        assert!(ok(
+            &[("host", "a"), ("origin", "https://evil.example")],
+            &Origins::Any
+        ));
+    }
+
+    #[test]
+    fn negotiates_the_first_supported_protocol_the_client_offers() {
+        const CHAT: &[&str] = &["chat.v2", "chat.v1"];
+        let offer =
+            |offer: &str| negotiate_protocol(&request(&[("sec-websocket-protocol", offer)]), CHAT);
+        assert_eq!(offer("chat.v1").unwrap(), Some("chat.v1"));
+        assert_eq!(offer("chat.v1, chat.v2").unwrap(), Some("chat.v2"));
+        assert_eq!(
+            offer("other").unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert!(negotiate_protocol(&request(&[]), CHAT).is_err());
+        assert_eq!(
+            negotiate_protocol(&request(&[("sec-websocket-protocol", "x")]), &[]).unwrap(),
+            None
+        );
+    }
 }
