@@ -277,3 +277,46 @@ pub async fn connect_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]
         .expect("handshake failed")
         .0
 }
+
+/// A raw client frame with its first byte given whole (FIN, RSV bits and opcode), masked.
+pub fn raw_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut frame = vec![first, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads one server frame: its first byte and payload.
+pub async fn raw_read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0u8; 2];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut header))
+        .await
+        .expect("no frame in time")
+        .expect("connection ended");
+    let len = match header[1] & 0x7f {
+        126 => {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await.unwrap();
+            u16::from_be_bytes(len) as usize
+        }
+        127 => {
+            let mut len = [0u8; 8];
+            stream.read_exact(&mut len).await.unwrap();
+            u64::from_be_bytes(len) as usize
+        }
+        len => len as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.unwrap();
+    (header[0], payload)
+}
+
+/// Waits until the server closes the TCP connection (EOF or reset).
+pub async fn raw_expect_eof(stream: &mut TcpStream) {
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest))
+        .await
+        .expect("the server did not close the connection in time");
+}

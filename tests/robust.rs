@@ -1,0 +1,378 @@
+//! Secure defaults, RFC 6455 behaviour through wsock's dispatch, and load: bad input and
+//! heavy use get the documented status or close code, and nothing accepted is lost.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use wsock::prelude::*;
+
+#[websocket("/echo")]
+fn echo(out: Out<Message>) {
+    on_message(|message: Message| out.write(message));
+}
+
+#[websocket("/small", max_message_size = "1KiB")]
+fn small(out: Out<String>) {
+    on_message(|text: String| out.write(text.len().to_string()));
+}
+
+#[websocket("/chat", protocol = "chat.v2", protocol = "chat.v1")]
+fn chat(out: Out<String>, req: Request) {
+    out.write(format!("speaking {}", req.protocol().unwrap_or("nothing")));
+}
+
+static CLOSED: AtomicUsize = AtomicUsize::new(0);
+
+#[websocket("/counted")]
+fn counted(out: Out<String>) {
+    on_message(|text: String| out.write(text));
+    on_close(|| {
+        CLOSED.fetch_add(1, Ordering::SeqCst);
+    });
+}
+
+fn endpoints() -> Server {
+    Server::new()
+        .route(echo)
+        .route(small)
+        .route(chat)
+        .route(counted)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secure defaults
+
+#[tokio::test]
+async fn a_cross_site_page_gets_403_unless_allowed() {
+    let server = TestServer::start(endpoints().allow_origin("https://app.example.com")).await;
+    let same = format!("http://{}", server.addr);
+    let mut ws = connect_with(server.addr, "/echo", &[("origin", &same)]).await;
+    send(&mut ws, "same origin").await;
+    assert_eq!(next(&mut ws).await, WsMessage::text("same origin"));
+    drop(ws);
+    let allowed = connect_with(
+        server.addr,
+        "/echo",
+        &[("origin", "https://app.example.com")],
+    );
+    drop(allowed.await);
+    let (status, body) = refused(server.addr, "/echo", &[("origin", "https://evil.example")]).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("https://evil.example"), "{body}");
+    assert_eq!(
+        refused(server.addr, "/echo", &[("origin", "null")]).await.0,
+        403
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_get_503() {
+    let server = TestServer::start(endpoints().max_connections(2)).await;
+    let first = server.connect("/echo").await;
+    let second = server.connect("/echo").await;
+    let (status, _) = refused(server.addr, "/echo", &[]).await;
+    assert_eq!(status, 503);
+    drop(first);
+    // The slot frees once the server has seen the first connection end.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let url = format!("ws://{}/echo", server.addr);
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await {
+            drop(ws);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the freed slot was never reused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(second);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_pinged_then_closed_and_a_live_one_stays() {
+    let server = TestServer::start(
+        endpoints()
+            .ping_interval(Duration::from_millis(100))
+            .idle_timeout(Duration::from_millis(400)),
+    )
+    .await;
+    // A raw client that never answers pings.
+    let mut silent = raw_upgrade(server.addr, "/echo").await;
+    let (first, payload) = raw_read_frame(&mut silent).await;
+    assert_eq!(first & 0x0f, 0x9, "expected a ping first");
+    assert!(payload.is_empty());
+    let code = raw_close_code(&mut silent).await;
+    assert_eq!(code, 1001);
+    drop(silent);
+
+    // A client that is read (and so answers pings) outlives the idle timeout.
+    let mut live = server.connect("/echo").await;
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(900);
+    while let Ok(message) = tokio::time::timeout_at(until, live.next()).await {
+        match message {
+            Some(Ok(WsMessage::Ping(_))) => pings += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pings >= 2, "only {pings} pings");
+    send(&mut live, "still here").await;
+    assert_eq!(next(&mut live).await, WsMessage::text("still here"));
+    drop(live);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn subprotocols_are_negotiated_or_refused_with_400() {
+    let server = TestServer::start(endpoints()).await;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/chat", server.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "other, chat.v1".parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "chat.v1");
+    assert_eq!(next_text(&mut ws).await, "speaking chat.v1");
+    drop(ws);
+    let (status, body) = refused(server.addr, "/chat", &[("sec-websocket-protocol", "x")]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("chat.v2, chat.v1"), "{body}");
+    assert_eq!(refused(server.addr, "/chat", &[]).await.0, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoints_own_message_limit_closes_with_1009() {
+    let server = TestServer::start(endpoints()).await;
+    let mut ws = server.connect("/small").await;
+    send(&mut ws, &"x".repeat(1024)).await;
+    assert_eq!(next_text(&mut ws).await, "1024");
+    send(&mut ws, &"x".repeat(1025)).await;
+    assert_eq!(close_frame(&mut ws).await.0, 1009);
+    // Other endpoints keep the server's limit.
+    let mut ws = server.connect("/echo").await;
+    send(&mut ws, &"y".repeat(100_000)).await;
+    assert_eq!(next(&mut ws).await, WsMessage::text("y".repeat(100_000)));
+    drop(ws);
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// RFC 6455 through the dispatch
+
+const FIN: u8 = 0x80;
+const TEXT: u8 = 0x1;
+const CONTINUATION: u8 = 0x0;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+
+#[tokio::test]
+async fn fragments_are_reassembled_around_a_ping_that_is_answered() {
+    let server = TestServer::start(endpoints()).await;
+    let mut stream = raw_upgrade(server.addr, "/echo").await;
+    stream.write_all(&raw_frame(TEXT, b"Hel")).await.unwrap();
+    stream
+        .write_all(&raw_frame(FIN | PING, b"are you there"))
+        .await
+        .unwrap();
+    stream
+        .write_all(&raw_frame(CONTINUATION, b"lo, "))
+        .await
+        .unwrap();
+    stream
+        .write_all(&raw_frame(FIN | CONTINUATION, "wörld".as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw_read_frame(&mut stream).await,
+        (FIN | 0xA, b"are you there".to_vec())
+    );
+    assert_eq!(
+        raw_read_frame(&mut stream).await,
+        (FIN | TEXT, "Hello, wörld".as_bytes().to_vec())
+    );
+    drop(stream);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_split_across_fragments_closes_with_1007() {
+    let server = TestServer::start(endpoints()).await;
+    let mut stream = raw_upgrade(server.addr, "/echo").await;
+    // "é" is C3 A9: the first fragment ends inside it, the second does not finish it.
+    stream
+        .write_all(&raw_frame(TEXT, &[b'a', 0xC3]))
+        .await
+        .unwrap();
+    stream
+        .write_all(&raw_frame(FIN | CONTINUATION, &[0x28, b'b']))
+        .await
+        .unwrap();
+    assert_eq!(raw_close_code(&mut stream).await, 1007);
+    raw_expect_eof(&mut stream).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn protocol_violations_close_with_1002() {
+    let server = TestServer::start(endpoints()).await;
+    let bad_close = |code: u16| raw_frame(FIN | CLOSE, &code.to_be_bytes());
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("reserved bits", raw_frame(FIN | 0x40 | TEXT, b"x")),
+        ("unknown opcode", raw_frame(FIN | 0x3, b"x")),
+        ("close code 1005", bad_close(1005)),
+        ("close code 999", bad_close(999)),
+        (
+            "continuation without a start",
+            raw_frame(FIN | CONTINUATION, b"x"),
+        ),
+    ];
+    for (case, bytes) in cases {
+        let mut stream = raw_upgrade(server.addr, "/echo").await;
+        stream.write_all(&bytes).await.unwrap();
+        assert_eq!(raw_close_code(&mut stream).await, 1002, "{case}");
+        raw_expect_eof(&mut stream).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_close_handshake_echoes_the_code_and_ends_the_connection() {
+    let server = TestServer::start(endpoints()).await;
+    let mut stream = raw_upgrade(server.addr, "/echo").await;
+    let mut payload = 4000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"bye");
+    stream
+        .write_all(&raw_frame(FIN | CLOSE, &payload))
+        .await
+        .unwrap();
+    assert_eq!(raw_close_code(&mut stream).await, 4000);
+    raw_expect_eof(&mut stream).await;
+
+    // A client that never answers the server's close is dropped after the close timeout.
+    let server2 = TestServer::start(endpoints().close_timeout(Duration::from_millis(200))).await;
+    let mut stream = raw_upgrade(server2.addr, "/counted").await;
+    server2.handle.shutdown();
+    assert_eq!(raw_close_code(&mut stream).await, 1001);
+    raw_expect_eof(&mut stream).await;
+    server2.stop().await;
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+const CONNECTIONS: usize = 1000;
+const MESSAGES: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_a_thousand_connections_lose_and_reorder_nothing() {
+    let server = TestServer::start(endpoints()).await;
+    let addr = server.addr;
+    let started = std::time::Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..CONNECTIONS {
+        clients.spawn(async move {
+            let url = format!("ws://{addr}/echo");
+            let (ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect");
+            let (mut sink, mut stream) = ws.split();
+            let writer = tokio::spawn(async move {
+                for m in 0..MESSAGES {
+                    sink.feed(WsMessage::text(format!("{c}:{m}")))
+                        .await
+                        .unwrap();
+                }
+                sink.flush().await.unwrap();
+                sink
+            });
+            let (mut received, mut wrong) = (0, 0);
+            while received < MESSAGES {
+                match stream.next().await {
+                    Some(Ok(WsMessage::Text(text))) => {
+                        wrong += usize::from(text.as_str() != format!("{c}:{received}"));
+                        received += 1;
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("connection {c} ended early: {other:?}"),
+                }
+            }
+            let mut ws = writer.await.unwrap().reunite(stream).unwrap();
+            ws.close(None).await.ok();
+            (received, wrong)
+        });
+    }
+    let (mut received, mut wrong) = (0, 0);
+    let all = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(result) = clients.join_next().await {
+            let (r, w) = result.expect("a client failed");
+            received += r;
+            wrong += w;
+        }
+    });
+    all.await.expect("the soak did not finish in 120 s");
+    let lost = CONNECTIONS * MESSAGES - received;
+    println!(
+        "soak: {CONNECTIONS} connections x {MESSAGES} messages in {:?}: {lost} lost, {wrong} reordered",
+        started.elapsed()
+    );
+    assert_eq!((lost, wrong), (0, 0));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_thousand_connections_sends_1001_to_all_and_runs_every_on_close() {
+    let server = TestServer::start(endpoints()).await;
+    let mut clients = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let mut ws = server.connect("/counted").await;
+        send(&mut ws, "hi").await;
+        assert_eq!(next_text(&mut ws).await, "hi");
+        clients.push(ws);
+    }
+    let before = CLOSED.load(Ordering::SeqCst);
+    server.handle.shutdown();
+    let mut readers = tokio::task::JoinSet::new();
+    for mut ws in clients {
+        readers.spawn(async move {
+            let code = close_frame(&mut ws).await.0;
+            ws.close(Some(CloseFrame {
+                code: code.into(),
+                reason: "".into(),
+            }))
+            .await
+            .ok();
+            code
+        });
+    }
+    let mut codes = Vec::new();
+    while let Some(code) = readers.join_next().await {
+        codes.push(code.unwrap());
+    }
+    assert_eq!(codes.len(), CONNECTIONS);
+    assert!(codes.iter().all(|&code| code == 1001), "not all got 1001");
+    tokio::time::timeout(WAIT, server.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        CLOSED.load(Ordering::SeqCst) - before,
+        CONNECTIONS,
+        "on_close count"
+    );
+}
