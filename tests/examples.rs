@@ -289,3 +289,60 @@ async fn auth_example_needs_the_printed_session_cookie() {
     assert_eq!(next_text(&mut ws).await, "ada: hi");
     example.stop().await;
 }
+
+/// The server's resident memory, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_cannot_grow_server_memory() {
+    let example = Example::start("echo").await;
+    let pid = example.child.id().unwrap();
+    let baseline = rss_kib(pid);
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    // 4,000 messages of 64 KiB: 256 MiB echoed to a client that reads none of it.
+    let ws = example.connect("/").await;
+    let (mut sink, _unread) = futures_util::StreamExt::split(ws);
+    let chunk = vec![0x5au8; 64 << 10];
+    let mut sent = 0;
+    let flood = async {
+        for _ in 0..4000 {
+            if sink.send(Message::binary(chunk.clone())).await.is_err() {
+                break; // the server gave up on us and dropped the connection
+            }
+            sent += 1;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(30), flood).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sampler.abort();
+    let growth_mib = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(baseline)
+        / 1024;
+    println!(
+        "slow reader: {sent} messages of 64 KiB sent, server RSS grew by at most {growth_mib} MiB"
+    );
+    // The outbound queue (1024 messages) bounds what the server holds: far below what was sent.
+    assert!(
+        sent > 1100,
+        "the flood stopped early, after {sent} messages"
+    );
+    assert!(growth_mib < 160, "server memory grew by {growth_mib} MiB");
+    example.stop().await;
+}
