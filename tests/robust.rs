@@ -38,12 +38,21 @@ fn counted(out: Out<String>) {
     });
 }
 
+/// Queues a burst at once: a shutdown right after must still deliver all of it, in order.
+#[websocket("/burst")]
+fn burst(out: Out<String>) {
+    for i in 0..500 {
+        out.write(format!("burst {i}"));
+    }
+}
+
 fn endpoints() -> Server {
     Server::new()
         .route(echo)
         .route(small)
         .route(chat)
         .route(counted)
+        .route(burst)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +176,18 @@ async fn an_endpoints_own_message_limit_closes_with_1009() {
     send(&mut ws, &"y".repeat(100_000)).await;
     assert_eq!(next(&mut ws).await, WsMessage::text("y".repeat(100_000)));
     drop(ws);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_writes_the_queued_messages_before_1001() {
+    let server = TestServer::start(endpoints()).await;
+    let mut ws = server.connect("/burst").await;
+    server.handle.shutdown();
+    for i in 0..500 {
+        assert_eq!(next_text(&mut ws).await, format!("burst {i}"));
+    }
+    assert_eq!(close_frame(&mut ws).await.0, 1001);
     server.stop().await;
 }
 
