@@ -97,7 +97,7 @@ mod sections {
 #[doc(hidden)]
 pub mod __private {
     pub use wsock_runtime::__private::*;
-    pub use wsock_runtime::Endpoint;
+    pub use wsock_runtime::{Endpoint, FuzzHarness};
 
     /// Section names that accept anything: bound in the hidden copy of a function the macro
     /// rejected, so rustc reports nothing on top of the macro's error.

@@ -23,7 +23,7 @@ pub use crate::extract::{Query, State};
 pub use crate::message::{CloseCode, FromMessage, IntoMessage, Json, Message, Text};
 pub use crate::out::Out;
 pub use crate::request::{FromRequest, Reject, Request};
-pub use crate::server::{Bound, Handle, Server};
+pub use crate::server::{Bound, FuzzHarness, Handle, Server};
 pub use crate::session::{SESSION_COOKIE, Session, SessionKey};
 
 pub use bytes::Bytes;

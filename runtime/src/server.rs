@@ -15,7 +15,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -232,20 +233,20 @@ impl Server {
         if self.router.is_empty() {
             tracing::warn!("the server has no endpoints: every request gets 404");
         }
-        Ok(Bound {
-            listener,
-            addr,
-            inner: Arc::new(Inner {
-                router: self.router,
-                config: self.config,
-                app: Arc::new(App {
-                    states: self.states,
-                    session_key: ServerKey::new(self.session_key),
-                }),
-                shutdown: Shutdown::default(),
-                ids: AtomicU64::new(0),
-                active: AtomicUsize::new(0),
+        Ok(Bound { listener, addr, inner: self.into_inner() })
+    }
+
+    fn into_inner(self) -> Arc<Inner> {
+        Arc::new(Inner {
+            router: self.router,
+            config: self.config,
+            app: Arc::new(App {
+                states: self.states,
+                session_key: ServerKey::new(self.session_key),
             }),
+            shutdown: Shutdown::default(),
+            ids: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
         })
     }
 
@@ -351,7 +352,8 @@ impl Bound {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, peer)) => {
                             let active = Active::enter(&inner);
-                            connections.spawn(serve_tcp(stream, peer, active));
+                            let _ = stream.set_nodelay(true);
+                            connections.spawn(serve_io(stream, peer, active));
                         }
                         Err(err) => {
                             // Out of file descriptors and the like: back off instead of spinning.
@@ -415,10 +417,12 @@ struct Upgrade {
 
 type UpgradeSlot = Arc<Mutex<Option<Upgrade>>>;
 
-/// One TCP connection: the HTTP handshake, then (if upgraded) the WebSocket connection loop.
-async fn serve_tcp(stream: TcpStream, peer: SocketAddr, active: Active) {
+/// One connection: the HTTP handshake, then (if upgraded) the WebSocket connection loop.
+async fn serve_io<IO>(stream: IO, peer: SocketAddr, active: Active)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let inner = Arc::clone(&active.inner);
-    let _ = stream.set_nodelay(true);
     let slot = UpgradeSlot::default();
     let overloaded = active.overloaded;
     if overloaded {
@@ -492,8 +496,8 @@ async fn serve_tcp(stream: TcpStream, peer: SocketAddr, active: Active) {
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
         };
-        // The upgraded stream is our own TcpStream: take it back to skip hyper's dynamic IO.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
+        // The upgraded stream is our own socket: take it back to skip hyper's dynamic IO.
+        match upgraded.downcast::<TokioIo<IO>>() {
             Ok(parts) => {
                 let (io, read) = (parts.io.into_inner(), parts.read_buf.to_vec());
                 let ws =
@@ -597,4 +601,29 @@ fn refusal(reject: Reject) -> http::Response<Body> {
         format!("{}\n", reject.body())
     };
     upgrade::plain(reject.status(), body)
+}
+
+/// Serves byte streams without a listener, for the fuzz targets in `fuzz/`; not public API.
+#[doc(hidden)]
+pub struct FuzzHarness {
+    inner: Arc<Inner>,
+}
+
+impl Server {
+    /// The server as a [`FuzzHarness`]; not public API.
+    #[doc(hidden)]
+    pub fn fuzz_harness(self) -> FuzzHarness {
+        FuzzHarness { inner: self.into_inner() }
+    }
+}
+
+impl FuzzHarness {
+    /// Serves one client connection over `io`, as if it had been accepted.
+    pub async fn serve<IO>(&self, io: IO)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        serve_io(io, peer, Active::enter(&self.inner)).await;
+    }
 }
