@@ -83,6 +83,27 @@ async fn a_cross_site_page_gets_403_unless_allowed() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_finishes_its_request_is_dropped() {
+    let server = TestServer::start(endpoints().handshake_timeout(Duration::from_millis(300))).await;
+    let started = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgr")
+        .await
+        .unwrap();
+    raw_expect_eof(&mut slow).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "dropped too early, after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "dropped too late, after {waited:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn connections_over_the_limit_get_503() {
     let server = TestServer::start(endpoints().max_connections(2)).await;
     let first = server.connect("/echo").await;

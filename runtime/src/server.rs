@@ -233,7 +233,11 @@ impl Server {
         if self.router.is_empty() {
             tracing::warn!("the server has no endpoints: every request gets 404");
         }
-        Ok(Bound { listener, addr, inner: self.into_inner() })
+        Ok(Bound {
+            listener,
+            addr,
+            inner: self.into_inner(),
+        })
     }
 
     fn into_inner(self) -> Arc<Inner> {
@@ -613,7 +617,9 @@ impl Server {
     /// The server as a [`FuzzHarness`]; not public API.
     #[doc(hidden)]
     pub fn fuzz_harness(self) -> FuzzHarness {
-        FuzzHarness { inner: self.into_inner() }
+        FuzzHarness {
+            inner: self.into_inner(),
+        }
     }
 }
 
