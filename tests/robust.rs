@@ -46,8 +46,21 @@ fn burst(out: Out<String>) {
     }
 }
 
+static STREAM_CLOSED: AtomicUsize = AtomicUsize::new(0);
+
+/// Streams with backpressure until the connection closes.
+#[websocket("/stream")]
+fn stream(out: Out<Vec<u8>>) {
+    let streamer = out.clone();
+    tokio::spawn(async move { while streamer.send(vec![1u8; 16 << 10]).await.is_ok() {} });
+    on_close(|| {
+        STREAM_CLOSED.fetch_add(1, Ordering::SeqCst);
+    });
+}
+
 fn endpoints() -> Server {
     Server::new()
+        .route(stream)
         .route(echo)
         .route(small)
         .route(chat)
@@ -210,6 +223,68 @@ async fn shutdown_writes_the_queued_messages_before_1001() {
     }
     assert_eq!(close_frame(&mut ws).await.0, 1001);
     server.stop().await;
+}
+
+/// Waits until `STREAM_CLOSED` exceeds `before`.
+async fn stream_closed_after(before: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while STREAM_CLOSED.load(Ordering::SeqCst) <= before {
+        assert!(tokio::time::Instant::now() < deadline, "on_close never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_close_stuck_behind_unread_data_still_ends_in_time() {
+    // A client that reads nothing while the endpoint streams: the 1001 of a shutdown cannot
+    // be written, and the close timeout ends the connection; on_close runs.
+    let server = TestServer::start(endpoints().close_timeout(Duration::from_millis(300))).await;
+    let before = STREAM_CLOSED.load(Ordering::SeqCst);
+    let stuck = raw_upgrade(server.addr, "/stream").await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the buffers fill
+    let started = std::time::Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    stream_closed_after(before).await;
+    drop(stuck);
+}
+
+#[tokio::test]
+async fn an_idle_client_that_does_not_read_is_closed_in_time() {
+    let server = TestServer::start(
+        endpoints()
+            .ping_interval(Duration::from_millis(100))
+            .idle_timeout(Duration::from_millis(300))
+            .close_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let before = STREAM_CLOSED.load(Ordering::SeqCst);
+    let stuck = raw_upgrade(server.addr, "/stream").await;
+    stream_closed_after(before).await;
+    drop(stuck);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_an_unfinished_handshake() {
+    let server = TestServer::start(endpoints()).await;
+    let mut half = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    drop(half);
 }
 
 // ---------------------------------------------------------------------------------------------

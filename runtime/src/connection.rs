@@ -19,6 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{self, Error as WsError, protocol::CloseFrame};
 
 use crate::endpoint::{Session, SessionFuture, panic_message};
@@ -136,6 +137,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     .close(CloseCode::GOING_AWAY, "server shutting down");
             }
 
+            if self.shared.is_closing() {
+                // Bounds the whole ending: writing what is queued, the close frame, the peer's.
+                self.arm_deadline();
+                if self.shared.is_abandoned() && !self.pending.is_empty() {
+                    self.pending.clear();
+                }
+            }
             progress |= self.poll_write(cx);
             progress |= self.poll_read(cx);
             if self.phase == Phase::Open && self.keepalive.as_mut().poll(cx).is_ready() {
@@ -151,15 +159,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         Poll::Pending => {}
                     }
                 }
-                if self.phase != Phase::Open
-                    && let Some(deadline) = &mut self.deadline
+                if let Some(deadline) = &mut self.deadline
                     && deadline.as_mut().poll(cx).is_ready()
                 {
-                    tracing::debug!("peer did not complete the close in time");
+                    tracing::debug!("the connection did not finish closing in time: dropping it");
                     self.deadline = None;
-                    self.phase = Phase::Closed;
-                    self.need_flush = false;
-                    self.shared.finish();
+                    self.give_up();
                     continue;
                 }
                 if self.user.is_none() && self.phase == Phase::Closed && !self.need_flush {
@@ -186,6 +191,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if silent >= self.timing.idle_timeout {
             tracing::debug!(?silent, "peer silent for too long: closing");
             self.shared.close(CloseCode::GOING_AWAY, "idle timeout");
+            // From here the close timer bounds the connection; the keep-alive rests.
+            self.keepalive
+                .as_mut()
+                .reset(now + self.timing.idle_timeout);
             return;
         }
         if silent >= self.timing.ping_interval {
@@ -324,7 +333,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     fn read_failed(&mut self, err: WsError) {
         let (code, reason) = match &err {
-            WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
+            WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Io(_)
+            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
                 tracing::debug!(error = %err, "websocket connection ended");
                 self.phase = Phase::Closed;
                 self.need_flush = false;
@@ -379,6 +391,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if !matches!(err, WsError::ConnectionClosed | WsError::AlreadyClosed) {
             tracing::debug!(error = %err, "websocket write failed");
         }
+        self.give_up();
+    }
+
+    /// Ends the connection where it stands: nothing more is written or read.
+    fn give_up(&mut self) {
         self.phase = Phase::Closed;
         self.need_flush = false;
         self.pending.clear();

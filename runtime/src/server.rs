@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -452,11 +453,24 @@ where
         .header_read_timeout(config.handshake_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
+    // A shutdown drops a connection still in its handshake: nothing was accepted yet, and
+    // a client that never completes its request must not hold the shutdown up.
+    let mut http = std::pin::pin!(http);
+    let shutdown = inner.shutdown.signal();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let http = std::future::poll_fn(|cx| match shutdown.as_mut().poll(cx) {
+        Poll::Ready(()) => Poll::Ready(None),
+        Poll::Pending => http.as_mut().poll(cx).map(Some),
+    });
     // Bounds the whole handshake, slow extractors included, not only the header read.
     match tokio::time::timeout(config.handshake_timeout, http).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
+        Ok(Some(Ok(()))) => {}
+        Ok(Some(Err(err))) => {
             tracing::debug!(%peer, error = %err, "http connection failed");
+            return;
+        }
+        Ok(None) => {
+            tracing::debug!(%peer, "shutting down during the handshake");
             return;
         }
         Err(_) => {

@@ -5,6 +5,7 @@
 //! driver and the endpoint code, which run in the same task).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
 
@@ -16,6 +17,11 @@ use crate::{CloseCode, Message};
 pub(crate) struct Shared {
     pub(crate) endpoint: &'static str,
     limit: usize,
+    /// A close was asked for (or the connection ended): the driver starts its close timer.
+    /// An atomic, so the driver can check it on every turn without taking the lock.
+    closing: AtomicBool,
+    /// The client is not reading (queue overflow): what is still unwritten may be dropped.
+    abandoned: AtomicBool,
     out: Mutex<Outbound>,
     /// Senders waiting in `Out::send` for room in the queue.
     room: Notify,
@@ -56,6 +62,8 @@ impl Shared {
         Shared {
             endpoint,
             limit: limit.max(1),
+            closing: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             out: Mutex::new(Outbound {
                 queue: VecDeque::new(),
                 close: None,
@@ -124,7 +132,10 @@ impl Shared {
         }
         out.shut = true;
         out.close = Some((code, truncate_reason(reason)));
+        self.closing.store(true, Ordering::Release);
         wake_driver(out);
+        // Senders waiting for room now get `Closed` instead of waiting for a drain.
+        self.room.notify_waiters();
     }
 
     /// Drops the queued messages and asks for a close at once (slow consumer).
@@ -134,6 +145,8 @@ impl Shared {
         out.queue.shrink_to_fit();
         out.shut = true;
         out.close = Some((code, truncate_reason(reason)));
+        self.closing.store(true, Ordering::Release);
+        self.abandoned.store(true, Ordering::Release);
         wake_driver(out);
         self.room.notify_waiters();
     }
@@ -167,6 +180,7 @@ impl Shared {
 
     /// The connection is over: writes become no-ops and waiting senders get `Closed`.
     pub(crate) fn finish(&self) {
+        self.closing.store(true, Ordering::Release);
         let mut out = lock(&self.out);
         out.shut = true;
         out.queue = VecDeque::new();
@@ -175,6 +189,16 @@ impl Shared {
         drop(out);
         self.room.notify_waiters();
         self.end_inbound();
+    }
+
+    /// Whether a close was asked for, or the connection ended.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Whether the client stopped reading: unwritten messages may be dropped.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_shut(&self) -> bool {
