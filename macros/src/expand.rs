@@ -56,7 +56,11 @@ pub(crate) fn endpoint(endpoint: &EndpointFn) -> TokenStream {
 /// it, as it could the user's own function. A unit struct would forbid such bindings.
 pub(crate) fn struct_decl(endpoint: &EndpointFn) -> TokenStream {
     let EndpointFn {
-        func, docs, attrs, ..
+        func,
+        docs,
+        cfgs,
+        deprecated,
+        ..
     } = endpoint;
     let (vis, ident) = (&func.vis, &func.sig.ident);
     let generated = format!(
@@ -68,9 +72,12 @@ pub(crate) fn struct_decl(endpoint: &EndpointFn) -> TokenStream {
         #(#docs)*
         #separator
         #[doc = #generated]
-        #(#attrs)*
+        #(#cfgs)*
+        #(#deprecated)*
         #[allow(non_camel_case_types)]
         #vis struct #ident {}
+        #(#cfgs)*
+        #(#deprecated)*
         #[doc(hidden)]
         #vis fn #ident() -> #ident {
             #ident {}
@@ -86,15 +93,15 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
         ..
     } = locals;
     let ident = &endpoint.func.sig.ident;
-    let attrs = &endpoint.attrs;
+    let (cfgs, lints) = (&endpoint.cfgs, &endpoint.lints);
     let path = &endpoint.args.path.lit;
     let name = ident.to_string();
     let (trait_path, accept, accepting) = (paths::endpoint(), paths::accept(), paths::accepting());
     let (box_pin, ok) = (paths::box_pin(), paths::ok());
     let extractions = parse::typed_params(&endpoint.func).map(|param| {
         let (pat, ty) = (&param.pat, &param.ty);
-        // At the type, all of it: "`X` cannot be a parameter of a websocket endpoint" is
-        // then reported once, there.
+        // At the type, all of it: "`X` cannot be a parameter of a websocket endpoint" points
+        // there (rustc may repeat it at the attribute, for the future that holds the call).
         let extract = match path_param_name(endpoint, pat) {
             Some(name) => quote_spanned!(ty.span()=> #cx.path_param::<#ty>(#name)?),
             None => quote_spanned!(ty.span()=> #cx.extract::<#ty>().await?),
@@ -115,7 +122,8 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             quote!(const MAX_MESSAGE_SIZE: ::core::option::Option<usize> = #some(#size);)
         });
     quote! {
-        #(#attrs)*
+        #(#cfgs)*
+        #(#lints)*
         impl #trait_path for #ident {
             const PATH: &'static str = #path;
             const NAME: &'static str = #name;

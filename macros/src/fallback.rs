@@ -70,6 +70,20 @@ fn hidden_fn(func: &ItemFn) -> TokenStream {
     func.sig.asyncness = Some(Default::default());
 
     func.block.stmts.retain(|stmt| !is_faulty_section(stmt));
+    for stmt in &mut func.block.stmts {
+        // A `move` section, already reported, would add "use of moved value" errors.
+        if let Stmt::Expr(Expr::Call(call), _) = stmt
+            && call_ident(call)
+                .is_some_and(|name| SECTION_NAMES.contains(&name.to_string().as_str()))
+        {
+            call.attrs.clear();
+            for arg in &mut call.args {
+                if let Expr::Closure(closure) = arg {
+                    closure.capture = None;
+                }
+            }
+        }
+    }
     let stubs = paths::stubs();
     let stub_import: Stmt = syn::parse_quote! {
         #[allow(unused_imports)]

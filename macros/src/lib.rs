@@ -119,11 +119,12 @@ use proc_macro::TokenStream;
 ///   `/`, a malformed path (`x{y}`, `//`, `{}`), a `{segment}` used twice or with no function
 ///   parameter of its name, an unknown argument, or an item that is not a function;
 /// - the signature: a generic, `const`, `unsafe` or `extern` function, a `self` parameter, a
-///   return type other than `()` or a `Result`, `.await` in the ready code of a plain `fn`;
+///   return type other than `()` or a `Result`, `.await` in the ready code of a plain `fn`, an
+///   attribute other than docs, `cfg`, lint levels and `deprecated`;
 /// - the sections: a misspelled section name (with a suggestion), a duplicate section, a section
 ///   inside a block, an `if`, a loop or a closure, a section that is not a closure, a `move`
 ///   closure, a closure with the wrong number of parameters, an `on_message` parameter without
-///   its type, a `let` after the first section.
+///   its type, an attribute on a section, a `let` after the first section.
 ///
 /// The type checker adds, at your tokens and in wsock's words: a message type that cannot be
 /// received or sent, a parameter type that is not an extractor, and a path parameter type that

@@ -12,9 +12,14 @@ pub(crate) const SECTION_NAMES: [&str; 3] = ["on_message", "on_close", "on_error
 pub(crate) struct EndpointFn {
     pub(crate) args: WebsocketArgs,
     pub(crate) func: ItemFn,
-    /// The function's own attributes but its docs, and its docs.
-    pub(crate) attrs: Vec<Attribute>,
+    /// The function's attributes, by where they go: docs on the struct, `cfg` on every item,
+    /// lint levels on the impl (around the user's code), `deprecated` on the struct and its
+    /// constructor; any other is `unsupported` (reported by `validate`).
     pub(crate) docs: Vec<Attribute>,
+    pub(crate) cfgs: Vec<Attribute>,
+    pub(crate) lints: Vec<Attribute>,
+    pub(crate) deprecated: Vec<Attribute>,
+    pub(crate) unsupported: Vec<Attribute>,
     /// The body's statements that are not sections, in order.
     pub(crate) ready: Vec<ReadyStmt>,
     /// The body's last expression, without a semicolon, if it is not a section.
@@ -228,11 +233,26 @@ pub(crate) fn endpoint(args: TokenStream, func: &ItemFn) -> syn::Result<Endpoint
     } else {
         syn::parse2(args)?
     };
-    let (docs, attrs) = func
-        .attrs
-        .iter()
-        .cloned()
-        .partition(|attr| attr.path().is_ident("doc"));
+    let (mut docs, mut cfgs, mut lints, mut deprecated, mut unsupported) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for attr in &func.attrs {
+        let path = attr.path();
+        let list = if path.is_ident("doc") {
+            &mut docs
+        } else if path.is_ident("cfg") || path.is_ident("cfg_attr") {
+            &mut cfgs
+        } else if ["allow", "warn", "deny", "forbid", "expect"]
+            .iter()
+            .any(|l| path.is_ident(l))
+        {
+            &mut lints
+        } else if path.is_ident("deprecated") {
+            &mut deprecated
+        } else {
+            &mut unsupported
+        };
+        list.push(attr.clone());
+    }
     let mut ready = Vec::new();
     let mut sections = Vec::new();
     let mut tail = None;
@@ -253,7 +273,10 @@ pub(crate) fn endpoint(args: TokenStream, func: &ItemFn) -> syn::Result<Endpoint
     Ok(EndpointFn {
         args,
         func: func.clone(),
-        attrs,
+        cfgs,
+        lints,
+        deprecated,
+        unsupported,
         docs,
         ready,
         tail,

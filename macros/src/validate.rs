@@ -17,6 +17,7 @@ pub(crate) fn endpoint(endpoint: &EndpointFn) -> syn::Result<()> {
     check_path_params(endpoint, &mut errors);
     check_options(endpoint, &mut errors);
     check_signature(endpoint, &mut errors);
+    check_attributes(endpoint, &mut errors);
     check_sections(endpoint, &mut errors);
     check_ready_code(endpoint, &mut errors);
     errors.finish()
@@ -133,6 +134,34 @@ fn check_path_params(endpoint: &EndpointFn, errors: &mut Errors) {
                 format!(
                     "add a parameter `{name}: T` for the path's `{{{name}}}`, with `T` parsed \
                      from the segment (`String`, `u32`, any `FromStr` type)"
+                ),
+            );
+        }
+    }
+}
+
+/// The function's attributes are ones that make sense on the generated items; sections carry
+/// none.
+fn check_attributes(endpoint: &EndpointFn, errors: &mut Errors) {
+    for attr in &endpoint.unsupported {
+        let name = attr.path().to_token_stream().to_string().replace(' ', "");
+        errors.spanned(
+            attr,
+            format!(
+                "`#[{name}]` is not supported on a `#[websocket]` function, which becomes a \
+                 struct and its `Endpoint` impl: use docs, `#[cfg(..)]`, lint levels \
+                 (`#[allow(..)]`, ..) or `#[deprecated]`"
+            ),
+        );
+    }
+    for section in &endpoint.sections {
+        for attr in &section.call.attrs {
+            errors.spanned(
+                attr,
+                format!(
+                    "attributes on a section are not supported: put the condition inside \
+                     `{}`, or on the whole function",
+                    section.kind.name()
                 ),
             );
         }

@@ -100,3 +100,18 @@ fn main() {
         .route(quiet)
         .route(public::visible);
 }
+
+/// Docs, `cfg`, lint levels and `deprecated` go where they make sense.
+#[websocket("/attributes")]
+#[cfg(not(feature = "never"))]
+#[allow(unused_variables)]
+#[deprecated = "use `quiet`"]
+fn attributes(out: Out<String>) {
+    let unused = 1;
+    out.close();
+}
+
+#[allow(deprecated)]
+fn _routes_a_deprecated_endpoint() -> Server {
+    Server::new().route(attributes)
+}
