@@ -2,7 +2,8 @@
 //!
 //! Run: `cargo run --release --example echo [ADDRESS]` (default 127.0.0.1:9000), then connect
 //! to ws://127.0.0.1:9000/ with any client. The benchmark and conformance tools use this
-//! server, so it accepts messages up to 64 MiB, as conformance-suite echo servers do.
+//! server, so it accepts messages up to 64 MiB, as conformance-suite echo servers do, and up
+//! to 19,900 connections at once (raise the open-file limit, `ulimit -n`, to match).
 
 use wsock::prelude::*;
 
@@ -22,6 +23,7 @@ async fn main() -> std::io::Result<()> {
         .route(echo)
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
+        .max_connections(19_900)
         .serve(addr)
         .await
 }

@@ -423,18 +423,24 @@ struct Upgrade {
 type UpgradeSlot = Arc<Mutex<Option<Upgrade>>>;
 
 /// One connection: the HTTP handshake, then (if upgraded) the WebSocket connection loop.
-async fn serve_io<IO>(stream: IO, peer: SocketAddr, active: Active)
+/// The HTTP side of one connection; returns the accepted upgrade, if any. Boxed by the
+/// caller, so hyper's connection state is freed before the WebSocket phase: an idle
+/// connection then costs only what it uses.
+async fn handshake<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    inner: &Arc<Inner>,
+    overloaded: bool,
+) -> Option<Upgrade>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let inner = Arc::clone(&active.inner);
     let slot = UpgradeSlot::default();
-    let overloaded = active.overloaded;
     if overloaded {
         tracing::warn!(%peer, limit = inner.config.max_connections, "too many connections: 503");
     }
     let service = {
-        let (inner, slot) = (Arc::clone(&inner), Arc::clone(&slot));
+        let (inner, slot) = (Arc::clone(inner), Arc::clone(&slot));
         service_fn(move |req| {
             let (inner, slot) = (Arc::clone(&inner), Arc::clone(&slot));
             async move {
@@ -467,18 +473,27 @@ where
         Ok(Some(Ok(()))) => {}
         Ok(Some(Err(err))) => {
             tracing::debug!(%peer, error = %err, "http connection failed");
-            return;
+            return None;
         }
         Ok(None) => {
             tracing::debug!(%peer, "shutting down during the handshake");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::debug!(%peer, "handshake timed out");
-            return;
+            return None;
         }
     }
-    let upgrade = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+async fn serve_io<IO>(stream: IO, peer: SocketAddr, active: Active)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let inner = Arc::clone(&active.inner);
+    let upgrade = Box::pin(handshake(stream, peer, &inner, active.overloaded)).await;
+    let config = &inner.config;
     let Some(Upgrade {
         session,
         on_upgrade,

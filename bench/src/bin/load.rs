@@ -344,11 +344,51 @@ async fn idle(args: &Args) {
         }
     }
     let open_secs = opened.elapsed().as_secs_f64();
+    let held = streams.len();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(args.pid);
-    tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
-    // Every connection must still be there: one echo each.
+    // Hold them, answering the server's keep-alive pings as any live client does.
+    let until = tokio::time::Instant::now() + Duration::from_secs_f64(args.secs);
+    let mut holders = tokio::task::JoinSet::new();
+    for mut stream in streams.drain(..) {
+        holders.spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 256];
+            let held = async {
+                loop {
+                    let n = stream.read(&mut chunk).await?;
+                    if n == 0 {
+                        return Err::<(), std::io::Error>(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some((op, range, len)) = decode(&buf) {
+                        match op {
+                            0x9 => {
+                                let mut pong = Vec::new();
+                                encode(&mut pong, 0xA, &buf[range]);
+                                stream.write_all(&pong).await?;
+                            }
+                            0x8 => return Err(std::io::ErrorKind::ConnectionAborted.into()),
+                            _ => {}
+                        }
+                        buf.drain(..len);
+                    }
+                }
+            };
+            match tokio::time::timeout_at(until, held).await {
+                Err(_) => Some(stream), // held until the end
+                Ok(_) => None,          // closed by the server
+            }
+        });
+    }
     let mut dropped = 0;
+    while let Some(held) = holders.join_next().await {
+        match held.unwrap() {
+            Some(stream) => streams.push(stream),
+            None => dropped += 1,
+        }
+    }
+    // Every connection still held must answer: one echo each.
     let mut frame = Vec::new();
     encode(&mut frame, 0x1, b"alive?");
     for stream in &mut streams {
@@ -376,7 +416,6 @@ async fn idle(args: &Args) {
             _ => dropped += 1,
         }
     }
-    let held = streams.len();
     println!(
         "conns={held} failed={failed} dropped={dropped} open_secs={open_secs:.1} rss_before_kib={before} rss_after_kib={after} kib_per_conn={:.2}",
         after.saturating_sub(before) as f64 / held.max(1) as f64

@@ -153,7 +153,7 @@ fn main() {
         ),
     ];
     // results[workload][server][metric] = values over rounds
-    let mut results: BTreeMap<usize, BTreeMap<&str, BTreeMap<&str, Vec<f64>>>> = BTreeMap::new();
+    let mut results: Results<'_> = BTreeMap::new();
     for round in 0..rounds {
         for (wi, workload) in workloads.iter().enumerate() {
             // Interleave: rotate the server order each round.
@@ -205,6 +205,41 @@ fn main() {
             }
         }
     }
+    if rounds > 0 {
+        print_table(rounds, secs, &workloads, &results);
+    }
+    if long {
+        let (mut child, addr) = start(&servers[2].binary);
+        let args = [
+            "idle",
+            "--conns",
+            "19000",
+            "--secs",
+            "60",
+            "--addr",
+            &addr,
+            "--pid",
+            &child.id().to_string(),
+        ];
+        let output = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(&load)
+            .args(args)
+            .output()
+            .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        println!();
+        println!(
+            "19,000 idle connections held 60 s (wsock): {}",
+            String::from_utf8_lossy(&output.stdout).trim()
+        );
+    }
+}
+
+type Results<'a> = BTreeMap<usize, BTreeMap<&'a str, BTreeMap<&'a str, Vec<f64>>>>;
+
+fn print_table(rounds: usize, secs: f64, workloads: &[Workload], results: &Results<'_>) {
     println!();
     println!(
         "Medians of {rounds} interleaved rounds ({secs} s each); ratio = wsock / naive (axum / naive)."
@@ -245,33 +280,6 @@ fn main() {
                 ratio(axum, naive)
             );
         }
-    }
-    if long {
-        let (mut child, addr) = start(&servers[2].binary);
-        let args = [
-            "idle",
-            "--conns",
-            "19000",
-            "--secs",
-            "60",
-            "--addr",
-            &addr,
-            "--pid",
-            &child.id().to_string(),
-        ];
-        let output = Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(&load)
-            .args(args)
-            .output()
-            .unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
-        println!();
-        println!(
-            "19,000 idle connections held 60 s (wsock): {}",
-            String::from_utf8_lossy(&output.stdout).trim()
-        );
     }
 }
 
