@@ -1,22 +1,27 @@
 //! The examples as a newcomer runs them: each binary started on 127.0.0.1:0, its address read
 //! from its log, and driven by a real client. `cargo test` builds the examples first.
 
+mod common;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+use common::{Client, connect_with, next, next_text, refused};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Example {
     child: Child,
     lines: tokio::io::Lines<BufReader<ChildStdout>>,
-    addr: String,
+    addr: SocketAddr,
     /// What the example printed before it listened.
     banner: Vec<String>,
 }
@@ -50,7 +55,7 @@ impl Example {
                 .unwrap()
                 .expect("the example exited before listening");
             match line.split("listening addr=").nth(1) {
-                Some(addr) => break addr.trim().to_owned(),
+                Some(addr) => break addr.trim().parse().expect("a socket address"),
                 None => banner.push(line),
             }
         };
@@ -77,33 +82,13 @@ impl Example {
             .unwrap_or_else(|_| panic!("the example never printed {text:?}"));
     }
 
-    async fn connect(
-        &self,
-        path: &str,
-    ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
-    {
-        let url = format!("ws://{}{path}", self.addr);
-        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("connect timed out")
-            .expect("handshake failed")
-            .0
+    async fn connect(&self, path: &str) -> Client {
+        connect_with(self.addr, path, &[]).await
     }
 
     async fn stop(mut self) {
         self.child.kill().await.ok();
     }
-}
-
-async fn next<S>(ws: &mut S) -> Message
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("no message in time")
-        .expect("stream ended")
-        .expect("read failed")
 }
 
 #[tokio::test]
@@ -173,38 +158,6 @@ async fn echo_example_echoes_text_and_binary() {
     example.stop().await;
 }
 
-async fn next_text<S>(ws: &mut S) -> String
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    match next(ws).await {
-        Message::Text(text) => text.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-/// An upgrade the example refuses: its status and body.
-async fn refused(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
-    for (name, value) in headers {
-        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes());
-        request
-            .headers_mut()
-            .insert(name.unwrap(), value.parse().unwrap());
-    }
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
-            let body = response.body().clone().unwrap_or_default();
-            (
-                response.status().as_u16(),
-                String::from_utf8_lossy(&body).into_owned(),
-            )
-        }
-        _ => panic!("expected an HTTP refusal for {path}"),
-    }
-}
-
 #[tokio::test]
 async fn json_example_answers_commands_as_its_header_says() {
     let example = Example::start("json").await;
@@ -248,7 +201,7 @@ async fn rooms_example_shares_a_room_and_checks_the_seat() {
     three.send(Message::text("hi")).await.unwrap();
     assert_eq!(next_text(&mut four).await, "seat 3: hi");
     assert_eq!(next_text(&mut three).await, "seat 3: hi");
-    let (status, body) = refused(&example.addr, "/rooms/blue/seats/x", &[]).await;
+    let (status, body) = refused(example.addr, "/rooms/blue/seats/x", &[]).await;
     assert_eq!(status, 400);
     assert!(body.contains("invalid path parameter `seat`"), "{body}");
     example.stop().await;
@@ -265,25 +218,18 @@ async fn auth_example_needs_the_printed_session_cookie() {
         .trim()
         .to_owned();
     assert_eq!(
-        refused(&example.addr, "/me", &[]).await,
+        refused(example.addr, "/me", &[]).await,
         (401, "log in first\n".to_owned())
     );
     let tampered = cookie.replace("ada", "eve");
     assert_eq!(
-        refused(&example.addr, "/me", &[("cookie", &tampered)])
+        refused(example.addr, "/me", &[("cookie", &tampered)])
             .await
             .0,
         401
     );
 
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{}/me", example.addr)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", cookie.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut ws = connect_with(example.addr, "/me", &[("cookie", &cookie)]).await;
     assert_eq!(next_text(&mut ws).await, "hello ada");
     ws.send(Message::text("hi")).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "ada: hi");

@@ -237,8 +237,12 @@ pub async fn raw_close_code(stream: &mut TcpStream) -> u16 {
     }
 }
 
-/// Attempts an upgrade that the server should refuse; returns the status and body.
-pub async fn refused(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+/// An upgrade request with extra headers.
+fn client_request(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
     for (name, value) in headers {
@@ -247,6 +251,12 @@ pub async fn refused(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> 
             value.parse().unwrap(),
         );
     }
+    request
+}
+
+/// Attempts an upgrade that the server should refuse; returns the status and body.
+pub async fn refused(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let request = client_request(addr, path, headers);
     match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
             let body = response.body().clone().unwrap_or_default();
@@ -263,14 +273,7 @@ pub async fn refused(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> 
 
 /// Connects with extra request headers.
 pub async fn connect_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Client {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
-    for (name, value) in headers {
-        request.headers_mut().insert(
-            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-    }
+    let request = client_request(addr, path, headers);
     tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
         .expect("connect timed out")
