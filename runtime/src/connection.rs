@@ -71,6 +71,8 @@ struct Driver<S> {
     /// Fires at the next keep-alive check; re-armed lazily, not on every frame.
     keepalive: Pin<Box<Sleep>>,
     shutdown_seen: bool,
+    /// The shutdown signal was polled once, so this task's waker is registered with it.
+    shutdown_registered: bool,
     /// The close code that ended the connection, for the log.
     code: Option<u16>,
 }
@@ -99,17 +101,23 @@ pub(crate) async fn run<S>(
         frames_at_check: 0,
         keepalive: Box::pin(tokio::time::sleep(timing.ping_interval)),
         shutdown_seen: false,
+        shutdown_registered: false,
         code: None,
     };
     let signal = shutdown.signal();
     let mut signal = std::pin::pin!(signal);
-    poll_fn(|cx| driver.poll(cx, signal.as_mut())).await;
+    poll_fn(|cx| driver.poll(cx, shutdown, signal.as_mut())).await;
     shared.finish();
     tracing::debug!(code = driver.code, "websocket closed");
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    fn poll(&mut self, cx: &mut Context<'_>, mut shutdown: Pin<&mut impl Future>) -> Poll<()> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        shutdown: &Shutdown,
+        mut signal: Pin<&mut impl Future>,
+    ) -> Poll<()> {
         loop {
             let mut progress = false;
 
@@ -131,7 +139,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 }
             }
 
-            if !self.shutdown_seen && shutdown.as_mut().poll(cx).is_ready() {
+            // The signal is polled once, to register the task's waker; after that an atomic
+            // load tells, which keeps the signal's lock off the per-message path.
+            let shut = !self.shutdown_seen
+                && if self.shutdown_registered {
+                    shutdown.is_triggered()
+                } else {
+                    self.shutdown_registered = true;
+                    signal.as_mut().poll(cx).is_ready()
+                };
+            if shut {
                 self.shutdown_seen = true;
                 self.shared
                     .close(CloseCode::GOING_AWAY, "server shutting down");
