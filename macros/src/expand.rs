@@ -101,7 +101,7 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
     let extractions = parse::typed_params(&endpoint.func).map(|param| {
         let (pat, ty) = (&param.pat, &param.ty);
         // At the type, all of it: "`X` cannot be a parameter of a websocket endpoint" points
-        // there (rustc may repeat it at the attribute, for the future that holds the call).
+        // there, once (`extract` boxes its future, so no other type names the extractor).
         let extract = match path_param_name(endpoint, pat) {
             Some(name) => quote_spanned!(ty.span()=> #cx.path_param::<#ty>(#name)?),
             None => quote_spanned!(ty.span()=> #cx.extract::<#ty>().await?),
@@ -210,11 +210,13 @@ fn message_loop(on_message: &Section, on_error: Option<&Section>, locals: &Local
         }
         None => quote!(#inbox.reject(#error)),
     };
-    // At the type: "`X` cannot be received as a websocket message" points there.
-    let next = quote_spanned!(ty.span()=> #inbox.recv::<#ty>().await);
+    // At the type: "`X` cannot be received as a websocket message" points there, and only
+    // there, as decoding is a plain call outside the future's type.
+    let decode = paths::decode();
+    let decoded = quote_spanned!(ty.span()=> #decode::<#ty>(#msg));
     quote! {
-        while let #some(#msg) = #next {
-            match #msg {
+        while let #some(#msg) = #inbox.recv().await {
+            match #decoded {
                 #ok(#msg) => #inbox.handled(#handle),
                 #err(#error) => #on_error,
             }

@@ -93,8 +93,8 @@ use proc_macro::TokenStream;
 ///             let mut inbox = cx.inbox();
 ///             let connection = async move {
 ///                 /* the ready code */
-///                 while let Some(msg) = inbox.recv::<String>().await {
-///                     match msg {
+///                 while let Some(msg) = inbox.recv().await {
+///                     match decode::<String>(msg) {                // the message type
 ///                         Ok(msg) => inbox.handled(run(|text: String| { /* on_message */ }, msg)),
 ///                         Err(error) => inbox.reject(error),     // or the on_error section
 ///                     }

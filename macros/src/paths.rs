@@ -30,6 +30,10 @@ pub(crate) fn run(with_argument: bool, is_async: bool) -> TokenStream {
     }
 }
 
+pub(crate) fn decode() -> TokenStream {
+    quote!(::wsock::__private::decode)
+}
+
 pub(crate) fn stubs() -> TokenStream {
     quote!(::wsock::__private::stubs)
 }

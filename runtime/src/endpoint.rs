@@ -82,10 +82,13 @@ impl Accept {
     }
 
     /// Extracts one parameter.
+    ///
+    /// The future is boxed (once per parameter and handshake) so that its type does not name
+    /// `T`'s extractor: for a type that is not one, the only error is the one at the type.
     pub fn extract<T: FromRequest + 'static>(
         &self,
-    ) -> impl Future<Output = Result<T, Reject>> + Send + '_ {
-        T::from_request(&self.request)
+    ) -> Pin<Box<dyn Future<Output = Result<T, Reject>> + Send + '_>> {
+        Box::pin(T::from_request(&self.request))
     }
 
     /// Parses one path parameter; a value that does not parse refuses the client with 400.
@@ -134,20 +137,18 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// The next message, decoded as `T`; `None` once the connection is closing or closed.
-    pub fn recv<T: FromMessage>(
-        &mut self,
-    ) -> impl Future<Output = Option<Result<T, DecodeError>>> + Send + '_ {
+    /// The next message; `None` once the connection is closing or closed.
+    pub fn recv(&mut self) -> impl Future<Output = Option<Message>> + Send + '_ {
         // No waker is stored: the driver polls this future again right after delivering.
         poll_fn(|_| match self.shared.take_message() {
-            Some(message) => Poll::Ready(message.map(T::from_message)),
+            Some(message) => Poll::Ready(message),
             None => Poll::Pending,
         })
     }
 
     /// Reads and drops messages until the connection closes (an endpoint with no `on_message`).
     pub async fn discard(&mut self) {
-        while self.recv::<Message>().await.is_some() {}
+        while self.recv().await.is_some() {}
     }
 
     /// Records how a section ended: an error or a panic closes the connection with 1011.
@@ -189,6 +190,12 @@ impl Inbox {
             }
         }
     }
+}
+
+/// Decodes a message as the `on_message` type.
+#[doc(hidden)]
+pub fn decode<T: FromMessage>(message: Message) -> Result<T, DecodeError> {
+    T::from_message(message)
 }
 
 /// How a section failed.

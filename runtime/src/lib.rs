@@ -33,7 +33,7 @@ pub use http::{HeaderMap, Method, StatusCode, Uri};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::endpoint::{
-        Accept, Accepting, Failure, Inbox, Outcome, Session, run, run_async, run_close,
+        Accept, Accepting, Failure, Inbox, Outcome, Session, decode, run, run_async, run_close,
         run_close_async,
     };
 }

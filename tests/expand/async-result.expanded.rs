@@ -19,11 +19,8 @@ impl ::wsock::__private::Endpoint for count {
             let connection = async move {
                 let start: u64 = req.query_param("start").unwrap_or_default().parse()?;
                 let mut count = start;
-                while let ::core::option::Option::Some(msg) = inbox
-                    .recv::<String>()
-                    .await
-                {
-                    match msg {
+                while let ::core::option::Option::Some(msg) = inbox.recv().await {
+                    match ::wsock::__private::decode::<String>(msg) {
                         ::core::result::Result::Ok(msg) => {
                             inbox
                                 .handled(

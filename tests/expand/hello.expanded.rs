@@ -17,11 +17,8 @@ impl ::wsock::__private::Endpoint for index {
             let mut inbox = cx.inbox();
             let connection = async move {
                 out.write("Hello!");
-                while let ::core::option::Option::Some(msg) = inbox
-                    .recv::<String>()
-                    .await
-                {
-                    match msg {
+                while let ::core::option::Option::Some(msg) = inbox.recv().await {
+                    match ::wsock::__private::decode::<String>(msg) {
                         ::core::result::Result::Ok(msg) => {
                             inbox
                                 .handled(

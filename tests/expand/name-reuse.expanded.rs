@@ -16,11 +16,8 @@ impl ::wsock::__private::Endpoint for text {
             let out: Out<String> = cx.extract::<Out<String>>().await?;
             let mut inbox = cx.inbox();
             let connection = async move {
-                while let ::core::option::Option::Some(msg) = inbox
-                    .recv::<String>()
-                    .await
-                {
-                    match msg {
+                while let ::core::option::Option::Some(msg) = inbox.recv().await {
+                    match ::wsock::__private::decode::<String>(msg) {
                         ::core::result::Result::Ok(msg) => {
                             inbox
                                 .handled(
