@@ -305,6 +305,11 @@ async fn path_parameters_are_parsed_before_the_upgrade() {
     assert_eq!(status, 400);
     assert!(body.contains("`seat`"), "{body}");
     assert_eq!(refused(server.addr, "/rooms/blue/seats", &[]).await.0, 404);
+    // Escapes are decoded before matching; ones that are not UTF-8 are refused.
+    let mut ws = server.connect("/rooms/lobb%79/seats/5").await;
+    assert_eq!(next_text(&mut ws).await, "lobby 5");
+    drop(ws);
+    assert_eq!(refused(server.addr, "/rooms/%FF/seats/1", &[]).await.0, 400);
     server.stop().await;
 }
 

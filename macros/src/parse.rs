@@ -107,6 +107,11 @@ impl RoutePath {
     }
 }
 
+/// A character a request path carries as is (RFC 3986 `pchar`, without `%` escapes).
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c)
+}
+
 /// Splits a path into its `{name}` parameters, noting what is malformed.
 fn parse_path(path: &str) -> (Vec<PathParam>, Vec<String>) {
     let mut params = Vec::new();
@@ -135,6 +140,15 @@ fn parse_path(path: &str) -> (Vec<PathParam>, Vec<String>) {
             problems.push(format!(
                 "malformed segment `{segment}`: a path parameter is a whole segment, like \
                  `/rooms/{{room}}`"
+            ));
+        } else if segment == "." || segment == ".." {
+            problems.push(format!(
+                "`{segment}` cannot be a path segment: no request path has it"
+            ));
+        } else if let Some(bad) = segment.chars().find(|c| !is_path_char(*c)) {
+            problems.push(format!(
+                "{bad:?} cannot appear in a path segment: use letters, digits and \
+                 `-._~!$&'()*+,;=:@`"
             ));
         }
     }
@@ -390,7 +404,9 @@ mod tests {
         let names: Vec<_> = path.params.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["room", "seat"]);
         assert!(path.problems.is_empty());
-        for bad in ["/a//b", "/a/{}", "/a/{1x}", "/a/x{y}", "/a/{b", "/a/"] {
+        for bad in [
+            "/a//b", "/a/{}", "/a/{1x}", "/a/x{y}", "/a/{b", "/a/", "/a b", "/é", "/a/..", "/%20",
+        ] {
             let path = RoutePath::new(syn::parse_str(&format!("{bad:?}")).unwrap());
             assert_eq!(path.problems.len(), 1, "{bad}");
         }

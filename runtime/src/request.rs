@@ -174,7 +174,8 @@ impl fmt::Debug for Request {
 
 /// Percent-decodes one query component (`+` is a space).
 fn decode_component(text: &str) -> String {
-    crate::router::percent_decode(&text.replace('+', " "))
+    let text = text.replace('+', " ");
+    crate::router::percent_decode(&text).unwrap_or(text)
 }
 
 /// A type an endpoint parameter can be extracted as, from the upgrade request, before the

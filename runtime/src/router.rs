@@ -26,6 +26,10 @@ struct Pattern {
     route: Route,
 }
 
+/// A request path whose percent-escapes do not decode to UTF-8.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct BadPath;
+
 /// The path parameters of a matched request, in the pattern's order, percent-decoded.
 pub(crate) type Params = Vec<(&'static str, String)>;
 
@@ -79,42 +83,55 @@ impl Router {
             segments,
             route,
         });
-        // Most literal segments first: `/rooms/lobby` wins over `/rooms/{room}`.
-        self.patterns.sort_by_key(|p| {
-            std::cmp::Reverse(
+        // A literal segment wins over a parameter at the first place two patterns differ:
+        // `/x/{b}` before `/{a}/x`, whatever the order of registration.
+        self.patterns.sort_by(|a, b| {
+            let params = |p: &Pattern| -> Vec<bool> {
                 p.segments
                     .iter()
-                    .filter(|s| matches!(s, Segment::Literal(_)))
-                    .count(),
-            )
+                    .map(|s| matches!(s, Segment::Param(_)))
+                    .collect()
+            };
+            params(a).cmp(&params(b))
         });
     }
 
-    /// The endpoint for a request path, with its path parameters.
-    pub(crate) fn find(&self, path: &str) -> Option<(Route, Params)> {
+    /// The endpoint for a request path, with its path parameters. Segments are compared
+    /// percent-decoded; a path whose escapes do not decode to UTF-8 is `Err(BadPath)`.
+    pub(crate) fn find(&self, path: &str) -> Result<Option<(Route, Params)>, BadPath> {
         if let Some(route) = self.exact.get(path) {
-            return Some((*route, Vec::new()));
+            return Ok(Some((*route, Vec::new())));
         }
-        let rest = path.strip_prefix('/')?;
+        let Some(rest) = path.strip_prefix('/') else {
+            return Ok(None);
+        };
+        let parts: Vec<String> = rest
+            .split('/')
+            .map(percent_decode)
+            .collect::<Option<_>>()
+            .ok_or(BadPath)?;
+        if path.contains('%')
+            && !parts.iter().any(|part| part.contains('/'))
+            && let Some(route) = self.exact.get(format!("/{}", parts.join("/")).as_str())
+        {
+            return Ok(Some((*route, Vec::new())));
+        }
         'patterns: for pattern in &self.patterns {
+            if pattern.segments.len() != parts.len() {
+                continue;
+            }
             let mut params = Params::new();
-            let mut parts = rest.split('/');
-            for segment in &pattern.segments {
-                let Some(part) = parts.next() else {
-                    continue 'patterns;
-                };
+            for (segment, part) in pattern.segments.iter().zip(&parts) {
                 match segment {
-                    Segment::Literal(text) if *text == part => {}
+                    Segment::Literal(text) if text == part => {}
                     Segment::Literal(_) => continue 'patterns,
                     Segment::Param(_) if part.is_empty() => continue 'patterns,
-                    Segment::Param(name) => params.push((name, percent_decode(part))),
+                    Segment::Param(name) => params.push((name, part.clone())),
                 }
             }
-            if parts.next().is_none() {
-                return Some((pattern.route, params));
-            }
+            return Ok(Some((pattern.route, params)));
         }
-        None
+        Ok(None)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -142,10 +159,11 @@ fn parse(path: &'static str) -> Vec<Segment> {
         .collect()
 }
 
-/// Decodes `%XX` escapes; invalid escapes stay as they are, invalid UTF-8 is replaced.
-pub(crate) fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes (invalid escapes stay as they are); `None` if the result is not
+/// UTF-8.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     if !text.contains('%') {
-        return text.to_owned();
+        return Some(text.to_owned());
     }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -154,8 +172,8 @@ pub(crate) fn percent_decode(text: &str) -> String {
         let escaped = (bytes[i] == b'%')
             .then(|| bytes.get(i + 1..i + 3))
             .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
         match escaped {
             Some(byte) => {
                 out.push(byte);
@@ -167,7 +185,7 @@ pub(crate) fn percent_decode(text: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -193,6 +211,7 @@ mod tests {
     fn find(router: &Router, path: &str) -> Option<(&'static str, Params)> {
         router
             .find(path)
+            .unwrap()
             .map(|(route, params)| (route.name, params))
     }
 
@@ -233,7 +252,26 @@ mod tests {
 
     #[test]
     fn decodes_percent_escapes() {
-        assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
-        assert_eq!(percent_decode("caf%C3%A9"), "café");
+        assert_eq!(percent_decode("a%2Fb%zz%").unwrap(), "a/b%zz%");
+        assert_eq!(percent_decode("caf%C3%A9").unwrap(), "café");
+        assert_eq!(percent_decode("%+1x").unwrap(), "%+1x"); // not an escape
+        assert_eq!(percent_decode("%FF"), None);
+    }
+
+    #[test]
+    fn a_literal_segment_wins_whatever_the_order() {
+        for paths in [["/{a}/x", "/x/{b}"], ["/x/{b}", "/{a}/x"]] {
+            let router = router(&paths);
+            let (name, params) = find(&router, "/x/x").unwrap();
+            assert_eq!(params, vec![("b", "x".to_owned())], "{name} for {paths:?}");
+        }
+    }
+
+    #[test]
+    fn segments_compare_decoded() {
+        let router = router(&["/rooms/lobby", "/rooms/{room}"]);
+        assert_eq!(find(&router, "/rooms/lobb%79"), Some(("a", vec![])));
+        assert_eq!(find(&router, "/rooms%2Flobby"), None);
+        assert_eq!(router.find("/rooms/%FF").err(), Some(BadPath));
     }
 }

@@ -26,7 +26,7 @@ use tracing::Instrument;
 use crate::endpoint::{Accept, Endpoint, Session, panic_message};
 use crate::extract::States;
 use crate::request::{App, Head};
-use crate::router::Router;
+use crate::router::{BadPath, Router};
 use crate::session::{ServerKey, SessionKey};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
@@ -556,7 +556,14 @@ async fn handle(
     inner: Arc<Inner>,
     slot: UpgradeSlot,
 ) -> Result<http::Response<Body>, Infallible> {
-    let Some((route, params)) = inner.router.find(req.uri().path()) else {
+    let found = match inner.router.find(req.uri().path()) {
+        Ok(found) => found,
+        Err(BadPath) => {
+            let body = "the path's %-escapes do not decode to UTF-8\n";
+            return Ok(upgrade::plain(http::StatusCode::BAD_REQUEST, body));
+        }
+    };
+    let Some((route, params)) = found else {
         return Ok(upgrade::plain(
             http::StatusCode::NOT_FOUND,
             "no websocket endpoint at this path\n",

@@ -11,6 +11,10 @@ use crate::{FromRequest, Reject, Request};
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "WSOCK_SESSION";
 
+/// Starts every signed session value, so that no other value signed with the same key is
+/// taken for a session.
+const SIGNED_PREFIX: &str = "wsock-session:";
+
 /// The session: a string map the client keeps in a cookie signed by the server, as in Play.
 ///
 /// Take it as an endpoint parameter (`session: Session`) to read who the client is. The
@@ -133,8 +137,9 @@ impl SessionKey {
     /// The `Set-Cookie` header value that gives a client this session: `WSOCK_SESSION=..;
     /// Path=/; HttpOnly; SameSite=Lax`.
     pub fn cookie(&self, session: &Session) -> String {
-        let value = serde_urlencoded::to_string(&session.data)
+        let data = serde_urlencoded::to_string(&session.data)
             .expect("a map of strings always encodes as a query string");
+        let value = format!("{SIGNED_PREFIX}{data}");
         let mut jar = CookieJar::new();
         jar.signed_mut(&self.key).add(
             Cookie::build((SESSION_COOKIE, value))
@@ -148,29 +153,36 @@ impl SessionKey {
 
     /// Reads the session from `Cookie` header values; anything wrong gives an empty session.
     pub(crate) fn verify<'a>(&self, cookie_headers: impl Iterator<Item = &'a str>) -> Session {
-        let mut jar = CookieJar::new();
+        // A request may carry several cookies of this name (another path or domain, or one
+        // planted by a sibling site): the first that verifies counts.
+        let mut seen = false;
         for cookie in cookie_headers
             .flat_map(Cookie::split_parse_encoded)
             .flatten()
         {
-            if cookie.name() == SESSION_COOKIE {
-                jar.add_original(cookie.into_owned());
+            if cookie.name() != SESSION_COOKIE {
+                continue;
+            }
+            seen = true;
+            let mut jar = CookieJar::new();
+            jar.add_original(cookie.into_owned());
+            let Some(verified) = jar.signed(&self.key).get(SESSION_COOKIE) else {
+                continue;
+            };
+            // The prefix binds the signature to sessions: another cookie signed with the
+            // same key cannot pass for one.
+            let Some(data) = verified.value().strip_prefix(SIGNED_PREFIX) else {
+                continue;
+            };
+            match serde_urlencoded::from_str(data) {
+                Ok(data) => return Session { data },
+                Err(error) => tracing::debug!(%error, "malformed session cookie"),
             }
         }
-        if jar.get(SESSION_COOKIE).is_none() {
-            return Session::new();
+        if seen {
+            tracing::debug!("no valid session cookie (bad signature or format): empty session");
         }
-        let Some(verified) = jar.signed(&self.key).get(SESSION_COOKIE) else {
-            tracing::debug!("session cookie with a bad signature: using an empty session");
-            return Session::new();
-        };
-        match serde_urlencoded::from_str(verified.value()) {
-            Ok(data) => Session { data },
-            Err(error) => {
-                tracing::debug!(%error, "malformed session cookie: using an empty session");
-                Session::new()
-            }
-        }
+        Session::new()
     }
 }
 
@@ -250,6 +262,27 @@ mod tests {
             assert!(key.verify([bad].into_iter()).is_empty(), "{bad}");
         }
         assert!(key.verify(std::iter::empty()).is_empty());
+        // A bad cookie of the same name does not hide a good one, before or after it.
+        let both = format!("WSOCK_SESSION=garbage; {header}");
+        assert_eq!(
+            key.verify([both.as_str()].into_iter()).get("user"),
+            Some("ada")
+        );
+        let both = format!("{header}; WSOCK_SESSION=garbage");
+        assert_eq!(
+            key.verify([both.as_str()].into_iter()).get("user"),
+            Some("ada")
+        );
+    }
+
+    #[test]
+    fn another_cookie_signed_with_the_key_is_not_a_session() {
+        let key = SessionKey::derive_from([7u8; 32]);
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&key.key)
+            .add(Cookie::new(SESSION_COOKIE, "user=ada"));
+        let forged = jar.get(SESSION_COOKIE).unwrap().encoded().to_string();
+        assert!(key.verify([forged.as_str()].into_iter()).is_empty());
     }
 
     #[test]

@@ -150,10 +150,7 @@ pub(crate) fn check_origin<B>(
         Origins::Any => true,
         Origins::SameHost => same_host(req, origin),
         Origins::List(list) => {
-            same_host(req, origin)
-                || list
-                    .iter()
-                    .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+            same_host(req, origin) || list.iter().any(|allowed| same_origin(allowed, origin))
         }
     };
     if allowed {
@@ -167,6 +164,32 @@ pub(crate) fn check_origin<B>(
     }
 }
 
+/// `scheme://host[:port]` as `(scheme, host:port)`, lowercased, with the scheme's default
+/// port made explicit; `None` for `null` and anything that is not an http(s) origin.
+fn normalize_origin(origin: &str) -> Option<(String, String)> {
+    let (scheme, authority) = origin.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return None,
+    };
+    Some((scheme, with_port(authority, default_port)))
+}
+
+/// `host[:port]`, lowercased, with the port made explicit (`[::1]` and `[::1]:80` alike).
+fn with_port(authority: &str, default_port: &str) -> String {
+    let authority = authority.trim_end_matches('/').to_ascii_lowercase();
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    if has_port {
+        authority
+    } else {
+        format!("{authority}:{default_port}")
+    }
+}
+
 /// Whether `Origin: scheme://host[:port]` names the host the request was sent to (`Host`).
 fn same_host<B>(req: &http::Request<B>, origin: &str) -> bool {
     let Some(host) = req
@@ -176,27 +199,16 @@ fn same_host<B>(req: &http::Request<B>, origin: &str) -> bool {
     else {
         return false;
     };
-    let Some((scheme, authority)) = origin.split_once("://") else {
-        return false; // `null` and the like
+    let Some((scheme, authority)) = normalize_origin(origin) else {
+        return false;
     };
-    let default_port = match scheme.to_ascii_lowercase().as_str() {
-        "http" => "80",
-        "https" => "443",
-        _ => return false,
-    };
-    let with_port = |authority: &str| -> String {
-        let authority = authority.trim_end_matches('/').to_ascii_lowercase();
-        // `[::1]:80` and `host:80` have a port; `[::1]` and `host` get the scheme's.
-        let has_port = authority
-            .rsplit_once(':')
-            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-        if has_port {
-            authority
-        } else {
-            format!("{authority}:{default_port}")
-        }
-    };
-    with_port(authority) == with_port(host)
+    let default_port = if scheme == "https" { "443" } else { "80" };
+    authority == with_port(host, default_port)
+}
+
+/// Whether an allowed origin (as configured) and a request's `Origin` are the same origin.
+fn same_origin(allowed: &str, origin: &str) -> bool {
+    normalize_origin(allowed).is_some_and(|allowed| Some(allowed) == normalize_origin(origin))
 }
 
 /// Picks the subprotocol: the first of the endpoint's that the client offers. An endpoint that
@@ -287,7 +299,7 @@ mod tests {
         ));
         assert!(!ok(&[("host", "example.com"), ("origin", "null")], &same));
         assert!(!ok(&[("origin", "https://example.com")], &same));
-        let list = Origins::List(vec!["https://app.example.com".into()]);
+        let list = Origins::List(vec!["https://app.example.com:443".into()]);
         assert!(ok(
             &[
                 ("host", "api.example.com"),
