@@ -72,6 +72,22 @@ impl fmt::Display for Error {
 
 /// The connection is closed: returned by [`Out::send`](crate::Out::send) once nothing more
 /// can be sent.
+///
+/// ```no_run
+/// use wsock::prelude::*;
+///
+/// /// Streams numbers until the client leaves: `send` fails with `Closed` then.
+/// #[websocket("/count")]
+/// fn count(out: Out<String>) {
+///     let out = out.clone();
+///     tokio::spawn(async move {
+///         let mut n = 0u64;
+///         while out.send(n.to_string()).await.is_ok() {
+///             n += 1;
+///         }
+///     });
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
@@ -88,6 +104,19 @@ impl std::error::Error for Closed {}
 /// Without an `on_error` section the connection is closed with [`DecodeError::close_code`]
 /// (1003 for a frame of the wrong kind, 1007 for a payload that does not decode) and the
 /// message as the close reason.
+///
+/// ```no_run
+/// use wsock::prelude::*;
+///
+/// /// Answers bad JSON with an explanation instead of closing.
+/// #[websocket("/numbers")]
+/// fn numbers(out: Out<String>) {
+///     on_message(|Json(numbers): Json<Vec<i64>>| out.write(numbers.iter().sum::<i64>().to_string()));
+///     on_error(|error: DecodeError| {
+///         out.write(format!("could not read that ({}): {error}", error.close_code()));
+///     });
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {
     code: crate::CloseCode,

@@ -55,7 +55,24 @@ impl Message {
 
 /// The payload of a text message: UTF-8 text that shares the received frame's buffer.
 ///
-/// Dereferences to `str`; converting into a `String` copies.
+/// Dereferences to `str`; converting into a `String` copies. As the `on_message` type it
+/// hands the frame's text over without a copy, and `Out<Text>` sends it back the same way:
+///
+/// ```no_run
+/// use wsock::prelude::*;
+/// use wsock::Text;
+///
+/// #[websocket("/shout")]
+/// fn shout(out: Out<Text>) {
+///     on_message(|text: Text| {
+///         if text.ends_with('!') {
+///             out.write(text); // no copy
+///         } else {
+///             out.write(Text::from(format!("{text}!")));
+///         }
+///     });
+/// }
+/// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Text(Utf8Bytes);
 

@@ -292,6 +292,20 @@ pub struct Bound {
 }
 
 /// Shuts a running server down gracefully; cheap to clone.
+///
+/// ```no_run
+/// # use wsock::prelude::*;
+/// # #[websocket("/")] fn echo(out: Out<String>) { on_message(|m: String| out.write(m)); }
+/// # async fn demo() -> std::io::Result<()> {
+/// let bound = Server::new().route(echo).bind("127.0.0.1:0").await?;
+/// let handle = bound.handle();
+/// tokio::spawn(async move {
+///     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+///     handle.shutdown(); // every connection gets 1001, every on_close runs
+/// });
+/// bound.run().await // returns once the shutdown is done
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Handle {
     shutdown: Shutdown,

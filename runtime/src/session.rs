@@ -104,6 +104,18 @@ impl FromRequest for Session {
 ///
 /// Give the same key to the server ([`Server::session_key`](crate::Server::session_key), or
 /// [`Server::secret`](crate::Server::secret)) and to whatever issues the cookies.
+///
+/// ```no_run
+/// use wsock::{Server, Session, SessionKey};
+///
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let key = SessionKey::derive_from(std::env::var("WSOCK_SECRET")?);
+/// // A login page sets this header once the user is known:
+/// let set_cookie = key.cookie(&[("user", "ada")].into_iter().collect::<Session>());
+/// # let _ = set_cookie;
+/// let server = Server::new().session_key(key);
+/// # let _ = server; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct SessionKey {
     key: Key,
