@@ -163,12 +163,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             progress |= self.poll_write(cx);
             progress |= self.poll_read(cx);
-            if self.phase == Phase::Open && self.keepalive.as_mut().poll(cx).is_ready() {
-                self.keep_alive();
-                progress = true;
-            }
 
             if !progress {
+                // Checked once per wake-up, not per message: polling a timer is not free.
+                if self.phase == Phase::Open && self.keepalive.as_mut().poll(cx).is_ready() {
+                    self.keep_alive();
+                    continue;
+                }
                 if self.need_flush {
                     match self.ws.poll_flush_unpin(cx) {
                         Poll::Ready(Ok(())) => self.need_flush = false,
