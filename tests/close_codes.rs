@@ -112,6 +112,7 @@ async fn a_raw_client_is_answered_like_any_other() {
     let server = start().await;
     let mut stream = raw_upgrade(server.addr, "/text").await;
     stream.write_all(&frame(0x1, b"hi", true)).await.unwrap();
+    assert_eq!(raw_read_frame(&mut stream).await, (0x81, b"hi".to_vec()));
     stream
         .write_all(&frame(0x8, &1000u16.to_be_bytes(), true))
         .await

@@ -188,50 +188,23 @@ pub async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
 
 /// A client frame: FIN set, masked unless `masked` is false, payload under 126 bytes.
 pub fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![
-        0x80 | opcode,
-        payload.len() as u8 | if masked { 0x80 } else { 0 },
-    ];
     if masked {
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    } else {
-        frame.extend_from_slice(payload);
+        return raw_frame(0x80 | opcode, payload);
     }
+    assert!(payload.len() < 126);
+    let mut frame = vec![0x80 | opcode, payload.len() as u8];
+    frame.extend_from_slice(payload);
     frame
 }
 
 /// Reads server frames until a close frame; returns its code (1005 if it has none).
 pub async fn raw_close_code(stream: &mut TcpStream) -> u16 {
     loop {
-        let mut header = [0u8; 2];
-        tokio::time::timeout(WAIT, stream.read_exact(&mut header))
-            .await
-            .expect("no frame in time")
-            .expect("connection ended without a close frame");
-        assert_eq!(header[1] & 0x80, 0, "server frames are never masked");
-        let len = match header[1] & 0x7f {
-            126 => {
-                let mut len = [0u8; 2];
-                stream.read_exact(&mut len).await.unwrap();
-                u16::from_be_bytes(len) as usize
-            }
-            127 => {
-                let mut len = [0u8; 8];
-                stream.read_exact(&mut len).await.unwrap();
-                u64::from_be_bytes(len) as usize
-            }
-            len => len as usize,
-        };
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload).await.unwrap();
-        if header[0] & 0x0f == 0x8 {
-            return if payload.len() >= 2 {
-                u16::from_be_bytes([payload[0], payload[1]])
-            } else {
-                1005
+        let (first, payload) = raw_read_frame(stream).await;
+        if first & 0x0f == 0x8 {
+            return match payload[..] {
+                [high, low, ..] => u16::from_be_bytes([high, low]),
+                _ => 1005,
             };
         }
     }
@@ -298,6 +271,7 @@ pub async fn raw_read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
         .await
         .expect("no frame in time")
         .expect("connection ended");
+    assert_eq!(header[1] & 0x80, 0, "server frames are never masked");
     let len = match header[1] & 0x7f {
         126 => {
             let mut len = [0u8; 2];
