@@ -57,7 +57,6 @@ pub struct Server {
     session_key: Option<SessionKey>,
 }
 
-#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) queue_capacity: usize,
     pub(crate) handshake_timeout: Duration,
@@ -466,11 +465,11 @@ where
             }
         })
     };
-    let config = inner.config.clone();
+    let handshake_timeout = inner.config.handshake_timeout;
     let http = http1::Builder::new()
         // One request per connection: refusals say `Connection: close`, upgrades hand over.
         .timer(TokioTimer::new())
-        .header_read_timeout(config.handshake_timeout)
+        .header_read_timeout(handshake_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     // A shutdown drops a connection still in its handshake: nothing was accepted yet, and
@@ -483,7 +482,7 @@ where
         Poll::Pending => http.as_mut().poll(cx).map(Some),
     });
     // Bounds the whole handshake, slow extractors included, not only the header read.
-    match tokio::time::timeout(config.handshake_timeout, http).await {
+    match tokio::time::timeout(handshake_timeout, http).await {
         Ok(Some(Ok(()))) => {}
         Ok(Some(Err(err))) => {
             tracing::debug!(%peer, error = %err, "http connection failed");
