@@ -385,7 +385,8 @@ async fn the_ready_code_can_end_the_connection_before_it_is_ready() {
 
 #[tokio::test]
 async fn http_refusals_are_real_responses() {
-    let server = TestServer::start(all_endpoints()).await;
+    // With the dev console off, as in release builds (tests/pages.rs has it on).
+    let server = TestServer::start(all_endpoints().dev_console(false)).await;
     let addr = server.addr;
 
     let response = raw_http(addr, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n").await;

@@ -4,6 +4,7 @@
 //! Use it through the `wsock` crate, which adds the `#[websocket]` attribute.
 
 mod connection;
+mod console;
 mod endpoint;
 mod error;
 mod extract;

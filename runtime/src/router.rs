@@ -8,6 +8,7 @@ use crate::endpoint::{Accept, Accepting, Endpoint};
 #[derive(Clone, Copy)]
 pub(crate) struct Route {
     pub(crate) name: &'static str,
+    pub(crate) path: &'static str,
     pub(crate) accept: fn(Accept) -> Accepting,
     pub(crate) protocols: &'static [&'static str],
     pub(crate) max_message_size: Option<usize>,
@@ -47,6 +48,7 @@ impl Router {
             E::PATH,
             Route {
                 name: E::NAME,
+                path: E::PATH,
                 accept: E::accept,
                 protocols: E::PROTOCOLS,
                 max_message_size: E::MAX_MESSAGE_SIZE,
@@ -134,6 +136,13 @@ impl Router {
         Ok(None)
     }
 
+    /// Every endpoint's path pattern and name, exact paths first.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        let exact = self.exact.values();
+        let patterns = self.patterns.iter().map(|p| &p.route);
+        exact.chain(patterns).map(|route| (route.path, route.name))
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.patterns.is_empty()
     }
@@ -199,6 +208,7 @@ mod tests {
                 path,
                 Route {
                     name: ["a", "b", "c", "d"][i],
+                    path,
                     accept: |_| unreachable!(),
                     protocols: &[],
                     max_message_size: None,

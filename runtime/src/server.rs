@@ -1,5 +1,6 @@
 //! `Server`: routes and settings, binding, the accept loop and graceful shutdown.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -31,7 +32,7 @@ use crate::session::{ServerKey, SessionKey};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::upgrade::{self, Body, Origins};
-use crate::{Reject, Request, connection};
+use crate::{Reject, Request, connection, console};
 
 /// A WebSocket server: endpoints by path, settings, and serving.
 ///
@@ -52,6 +53,7 @@ use crate::{Reject, Request, connection};
 /// ```
 pub struct Server {
     router: Router,
+    pages: HashMap<&'static str, String>,
     config: Config,
     states: States,
     session_key: Option<SessionKey>,
@@ -68,6 +70,7 @@ pub(crate) struct Config {
     pub(crate) ping_interval: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) origins: Origins,
+    pub(crate) dev_console: bool,
 }
 
 impl Default for Config {
@@ -83,6 +86,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             origins: Origins::SameHost,
+            dev_console: cfg!(debug_assertions),
         }
     }
 }
@@ -98,6 +102,7 @@ impl Server {
     pub fn new() -> Self {
         Server {
             router: Router::default(),
+            pages: HashMap::new(),
             config: Config::default(),
             states: States::default(),
             session_key: None,
@@ -111,6 +116,53 @@ impl Server {
     /// If another endpoint already has the same path.
     pub fn route<E: Endpoint>(mut self, _endpoint: fn() -> E) -> Self {
         self.router.add::<E>();
+        self
+    }
+
+    /// Serves a static HTML page at `path` to plain `GET` (and `HEAD`) requests: the page of
+    /// a chat app, say, at `/`.
+    ///
+    /// A page may share its path with an endpoint: browsers that load the URL get the page,
+    /// WebSocket clients get the endpoint (the page replaces the dev console there). Pages
+    /// are for a few small static pages next to the endpoints, not a web framework: no
+    /// parameters, no other methods (they get 405), no other content types.
+    ///
+    /// ```no_run
+    /// # use wsock::prelude::*;
+    /// # #[websocket("/chat")] fn chat(out: Out<String>) { on_message(|m: String| out.write(m)); }
+    /// # async fn demo() -> std::io::Result<()> {
+    /// Server::new()
+    ///     .page("/", "<!doctype html><title>chat</title><script>/* .. */</script>")
+    ///     .route(chat)
+    ///     .serve("127.0.0.1:9000")
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// If `path` does not start with `/`, or another page already has it.
+    pub fn page(mut self, path: &'static str, html: impl Into<String>) -> Self {
+        assert!(
+            path.starts_with('/'),
+            "page path {path:?} must start with `/`"
+        );
+        if self.pages.insert(path, html.into()).is_some() {
+            panic!("two pages at the same path {path:?}");
+        }
+        self
+    }
+
+    /// Turns the dev console on or off. When on, a browser that opens an endpoint's URL
+    /// (a plain `GET`, no upgrade) gets a small self-contained page that connects to that
+    /// endpoint, sends text, JSON or binary messages, and shows every message received and
+    /// the close code and reason. When off, such a request gets
+    /// `426 Upgrade Required`.
+    ///
+    /// On by default in debug builds (`cfg!(debug_assertions)`), off in release builds.
+    /// The console only talks to the endpoint like any client would: it adds no way in that
+    /// a WebSocket client does not already have.
+    pub fn dev_console(mut self, enabled: bool) -> Self {
+        self.config.dev_console = enabled;
         self
     }
 
@@ -230,8 +282,15 @@ impl Server {
     /// Serves on a listener bound by the caller.
     pub fn listen(self, listener: TcpListener) -> io::Result<Bound> {
         let addr = listener.local_addr()?;
-        if self.router.is_empty() {
+        if self.router.is_empty() && self.pages.is_empty() {
             tracing::warn!("the server has no endpoints: every request gets 404");
+        }
+        if self.config.dev_console {
+            for (path, name) in self.router.paths() {
+                if !self.pages.contains_key(path) {
+                    tracing::info!(endpoint = name, "dev console at http://{addr}{path}");
+                }
+            }
         }
         Ok(Bound {
             listener,
@@ -243,6 +302,7 @@ impl Server {
     fn into_inner(self) -> Arc<Inner> {
         Arc::new(Inner {
             router: self.router,
+            pages: self.pages,
             config: self.config,
             app: Arc::new(App {
                 states: self.states,
@@ -320,6 +380,7 @@ impl Handle {
 
 struct Inner {
     router: Router,
+    pages: HashMap<&'static str, String>,
     config: Config,
     app: Arc<App>,
     shutdown: Shutdown,
@@ -569,6 +630,10 @@ async fn handle(
     inner: Arc<Inner>,
     slot: UpgradeSlot,
 ) -> Result<http::Response<Body>, Infallible> {
+    let websocket = upgrade::asks_for_websocket(&req);
+    if !websocket && let Some(page) = inner.pages.get(req.uri().path()) {
+        return Ok(page_response(req.method(), page));
+    }
     let found = match inner.router.find(req.uri().path()) {
         Ok(found) => found,
         Err(BadPath) => {
@@ -582,6 +647,10 @@ async fn handle(
             "no websocket endpoint at this path\n",
         ));
     };
+    let read_only = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+    if !websocket && read_only && inner.config.dev_console {
+        return Ok(console::console(route.name, route.path, route.protocols));
+    }
     let accept_key = match upgrade::check(&req) {
         Ok(key) => key,
         Err(refusal) => return Ok(refusal),
@@ -645,6 +714,22 @@ async fn handle(
             ))
         }
     }
+}
+
+/// A page registered with [`Server::page`]: `GET` and `HEAD` only.
+fn page_response(method: &http::Method, page: &str) -> http::Response<Body> {
+    if matches!(*method, http::Method::GET | http::Method::HEAD) {
+        return console::html(page);
+    }
+    let mut response = upgrade::plain(
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        "this page only answers GET and HEAD requests\n",
+    );
+    response.headers_mut().insert(
+        http::header::ALLOW,
+        http::HeaderValue::from_static("GET, HEAD"),
+    );
+    response
 }
 
 fn refusal(reject: Reject) -> http::Response<Body> {

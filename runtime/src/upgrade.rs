@@ -11,17 +11,21 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 pub(crate) type Body = String;
 
+/// Whether the request asks for a WebSocket (`Upgrade: websocket`), well-formed or not.
+pub(crate) fn asks_for_websocket<B>(req: &http::Request<B>) -> bool {
+    req.headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+}
+
 /// Checks that a request on an endpoint's path asks for a WebSocket; returns the
 /// `Sec-WebSocket-Accept` value, or the refusal to send.
 pub(crate) fn check<B>(req: &http::Request<B>) -> Result<String, Response<Body>> {
     let headers = req.headers();
-    let upgrade = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
-        });
+    let upgrade = asks_for_websocket(req);
     let connection = headers
         .get_all(header::CONNECTION)
         .iter()
