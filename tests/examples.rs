@@ -3,93 +3,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use common::{Client, connect_with, next, next_text, refused};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Example {
-    child: Child,
-    lines: tokio::io::Lines<BufReader<ChildStdout>>,
-    addr: SocketAddr,
-    /// What the example printed before it listened.
-    banner: Vec<String>,
-}
-
-impl Example {
-    /// Starts `target/<profile>/examples/<name> 127.0.0.1:0` and waits for its address.
-    async fn start(name: &str) -> Example {
-        let deps = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_owned();
-        let binary: PathBuf = deps.parent().unwrap().join("examples").join(name);
-        assert!(
-            binary.exists(),
-            "{} is missing: run the tests with `cargo test`",
-            binary.display()
-        );
-        let mut child = Command::new(&binary)
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut banner = Vec::new();
-        let addr = loop {
-            let line = tokio::time::timeout(WAIT, lines.next_line())
-                .await
-                .expect("the example did not log its address in time")
-                .unwrap()
-                .expect("the example exited before listening");
-            match line.split("listening addr=").nth(1) {
-                Some(addr) => break addr.trim().parse().expect("a socket address"),
-                None => banner.push(line),
-            }
-        };
-        Example {
-            child,
-            lines,
-            addr,
-            banner,
-        }
-    }
-
-    /// Waits for a line of output that contains `text`.
-    async fn expect_output(&mut self, text: &str) {
-        let found = tokio::time::timeout(WAIT, async {
-            while let Some(line) = self.lines.next_line().await.unwrap() {
-                if line.contains(text) {
-                    return;
-                }
-            }
-            panic!("the example exited without printing {text:?}");
-        });
-        found
-            .await
-            .unwrap_or_else(|_| panic!("the example never printed {text:?}"));
-    }
-
-    async fn connect(&self, path: &str) -> Client {
-        connect_with(self.addr, path, &[]).await
-    }
-
-    async fn stop(mut self) {
-        self.child.kill().await.ok();
-    }
-}
+use common::example::Example;
+use common::{connect_with, next, next_text, refused};
 
 #[tokio::test]
 async fn hello_example_behaves_as_the_readme_says() {
@@ -123,22 +44,14 @@ async fn ctrl_c_shuts_the_example_down_gracefully() {
     let mut example = Example::start("hello").await;
     let mut ws = example.connect("/").await;
     assert_eq!(next(&mut ws).await, Message::text("Hello!"));
-    let pid = example.child.id().expect("the example runs").to_string();
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
+    example.interrupt();
     match next(&mut ws).await {
         Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("expected a close frame, got {other:?}"),
     }
     drop(ws);
     example.expect_output("Disconnected").await;
-    let status = tokio::time::timeout(WAIT, example.child.wait())
-        .await
-        .expect("the example did not exit after Ctrl-C")
-        .unwrap();
+    let status = example.wait().await;
     assert!(status.success(), "the example exited with {status}");
 }
 
@@ -290,5 +203,64 @@ async fn a_client_that_never_reads_cannot_grow_server_memory() {
         "the flood stopped early, after {sent} messages"
     );
     assert!(growth_mib < 160, "server memory grew by {growth_mib} MiB");
+    example.stop().await;
+}
+
+/// The next chat event, parsed.
+async fn event(ws: &mut common::Client) -> serde_json::Value {
+    serde_json::from_str(&next_text(ws).await).expect("chat events are JSON")
+}
+
+#[tokio::test]
+async fn chat_example_announces_broadcasts_and_refuses_bad_names() {
+    let example = Example::start("chat").await;
+
+    // Its page is served at `/`.
+    let page = common::raw_http(example.addr, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    assert_eq!(common::status_of(&page), 200, "{page}");
+    assert!(page.contains("<title>wsock chat</title>"), "{page}");
+
+    let mut ada = example.connect("/chat/blue?name=ada").await;
+    let welcome = event(&mut ada).await;
+    assert_eq!(
+        welcome,
+        serde_json::json!({"type": "welcome", "you": "ada", "room": "blue", "members": ["ada"]})
+    );
+    // A second ada is renamed; the room hears of the arrival.
+    let mut twin = example.connect("/chat/blue?name=ada").await;
+    assert_eq!(event(&mut twin).await["you"], "ada (2)");
+    assert_eq!(
+        event(&mut ada).await,
+        serde_json::json!({"type": "joined", "name": "ada (2)", "members": ["ada", "ada (2)"]})
+    );
+    // Another room hears nothing.
+    let mut red = example.connect("/chat/red?name=bob").await;
+    assert_eq!(event(&mut red).await["members"], serde_json::json!(["bob"]));
+
+    twin.send(Message::text("  hi all  ")).await.unwrap();
+    let said = serde_json::json!({"type": "message", "from": "ada (2)", "text": "hi all"});
+    assert_eq!(event(&mut ada).await, said);
+    assert_eq!(event(&mut twin).await, said, "the speaker gets their copy");
+
+    twin.close(None).await.unwrap();
+    assert_eq!(
+        event(&mut ada).await,
+        serde_json::json!({"type": "left", "name": "ada (2)", "members": ["ada"]})
+    );
+
+    // Bad rooms and names are refused before the upgrade, saying why.
+    let (status, body) = refused(example.addr, "/chat/a%20b?name=x", &[]).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("a room is 1 to 32 letters"), "{body}");
+    let (status, body) = refused(example.addr, "/chat/blue", &[]).await;
+    assert_eq!((status, body.as_str()), (400, "choose a name: ?name=..\n"));
+    let long = format!("/chat/blue?name={}", "x".repeat(25));
+    assert_eq!(refused(example.addr, &long, &[]).await.0, 400);
+
+    // Binary messages and messages over 4 KiB close that connection.
+    red.send(Message::binary(vec![1u8, 2])).await.unwrap();
+    assert_eq!(common::close_frame(&mut red).await.0, 1003);
+    ada.send(Message::text("x".repeat(5000))).await.unwrap();
+    assert_eq!(common::close_frame(&mut ada).await.0, 1009);
     example.stop().await;
 }

@@ -1,6 +1,8 @@
 //! Test harness shared by the end-to-end suites: servers on 127.0.0.1:0, clients, raw sockets.
 #![allow(dead_code)]
 
+pub mod example;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

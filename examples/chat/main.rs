@@ -1,0 +1,205 @@
+//! A multi-room chat, with its page.
+//!
+//! Run: `cargo run --example chat [ADDRESS]` (default 127.0.0.1:9000) and open
+//! http://127.0.0.1:9000/ in two browser tabs: pick a name and a room in each, and what one
+//! tab says appears in the other. Joining and leaving are announced to the room.
+//!
+//! The protocol, for other clients: connect to `ws://127.0.0.1:9000/chat/{room}?name=ada`
+//! (the name may also come from the signed session's `name`), send text, receive JSON events:
+//!
+//! - `{"type":"welcome","you":"ada","room":"blue","members":["ada","bob"]}`, first, to you;
+//! - `{"type":"joined","name":"bob","members":[..]}` and `{"type":"left",..}` to the room;
+//! - `{"type":"message","from":"ada","text":".."}` to everyone in the room, you included.
+//!
+//! A room is 1 to 32 letters, digits, `-` or `_`; a name is 1 to 24 characters, no control
+//! characters: anything else is refused before the upgrade with 400 and a body that says why.
+//! A second `ada` in a room becomes `ada (2)`. A message over 4 KiB closes the connection with
+//! 1009, a binary one with 1003.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use wsock::Text;
+use wsock::prelude::*;
+
+/// A room's name, from the path: `/chat/{room}`.
+struct RoomName(String);
+
+impl FromStr for RoomName {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let valid = (1..=32).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if valid {
+            Ok(RoomName(text.to_owned()))
+        } else {
+            Err("a room is 1 to 32 letters, digits, `-` or `_`")
+        }
+    }
+}
+
+/// Who is talking: `?name=` in the query string, or the session's `name`.
+struct Nick(String);
+
+impl FromRequest for Nick {
+    async fn from_request(req: &Request) -> Result<Self, Reject> {
+        let name = req
+            .query_param("name")
+            .or_else(|| req.session().get("name").map(str::to_owned))
+            .unwrap_or_default();
+        let name = name.trim();
+        let length = name.chars().count();
+        if length == 0 {
+            return Err(Reject::bad_request().with_body("choose a name: ?name=.."));
+        }
+        if length > 24 || name.chars().any(char::is_control) {
+            return Err(Reject::bad_request()
+                .with_body("a name is 1 to 24 characters, without control characters"));
+        }
+        Ok(Nick(name.to_owned()))
+    }
+}
+
+/// What the server sends, as JSON.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Event<'a> {
+    Welcome {
+        you: &'a str,
+        room: &'a str,
+        members: Vec<&'a str>,
+    },
+    Joined {
+        name: &'a str,
+        members: Vec<&'a str>,
+    },
+    Left {
+        name: &'a str,
+        members: Vec<&'a str>,
+    },
+    Message {
+        from: &'a str,
+        text: &'a str,
+    },
+}
+
+/// Everyone in every room, by room, in order of arrival.
+#[derive(Default)]
+struct Rooms {
+    next_id: AtomicU64,
+    rooms: Mutex<HashMap<String, BTreeMap<u64, Member>>>,
+}
+
+struct Member {
+    name: String,
+    out: Out<Text>,
+}
+
+impl Rooms {
+    /// Adds a member; returns their id and name, made unique in the room.
+    fn enter(&self, room: &str, wanted: &str, out: &Out<Text>) -> (u64, String) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut rooms = self.rooms.lock().unwrap();
+        let members = rooms.entry(room.to_owned()).or_default();
+        let taken = |name: &str| members.values().any(|m| m.name == name);
+        let mut name = wanted.to_owned();
+        let mut n = 1;
+        while taken(&name) {
+            n += 1;
+            name = format!("{wanted} ({n})");
+        }
+        let out = out.clone();
+        members.insert(id, Member { name, out });
+        let me = &members[&id];
+        let names = names(members);
+        me.out.write(encode(&Event::Welcome {
+            you: &me.name,
+            room,
+            members: names.clone(),
+        }));
+        let joined = encode(&Event::Joined {
+            name: &me.name,
+            members: names,
+        });
+        broadcast(members, Some(id), joined);
+        (id, me.name.clone())
+    }
+
+    /// Says `text` to the whole room, the speaker included (their copy confirms the order).
+    fn say(&self, room: &str, from: &str, text: &str) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let message = encode(&Event::Message { from, text });
+        if let Some(members) = self.rooms.lock().unwrap().get(room) {
+            broadcast(members, None, message);
+        }
+    }
+
+    fn leave(&self, room: &str, id: u64) {
+        let mut rooms = self.rooms.lock().unwrap();
+        let Some(members) = rooms.get_mut(room) else {
+            return;
+        };
+        let Some(gone) = members.remove(&id) else {
+            return;
+        };
+        if members.is_empty() {
+            rooms.remove(room);
+            return;
+        }
+        let left = encode(&Event::Left {
+            name: &gone.name,
+            members: names(members),
+        });
+        broadcast(members, None, left);
+    }
+}
+
+fn names(members: &BTreeMap<u64, Member>) -> Vec<&str> {
+    members.values().map(|m| m.name.as_str()).collect()
+}
+
+/// Encoded once; every member's copy shares the same bytes.
+fn encode(event: &Event) -> Text {
+    Text::from(serde_json::to_string(event).expect("events serialize"))
+}
+
+fn broadcast(members: &BTreeMap<u64, Member>, except: Option<u64>, event: Text) {
+    for (id, member) in members {
+        if Some(*id) != except {
+            member.out.write(event.clone());
+        }
+    }
+}
+
+/// One member of one room.
+#[websocket("/chat/{room}", max_message_size = "4KiB")]
+fn chat(room: RoomName, nick: Nick, rooms: State<Rooms>, out: Out<Text>) {
+    let room = room.0;
+    let (id, name) = rooms.enter(&room, &nick.0, &out);
+    on_message(|text: String| rooms.say(&room, &name, &text));
+    on_close(|| rooms.leave(&room, id));
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt().with_target(false).init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    Server::new()
+        .page("/", include_str!("index.html"))
+        .state(Rooms::default())
+        .route(chat)
+        .serve(addr)
+        .await
+}

@@ -1,0 +1,105 @@
+//! The example binaries, started as a newcomer runs them: on 127.0.0.1:0, with the address
+//! read from their log. `cargo test` builds the examples first.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+use super::{Client, connect_with};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Example {
+    pub child: Child,
+    pub lines: tokio::io::Lines<BufReader<ChildStdout>>,
+    pub addr: SocketAddr,
+    /// What the example printed before it listened.
+    pub banner: Vec<String>,
+}
+
+impl Example {
+    /// Starts `target/<profile>/examples/<name> 127.0.0.1:0` and waits for its address.
+    pub async fn start(name: &str) -> Example {
+        let deps = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_owned();
+        let binary: PathBuf = deps.parent().unwrap().join("examples").join(name);
+        assert!(
+            binary.exists(),
+            "{} is missing: run the tests with `cargo test`",
+            binary.display()
+        );
+        let mut child = Command::new(&binary)
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = Vec::new();
+        let addr = loop {
+            let line = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .expect("the example did not log its address in time")
+                .unwrap()
+                .expect("the example exited before listening");
+            match line.split("listening addr=").nth(1) {
+                Some(addr) => break addr.trim().parse().expect("a socket address"),
+                None => banner.push(line),
+            }
+        };
+        Example {
+            child,
+            lines,
+            addr,
+            banner,
+        }
+    }
+
+    /// Waits for a line of output that contains `text`.
+    pub async fn expect_output(&mut self, text: &str) {
+        let found = tokio::time::timeout(WAIT, async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                if line.contains(text) {
+                    return;
+                }
+            }
+            panic!("the example exited without printing {text:?}");
+        });
+        found
+            .await
+            .unwrap_or_else(|_| panic!("the example never printed {text:?}"));
+    }
+
+    pub async fn connect(&self, path: &str) -> Client {
+        connect_with(self.addr, path, &[]).await
+    }
+
+    pub async fn stop(mut self) {
+        self.child.kill().await.ok();
+    }
+
+    /// Sends SIGINT (Ctrl-C), as a user stopping the example does.
+    pub fn interrupt(&self) {
+        let pid = self.child.id().expect("the example runs").to_string();
+        let interrupted = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+        assert!(interrupted.success());
+    }
+
+    /// Waits for the example to exit and returns whether it exited cleanly.
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the example did not exit in time")
+            .unwrap()
+    }
+}
