@@ -1,0 +1,202 @@
+//! Real clients against the examples: Python's `websockets`, Node's `ws`, and headless
+//! Chromium (driven by playwright-core) on the dev console and the chat page. The scripts are
+//! in `tests/clients/`.
+//!
+//! These need tools beyond Rust: `python3` with `websockets`, `node` with the packages of
+//! `tests/clients/package.json` installed, and Chromium (`/usr/bin/chromium`, or the path in
+//! `CHROMIUM`). `.ci/run` installs them all. Where one is missing, its test says so and passes,
+//! except under `CI=true`, where it fails.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use common::example::Example;
+
+/// The longest a client script may run.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// Whether `command` runs and exits 0.
+fn runs(command: &str, args: &[&str]) -> bool {
+    std::process::Command::new(command)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Returns whether the test can run; when a tool is missing, says so, and fails under CI.
+fn available(test: &str, missing: Option<String>) -> bool {
+    let Some(missing) = missing else {
+        return true;
+    };
+    let install = "`.ci/run` installs everything these tests need; on your machine: \
+                   `pip install websockets`, `npm install --prefix tests/clients`, and \
+                   Chromium (`apt-get install chromium`)";
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{test}: cannot run, {missing} (a failure under CI=true). {install}.");
+    }
+    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {test}: {missing}. {install}.");
+    false
+}
+
+fn missing_python() -> Option<String> {
+    if !runs("python3", &["-c", "import websockets.asyncio.client"]) {
+        return Some("python3 with the `websockets` package (13 or later) is missing".into());
+    }
+    None
+}
+
+fn missing_node(package: &str) -> Option<String> {
+    if !runs("node", &["--version"]) {
+        return Some("`node` is missing".into());
+    }
+    if !clients_dir().join("node_modules").join(package).exists() {
+        return Some(format!(
+            "the node package `{package}` is not installed in tests/clients"
+        ));
+    }
+    None
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+fn missing_browser() -> Option<String> {
+    missing_node("playwright-core").or_else(|| {
+        let chromium = chromium();
+        (!chromium.exists()).then(|| format!("Chromium is missing ({})", chromium.display()))
+    })
+}
+
+/// Kills the client's whole process group (a browser and its helpers included) when dropped.
+struct Group(u32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.0)])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Runs a client script against `example`, echoing its output. When the script prints
+/// `READY shutdown`, the example gets Ctrl-C (SIGINT), as a user stopping it; the script then
+/// checks what its clients saw. Panics with the script's output if it fails.
+async fn run_client(example: &mut Example, program: &str, args: &[&str]) {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(clients_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
+    let _group = Group(child.id().expect("the client runs"));
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stderr = child.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut text = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let mut output = String::new();
+    let mut interrupted = false;
+    let finished = tokio::time::timeout(CLIENT_TIMEOUT, async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            println!("{program}: {line}");
+            if line.trim() == "READY shutdown" {
+                example.interrupt();
+                interrupted = true;
+            }
+            output.push_str(&line);
+            output.push('\n');
+        }
+        child.wait().await.unwrap()
+    })
+    .await;
+    let errors = tokio::time::timeout(Duration::from_secs(5), errors)
+        .await
+        .map(Result::unwrap_or_default)
+        .unwrap_or_default();
+    let status = match finished {
+        Ok(status) => status,
+        Err(_) => panic!(
+            "{program} {args:?} did not finish in {CLIENT_TIMEOUT:?}\n\
+             --- stdout\n{output}--- stderr\n{errors}"
+        ),
+    };
+    assert!(
+        status.success(),
+        "{program} {args:?} failed ({status})\n--- stdout\n{output}--- stderr\n{errors}"
+    );
+    assert!(
+        interrupted,
+        "the client never asked for the shutdown:\n{output}"
+    );
+    let exit = example.wait().await;
+    assert!(
+        exit.success(),
+        "the example exited with {exit} after Ctrl-C"
+    );
+}
+
+#[tokio::test]
+async fn python_websockets_client_against_the_echo_example() {
+    if !available("python websockets", missing_python()) {
+        return;
+    }
+    let mut example = Example::start("echo").await;
+    let url = format!("ws://{}/", example.addr);
+    run_client(&mut example, "python3", &["echo_python.py", &url]).await;
+}
+
+#[tokio::test]
+async fn node_ws_client_against_the_echo_example() {
+    if !available("node ws", missing_node("ws")) {
+        return;
+    }
+    let mut example = Example::start("echo").await;
+    let url = format!("ws://{}/", example.addr);
+    run_client(&mut example, "node", &["echo_node.mjs", &url]).await;
+}
+
+#[tokio::test]
+async fn chromium_uses_the_dev_console() {
+    if !available("chromium dev console", missing_browser()) {
+        return;
+    }
+    let mut example = Example::start("echo").await;
+    let url = format!("http://{}/", example.addr);
+    run_client(&mut example, "node", &["browser.mjs", "console", &url]).await;
+}
+
+#[tokio::test]
+async fn chromium_chats_between_two_tabs() {
+    if !available("chromium chat", missing_browser()) {
+        return;
+    }
+    let mut example = Example::start("chat").await;
+    let url = format!("http://{}/", example.addr);
+    run_client(&mut example, "node", &["browser.mjs", "chat", &url]).await;
+}

@@ -1,0 +1,125 @@
+// Headless Chromium, driven by playwright-core, against wsock's examples.
+// Usage: node browser.mjs console http://127.0.0.1:PORT/   (the echo example's dev console)
+//        node browser.mjs chat http://127.0.0.1:PORT/      (the chat example's page)
+//
+// Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
+// which the page must show close code 1001. Exits non-zero on the first failure.
+
+import { chromium } from "playwright-core";
+
+const [mode, base] = process.argv.slice(2);
+const TIMEOUT = 10_000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  // playwright-core starts every browser with a fresh, empty profile directory.
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+  ],
+  headless: true,
+  timeout: 30_000,
+});
+
+async function page(context) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("pageerror", (error) => console.log(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error") console.log(`page console: ${message.text()}`);
+  });
+  return page;
+}
+
+/** Waits until the element's text contains `text`, reporting what it showed instead. */
+async function see(page, selector, text) {
+  try {
+    await page.waitForFunction(
+      ([selector, text]) => document.querySelector(selector)?.textContent.includes(text),
+      [selector, text],
+      { timeout: TIMEOUT },
+    );
+  } catch (error) {
+    const shown = await page.locator(selector).textContent().catch(() => "(missing)");
+    throw new Error(`${selector} never showed ${JSON.stringify(text)}; it shows ${JSON.stringify(shown)}`);
+  }
+}
+
+async function devConsole() {
+  const tab = await page(await browser.newContext());
+  const response = await tab.goto(base);
+  if (response.status() !== 200) throw new Error(`the console page answered ${response.status()}`);
+  await see(tab, "#status", "open");
+  console.log("ok the console connected to its endpoint");
+
+  await tab.fill("#message", "hello from chromium");
+  await tab.click("#send");
+  await see(tab, "#log", "← text (19 chars) hello from chromium");
+  console.log("ok text echoed");
+
+  await tab.check("input[name=kind][value=json]");
+  await tab.fill("#message", '{"n": 1, "list": [true]}');
+  await tab.click("#send");
+  await see(tab, "#log", '← text (21 chars, JSON) {\n  "n": 1,');
+  await tab.fill("#message", "{not json");
+  await tab.click("#send");
+  await see(tab, "#error", "not valid JSON");
+  console.log("ok JSON echoed, invalid JSON refused in the page");
+
+  await tab.check("input[name=kind][value=binary]");
+  await tab.fill("#message", "00 01 fe ff");
+  await tab.click("#send");
+  await see(tab, "#log", "← binary (4 bytes) 00 01 fe ff");
+  console.log("ok binary echoed");
+
+  console.log("READY shutdown");
+  await see(tab, "#status", "closed 1001 (going away)");
+  console.log("ok the console shows 1001 (going away) when the server shuts down");
+}
+
+async function chat() {
+  const ada = await page(await browser.newContext());
+  const bob = await page(await browser.newContext());
+  for (const [tab, name] of [[ada, "ada"], [bob, "bob"]]) {
+    await tab.goto(base);
+    await tab.fill("#name", name);
+    await tab.fill("#room", "blue");
+    await tab.click("#join");
+    await see(tab, "#status", `In room blue as ${name}.`);
+  }
+  await see(ada, "#messages", "bob joined");
+  await see(ada, "#members", "bob");
+  console.log("ok both joined; ada saw bob arrive");
+
+  await bob.fill("#text", "hello ada, from the other tab");
+  await bob.click("#send");
+  await see(ada, "#messages", "bob: hello ada, from the other tab");
+  await see(bob, "#messages", "bob: hello ada, from the other tab");
+  await ada.fill("#text", "hi bob");
+  await ada.press("#text", "Enter");
+  await see(bob, "#messages", "ada: hi bob");
+  console.log("ok messages typed in one tab appear in the other");
+
+  await bob.click("#leave");
+  await see(ada, "#messages", "bob left");
+  await see(bob, "#status", "Disconnected (1000");
+  console.log("ok bob left and ada saw it");
+
+  console.log("READY shutdown");
+  await see(ada, "#status", "Disconnected (1001");
+  console.log("ok the page shows 1001 when the server shuts down");
+}
+
+try {
+  if (mode === "console") await devConsole();
+  else if (mode === "chat") await chat();
+  else throw new Error(`unknown mode ${mode}: use console or chat`);
+  console.log(`all browser ${mode} checks passed`);
+} finally {
+  await browser.close();
+}
