@@ -121,6 +121,11 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             let some = paths::some();
             quote!(const MAX_MESSAGE_SIZE: ::core::option::Option<usize> = #some(#size);)
         });
+    // The connection's future must be `Send`: spanned at the function's name, so that an
+    // `Rc` held across an await is reported there, not at the attribute.
+    let fn_span = endpoint.func.sig.ident.span();
+    let connection_block = quote_spanned!(fn_span=> async move { #session });
+    let start_session = quote_spanned!(fn_span=> #cx.session(#connection));
     quote! {
         #(#cfgs)*
         #(#lints)*
@@ -133,8 +138,8 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
                 #box_pin(async move {
                     #(#extractions)*
                     let mut #inbox = #cx.inbox();
-                    let #connection = async move { #session };
-                    #ok(#cx.session(#connection))
+                    let #connection = #connection_block;
+                    #ok(#start_session)
                 })
             }
         }
@@ -214,8 +219,10 @@ fn message_loop(on_message: &Section, on_error: Option<&Section>, locals: &Local
     // there, as decoding is a plain call outside the future's type.
     let decode = paths::decode();
     let decoded = quote_spanned!(ty.span()=> #decode::<#ty>(#msg));
+    // Waiting for the next message is `on_message`'s await: "await occurs here" points there.
+    let recv = quote_spanned!(on_message.ident.span()=> #inbox.recv().await);
     quote! {
-        while let #some(#msg) = #inbox.recv().await {
+        while let #some(#msg) = #recv {
             match #decoded {
                 #ok(#msg) => #inbox.handled(#handle),
                 #err(#error) => #on_error,

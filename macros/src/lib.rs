@@ -128,7 +128,10 @@ use proc_macro::TokenStream;
 ///
 /// The type checker adds, at your tokens and in wsock's words: a message type that cannot be
 /// received or sent, a parameter type that is not an extractor, and a path parameter type that
-/// is not `FromStr`.
+/// is not `FromStr`. A connection runs on any worker thread, so a value that is not `Send`
+/// (an `Rc`, a `RefCell` borrow, a `std::sync::MutexGuard`) cannot live across an `.await` of
+/// the ready code or an async section: rustc reports it at the function's name, with notes
+/// naming the variable and the section whose await it crosses.
 #[proc_macro_attribute]
 pub fn websocket(args: TokenStream, item: TokenStream) -> TokenStream {
     websocket_impl(args.into(), item.into()).into()
