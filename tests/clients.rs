@@ -87,10 +87,10 @@ struct Group(u32);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.0)])
-            .stderr(Stdio::null())
-            .status();
+        let group = libc::pid_t::try_from(self.0).expect("a process id");
+        // SAFETY: kill(2) with a negative pid signals that process group only; no memory is
+        // involved. (Not `kill -KILL -PID`: some `kill` commands read `-PID` as a signal.)
+        unsafe { libc::kill(-group, libc::SIGKILL) };
     }
 }
 

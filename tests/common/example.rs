@@ -87,12 +87,11 @@ impl Example {
 
     /// Sends SIGINT (Ctrl-C), as a user stopping the example does.
     pub fn interrupt(&self) {
-        let pid = self.child.id().expect("the example runs").to_string();
-        let interrupted = std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap();
-        assert!(interrupted.success());
+        let pid = self.child.id().expect("the example runs");
+        let pid = libc::pid_t::try_from(pid).expect("a process id");
+        // SAFETY: kill(2) on our own child's pid (positive: that process only).
+        let sent = unsafe { libc::kill(pid, libc::SIGINT) };
+        assert_eq!(sent, 0, "SIGINT: {}", std::io::Error::last_os_error());
     }
 
     /// Waits for the example to exit and returns whether it exited cleanly.
