@@ -96,8 +96,8 @@ fn hidden_fn(func: &ItemFn) -> TokenStream {
     }
 }
 
-/// A misspelled section, or an `on_message` with an untyped parameter: left in, either
-/// would be reported a second time by rustc.
+/// A misspelled section, a section with other than one argument, or an `on_message` with
+/// an untyped parameter: left in, each would be reported a second time by rustc.
 fn is_faulty_section(stmt: &Stmt) -> bool {
     let Stmt::Expr(Expr::Call(call), _) = stmt else {
         return false;
@@ -109,8 +109,9 @@ fn is_faulty_section(stmt: &Stmt) -> bool {
     if !SECTION_NAMES.contains(&name.as_str()) {
         return did_you_mean(&name, &SECTION_NAMES).is_some();
     }
-    call.args.iter().any(|arg| match arg {
-        Expr::Closure(closure) => closure.inputs.iter().any(|p| !matches!(p, Pat::Type(_))),
-        _ => false,
-    })
+    call.args.len() != 1
+        || call.args.iter().any(|arg| match arg {
+            Expr::Closure(closure) => closure.inputs.iter().any(|p| !matches!(p, Pat::Type(_))),
+            _ => false,
+        })
 }

@@ -115,15 +115,19 @@ use proc_macro::TokenStream;
 ///
 /// The macro reports every mistake in one build, each at the token at fault:
 ///
-/// - the attribute: a missing path, a path that is not a string literal or does not start with
-///   `/`, a malformed path (`x{y}`, `//`, `{}`), a `{segment}` used twice or with no function
-///   parameter of its name, an unknown argument, or an item that is not a function;
+/// - the attribute: a missing path, a path that is not a string literal, does not start with
+///   `/` or holds a query, a malformed path (`x{y}`, `//`, `{}`, `..`, a character no request
+///   path has), a `{segment}` used twice or with no function parameter of its name, a
+///   malformed option list (a missing comma, `key` without `= value`, a value that is not a
+///   literal), an unknown option, a malformed or repeated subprotocol, a malformed or repeated
+///   size, or an item that is not a function;
 /// - the signature: a generic, `const`, `unsafe` or `extern` function, a `self` parameter, a
 ///   return type other than `()` or a `Result`, `.await` in the ready code of a plain `fn`, an
 ///   attribute other than docs, `cfg`, lint levels and `deprecated`;
 /// - the sections: a misspelled section name (with a suggestion), a duplicate section, a section
 ///   inside a block, an `if`, a loop or a closure, a section that is not a closure, a `move`
-///   closure, a closure with the wrong number of parameters, an `on_message` parameter without
+///   closure, a section with other than one closure, a closure with the wrong number of
+///   parameters, an `on_message` parameter without
 ///   its type, an attribute on a section, a `let` after the first section.
 ///
 /// The type checker adds, at your tokens and in wsock's words: a message type that cannot be

@@ -119,8 +119,8 @@ fn parse_path(path: &str) -> (Vec<PathParam>, Vec<String>) {
     let Some(rest) = path.strip_prefix('/') else {
         return (params, problems); // `validate` reports the missing `/`
     };
-    if rest.is_empty() {
-        return (params, problems); // "/"
+    if rest.is_empty() || rest.contains(['?', '#']) {
+        return (params, problems); // "/", or a query that `validate` reports
     }
     for segment in rest.split('/') {
         if segment.is_empty() {
@@ -207,10 +207,7 @@ impl Section {
 
 impl Parse for WebsocketArgs {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        if input.is_empty() {
-            return Err(input.error("expected a path: `#[websocket(\"/chat\")]`"));
-        }
-        // "/chat"
+        // "/chat" (`endpoint` reports empty arguments as a missing path)
         let lit: LitStr = input.parse().map_err(|err| {
             syn::Error::new(
                 err.span(),
@@ -219,16 +216,33 @@ impl Parse for WebsocketArgs {
         })?;
         let mut options = Vec::new();
         while !input.is_empty() {
-            input.parse::<Token![,]>()?;
+            input.parse::<Token![,]>().map_err(|err| {
+                syn::Error::new(
+                    err.span(),
+                    "expected `,` before the next option: \
+                     `#[websocket(\"/chat\", protocol = \"chat.v1\")]`",
+                )
+            })?;
             if input.is_empty() {
                 break; // a trailing comma
             }
             // protocol = "chat.v1"    max_message_size = "4MiB"    (any `key = literal`)
-            let key: Ident = input.parse()?;
-            input.parse::<Token![=]>().map_err(|err| {
-                syn::Error::new(err.span(), format!("expected `{key} = <value>`"))
+            let key: Ident = input.parse().map_err(|err| {
+                syn::Error::new(
+                    err.span(),
+                    "expected an option, like `protocol = \"chat.v1\"` or \
+                     `max_message_size = \"4MiB\"`",
+                )
             })?;
-            let value: syn::Lit = input.parse()?;
+            input.parse::<Token![=]>().map_err(|_| {
+                syn::Error::new_spanned(&key, format!("expected `{key} = <value>`"))
+            })?;
+            let value: syn::Lit = input.parse().map_err(|err| {
+                syn::Error::new(
+                    err.span(),
+                    format!("expected a literal value, like `{key} = \"..\"`"),
+                )
+            })?;
             options.push(AttrOption { key, value });
         }
         Ok(WebsocketArgs {

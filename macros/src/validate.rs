@@ -32,7 +32,11 @@ fn check_path(endpoint: &EndpointFn, errors: &mut Errors) {
             format!("expected a path starting with '/', found {:?}", path.value),
         );
     } else if path.value.contains(['?', '#']) {
-        errors.spanned(&path.lit, "the path cannot hold a query or a fragment");
+        errors.spanned(
+            &path.lit,
+            "the path cannot hold a query or a fragment: endpoints match the path alone; \
+             read query parameters with `Query<T>` or `Request::query_param`",
+        );
     }
 }
 
@@ -255,10 +259,13 @@ fn check_section(section: &Section, errors: &mut Errors) {
         SectionKind::Error => "on_error(|error: wsock::DecodeError| { .. })",
     };
     let Some(argument) = section.argument() else {
-        errors.spanned(
-            &section.call,
-            format!("`{name}` takes one closure: `{example}`"),
-        );
+        // At the extra arguments, or at the empty call.
+        let message = format!("`{name}` takes one closure: `{example}`");
+        let extra: Vec<_> = section.call.args.iter().skip(1).collect();
+        match (extra.first(), extra.last()) {
+            (Some(first), Some(last)) => errors.spanned(quote::quote!(#first #last), message),
+            _ => errors.spanned(&section.call, message),
+        }
         return;
     };
     let Expr::Closure(closure) = argument else {

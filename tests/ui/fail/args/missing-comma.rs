@@ -1,0 +1,8 @@
+use wsock::prelude::*;
+
+#[websocket("/chat" protocol = "chat.v1")]
+fn chat(out: Out<String>) {
+    out.write("hi");
+}
+
+fn main() {}

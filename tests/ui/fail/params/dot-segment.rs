@@ -1,0 +1,8 @@
+use wsock::prelude::*;
+
+#[websocket("/files/../secrets")]
+fn files(out: Out<String>) {
+    out.write("hi");
+}
+
+fn main() {}
