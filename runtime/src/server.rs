@@ -545,7 +545,10 @@ where
         // The upgraded stream is our own socket: take it back to skip hyper's dynamic IO.
         match upgraded.downcast::<TokioIo<IO>>() {
             Ok(parts) => {
-                let (io, read) = (parts.io.into_inner(), parts.read_buf.to_vec());
+                // Copied out and dropped now: the bytes share hyper's whole read buffer.
+                let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+                let (io, read) = (io.into_inner(), read_buf.to_vec());
+                drop(read_buf);
                 let ws =
                     WebSocketStream::from_partially_read(io, read, Role::Server, Some(ws_config))
                         .await;
