@@ -7,6 +7,7 @@ mod connection;
 mod endpoint;
 mod error;
 mod extract;
+mod lean_io;
 mod message;
 mod out;
 mod request;
