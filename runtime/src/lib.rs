@@ -8,6 +8,7 @@ mod console;
 mod endpoint;
 mod error;
 mod extract;
+mod lean_io;
 mod message;
 mod out;
 mod request;

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::endpoint::{Accept, Endpoint, Session, panic_message};
 use crate::extract::States;
+use crate::lean_io::LeanIo;
 use crate::request::{App, Head};
 use crate::router::{BadPath, Router};
 use crate::session::{ServerKey, SessionKey};
@@ -485,6 +486,10 @@ impl Drop for Active {
     }
 }
 
+/// The size of tungstenite's read buffer: what an idle connection keeps for reading, and the
+/// most a frame read takes from `LeanIo` at once.
+const READ_BUFFER: usize = 1 << 10;
+
 /// What the upgrade service leaves for the task once the 101 is sent.
 struct Upgrade {
     session: Session,
@@ -589,11 +594,12 @@ where
             }
         };
         tracing::debug!("websocket open");
-        // A small read buffer keeps idle connections cheap (tungstenite's default is 128 KiB,
-        // allocated up front); writes collect in the write buffer until the driver flushes
-        // once per batch, or 64 KiB pile up.
+        // tungstenite's read buffer is allocated and zero-filled up front (128 KiB by
+        // default), and caps each read: it is kept small, and `LeanIo` reads the socket up to
+        // 64 KiB at a time through a buffer shared by the thread's connections. Writes collect
+        // in the write buffer until the driver flushes once per batch, or 64 KiB pile up.
         let ws_config = WebSocketConfig::default()
-            .read_buffer_size(4 << 10)
+            .read_buffer_size(READ_BUFFER)
             .write_buffer_size(64 << 10)
             .max_message_size(Some(max_message_size))
             .max_frame_size(Some(max_frame_size));
@@ -606,14 +612,15 @@ where
         // The upgraded stream is our own socket: take it back to skip hyper's dynamic IO.
         match upgraded.downcast::<TokioIo<IO>>() {
             Ok(parts) => {
-                let (io, read) = (parts.io.into_inner(), parts.read_buf.to_vec());
-                let ws =
-                    WebSocketStream::from_partially_read(io, read, Role::Server, Some(ws_config))
-                        .await;
+                // Copied out and dropped now: the bytes share hyper's whole read buffer.
+                let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+                let io = LeanIo::new(io.into_inner(), read_buf.to_vec());
+                drop(read_buf);
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
                 connection::run(ws, session, shutdown, timing).await;
             }
             Err(upgraded) => {
-                let io = TokioIo::new(upgraded);
+                let io = LeanIo::new(TokioIo::new(upgraded), Vec::new());
                 let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
                 connection::run(ws, session, shutdown, timing).await;
             }

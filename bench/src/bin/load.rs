@@ -5,8 +5,11 @@
 //! load echo  --addr HOST:PORT [--conns 100] [--inflight 16] [--size 64] [--binary]
 //!            [--secs 5] [--warmup 1]
 //! load idle  --addr HOST:PORT --conns 10000 --pid SERVER_PID [--secs 5]
-//! load burst --addr HOST:PORT [--conns 50] [--secs 5]
+//! load burst --addr HOST:PORT [--conns 50] [--secs 5] [--pid SERVER_PID]
 //! ```
+//!
+//! `echo` and `idle` run on a one-thread tokio runtime; `burst` runs its own epoll loop, as
+//! little work per connection as the checks allow, since connection setup is what it measures.
 //!
 //! Prints one line of `key=value` results (the runner parses it).
 
@@ -69,6 +72,9 @@ fn usage() -> ! {
 
 fn main() {
     let args = args();
+    if args.mode == "burst" {
+        return burst(&args);
+    }
     // One thread: the runner pins this process to one core.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -78,7 +84,6 @@ fn main() {
         match args.mode.as_str() {
             "echo" => echo(&args).await,
             "idle" => idle(&args).await,
-            "burst" => burst(&args).await,
             _ => usage(),
         }
     });
@@ -422,62 +427,340 @@ async fn idle(args: &Args) {
     );
 }
 
-/// Connect, handshake, one echo, close: as many times as possible with `conns` workers.
-async fn burst(args: &Args) {
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for worker in 0..args.conns {
-        let (done, failed, stop, addr) = (done.clone(), failed.clone(), stop.clone(), args.addr);
-        workers.push(tokio::spawn(async move {
-            let mut n = worker;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1000;
-                let round = async {
-                    let mut stream = connect(addr, n).await?;
-                    let mut buf = handshake(&mut stream, addr).await?;
-                    let mut frames = Vec::new();
-                    encode(&mut frames, 0x1, b"hi");
-                    encode(&mut frames, 0x8, &1000u16.to_be_bytes());
-                    stream.write_all(&frames).await?;
-                    let mut chunk = [0u8; 256];
-                    let mut echoed = false;
-                    loop {
-                        while let Some((op, range, len)) = decode(&buf) {
-                            echoed |= op == 0x1 && buf[range] == *b"hi";
-                            if op == 0x8 {
-                                return Ok::<_, std::io::Error>(echoed);
-                            }
-                            buf.drain(..len);
-                        }
-                        let read = stream.read(&mut chunk).await?;
-                        if read == 0 {
-                            return Ok(false);
-                        }
-                        buf.extend_from_slice(&chunk[..read]);
-                    }
-                };
-                match tokio::time::timeout(Duration::from_secs(5), round).await {
-                    Ok(Ok(true)) => done.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
+/// The key every burst client sends (RFC 6455's example); the server must answer with its
+/// accept value.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Where one burst client stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The request is sent (or waits for the socket to connect); the 101 is awaited.
+    Response,
+    /// The echo and the close frame are sent; their answers are awaited.
+    Echo,
+    /// The server's close frame arrived; its end of the TCP connection is awaited.
+    End,
+}
+
+struct Client {
+    stream: mio::net::TcpStream,
+    phase: Phase,
+    /// Whether the request is written (a connecting socket may refuse the first write).
+    requested: bool,
+    /// Whether this client's own echo came back.
+    echoed: bool,
+    /// This connection's echo payload: its number in hex (a text frame holds UTF-8), so a
+    /// cross-wired echo is caught.
+    tag: [u8; 16],
+    started: Instant,
+}
+
+/// What one burst step came to.
+enum Step {
+    Wait,
+    Done,
+    Failed,
+}
+
+/// Connect, handshake, one echo, close, as many times as possible with `conns` connections in
+/// flight: one thread, non-blocking sockets on epoll, a request written once for all, one
+/// buffer per connection slot, reused. Every 101 is checked (status and
+/// `Sec-WebSocket-Accept`), every echo (payload and order before the server's close frame,
+/// itself checked for code 1000), and the server must then close its end; only then does the
+/// client close, with a reset (`SO_LINGER` 0), which leaves no TIME_WAIT on either side, so
+/// ports never run out. Also reports the server's CPU time (user + system, from /proc) per
+/// handshake in the measured window, and the load generator's own CPU use.
+fn burst(args: &Args) {
+    use mio::{Events, Interest, Poll, Token};
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(KEY.as_bytes());
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        args.addr
+    )
+    .into_bytes();
+    let mut poll = Poll::new().expect("epoll");
+    let mut events = Events::with_capacity(1024);
+    let mut clients: Vec<Option<Client>> = (0..args.conns).map(|_| None).collect();
+    let mut buffers: Vec<Vec<u8>> = (0..args.conns).map(|_| Vec::with_capacity(512)).collect();
+    let mut chunk = [0u8; 4096];
+    let mut frames = Vec::with_capacity(32);
+    let mut opened = 0u64;
+    let (mut done, mut failed) = (0u64, 0u64);
+
+    let mut open = |slot: usize, clients: &mut Vec<Option<Client>>, poll: &Poll| -> bool {
+        opened += 1;
+        let Ok(mut stream) = mio::net::TcpStream::connect(args.addr) else {
+            return false;
+        };
+        if poll
+            .registry()
+            .register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        clients[slot] = Some(Client {
+            stream,
+            phase: Phase::Response,
+            requested: false,
+            echoed: false,
+            tag: hex(opened),
+            started: Instant::now(),
+        });
+        true
+    };
+
+    let began = Instant::now();
+    let measure_from = began + Duration::from_secs_f64(args.warmup);
+    let measure_to = measure_from + Duration::from_secs_f64(args.secs);
+    let mut window: Option<(Instant, u64, u64, u64)> = None;
+    let mut last_sweep = began;
+    // Slots whose client is done: each gets a new one.
+    let mut free: Vec<usize> = (0..args.conns).collect();
+    loop {
+        while let Some(slot) = free.pop() {
+            if clients[slot].is_some() {
+                continue; // listed twice
             }
-        }));
+            buffers[slot].clear();
+            if !open(slot, &mut clients, &poll) {
+                failed += 1;
+                free.push(slot);
+                continue;
+            }
+            let client = clients[slot].as_mut().expect("just opened");
+            // A loopback connect has usually completed already: send the request at once.
+            // (A fast server may even have answered everything by the following read.)
+            match step(
+                client,
+                &mut buffers[slot],
+                &request,
+                &accept,
+                &mut chunk,
+                &mut frames,
+            ) {
+                Step::Wait => continue,
+                Step::Done => done += 1,
+                Step::Failed => failed += 1,
+            }
+            close(clients[slot].take().expect("just opened"));
+            free.push(slot);
+        }
+        let now = Instant::now();
+        if window.is_none() && now >= measure_from {
+            window = Some((now, done, cpu_ticks(args.pid), cpu_ticks(0)));
+        }
+        if now >= measure_to {
+            break;
+        }
+        if poll
+            .poll(&mut events, Some(Duration::from_millis(20)))
+            .is_err()
+        {
+            continue; // interrupted
+        }
+        for event in events.iter() {
+            let slot = event.token().0;
+            let Some(client) = clients[slot].as_mut() else {
+                continue;
+            };
+            match step(
+                client,
+                &mut buffers[slot],
+                &request,
+                &accept,
+                &mut chunk,
+                &mut frames,
+            ) {
+                Step::Wait => continue,
+                Step::Done => done += 1,
+                Step::Failed => failed += 1,
+            }
+            close(clients[slot].take().expect("stepped"));
+            free.push(slot);
+        }
+        // A client stuck for 5 s failed.
+        if now.duration_since(last_sweep) >= Duration::from_millis(100) {
+            last_sweep = now;
+            for (slot, client) in clients.iter_mut().enumerate() {
+                if client
+                    .as_ref()
+                    .is_some_and(|c| now.duration_since(c.started) >= Duration::from_secs(5))
+                {
+                    failed += 1;
+                    close(client.take().expect("checked"));
+                    free.push(slot);
+                }
+            }
+        }
     }
-    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    let start = done.load(Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
-    let count = done.load(Ordering::Relaxed) - start;
-    let elapsed = started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        let _ = worker.await;
-    }
+    let (from, done_before, server_before, load_before) = window.expect("measured");
+    let elapsed = from.elapsed().as_secs_f64();
+    let count = done - done_before;
+    let tick_us = 1e6 / clock_ticks_per_s();
+    let server_us = cpu_ticks(args.pid).saturating_sub(server_before) as f64 * tick_us;
+    let load_us = cpu_ticks(0).saturating_sub(load_before) as f64 * tick_us;
     println!(
-        "handshakes_per_s={:.0} failed={}",
+        "handshakes_per_s={:.0} failed={failed} server_cpu_us_per_hs={:.1} load_cpu_pct={:.0}",
         count as f64 / elapsed,
-        failed.load(Ordering::Relaxed)
+        server_us / count.max(1) as f64,
+        load_us / (elapsed * 1e4),
     );
+}
+
+/// Moves a burst client on as far as its socket allows.
+fn step(
+    client: &mut Client,
+    buf: &mut Vec<u8>,
+    request: &[u8],
+    accept: &str,
+    chunk: &mut [u8],
+    frames: &mut Vec<u8>,
+) -> Step {
+    use std::io::{ErrorKind, Read, Write};
+    if !client.requested {
+        match client.stream.write(request) {
+            Ok(n) if n == request.len() => client.requested = true,
+            Ok(_) => return Step::Failed,
+            // Still connecting: the socket reports writable once it is connected.
+            Err(e)
+                if e.kind() == ErrorKind::WouldBlock
+                    || e.raw_os_error() == Some(libc::ENOTCONN) =>
+            {
+                return Step::Wait;
+            }
+            Err(_) => return Step::Failed,
+        }
+    }
+    loop {
+        let n = match client.stream.read(chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Wait,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return Step::Failed,
+        };
+        if n == 0 {
+            // The server closed its end: fine once its close frame came, a failure before.
+            return if client.phase == Phase::End {
+                Step::Done
+            } else {
+                Step::Failed
+            };
+        }
+        if client.phase == Phase::End {
+            return Step::Failed; // bytes after the close frame
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if client.phase == Phase::Response {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            if !switching(&buf[..end], accept) {
+                return Step::Failed;
+            }
+            buf.drain(..end + 4);
+            frames.clear();
+            encode(frames, 0x1, &client.tag);
+            encode(frames, 0x8, &1000u16.to_be_bytes());
+            match client.stream.write(frames) {
+                Ok(n) if n == frames.len() => client.phase = Phase::Echo,
+                _ => return Step::Failed,
+            }
+        }
+        let mut at = 0;
+        while let Some((op, range, len)) = decode(&buf[at..]) {
+            let payload = &buf[at + range.start..at + range.end];
+            match op {
+                0x1 if !client.echoed && payload == client.tag => client.echoed = true,
+                0x8 if client.echoed && payload.starts_with(&1000u16.to_be_bytes()) => {
+                    client.phase = Phase::End;
+                }
+                _ => return Step::Failed,
+            }
+            at += len;
+            if client.phase == Phase::End {
+                break;
+            }
+        }
+        buf.drain(..at);
+        if client.phase == Phase::End && !buf.is_empty() {
+            return Step::Failed;
+        }
+    }
+}
+
+fn hex(n: u64) -> [u8; 16] {
+    let mut tag = [0; 16];
+    for (i, digit) in tag.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(n >> (60 - 4 * i)) as usize & 0xf];
+    }
+    tag
+}
+
+/// Whether an HTTP response head is a 101 with the expected `Sec-WebSocket-Accept`.
+fn switching(head: &[u8], accept: &str) -> bool {
+    let mut lines = head.split(|&b| b == b'\n');
+    let status = lines.next().unwrap_or_default();
+    if !status.starts_with(b"HTTP/1.1 101 ") {
+        return false;
+    }
+    lines.any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.iter().position(|&b| b == b':').is_some_and(|colon| {
+            line[..colon].eq_ignore_ascii_case(b"sec-websocket-accept")
+                && line[colon + 1..].trim_ascii() == accept.as_bytes()
+        })
+    })
+}
+
+/// Closes a client's socket with a reset: the server closed first, so this only spares both
+/// sides the TIME_WAIT state.
+fn close(client: Client) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a pointer to a `linger` of the size given.
+    unsafe {
+        libc::setsockopt(
+            client.stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// User plus system CPU time of a process (0: this one), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let path = if pid == 0 {
+        "/proc/self/stat".to_owned()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name, which may hold spaces: utime and stime are the 12th
+    // and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let mut fields = rest.split_whitespace().skip(11);
+    let mut next = || {
+        fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    next() + next()
+}
+
+fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
 }

@@ -149,7 +149,12 @@ fn main() {
         w(
             "handshakes (50 workers)",
             &["burst", "--conns", "50", "--secs", &s],
-            &[("handshakes_per_s", true), ("failed", false)],
+            &[
+                ("handshakes_per_s", true),
+                ("server_cpu_us_per_hs", false),
+                ("load_cpu_pct", false),
+                ("failed", false),
+            ],
         ),
     ];
     // results[workload][server][metric] = values over rounds
@@ -281,7 +286,18 @@ fn print_table(rounds: usize, secs: f64, workloads: &[Workload], results: &Resul
             );
         }
     }
+    println!();
+    println!("{NOTES}");
 }
+
+/// What the less obvious metrics mean, printed under the table.
+const NOTES: &str = "\
+server_cpu_us_per_hs: the server process's CPU time (user + system, from /proc) per handshake
+in the measured window. On loopback the kernel's work for a packet is charged to the process
+that sends it, so this holds the server's own code, its system calls and the receiving side
+of what it sends, not the TCP work the client's packets cause. load_cpu_pct: the load
+generator's own CPU use on its core; near 100, it sets the pace and the rates understate the
+server.";
 
 /// Starts a server on core 0 at 127.0.0.1:0; returns it and the address it printed.
 fn start(binary: &Path) -> (Child, String) {
