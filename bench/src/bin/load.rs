@@ -200,10 +200,14 @@ async fn echo(args: &Args) {
     }
     tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
     shared.measuring.store(true, Ordering::Relaxed);
+    let (server_before, load_before) = (cpu_ticks(args.pid), cpu_ticks(0));
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
     shared.measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let tick_us = 1e6 / clock_ticks_per_s();
+    let server_us = cpu_ticks(args.pid).saturating_sub(server_before) as f64 * tick_us;
+    let load_us = cpu_ticks(0).saturating_sub(load_before) as f64 * tick_us;
     shared.stop.store(true, Ordering::Relaxed);
     let mut rtts: Vec<u32> = Vec::new();
     let mut failed = 0;
@@ -220,8 +224,15 @@ async fn echo(args: &Args) {
             .unwrap_or(0)
     };
     let received = shared.received.load(Ordering::Relaxed);
+    // Without `--pid`, the server's CPU time is unknown: reported as 0.
+    let server_cpu_per_msg = if args.pid == 0 {
+        0.0
+    } else {
+        server_us / received.max(1) as f64
+    };
     println!(
-        "msgs_per_s={:.0} mb_per_s={:.1} p50_us={} p99_us={} p999_us={} lost={} mismatched={} failed_conns={}",
+        "msgs_per_s={:.0} mb_per_s={:.1} p50_us={} p99_us={} p999_us={} lost={} mismatched={} \
+         failed_conns={} server_cpu_us_per_msg={:.2} load_cpu_pct={:.0}",
         received as f64 / elapsed,
         shared.bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
         pct(0.50),
@@ -230,6 +241,8 @@ async fn echo(args: &Args) {
         shared.lost.load(Ordering::Relaxed),
         shared.mismatched.load(Ordering::Relaxed),
         failed,
+        server_cpu_per_msg,
+        load_us / (elapsed * 1e6) * 100.0,
     );
 }
 

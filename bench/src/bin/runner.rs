@@ -85,6 +85,8 @@ fn main() {
         ("msgs_per_s", true),
         ("p50_us", false),
         ("p99_us", false),
+        ("server_cpu_us_per_msg", false),
+        ("load_cpu_pct", false),
         ("lost", false),
         ("mismatched", false),
     ];
@@ -137,6 +139,8 @@ fn main() {
                 ("msgs_per_s", true),
                 ("mb_per_s", true),
                 ("p99_us", false),
+                ("server_cpu_us_per_msg", false),
+                ("load_cpu_pct", false),
                 ("lost", false),
                 ("mismatched", false),
             ],
@@ -292,8 +296,8 @@ fn print_table(rounds: usize, secs: f64, workloads: &[Workload], results: &Resul
 
 /// What the less obvious metrics mean, printed under the table.
 const NOTES: &str = "\
-server_cpu_us_per_hs: the server process's CPU time (user + system, from /proc) per handshake
-in the measured window. On loopback the kernel's work for a packet is charged to the process
+server_cpu_us_per_msg, server_cpu_us_per_hs: the server process's CPU time (user + system,
+from /proc) per echoed message or per handshake in the measured window. On loopback the kernel's work for a packet is charged to the process
 that sends it, so this holds the server's own code, its system calls and the receiving side
 of what it sends, not the TCP work the client's packets cause. load_cpu_pct: the load
 generator's own CPU use on its core; near 100, it sets the pace and the rates understate the
