@@ -262,5 +262,18 @@ async fn chat_example_announces_broadcasts_and_refuses_bad_names() {
     assert_eq!(common::close_frame(&mut red).await.0, 1003);
     ada.send(Message::text("x".repeat(5000))).await.unwrap();
     assert_eq!(common::close_frame(&mut ada).await.0, 1009);
+
+    // A room holds 100 members; the 101st is told to try again later.
+    let mut crowd = Vec::new();
+    for i in 0..100 {
+        let mut member = example.connect(&format!("/chat/full?name=m{i}")).await;
+        assert_eq!(event(&mut member).await["type"], "welcome");
+        crowd.push(member);
+    }
+    let mut late = example.connect("/chat/full?name=late").await;
+    assert_eq!(
+        common::close_frame(&mut late).await,
+        (1013, "this room is full: try again later".to_owned())
+    );
     example.stop().await;
 }

@@ -123,7 +123,7 @@ async fn pages_are_served_to_plain_gets_and_share_paths_with_endpoints() {
     assert_eq!(
         header(&response, "content-security-policy"),
         None,
-        "a page sets its own policy"
+        "pages carry no policy header of their own"
     );
 
     // The page replaces the console on the endpoint's path; websocket clients get the endpoint.
@@ -146,11 +146,13 @@ async fn pages_are_served_to_plain_gets_and_share_paths_with_endpoints() {
     );
     let response = raw_http(server.addr, upgrade.as_bytes()).await;
     assert_eq!(status_of(&response), 404, "{response}");
-    // A query string does not change the page.
+    // A query string does not change the page; paths compare percent-decoded.
     assert_eq!(
         body(&raw_http(server.addr, &get("/?room=blue")).await),
         PAGE
     );
+    let escaped = raw_http(server.addr, &get("/%65cho")).await;
+    assert_eq!(body(&escaped), "<p>the echo page");
     server.stop().await;
 }
 

@@ -13,11 +13,11 @@
 //!
 //! A room is 1 to 32 letters, digits, `-` or `_`; a name is 1 to 24 characters, no control
 //! characters: anything else is refused before the upgrade with 400 and a body that says why.
-//! A second `ada` in a room becomes `ada (2)`. A message over 4 KiB closes the connection with
-//! 1009, a binary one with 1003.
+//! A second `ada` in a room becomes `ada (2)`. A room holds up to 100 members: one more is
+//! closed with 1013 (try again later). A message over 4 KiB closes the connection with 1009, a
+//! binary one with 1003.
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,19 +102,28 @@ struct Member {
     out: Out<Text>,
 }
 
+/// The most members a room holds.
+const ROOM_SIZE: usize = 100;
+
 impl Rooms {
-    /// Adds a member; returns their id and name, made unique in the room.
-    fn enter(&self, room: &str, wanted: &str, out: &Out<Text>) -> (u64, String) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    /// Adds a member; returns their id and name, made unique in the room, or `None` when the
+    /// room is full.
+    fn enter(&self, room: &str, wanted: &str, out: &Out<Text>) -> Option<(u64, String)> {
         let mut rooms = self.rooms.lock().unwrap();
         let members = rooms.entry(room.to_owned()).or_default();
-        let taken = |name: &str| members.values().any(|m| m.name == name);
-        let mut name = wanted.to_owned();
-        let mut n = 1;
-        while taken(&name) {
-            n += 1;
-            name = format!("{wanted} ({n})");
+        if members.len() >= ROOM_SIZE {
+            return None;
         }
+        let taken: HashSet<&str> = members.values().map(|m| m.name.as_str()).collect();
+        // With at most ROOM_SIZE names taken, one of the first ROOM_SIZE + 1 is free.
+        let name = (1..)
+            .map(|n| match n {
+                1 => wanted.to_owned(),
+                n => format!("{wanted} ({n})"),
+            })
+            .find(|name| !taken.contains(name.as_str()))
+            .expect("a free name");
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let out = out.clone();
         members.insert(id, Member { name, out });
         let me = &members[&id];
@@ -129,7 +138,7 @@ impl Rooms {
             members: names,
         });
         broadcast(members, Some(id), joined);
-        (id, me.name.clone())
+        Some((id, me.name.clone()))
     }
 
     /// Says `text` to the whole room, the speaker included (their copy confirms the order).
@@ -185,7 +194,10 @@ fn broadcast(members: &BTreeMap<u64, Member>, except: Option<u64>, event: Text) 
 #[websocket("/chat/{room}", max_message_size = "4KiB")]
 fn chat(room: RoomName, nick: Nick, rooms: State<Rooms>, out: Out<Text>) {
     let room = room.0;
-    let (id, name) = rooms.enter(&room, &nick.0, &out);
+    let Some((id, name)) = rooms.enter(&room, &nick.0, &out) else {
+        out.close_with(1013, "this room is full: try again later");
+        return;
+    };
     on_message(|text: String| rooms.say(&room, &name, &text));
     on_close(|| rooms.leave(&room, id));
 }

@@ -28,7 +28,7 @@ use crate::endpoint::{Accept, Endpoint, Session, panic_message};
 use crate::extract::States;
 use crate::lean_io::LeanIo;
 use crate::request::{App, Head};
-use crate::router::{BadPath, Router};
+use crate::router::{BadPath, Router, percent_decode};
 use crate::session::{ServerKey, SessionKey};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
@@ -160,8 +160,12 @@ impl Server {
     /// `426 Upgrade Required`.
     ///
     /// On by default in debug builds (`cfg!(debug_assertions)`), off in release builds.
-    /// The console only talks to the endpoint like any client would: it adds no way in that
-    /// a WebSocket client does not already have.
+    /// The console talks to the endpoint like any client would: guards, origins and limits
+    /// apply. It connects by itself only when the user opened it (typed or bookmarked, or
+    /// from a page of this site, per the browser's `Sec-Fetch-Site`); opened from another
+    /// site it waits for a click on Connect, and other sites cannot frame it. It shows
+    /// anyone who can reach the URL the endpoint's name, path pattern and subprotocols,
+    /// before any guard runs: keep it off on servers others can reach.
     pub fn dev_console(mut self, enabled: bool) -> Self {
         self.config.dev_console = enabled;
         self
@@ -288,9 +292,15 @@ impl Server {
         }
         if self.config.dev_console {
             for (path, name) in self.router.paths() {
-                if !self.pages.contains_key(path) {
-                    tracing::info!(endpoint = name, "dev console at http://{addr}{path}");
+                if self.pages.contains_key(path) {
+                    continue;
                 }
+                let hint = if path.contains('{') {
+                    " (with the {parameters} filled in)"
+                } else {
+                    ""
+                };
+                tracing::info!(endpoint = name, "dev console at http://{addr}{path}{hint}");
             }
         }
         Ok(Bound {
@@ -638,7 +648,7 @@ async fn handle(
     slot: UpgradeSlot,
 ) -> Result<http::Response<Body>, Infallible> {
     let websocket = upgrade::asks_for_websocket(&req);
-    if !websocket && let Some(page) = inner.pages.get(req.uri().path()) {
+    if !websocket && let Some(page) = find_page(&inner.pages, req.uri().path()) {
         return Ok(page_response(req.method(), page));
     }
     let found = match inner.router.find(req.uri().path()) {
@@ -656,7 +666,12 @@ async fn handle(
     };
     let read_only = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
     if !websocket && read_only && inner.config.dev_console {
-        return Ok(console::console(route.name, route.path, route.protocols));
+        return Ok(console::console(
+            &req,
+            route.name,
+            route.path,
+            route.protocols,
+        ));
     }
     let accept_key = match upgrade::check(&req) {
         Ok(key) => key,
@@ -721,6 +736,19 @@ async fn handle(
             ))
         }
     }
+}
+
+/// The page at `path`, compared percent-decoded as endpoint paths are (`/%69ndex` is `/index`).
+fn find_page<'a>(pages: &'a HashMap<&'static str, String>, path: &str) -> Option<&'a str> {
+    if pages.is_empty() {
+        return None;
+    }
+    let page = match pages.get(path) {
+        Some(page) => page,
+        None if path.contains('%') => pages.get(percent_decode(path)?.as_str())?,
+        None => return None,
+    };
+    Some(page)
 }
 
 /// A page registered with [`Server::page`]: `GET` and `HEAD` only.

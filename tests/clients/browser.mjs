@@ -8,7 +8,7 @@
 import { chromium } from "playwright-core";
 
 const [mode, base] = process.argv.slice(2);
-const TIMEOUT = 10_000;
+const TIMEOUT = 20_000;
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -76,6 +76,16 @@ async function devConsole() {
   await tab.click("#send");
   await see(tab, "#log", "← binary (4 bytes) 00 01 fe ff");
   console.log("ok binary echoed");
+
+  // Opened from a link on another site, the console waits for a click before connecting.
+  const elsewhere = await page(await browser.newContext());
+  await elsewhere.setContent(`<a id="go" href="${base}?from=elsewhere">the console</a>`);
+  await elsewhere.click("#go");
+  await elsewhere.waitForURL(/from=elsewhere/);
+  await see(elsewhere, "#status", "not connected: this page was opened from another site");
+  await elsewhere.click("#connect");
+  await see(elsewhere, "#status", "open");
+  console.log("ok opened from another site, the console connects only on a click");
 
   console.log("READY shutdown");
   await see(tab, "#status", "closed 1001 (going away)");
