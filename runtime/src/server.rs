@@ -673,7 +673,7 @@ async fn handle(
             route.protocols,
         ));
     }
-    let accept_key = match upgrade::check(&req) {
+    let accept_key = match upgrade::check(&req, websocket) {
         Ok(key) => key,
         Err(refusal) => return Ok(refusal),
     };

@@ -23,9 +23,9 @@ pub(crate) fn asks_for_websocket<B>(req: &http::Request<B>) -> bool {
 
 /// Checks that a request on an endpoint's path asks for a WebSocket; returns the
 /// `Sec-WebSocket-Accept` value, or the refusal to send.
-pub(crate) fn check<B>(req: &http::Request<B>) -> Result<String, Response<Body>> {
+/// `upgrade` is what [`asks_for_websocket`] says of it.
+pub(crate) fn check<B>(req: &http::Request<B>, upgrade: bool) -> Result<String, Response<Body>> {
     let headers = req.headers();
-    let upgrade = asks_for_websocket(req);
     let connection = headers
         .get_all(header::CONNECTION)
         .iter()
