@@ -4,7 +4,7 @@
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::upgrade::Body;
+use crate::upgrade::{self, Body};
 
 const CONSOLE: &str = include_str!("console.html");
 
@@ -55,8 +55,8 @@ pub(crate) fn console<B>(
 
 /// 200 with an HTML page, not cached; the connection closes after it.
 pub(crate) fn html(page: impl Into<String>) -> Response<Body> {
-    let mut response = Response::new(page.into());
-    *response.status_mut() = StatusCode::OK;
+    // A plain response (which closes the connection after it), typed as HTML.
+    let mut response = upgrade::plain(StatusCode::OK, page);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -67,7 +67,6 @@ pub(crate) fn html(page: impl Into<String>) -> Response<Body> {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
