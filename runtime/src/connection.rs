@@ -15,14 +15,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::{self, Error as WsError, protocol::CloseFrame};
+use tungstenite::error::ProtocolError;
+use tungstenite::{Error as WsError, WebSocket, protocol::CloseFrame};
 
 use crate::endpoint::{Session, SessionFuture, panic_message};
+use crate::lean_io::LeanIo;
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
 use crate::{CloseCode, Message};
@@ -49,7 +48,9 @@ pub(crate) struct Timing {
 }
 
 struct Driver<S> {
-    ws: WebSocketStream<S>,
+    /// The codec over the socket; its reads and writes return `WouldBlock` instead of
+    /// waiting, having registered this task (see `LeanIo`).
+    ws: WebSocket<LeanIo<S>>,
     shared: Arc<Shared>,
     /// The endpoint's future, until it completes.
     user: Option<SessionFuture>,
@@ -59,6 +60,8 @@ struct Driver<S> {
     close: Option<(CloseCode, String)>,
     phase: Phase,
     need_flush: bool,
+    /// The socket took only part of the write buffer: flush before queueing more.
+    write_blocked: bool,
     /// Bounds how long a closing connection may wait on its peer.
     deadline: Option<Pin<Box<Sleep>>>,
     timing: Timing,
@@ -70,6 +73,9 @@ struct Driver<S> {
     frames_at_check: u64,
     /// Fires at the next keep-alive check; re-armed lazily, not on every frame.
     keepalive: Pin<Box<Sleep>>,
+    /// `keepalive` was polled since its last reset, so the timer holds this task's waker:
+    /// until it fires, checking it is a load, not a poll.
+    keepalive_armed: bool,
     shutdown_seen: bool,
     /// The shutdown signal was polled once, so this task's waker is registered with it.
     shutdown_registered: bool,
@@ -78,7 +84,7 @@ struct Driver<S> {
 }
 
 pub(crate) async fn run<S>(
-    ws: WebSocketStream<S>,
+    ws: WebSocket<LeanIo<S>>,
     session: Session,
     shutdown: &Shutdown,
     timing: Timing,
@@ -94,12 +100,14 @@ pub(crate) async fn run<S>(
         close: None,
         phase: Phase::Open,
         need_flush: false,
+        write_blocked: false,
         deadline: None,
         timing,
         last_heard: Instant::now(),
         frames_read: 0,
         frames_at_check: 0,
         keepalive: Box::pin(tokio::time::sleep(timing.ping_interval)),
+        keepalive_armed: false,
         shutdown_seen: false,
         shutdown_registered: false,
         code: None,
@@ -118,6 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         shutdown: &Shutdown,
         mut signal: Pin<&mut impl Future>,
     ) -> Poll<()> {
+        self.ws.get_mut().set_waker(cx.waker());
         loop {
             let mut progress = false;
 
@@ -161,21 +170,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.pending.clear();
                 }
             }
-            progress |= self.poll_write(cx);
-            progress |= self.poll_read(cx);
+            progress |= self.poll_write();
+            progress |= self.poll_read();
 
             if !progress {
                 // Checked once per wake-up, not per message: polling a timer is not free.
-                if self.phase == Phase::Open && self.keepalive.as_mut().poll(cx).is_ready() {
+                if self.phase == Phase::Open && self.keepalive_fired(cx) {
                     self.keep_alive();
                     continue;
                 }
                 if self.need_flush {
-                    match self.ws.poll_flush_unpin(cx) {
-                        Poll::Ready(Ok(())) => self.need_flush = false,
-                        Poll::Ready(Err(err)) => self.broken(&err),
-                        Poll::Pending => {}
-                    }
+                    self.flush();
                 }
                 if let Some(deadline) = &mut self.deadline
                     && deadline.as_mut().poll(cx).is_ready()
@@ -188,8 +193,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 if self.user.is_none() && self.phase == Phase::Closed && !self.need_flush {
                     return Poll::Ready(());
                 }
+                // Before sleeping, a last look at the outbound queue, which registers this
+                // task to be woken by the next write. Writes made while the task runs (the
+                // endpoint's, in this very poll) wake nothing: this look finds them.
+                if self.phase == Phase::Open && self.pending.is_empty() && !self.shared.park(cx) {
+                    continue;
+                }
                 return Poll::Pending;
             }
+        }
+    }
+
+    /// Whether the keep-alive timer fired. It is polled only when it holds no waker of ours.
+    fn keepalive_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.keepalive_armed && !self.keepalive.is_elapsed() {
+            return false;
+        }
+        self.keepalive_armed = true;
+        self.keepalive.as_mut().poll(cx).is_ready()
+    }
+
+    /// Writes out what the codec holds; `need_flush` stays set while the socket is full.
+    fn flush(&mut self) {
+        match self.ws.flush() {
+            Ok(()) | Err(WsError::ConnectionClosed) => {
+                self.need_flush = false;
+                self.write_blocked = false;
+            }
+            Err(WsError::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => self.broken(&err),
+        }
+    }
+
+    /// Hands a message to the codec, which writes it out once 64 KiB are buffered or at
+    /// the next flush.
+    fn write(&mut self, message: tungstenite::Message) {
+        self.need_flush = true;
+        match self.ws.write(message) {
+            Ok(()) => {}
+            // Buffered: the socket is full, so the rest waits for a flush.
+            Err(WsError::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                self.write_blocked = true;
+            }
+            Err(err) => self.broken(&err),
         }
     }
 
@@ -213,15 +259,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             self.keepalive
                 .as_mut()
                 .reset(now + self.timing.idle_timeout);
+            self.keepalive_armed = false;
             return;
         }
         if silent >= self.timing.ping_interval {
-            match self
-                .ws
-                .start_send_unpin(tungstenite::Message::Ping(Default::default()))
-            {
-                Ok(()) => self.need_flush = true,
-                Err(err) => return self.broken(&err),
+            self.write(tungstenite::Message::Ping(Default::default()));
+            if self.phase == Phase::Closed {
+                return;
             }
         }
         let next_ping = self.last_heard + self.timing.ping_interval;
@@ -232,6 +276,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         };
         let next = next.min(self.last_heard + self.timing.idle_timeout);
         self.keepalive.as_mut().reset(next);
+        self.keepalive_armed = false;
     }
 
     fn user_finished(&mut self, result: std::thread::Result<Result<(), crate::Error>>) {
@@ -252,46 +297,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
-    /// Moves queued messages into the socket's write buffer, then any close asked for.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut progress = false;
+    /// Moves queued messages into the codec's write buffer, then any close asked for.
+    ///
+    /// Returns whether the connection changed phase (a close was sent, or the socket
+    /// failed), which the endpoint and the reader must see. Writing messages alone is not
+    /// progress: nothing else waits on it, and the queue is looked at again before parking.
+    fn poll_write(&mut self) -> bool {
         loop {
             if self.pending.is_empty() {
                 if self.phase != Phase::Open {
-                    return progress;
+                    return false;
                 }
-                let close = self.shared.drain(cx, &mut self.pending);
+                let close = self.shared.drain(&mut self.pending);
                 if self.pending.is_empty() && close.is_none() {
-                    return progress;
+                    return false;
                 }
-                progress = true;
                 self.close = close.or(self.close.take());
             }
             while !self.pending.is_empty() {
-                match self.ws.poll_ready_unpin(cx) {
-                    Poll::Pending => return progress,
-                    Poll::Ready(Err(err)) => {
-                        self.broken(&err);
+                if self.write_blocked {
+                    self.flush();
+                    if self.phase == Phase::Closed {
                         return true;
                     }
-                    Poll::Ready(Ok(())) => {}
+                    if self.write_blocked {
+                        return false;
+                    }
                 }
                 let message = self.pending.pop_front().expect("checked non-empty");
-                if let Err(err) = self.ws.start_send_unpin(message) {
-                    self.broken(&err);
+                self.write(message);
+                if self.phase == Phase::Closed {
                     return true;
                 }
-                self.need_flush = true;
             }
             if let Some((code, reason)) = self.close.take() {
                 self.send_close(code, &reason);
-                self.phase = Phase::Closing;
+                if self.phase != Phase::Closed {
+                    self.phase = Phase::Closing;
+                }
                 return true;
             }
         }
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+    fn poll_read(&mut self) -> bool {
         let wanted = match self.phase {
             Phase::Open => self.shared.wants_message(),
             Phase::Closing => true,
@@ -300,21 +349,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if !wanted {
             return false;
         }
-        match self.ws.poll_next_unpin(cx) {
-            Poll::Pending => false,
-            Poll::Ready(Some(Ok(message))) => {
+        match self.ws.read() {
+            Ok(message) => {
                 self.frames_read += 1;
                 self.received(message);
                 true
             }
-            Poll::Ready(Some(Err(err))) => {
-                self.read_failed(err);
-                true
-            }
-            Poll::Ready(None) => {
+            Err(WsError::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => false,
+            // The close handshake is over (the codec wrote its last frame), or the stream
+            // ended.
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
                 self.phase = Phase::Closed;
                 self.need_flush = false;
                 self.shared.finish();
+                true
+            }
+            Err(err) => {
+                self.read_failed(err);
                 true
             }
         }
@@ -386,13 +437,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             code: code.as_u16().into(),
             reason: reason.into(),
         };
-        match self
-            .ws
-            .start_send_unpin(tungstenite::Message::Close(Some(frame)))
-        {
-            Ok(()) => self.need_flush = true,
-            Err(err) => self.broken(&err),
-        }
+        self.write(tungstenite::Message::Close(Some(frame)));
         self.arm_deadline();
     }
 

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
+use tungstenite::Utf8Bytes;
 
 use crate::DecodeError;
 

@@ -20,9 +20,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::task::JoinSet;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::Instrument;
+use tungstenite::WebSocket;
+use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::endpoint::{Accept, Endpoint, Session, panic_message};
 use crate::extract::States;
@@ -626,12 +626,12 @@ where
                 let hyper::upgrade::Parts { io, read_buf, .. } = parts;
                 let io = LeanIo::new(io.into_inner(), read_buf.to_vec());
                 drop(read_buf);
-                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
+                let ws = WebSocket::from_raw_socket(io, Role::Server, Some(ws_config));
                 connection::run(ws, session, shutdown, timing).await;
             }
             Err(upgraded) => {
                 let io = LeanIo::new(TokioIo::new(upgraded), Vec::new());
-                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config)).await;
+                let ws = WebSocket::from_raw_socket(io, Role::Server, Some(ws_config));
                 connection::run(ws, session, shutdown, timing).await;
             }
         }

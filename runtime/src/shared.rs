@@ -2,15 +2,15 @@
 //!
 //! Two small mutexes, each held for a few instructions: the outbound queue (written by any
 //! task holding an `Out`, drained by the driver) and the inbound slot (a hand-off between the
-//! driver and the endpoint code, which run in the same task).
+//! driver and the endpoint code, which run in the same task). Atomic flags beside them answer
+//! the driver's frequent questions (anything queued? does the endpoint wait?) without a lock.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
 
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite;
 
 use crate::{CloseCode, Message};
 
@@ -23,10 +23,30 @@ pub(crate) struct Shared {
     /// The client is not reading (queue overflow): what is still unwritten may be dropped.
     abandoned: AtomicBool,
     out: Mutex<Outbound>,
+    /// Something may be in the outbound queue (a message or a close): set under the lock by
+    /// writers, cleared under it by the driver. When it is clear, draining takes no lock.
+    queued: AtomicBool,
+    /// The driver sleeps and waits for a write: the next one wakes it. Set under the queue's
+    /// lock; while the driver runs it is clear, and writes wake nothing, as the driver looks
+    /// at the queue again before it sleeps.
+    parked: AtomicBool,
     /// Senders waiting in `Out::send` for room in the queue.
     room: Notify,
-    inbound: Mutex<Slot>,
+    /// The received message, handed from the driver to the endpoint.
+    inbound: Mutex<Option<Message>>,
+    /// The inbound slot's state (`WAITING`, `FULL`, `ENDED`): changed under the slot's lock,
+    /// except by the endpoint starting to wait on an empty slot, so that asking whether the
+    /// endpoint waits, or starting to wait, takes no lock.
+    inbound_state: AtomicU8,
 }
+
+/// The endpoint waits for a message: the driver reads the socket.
+const WAITING: u8 = 1;
+/// The slot holds a message the endpoint has not taken yet. It is handed over even if the
+/// connection ends meanwhile: a message that arrived is always handled.
+const FULL: u8 = 2;
+/// No more messages will come.
+const ENDED: u8 = 4;
 
 struct Outbound {
     queue: VecDeque<tungstenite::Message>,
@@ -36,20 +56,8 @@ struct Outbound {
     shut: bool,
     /// Tasks parked in `Out::send`, so the driver only notifies when someone waits.
     waiting: usize,
-    /// The driver, parked because the queue was empty.
+    /// The driver's task, kept so that parking again does not clone it.
     driver: Option<Waker>,
-}
-
-/// The inbound hand-off: the endpoint waits, the driver fills.
-#[derive(Default)]
-struct Slot {
-    /// A received message the endpoint has not taken yet. It is handed over even if the
-    /// connection ends meanwhile: a message that arrived is always handled.
-    message: Option<Message>,
-    /// The endpoint waits for a message: the driver reads the socket.
-    waiting: bool,
-    /// No more messages will come.
-    ended: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -71,8 +79,11 @@ impl Shared {
                 waiting: 0,
                 driver: None,
             }),
+            queued: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
             room: Notify::new(),
-            inbound: Mutex::new(Slot::default()),
+            inbound: Mutex::new(None),
+            inbound_state: AtomicU8::new(0),
         }
     }
 
@@ -84,7 +95,8 @@ impl Shared {
         }
         if out.queue.len() < self.limit {
             out.queue.push_back(message);
-            wake_driver(out);
+            self.queued.store(true, Ordering::Release);
+            self.wake_driver(out);
             return;
         }
         drop(out);
@@ -113,7 +125,8 @@ impl Shared {
                 }
                 if out.queue.len() < self.limit {
                     out.queue.push_back(message);
-                    wake_driver(out);
+                    self.queued.store(true, Ordering::Release);
+                    self.wake_driver(out);
                     return Ok(());
                 }
                 // Counted under the same lock as the check, so the driver sees us waiting.
@@ -133,7 +146,8 @@ impl Shared {
         out.shut = true;
         out.close = Some((code, truncate_reason(reason)));
         self.closing.store(true, Ordering::Release);
-        wake_driver(out);
+        self.queued.store(true, Ordering::Release);
+        self.wake_driver(out);
         // Senders waiting for room now get `Closed` instead of waiting for a drain.
         self.room.notify_waiters();
     }
@@ -147,24 +161,25 @@ impl Shared {
         out.close = Some((code, truncate_reason(reason)));
         self.closing.store(true, Ordering::Release);
         self.abandoned.store(true, Ordering::Release);
-        wake_driver(out);
+        self.queued.store(true, Ordering::Release);
+        self.wake_driver(out);
         self.room.notify_waiters();
     }
 
     /// The driver takes every queued message into `into` (which must be empty), and any close
-    /// asked for. With nothing to take, it registers to be woken by the next write.
+    /// asked for. The driver runs: writes need not wake it until it parks again.
     pub(crate) fn drain(
         &self,
-        cx: &Context<'_>,
         into: &mut VecDeque<tungstenite::Message>,
     ) -> Option<(CloseCode, String)> {
         debug_assert!(into.is_empty());
+        self.parked.store(false, Ordering::Relaxed);
+        if !self.queued.load(Ordering::Acquire) {
+            return None;
+        }
         let mut out = lock(&self.out);
+        self.queued.store(false, Ordering::Relaxed);
         if out.queue.is_empty() && out.close.is_none() {
-            match &out.driver {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => out.driver = Some(cx.waker().clone()),
-            }
             return None;
         }
         // Swapping keeps both buffers' capacity: no allocation once warmed up.
@@ -178,6 +193,33 @@ impl Shared {
         close
     }
 
+    /// Wakes the driver if it is parked on an empty queue, after releasing the lock.
+    fn wake_driver(&self, out: MutexGuard<'_, Outbound>) {
+        if !self.parked.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let driver = out.driver.clone();
+        drop(out);
+        if let Some(driver) = driver {
+            driver.wake();
+        }
+    }
+
+    /// The driver is about to sleep: with nothing queued, it registers to be woken by the next
+    /// write and returns `true`; otherwise it must drain first, and `false` says so.
+    pub(crate) fn park(&self, cx: &Context<'_>) -> bool {
+        let mut out = lock(&self.out);
+        if !out.queue.is_empty() || out.close.is_some() {
+            return false;
+        }
+        match &out.driver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => out.driver = Some(cx.waker().clone()),
+        }
+        self.parked.store(true, Ordering::Relaxed);
+        true
+    }
+
     /// The connection is over: writes become no-ops and waiting senders get `Closed`.
     pub(crate) fn finish(&self) {
         self.closing.store(true, Ordering::Release);
@@ -186,6 +228,8 @@ impl Shared {
         out.queue = VecDeque::new();
         out.close = None;
         out.driver = None;
+        self.parked.store(false, Ordering::Relaxed);
+        self.queued.store(false, Ordering::Relaxed);
         drop(out);
         self.room.notify_waiters();
         self.end_inbound();
@@ -207,43 +251,52 @@ impl Shared {
 
     /// Whether the endpoint waits for a message (the driver then reads the socket).
     pub(crate) fn wants_message(&self) -> bool {
-        lock(&self.inbound).waiting
+        self.inbound_state.load(Ordering::Acquire) & WAITING != 0
     }
 
+    /// Hands a received message to the endpoint, which waits for it.
     pub(crate) fn deliver(&self, message: Message) {
         let mut slot = lock(&self.inbound);
-        slot.message = Some(message);
-        slot.waiting = false;
+        *slot = Some(message);
+        let state = self.inbound_state.load(Ordering::Relaxed);
+        self.inbound_state
+            .store((state & !WAITING) | FULL, Ordering::Release);
     }
 
     /// No more messages will arrive (one already delivered is still taken).
     pub(crate) fn end_inbound(&self) {
-        let mut slot = lock(&self.inbound);
-        slot.ended = true;
-        slot.waiting = false;
+        let _slot = lock(&self.inbound);
+        let state = self.inbound_state.load(Ordering::Relaxed);
+        self.inbound_state
+            .store((state & !WAITING) | ENDED, Ordering::Release);
     }
 
     /// The endpoint takes a delivered message (`Some(Some(_))`), learns that none will come
     /// (`Some(None)`), or starts waiting (`None`).
     pub(crate) fn take_message(&self) -> Option<Option<Message>> {
+        let state = self.inbound_state.load(Ordering::Acquire);
+        if state & (FULL | ENDED) == 0 {
+            // Nothing to take: start waiting, unless the driver just delivered or ended.
+            if state & WAITING != 0
+                || self
+                    .inbound_state
+                    .compare_exchange(state, state | WAITING, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return None;
+            }
+        }
         let mut slot = lock(&self.inbound);
-        if let Some(message) = slot.message.take() {
+        let state = self.inbound_state.load(Ordering::Relaxed);
+        if let Some(message) = slot.take() {
+            self.inbound_state.store(state & !FULL, Ordering::Release);
             return Some(Some(message));
         }
-        if slot.ended {
+        if state & ENDED != 0 {
             return Some(None);
         }
-        slot.waiting = true;
+        self.inbound_state.store(state | WAITING, Ordering::Release);
         None
-    }
-}
-
-/// Wakes the driver if it is parked on an empty queue, after releasing the lock.
-fn wake_driver(mut out: MutexGuard<'_, Outbound>) {
-    let driver = out.driver.take();
-    drop(out);
-    if let Some(driver) = driver {
-        driver.wake();
     }
 }
 
@@ -262,4 +315,96 @@ fn truncate_reason(reason: &str) -> String {
         end -= 1;
     }
     reason[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn text(s: &str) -> tungstenite::Message {
+        tungstenite::Message::text(s)
+    }
+
+    /// A parked driver is woken by the next write, once; writes made while it runs (after it
+    /// drained) wake nothing, and the queue it drains holds them all, in order.
+    #[test]
+    fn writes_wake_a_parked_driver_only() {
+        let shared = Shared::new("/t", 16);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(Arc::clone(&count));
+        let cx = Context::from_waker(&waker);
+        let mut pending = VecDeque::new();
+
+        // Running: the driver drained, so its own writes do not wake it.
+        assert!(shared.drain(&mut pending).is_none());
+        shared.push(text("a"));
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        // It must not sleep with a message queued.
+        assert!(!shared.park(&cx));
+        assert!(shared.drain(&mut pending).is_none());
+        assert_eq!(pending.drain(..).collect::<Vec<_>>(), [text("a")]);
+
+        // Parked: the first write wakes it, the second does not (it is no longer parked).
+        assert!(shared.park(&cx));
+        shared.push(text("b"));
+        shared.push(text("c"));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(shared.drain(&mut pending).is_none());
+        assert_eq!(
+            pending.drain(..).collect::<Vec<_>>(),
+            [text("b"), text("c")]
+        );
+
+        // A close asked for wakes a parked driver too, and is handed over once.
+        assert!(shared.park(&cx));
+        shared.close(CloseCode::NORMAL, "bye");
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        let close = shared.drain(&mut pending).expect("the close");
+        assert_eq!((close.0.as_u16(), close.1.as_str()), (1000, "bye"));
+        assert!(shared.drain(&mut pending).is_none());
+    }
+
+    /// The inbound slot: the endpoint waits, the driver delivers; a message delivered before
+    /// the end is still handed over, and after it the endpoint learns that none will come.
+    #[test]
+    fn inbound_hand_off() {
+        let shared = Shared::new("/t", 16);
+        assert!(!shared.wants_message());
+        assert!(shared.take_message().is_none());
+        assert!(shared.wants_message());
+        // Waiting again changes nothing.
+        assert!(shared.take_message().is_none());
+
+        shared.deliver(Message::Text("one".into()));
+        assert!(!shared.wants_message());
+        let Some(Some(Message::Text(one))) = shared.take_message() else {
+            panic!("the delivered message");
+        };
+        assert_eq!(one, "one");
+        assert!(!shared.wants_message());
+
+        assert!(shared.take_message().is_none());
+        shared.deliver(Message::Text("two".into()));
+        shared.end_inbound();
+        assert!(!shared.wants_message());
+        assert!(matches!(
+            shared.take_message(),
+            Some(Some(Message::Text(_)))
+        ));
+        assert!(matches!(shared.take_message(), Some(None)));
+        assert!(!shared.wants_message());
+    }
 }

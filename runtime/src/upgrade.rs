@@ -7,7 +7,7 @@
 
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tungstenite::handshake::derive_accept_key;
 
 pub(crate) type Body = String;
 
