@@ -15,8 +15,6 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,8 +70,10 @@ fn usage() -> ! {
 
 fn main() {
     let args = args();
-    if args.mode == "burst" {
-        return burst(&args);
+    match args.mode.as_str() {
+        "burst" => return burst(&args),
+        "echo" => return echo(&args),
+        _ => {}
     }
     // One thread: the runner pins this process to one core.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -82,7 +82,6 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         match args.mode.as_str() {
-            "echo" => echo(&args).await,
             "idle" => idle(&args).await,
             _ => usage(),
         }
@@ -164,161 +163,285 @@ fn decode(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
     (buf.len() >= start + len).then_some((opcode, start..start + len, start + len))
 }
 
-/// The payload of message `seq` of connection `conn`: recognisable, and cheap to check.
-fn payload(conn: usize, seq: u64, size: usize, into: &mut Vec<u8>) {
-    into.clear();
-    let tag = format!("{conn:08x}{seq:016x}");
-    into.extend_from_slice(&tag.as_bytes()[..tag.len().min(size)]);
-    into.resize(size, b'x');
+/// The first bytes of message `seq` of connection `conn`: both numbers in hex, so that a
+/// cross-wired or reordered echo is caught. The rest of the payload is `x`.
+fn tag(conn: usize, seq: u64) -> [u8; 24] {
+    let mut tag = [0; 24];
+    tag[..8].copy_from_slice(&hex(conn as u64)[8..]);
+    tag[8..].copy_from_slice(&hex(seq));
+    tag
 }
 
-struct Shared {
-    measuring: AtomicBool,
-    stop: AtomicBool,
-    received: AtomicU64,
-    bytes: AtomicU64,
-    mismatched: AtomicU64,
-    lost: AtomicU64,
+/// Appends message `seq` of connection `conn` as a client frame (see `encode`).
+fn encode_message(out: &mut Vec<u8>, opcode: u8, conn: usize, seq: u64, size: usize) {
+    let head = encode_head(opcode, size);
+    out.extend_from_slice(&head.0[..head.1]);
+    let tag = tag(conn, seq);
+    let n = size.min(tag.len());
+    out.extend_from_slice(&tag[..n]);
+    out.resize(out.len() + size - n, b'x');
 }
 
-async fn echo(args: &Args) {
-    let shared = Arc::new(Shared {
-        measuring: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-        received: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        mismatched: AtomicU64::new(0),
-        lost: AtomicU64::new(0),
-    });
-    let mut tasks = Vec::new();
-    for conn in 0..args.conns {
-        let shared = Arc::clone(&shared);
-        let (addr, inflight, size, binary) = (args.addr, args.inflight, args.size, args.binary);
-        tasks.push(tokio::spawn(async move {
-            echo_connection(conn, addr, inflight, size, binary, &shared).await
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
-    shared.measuring.store(true, Ordering::Relaxed);
-    let (server_before, load_before) = (cpu_ticks(args.pid), cpu_ticks(0));
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(args.secs)).await;
-    shared.measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
-    let tick_us = 1e6 / clock_ticks_per_s();
-    let server_us = cpu_ticks(args.pid).saturating_sub(server_before) as f64 * tick_us;
-    let load_us = cpu_ticks(0).saturating_sub(load_before) as f64 * tick_us;
-    shared.stop.store(true, Ordering::Relaxed);
-    let mut rtts: Vec<u32> = Vec::new();
+/// A client frame's header for a payload of `len` bytes, with the zero mask key.
+fn encode_head(opcode: u8, len: usize) -> ([u8; 14], usize) {
+    let mut head = [0u8; 14];
+    head[0] = 0x80 | opcode;
+    let n = match len {
+        0..=125 => {
+            head[1] = 0x80 | len as u8;
+            2
+        }
+        126..=65535 => {
+            head[1] = 0x80 | 126;
+            head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
+        }
+        _ => {
+            head[1] = 0x80 | 127;
+            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        }
+    };
+    // The mask key (zero) follows.
+    (head, n + 4)
+}
+
+/// Whether `payload` is message `seq` of connection `conn`; `filler` holds `size` bytes of
+/// `x` (compared as a slice, which is a `memcmp`).
+fn is_message(payload: &[u8], conn: usize, seq: u64, size: usize, filler: &[u8]) -> bool {
+    let tag = tag(conn, seq);
+    let n = size.min(tag.len());
+    payload.len() == size && payload[..n] == tag[..n] && payload[n..] == filler[n..size]
+}
+
+/// One connection of the echo load.
+struct EchoConn {
+    stream: mio::net::TcpStream,
+    /// Received bytes not yet parsed.
+    buf: Vec<u8>,
+    /// Frames not yet taken by the socket.
+    out: Vec<u8>,
+    next_seq: u64,
+    expected_seq: u64,
+    /// When each outstanding message was sent, oldest first.
+    sent_at: VecDeque<Instant>,
+    rtts: Vec<u32>,
+    /// The connection failed or the server closed it: what is outstanding is lost.
+    dead: bool,
+}
+
+/// `conns` connections, each keeping `inflight` messages outstanding and checking every echo
+/// (content and order), on one thread: non-blocking sockets on epoll, every echo already
+/// received handled before one write of all the replacements, so the load costs as little
+/// as the checks allow and is never the bottleneck.
+fn echo(args: &Args) {
+    use mio::{Events, Interest, Poll, Token};
+    use std::io::{ErrorKind, Read};
+
+    let opcode = if args.binary { 0x2 } else { 0x1 };
+    let mut poll = Poll::new().expect("epoll");
+    let mut conns = Vec::with_capacity(args.conns);
     let mut failed = 0;
-    for task in tasks {
-        match task.await {
-            Ok(Ok(samples)) => rtts.extend(samples),
-            _ => failed += 1,
+    // Connected and upgraded on a tokio runtime, then taken over by the loop below.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let opened = runtime.block_on(async {
+        let mut opened = Vec::with_capacity(args.conns);
+        for n in 0..args.conns {
+            let upgraded = async {
+                let mut stream = connect(args.addr, n).await?;
+                let rest = handshake(&mut stream, args.addr).await?;
+                Ok::<_, std::io::Error>((stream.into_std()?, rest))
+            };
+            opened.push(upgraded.await);
+        }
+        opened
+    });
+    drop(runtime);
+    for upgraded in opened {
+        let Ok((stream, buf)) = upgraded else {
+            failed += 1;
+            continue;
+        };
+        let mut stream = mio::net::TcpStream::from_std(stream);
+        let token = Token(conns.len());
+        poll.registry()
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .expect("register");
+        conns.push(EchoConn {
+            stream,
+            buf,
+            out: Vec::with_capacity((args.size + 14) * args.inflight),
+            next_seq: 0,
+            expected_seq: 0,
+            sent_at: VecDeque::with_capacity(args.inflight),
+            rtts: Vec::new(),
+            dead: false,
+        });
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut chunk = vec![0u8; 64 << 10];
+    let filler = vec![b'x'; args.size];
+    let began = Instant::now();
+    let measure_from = began + Duration::from_secs_f64(args.warmup);
+    let measure_to = measure_from + Duration::from_secs_f64(args.secs);
+    let (mut received, mut bytes, mut mismatched, mut lost) = (0u64, 0u64, 0u64, 0u64);
+    let mut window: Option<(Instant, u64, u64)> = None;
+    let mut ended: Option<(f64, u64, u64)> = None;
+    // Fill every window.
+    for (n, conn) in conns.iter_mut().enumerate() {
+        for _ in 0..args.inflight {
+            encode_message(&mut conn.out, opcode, n, conn.next_seq, args.size);
+            conn.sent_at.push_back(began);
+            conn.next_seq += 1;
+        }
+        flush(conn);
+    }
+    loop {
+        let now = Instant::now();
+        if window.is_none() && now >= measure_from {
+            window = Some((now, cpu_ticks(args.pid), cpu_ticks(0)));
+        }
+        let measuring = window.is_some() && ended.is_none();
+        if measuring && now >= measure_to {
+            let (from, server, load) = window.expect("measuring");
+            ended = Some((
+                now.duration_since(from).as_secs_f64(),
+                cpu_ticks(args.pid).saturating_sub(server),
+                cpu_ticks(0).saturating_sub(load),
+            ));
+        }
+        let stopping = ended.is_some();
+        if stopping {
+            // No more messages are sent; wait for the outstanding echoes, 5 s at most.
+            let outstanding = conns.iter().filter(|c| !c.dead).map(|c| c.sent_at.len());
+            if outstanding.sum::<usize>() == 0 {
+                break;
+            }
+            if now >= measure_to + Duration::from_secs(5) {
+                for conn in conns.iter().filter(|c| !c.dead) {
+                    lost += conn.sent_at.len() as u64;
+                }
+                break;
+            }
+        }
+        if poll
+            .poll(&mut events, Some(Duration::from_millis(50)))
+            .is_err()
+        {
+            continue; // interrupted
+        }
+        let now = Instant::now();
+        for event in events.iter() {
+            let n = event.token().0;
+            let conn = &mut conns[n];
+            if conn.dead {
+                continue;
+            }
+            loop {
+                match conn.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        conn.dead = true;
+                        break;
+                    }
+                    Ok(read) => {
+                        conn.buf.extend_from_slice(&chunk[..read]);
+                        // A short read emptied the socket: epoll reports the next bytes.
+                        if read < chunk.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        conn.dead = true;
+                        break;
+                    }
+                }
+            }
+            let mut at = 0;
+            while let Some((op, range, len)) = decode(&conn.buf[at..]) {
+                let payload = &conn.buf[at + range.start..at + range.end];
+                if op == 0x9 {
+                    // A keep-alive ping: answer it, as any live client does.
+                    let payload = payload.to_vec();
+                    encode(&mut conn.out, 0xA, &payload);
+                } else if op == opcode {
+                    if !is_message(payload, n, conn.expected_seq, args.size, &filler) {
+                        mismatched += 1;
+                    }
+                    conn.expected_seq += 1;
+                    let sent = conn.sent_at.pop_front().unwrap_or(now);
+                    if measuring {
+                        received += 1;
+                        bytes += args.size as u64;
+                        conn.rtts.push(now.duration_since(sent).as_micros() as u32);
+                    }
+                    if !stopping {
+                        encode_message(&mut conn.out, opcode, n, conn.next_seq, args.size);
+                        conn.sent_at.push_back(now);
+                        conn.next_seq += 1;
+                    }
+                } else {
+                    // A close frame or anything unexpected ends the connection.
+                    conn.dead = true;
+                }
+                at += len;
+            }
+            conn.buf.drain(..at);
+            if conn.dead {
+                lost += conn.sent_at.len() as u64;
+                failed += 1;
+                let _ = poll.registry().deregister(&mut conn.stream);
+                continue;
+            }
+            flush(conn);
         }
     }
+    let (elapsed, server_ticks, load_ticks) = ended.expect("measured");
+    let mut rtts: Vec<u32> = conns.iter_mut().flat_map(|c| c.rtts.drain(..)).collect();
     rtts.sort_unstable();
     let pct = |p: f64| {
         rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0)
     };
-    let received = shared.received.load(Ordering::Relaxed);
+    let tick_us = 1e6 / clock_ticks_per_s();
     // Without `--pid`, the server's CPU time is unknown: reported as 0.
     let server_cpu_per_msg = if args.pid == 0 {
         0.0
     } else {
-        server_us / received.max(1) as f64
+        server_ticks as f64 * tick_us / received.max(1) as f64
     };
     println!(
-        "msgs_per_s={:.0} mb_per_s={:.1} p50_us={} p99_us={} p999_us={} lost={} mismatched={} \
-         failed_conns={} server_cpu_us_per_msg={:.2} load_cpu_pct={:.0}",
+        "msgs_per_s={:.0} mb_per_s={:.1} p50_us={} p99_us={} p999_us={} lost={lost} \
+         mismatched={mismatched} failed_conns={failed} server_cpu_us_per_msg={:.2} \
+         load_cpu_pct={:.0}",
         received as f64 / elapsed,
-        shared.bytes.load(Ordering::Relaxed) as f64 / elapsed / 1e6,
+        bytes as f64 / elapsed / 1e6,
         pct(0.50),
         pct(0.99),
         pct(0.999),
-        shared.lost.load(Ordering::Relaxed),
-        shared.mismatched.load(Ordering::Relaxed),
-        failed,
         server_cpu_per_msg,
-        load_us / (elapsed * 1e6) * 100.0,
+        load_ticks as f64 * tick_us / (elapsed * 1e6) * 100.0,
     );
 }
 
-/// One connection of the echo load: keeps `inflight` messages outstanding, checks each echo.
-async fn echo_connection(
-    conn: usize,
-    addr: SocketAddr,
-    inflight: usize,
-    size: usize,
-    binary: bool,
-    shared: &Shared,
-) -> std::io::Result<Vec<u32>> {
-    let mut stream = connect(addr, conn).await?;
-    let mut buf = handshake(&mut stream, addr).await?;
-    let opcode = if binary { 0x2 } else { 0x1 };
-    let (mut next_seq, mut expected_seq) = (0u64, 0u64);
-    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(inflight);
-    let mut out = Vec::with_capacity((size + 14) * inflight);
-    let mut body = Vec::with_capacity(size);
-    let mut expected = Vec::with_capacity(size);
-    let mut rtts = Vec::new();
-    let mut chunk = vec![0u8; 64 << 10];
-    // Fill the window.
-    for _ in 0..inflight {
-        payload(conn, next_seq, size, &mut body);
-        encode(&mut out, opcode, &body);
-        sent_at.push_back(Instant::now());
-        next_seq += 1;
-    }
-    stream.write_all(&out).await?;
-    out.clear();
-    loop {
-        // Every echo already buffered, then one write for all the replacements.
-        let mut at = 0;
-        while let Some((op, range, len)) = decode(&buf[at..]) {
-            let range = range.start + at..range.end + at;
-            if op == opcode {
-                payload(conn, expected_seq, size, &mut expected);
-                if buf[range] != expected[..] {
-                    shared.mismatched.fetch_add(1, Ordering::Relaxed);
-                }
-                expected_seq += 1;
-                let rtt = sent_at
-                    .pop_front()
-                    .map_or(0, |t| t.elapsed().as_micros() as u32);
-                if shared.measuring.load(Ordering::Relaxed) {
-                    shared.received.fetch_add(1, Ordering::Relaxed);
-                    shared.bytes.fetch_add(size as u64, Ordering::Relaxed);
-                    rtts.push(rtt);
-                }
-                if !shared.stop.load(Ordering::Relaxed) {
-                    payload(conn, next_seq, size, &mut body);
-                    encode(&mut out, opcode, &body);
-                    sent_at.push_back(Instant::now());
-                    next_seq += 1;
-                }
+/// Writes what the socket takes of `conn.out`; the rest waits for the writable event.
+fn flush(conn: &mut EchoConn) {
+    use std::io::{ErrorKind, Write};
+    while !conn.out.is_empty() {
+        match conn.stream.write(&conn.out) {
+            Ok(n) => {
+                conn.out.drain(..n);
             }
-            at += len;
-        }
-        buf.drain(..at);
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
-        }
-        if shared.stop.load(Ordering::Relaxed) && sent_at.is_empty() {
-            return Ok(rtts);
-        }
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await;
-        match read {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => {
-                // No echo for 5 s, or the server hung up: what is outstanding is lost.
-                shared
-                    .lost
-                    .fetch_add(sent_at.len() as u64, Ordering::Relaxed);
-                return Ok(rtts);
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                conn.dead = true;
+                return;
             }
         }
     }
