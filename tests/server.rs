@@ -361,6 +361,37 @@ async fn shutdown_sends_1001_runs_on_close_and_returns() {
     handle.shutdown(); // a second shutdown is harmless
 }
 
+/// The server runs as a task of its own; dropping the future that runs it (an aborted task,
+/// a `select!` that took another branch) still stops it: the port refuses connections.
+#[tokio::test]
+async fn dropping_the_run_future_stops_the_server() {
+    let bound = all_endpoints().bind("127.0.0.1:0").await.unwrap();
+    let addr = bound.local_addr();
+    let running = tokio::spawn(bound.run());
+    let (mut ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://{addr}/echo")),
+    )
+    .await
+    .expect("connect hung")
+    .expect("the server serves");
+    ws.send(WsMessage::text("hi")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "hi");
+    running.abort();
+    assert!(running.await.unwrap_err().is_cancelled());
+    // The listener is closed once the server's own task has been aborted too.
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the port still accepts connections");
+}
+
 #[tokio::test]
 async fn the_ready_code_can_end_the_connection_before_it_is_ready() {
     let server = TestServer::start(all_endpoints()).await;

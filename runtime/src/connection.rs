@@ -62,7 +62,9 @@ struct Driver<S> {
     need_flush: bool,
     /// The socket took only part of the write buffer: flush before queueing more.
     write_blocked: bool,
-    /// Bounds how long a closing connection may wait on its peer.
+    /// When a closing connection stops waiting on its peer.
+    close_by: Option<Instant>,
+    /// The timer for `close_by`, made once the connection has to wait for it.
     deadline: Option<Pin<Box<Sleep>>>,
     timing: Timing,
     /// When the peer was last known to be alive, as of the last keep-alive check.
@@ -101,6 +103,7 @@ pub(crate) async fn run<S>(
         phase: Phase::Open,
         need_flush: false,
         write_blocked: false,
+        close_by: None,
         deadline: None,
         timing,
         last_heard: Instant::now(),
@@ -182,16 +185,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 if self.need_flush {
                     self.flush();
                 }
-                if let Some(deadline) = &mut self.deadline
-                    && deadline.as_mut().poll(cx).is_ready()
-                {
-                    tracing::debug!("the connection did not finish closing in time: dropping it");
-                    self.deadline = None;
-                    self.give_up();
-                    continue;
-                }
                 if self.user.is_none() && self.phase == Phase::Closed && !self.need_flush {
                     return Poll::Ready(());
+                }
+                if self.deadline_passed(cx) {
+                    tracing::debug!("the connection did not finish closing in time: dropping it");
+                    self.give_up();
+                    continue;
                 }
                 // Before sleeping, a last look at the outbound queue, which registers this
                 // task to be woken by the next write. Writes made while the task runs (the
@@ -441,12 +441,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.arm_deadline();
     }
 
+    /// Starts the close timer, unless it runs already.
     fn arm_deadline(&mut self) {
-        if self.deadline.is_none() {
-            self.deadline = Some(Box::pin(tokio::time::sleep_until(
-                Instant::now() + self.timing.close_timeout,
-            )));
+        if self.close_by.is_none() {
+            self.close_by = Some(Instant::now() + self.timing.close_timeout);
         }
+    }
+
+    /// Whether the close timer ran out. Its timer is made only here, when the connection
+    /// waits on its peer while closing: most closes finish at once and never need one.
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(close_by) = self.close_by else {
+            return false;
+        };
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(close_by)));
+        if deadline.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.deadline = None;
+        self.close_by = None;
+        true
     }
 
     /// The socket failed: nothing more can be written or read.

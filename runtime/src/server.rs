@@ -16,9 +16,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use tungstenite::WebSocket;
@@ -280,8 +280,23 @@ impl Server {
     /// Binds the address; the returned [`Bound`] tells the real address (for port 0) and
     /// serves when awaited through [`Bound::run`].
     pub async fn bind(self, addr: impl ToSocketAddrs) -> io::Result<Bound> {
-        let listener = TcpListener::bind(addr).await?;
-        self.listen(listener)
+        let mut failed = None;
+        for addr in tokio::net::lookup_host(addr).await? {
+            match listen_on(addr) {
+                Ok(listener) => {
+                    let mut bound = self.listen(listener)?;
+                    bound.nodelay_inherited = cfg!(target_os = "linux");
+                    return Ok(bound);
+                }
+                Err(err) => failed = Some(err),
+            }
+        }
+        Err(failed.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address resolved to no address",
+            )
+        }))
     }
 
     /// Serves on a listener bound by the caller.
@@ -305,6 +320,7 @@ impl Server {
         }
         Ok(Bound {
             listener,
+            nodelay_inherited: false,
             addr,
             inner: self.into_inner(),
         })
@@ -357,6 +373,8 @@ impl Server {
 /// ```
 pub struct Bound {
     listener: TcpListener,
+    /// Accepted sockets come with `TCP_NODELAY` already set (see `listen_on`).
+    nodelay_inherited: bool,
     addr: SocketAddr,
     inner: Arc<Inner>,
 }
@@ -420,57 +438,117 @@ impl Bound {
 
     /// Serves until `signal` completes or [`Handle::shutdown`] is called, then shuts down
     /// gracefully.
+    ///
+    /// The accept loop runs as a task of its own, on the runtime's worker threads, with the
+    /// connections it starts: under `#[tokio::main]` the caller's thread is not a worker, and
+    /// accepting there would hand every new connection over to another thread. Dropping this
+    /// future stops the server at once (no graceful close).
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> io::Result<()> {
         let Bound {
-            listener, inner, ..
+            listener,
+            inner,
+            nodelay_inherited,
+            ..
         } = self;
-        let mut connections = JoinSet::new();
-        {
-            let stop = inner.shutdown.signal();
-            let mut stop = std::pin::pin!(stop);
-            let mut signal = std::pin::pin!(signal);
-            loop {
-                tokio::select! {
-                    biased;
-                    () = &mut stop => break,
-                    () = &mut signal => break,
-                    Some(done) = connections.join_next(), if !connections.is_empty() => {
-                        if let Err(err) = done {
-                            tracing::error!(error = %err, "connection task failed");
-                        }
+        let shutdown = inner.shutdown.clone();
+        let serving = tokio::spawn(accept_loop(listener, inner, nodelay_inherited));
+        let mut serving = AbortOnDrop(serving);
+        let mut signal = std::pin::pin!(signal);
+        tokio::select! {
+            done = &mut serving.0 => return finished(done),
+            () = &mut signal => shutdown.trigger(),
+        }
+        finished((&mut serving.0).await)
+    }
+}
+
+/// A listening socket as `TcpListener::bind` makes one (address reuse on Unix, a backlog of
+/// 1024), with `TCP_NODELAY` set: Linux passes it on to every accepted socket, which saves a
+/// system call per connection.
+fn listen_on(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Aborts the server's task when the future awaiting it is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<io::Result<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The server task's outcome; a panic in it goes on in the caller.
+fn finished(done: Result<io::Result<()>, tokio::task::JoinError>) -> io::Result<()> {
+    match done {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(io::Error::other(format!("the server task ended: {err}"))),
+    }
+}
+
+/// Accepts connections until the shutdown signal, then closes them gracefully.
+async fn accept_loop(
+    listener: TcpListener,
+    inner: Arc<Inner>,
+    nodelay_inherited: bool,
+) -> io::Result<()> {
+    let mut connections = JoinSet::new();
+    {
+        let stop = inner.shutdown.signal();
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => break,
+                Some(done) = connections.join_next(), if !connections.is_empty() => {
+                    if let Err(err) = done {
+                        tracing::error!(error = %err, "connection task failed");
                     }
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => {
-                            let active = Active::enter(&inner);
-                            let _ = stream.set_nodelay(true);
-                            connections.spawn(serve_io(stream, peer, active));
-                        }
-                        Err(err) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %err, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    },
                 }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let active = Active::enter(&inner);
+                        if !nodelay_inherited {
+                            // Small frames go out at once, not held back by Nagle's algorithm.
+                            let _ = stream.set_nodelay(true);
+                        }
+                        connections.spawn(serve_io(stream, peer, active));
+                    }
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
             }
         }
-        drop(listener);
-        inner.shutdown.trigger();
-        let open = connections.len();
-        tracing::info!(open, "shutting down: closing connections");
-        let drained = tokio::time::timeout(inner.config.shutdown_timeout, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                remaining = connections.len(),
-                "shutdown timeout passed: dropping the remaining connections"
-            );
-            connections.shutdown().await;
-        }
-        Ok(())
     }
+    drop(listener);
+    inner.shutdown.trigger();
+    let open = connections.len();
+    tracing::info!(open, "shutting down: closing connections");
+    let drained = tokio::time::timeout(inner.config.shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = connections.len(),
+            "shutdown timeout passed: dropping the remaining connections"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
 }
 
 /// One served TCP connection, counted against `max_connections` while it lives.
@@ -542,10 +620,10 @@ where
         })
     };
     let handshake_timeout = inner.config.handshake_timeout;
+    // One request per connection: refusals say `Connection: close`, upgrades hand over.
+    // No timer for hyper: the timeout below bounds the whole handshake, the head's read too.
     let http = http1::Builder::new()
-        // One request per connection: refusals say `Connection: close`, upgrades hand over.
-        .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout)
+        .header_read_timeout(None)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     // A shutdown drops a connection still in its handshake: nothing was accepted yet, and
@@ -800,5 +878,23 @@ impl FuzzHarness {
     {
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         serve_io(io, peer, Active::enter(&self.inner)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sockets accepted from a listener made by `listen_on` have `TCP_NODELAY` without a
+    /// system call of their own (on Linux, where the server relies on it).
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay() {
+        let listener = listen_on("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        if cfg!(target_os = "linux") {
+            assert!(accepted.nodelay().unwrap());
+        }
     }
 }
