@@ -8,8 +8,9 @@
 //! load burst --addr HOST:PORT [--conns 50] [--secs 5] [--pid SERVER_PID]
 //! ```
 //!
-//! `echo` and `idle` run on a one-thread tokio runtime; `burst` runs its own epoll loop, as
-//! little work per connection as the checks allow, since connection setup is what it measures.
+//! `echo` and `burst` run their own epoll loop on one thread, as little work per message or
+//! per connection as the checks allow (`echo` connects through tokio first, then takes the
+//! sockets over); `idle` runs on a one-thread tokio runtime.
 //!
 //! Prints one line of `key=value` results (the runner parses it).
 
@@ -298,6 +299,11 @@ fn echo(args: &Args) {
             conn.next_seq += 1;
         }
         flush(conn);
+        if conn.dead {
+            lost += conn.sent_at.len() as u64;
+            failed += 1;
+            let _ = poll.registry().deregister(&mut conn.stream);
+        }
     }
     loop {
         let now = Instant::now();
@@ -391,13 +397,15 @@ fn echo(args: &Args) {
                 at += len;
             }
             conn.buf.drain(..at);
+            if !conn.dead {
+                flush(conn);
+            }
             if conn.dead {
+                // Failed, or closed by the server: what is outstanding is lost.
                 lost += conn.sent_at.len() as u64;
                 failed += 1;
                 let _ = poll.registry().deregister(&mut conn.stream);
-                continue;
             }
-            flush(conn);
         }
     }
     let (elapsed, server_ticks, load_ticks) = ended.expect("measured");
