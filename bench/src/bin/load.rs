@@ -300,9 +300,7 @@ fn echo(args: &Args) {
         }
         flush(conn);
         if conn.dead {
-            lost += conn.sent_at.len() as u64;
-            failed += 1;
-            let _ = poll.registry().deregister(&mut conn.stream);
+            retire(conn, &poll, &mut lost, &mut failed);
         }
     }
     loop {
@@ -401,10 +399,7 @@ fn echo(args: &Args) {
                 flush(conn);
             }
             if conn.dead {
-                // Failed, or closed by the server: what is outstanding is lost.
-                lost += conn.sent_at.len() as u64;
-                failed += 1;
-                let _ = poll.registry().deregister(&mut conn.stream);
+                retire(conn, &poll, &mut lost, &mut failed);
             }
         }
     }
@@ -435,6 +430,13 @@ fn echo(args: &Args) {
         server_cpu_per_msg,
         load_ticks as f64 * tick_us / (elapsed * 1e6) * 100.0,
     );
+}
+
+/// A connection that failed or that the server closed: what is outstanding is lost.
+fn retire(conn: &mut EchoConn, poll: &mio::Poll, lost: &mut u64, failed: &mut u64) {
+    *lost += conn.sent_at.len() as u64;
+    *failed += 1;
+    let _ = poll.registry().deregister(&mut conn.stream);
 }
 
 /// Writes what the socket takes of `conn.out`; the rest waits for the writable event.
