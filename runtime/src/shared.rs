@@ -95,8 +95,7 @@ impl Shared {
         }
         if out.queue.len() < self.limit {
             out.queue.push_back(message);
-            self.queued.store(true, Ordering::Release);
-            self.wake_driver(out);
+            self.announce(out);
             return;
         }
         drop(out);
@@ -125,8 +124,7 @@ impl Shared {
                 }
                 if out.queue.len() < self.limit {
                     out.queue.push_back(message);
-                    self.queued.store(true, Ordering::Release);
-                    self.wake_driver(out);
+                    self.announce(out);
                     return Ok(());
                 }
                 // Counted under the same lock as the check, so the driver sees us waiting.
@@ -146,8 +144,7 @@ impl Shared {
         out.shut = true;
         out.close = Some((code, truncate_reason(reason)));
         self.closing.store(true, Ordering::Release);
-        self.queued.store(true, Ordering::Release);
-        self.wake_driver(out);
+        self.announce(out);
         // Senders waiting for room now get `Closed` instead of waiting for a drain.
         self.room.notify_waiters();
     }
@@ -161,8 +158,7 @@ impl Shared {
         out.close = Some((code, truncate_reason(reason)));
         self.closing.store(true, Ordering::Release);
         self.abandoned.store(true, Ordering::Release);
-        self.queued.store(true, Ordering::Release);
-        self.wake_driver(out);
+        self.announce(out);
         self.room.notify_waiters();
     }
 
@@ -193,8 +189,10 @@ impl Shared {
         close
     }
 
-    /// Wakes the driver if it is parked on an empty queue, after releasing the lock.
-    fn wake_driver(&self, out: MutexGuard<'_, Outbound>) {
+    /// Something was queued (a message or a close): says so to the driver, and wakes it if it
+    /// is parked on an empty queue, after releasing the lock.
+    fn announce(&self, out: MutexGuard<'_, Outbound>) {
+        self.queued.store(true, Ordering::Release);
         if !self.parked.swap(false, Ordering::Relaxed) {
             return;
         }
