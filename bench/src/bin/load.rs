@@ -682,20 +682,22 @@ fn burst(args: &Args) {
             let client = clients[slot].as_mut().expect("just opened");
             // A loopback connect has usually completed already: send the request at once.
             // (A fast server may even have answered everything by the following read.)
-            match step(
+            let outcome = step(
                 client,
                 &mut buffers[slot],
                 &request,
                 &accept,
                 &mut chunk,
                 &mut frames,
-            ) {
-                Step::Wait => continue,
-                Step::Done => done += 1,
-                Step::Failed => failed += 1,
-            }
-            close(clients[slot].take().expect("just opened"));
-            free.push(slot);
+            );
+            settle(
+                outcome,
+                slot,
+                &mut clients,
+                &mut free,
+                &mut done,
+                &mut failed,
+            );
         }
         let now = Instant::now();
         if window.is_none() && now >= measure_from {
@@ -715,20 +717,22 @@ fn burst(args: &Args) {
             let Some(client) = clients[slot].as_mut() else {
                 continue;
             };
-            match step(
+            let outcome = step(
                 client,
                 &mut buffers[slot],
                 &request,
                 &accept,
                 &mut chunk,
                 &mut frames,
-            ) {
-                Step::Wait => continue,
-                Step::Done => done += 1,
-                Step::Failed => failed += 1,
-            }
-            close(clients[slot].take().expect("stepped"));
-            free.push(slot);
+            );
+            settle(
+                outcome,
+                slot,
+                &mut clients,
+                &mut free,
+                &mut done,
+                &mut failed,
+            );
         }
         // A client stuck for 5 s failed.
         if now.duration_since(last_sweep) >= Duration::from_millis(100) {
@@ -757,6 +761,25 @@ fn burst(args: &Args) {
         server_us / count.max(1) as f64,
         load_us / (elapsed * 1e4),
     );
+}
+
+/// Counts a burst client that is done or failed, closes it and frees its slot for a new one;
+/// a client that waits stays.
+fn settle(
+    outcome: Step,
+    slot: usize,
+    clients: &mut [Option<Client>],
+    free: &mut Vec<usize>,
+    done: &mut u64,
+    failed: &mut u64,
+) {
+    match outcome {
+        Step::Wait => return,
+        Step::Done => *done += 1,
+        Step::Failed => *failed += 1,
+    }
+    close(clients[slot].take().expect("a stepped client"));
+    free.push(slot);
 }
 
 /// Moves a burst client on as far as its socket allows.
