@@ -41,7 +41,8 @@ pub use wsock_macros::websocket;
 pub use wsock_runtime::{
     Bound, Bytes, CloseCode, Closed, DecodeError, Endpoint, Error, FromMessage, FromPathParam,
     FromRequest, Handle, HeaderMap, IntoMessage, Json, Message, Method, Out, Query, Reject,
-    Request, SESSION_COOKIE, Server, Session, SessionKey, State, StatusCode, Text, Uri,
+    Request, SESSION_COOKIE, Server, Session, SessionKey, ShuttingDown, State, StatusCode, Text,
+    Uri,
 };
 
 /// Everything an endpoint file needs: `use wsock::prelude::*;`.
@@ -97,7 +98,7 @@ mod sections {
 #[doc(hidden)]
 pub mod __private {
     pub use wsock_runtime::__private::*;
-    pub use wsock_runtime::{Endpoint, FuzzHarness};
+    pub use wsock_runtime::Endpoint;
 
     /// Section names that accept anything: bound in the hidden copy of a function the macro
     /// rejected, so rustc reports nothing on top of the macro's error.

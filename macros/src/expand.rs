@@ -108,7 +108,7 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
         };
         quote!(let #pat: #ty = #extract;)
     });
-    let session = session_body(endpoint, locals);
+    let code = connection_code(endpoint, locals);
     let protocols: Vec<_> = endpoint.args.values(parse::PROTOCOL).collect();
     let protocols = (!protocols.is_empty())
         .then(|| quote!(const PROTOCOLS: &'static [&'static str] = &[#(#protocols),*];));
@@ -124,8 +124,8 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
     // The connection's future must be `Send`: spanned at the function's name, so that an
     // `Rc` held across an await is reported there, not at the attribute.
     let fn_span = endpoint.func.sig.ident.span();
-    let connection_block = quote_spanned!(fn_span=> async move { #session });
-    let start_session = quote_spanned!(fn_span=> #cx.session(#connection));
+    let connection_block = quote_spanned!(fn_span=> async move { #code });
+    let accepted = quote_spanned!(fn_span=> #cx.connection(#connection));
     quote! {
         #(#cfgs)*
         #(#lints)*
@@ -139,7 +139,7 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
                     #(#extractions)*
                     let mut #inbox = #cx.inbox();
                     let #connection = #connection_block;
-                    #ok(#start_session)
+                    #ok(#accepted)
                 })
             }
         }
@@ -160,7 +160,7 @@ fn path_param_name(endpoint: &EndpointFn, pat: &Pat) -> Option<String> {
 }
 
 /// The connection's code: ready code, then the message loop, then `on_close`.
-fn session_body(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
+fn connection_code(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
     let Locals { inbox, outcome, .. } = locals;
     let outcome_trait = paths::outcome();
     let ready = endpoint.ready.iter().map(|ready| &ready.stmt);

@@ -101,7 +101,7 @@ use proc_macro::TokenStream;
 ///                 }
 ///                 inbox.closed(run_close(|| { /* on_close */ }));
 ///             };
-///             Ok(cx.session(connection))
+///             Ok(cx.connection(connection))
 ///         })
 ///     }
 /// }

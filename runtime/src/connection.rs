@@ -1,4 +1,4 @@
-//! The connection loop: one per socket, in the connection's own task.
+//! A connection's life, from the upgraded socket to its end: one task per connection.
 //!
 //! The driver owns the WebSocket stream and polls, in one task and without channels: the
 //! endpoint's future (ready code, sections, `on_close`), the outbound queue, the socket and
@@ -15,16 +15,108 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
+use tracing::Instrument;
 use tungstenite::error::ProtocolError;
+use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error as WsError, WebSocket, protocol::CloseFrame};
 
-use crate::endpoint::{Session, SessionFuture, panic_message};
+use crate::app::App;
+use crate::dispatch::Accepted;
+use crate::endpoint::{Code, panic_message};
+use crate::error::Error;
 use crate::lean_io::LeanIo;
+use crate::message::{CloseCode, Message};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
-use crate::{CloseCode, Message};
+
+/// Runs an accepted connection on the socket hyper hands over after the 101, in a task of its
+/// own. `T` is the socket type hyper served: taking it back from the upgrade skips hyper's
+/// dynamic IO.
+pub(crate) fn spawn_upgraded<T>(app: &Arc<App>, accepted: Accepted, on_upgrade: OnUpgrade)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let task_app = Arc::clone(app);
+    spawn(app, accepted.endpoint, accepted.peer, async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(error = %err, "upgrade failed");
+                return;
+            }
+        };
+        match upgraded.downcast::<TokioIo<T>>() {
+            Ok(parts) => {
+                // Copied out and dropped now: the bytes share hyper's whole read buffer.
+                let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+                let read = read_buf.to_vec();
+                drop(read_buf);
+                run(io.into_inner(), read, accepted, &task_app).await;
+            }
+            Err(upgraded) => run(TokioIo::new(upgraded), Vec::new(), accepted, &task_app).await,
+        }
+    });
+}
+
+/// Runs an accepted connection on a stream already upgraded (the test kit's pipe), in a task
+/// of its own.
+#[allow(dead_code)]
+pub(crate) fn spawn_on<IO>(app: &Arc<App>, accepted: Accepted, io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let task_app = Arc::clone(app);
+    spawn(app, accepted.endpoint, accepted.peer, async move {
+        run(io, Vec::new(), accepted, &task_app).await;
+    });
+}
+
+/// Spawns a connection's task, registered with the server's registry (for graceful shutdown
+/// and `max_connections`) and in a `ws` span with its endpoint, peer and id.
+fn spawn(
+    app: &Arc<App>,
+    endpoint: &'static str,
+    peer: std::net::SocketAddr,
+    connection: impl Future<Output = ()> + Send + 'static,
+) {
+    let id = app.registry.next_id();
+    let span = tracing::debug_span!("ws", endpoint, %peer, id);
+    app.registry.spawn(id, connection.instrument(span));
+}
+
+/// The size of tungstenite's read buffer: what an idle connection keeps for reading, and the
+/// most a frame read takes from `LeanIo` at once.
+const READ_BUFFER: usize = 1 << 10;
+
+/// The connection loop over an upgraded stream; `read` holds bytes already read past the
+/// HTTP request.
+async fn run<IO>(io: IO, read: Vec<u8>, accepted: Accepted, app: &App)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::debug!("websocket open");
+    let config = &app.config;
+    // tungstenite's read buffer is allocated and zero-filled up front (128 KiB by default),
+    // and caps each read: it is kept small, and `LeanIo` reads the socket up to 64 KiB at a
+    // time through a buffer shared by the thread's connections. Writes collect in the write
+    // buffer until the driver flushes once per batch, or 64 KiB pile up.
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(64 << 10)
+        .max_message_size(Some(accepted.max_message_size))
+        .max_frame_size(Some(accepted.max_frame_size));
+    let ws = WebSocket::from_raw_socket(LeanIo::new(io, read), Role::Server, Some(ws_config));
+    let timing = Timing {
+        close_timeout: config.close_timeout,
+        ping_interval: config.ping_interval,
+        idle_timeout: config.idle_timeout,
+    };
+    drive(ws, accepted, app.registry.shutdown(), timing).await;
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
@@ -38,13 +130,13 @@ enum Phase {
 
 /// The connection's clocks.
 #[derive(Clone, Copy)]
-pub(crate) struct Timing {
+struct Timing {
     /// How long a closing connection waits for the peer.
-    pub(crate) close_timeout: Duration,
+    close_timeout: Duration,
     /// Silence after which the server pings.
-    pub(crate) ping_interval: Duration,
+    ping_interval: Duration,
     /// Silence after which the server gives up on the peer.
-    pub(crate) idle_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 struct Driver<S> {
@@ -52,8 +144,8 @@ struct Driver<S> {
     /// waiting, having registered this task (see `LeanIo`).
     ws: WebSocket<LeanIo<S>>,
     shared: Arc<Shared>,
-    /// The endpoint's future, until it completes.
-    user: Option<SessionFuture>,
+    /// The endpoint's code, until it completes.
+    user: Option<Code>,
     /// Messages taken from the queue, not yet handed to the socket.
     pending: VecDeque<tungstenite::Message>,
     /// A close asked for, sent once `pending` is written.
@@ -85,19 +177,16 @@ struct Driver<S> {
     code: Option<u16>,
 }
 
-pub(crate) async fn run<S>(
-    ws: WebSocket<LeanIo<S>>,
-    session: Session,
-    shutdown: &Shutdown,
-    timing: Timing,
-) where
+async fn drive<S>(ws: WebSocket<LeanIo<S>>, accepted: Accepted, shutdown: &Shutdown, timing: Timing)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let shared = Arc::clone(&session.shared);
+    let connection = accepted.connection;
+    let shared = Arc::clone(&connection.shared);
     let mut driver = Driver {
         ws,
         shared: Arc::clone(&shared),
-        user: Some(session.future),
+        user: Some(connection.code),
         pending: VecDeque::new(),
         close: None,
         phase: Phase::Open,
@@ -279,7 +368,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.keepalive_armed = false;
     }
 
-    fn user_finished(&mut self, result: std::thread::Result<Result<(), crate::Error>>) {
+    fn user_finished(&mut self, result: std::thread::Result<Result<(), Error>>) {
         let endpoint = self.shared.endpoint;
         match result {
             Ok(Ok(())) => self.shared.close(CloseCode::NORMAL, ""),

@@ -13,8 +13,10 @@ use std::task::Poll;
 
 use futures_util::FutureExt;
 
+use crate::error::Error;
+use crate::message::{CloseCode, DecodeError, FromMessage, Message};
+use crate::request::{Reject, Request};
 use crate::shared::Shared;
-use crate::{CloseCode, DecodeError, Error, FromMessage, FromRequest, Message, Reject, Request};
 
 /// A WebSocket endpoint: what `#[websocket("/path")]` generates from a function `name`, as a
 /// struct `name` (with a function `name` that returns it, which
@@ -61,24 +63,83 @@ where
     }
 }
 
+/// A type an endpoint parameter can be extracted as, from the upgrade request, before the
+/// upgrade is accepted.
+///
+/// Implement it for guards: a parameter of that type makes the endpoint refuse clients the
+/// guard rejects, with an HTTP error response and no WebSocket (Play's `WebSocket.reject`).
+/// Extraction may be async.
+///
+/// ```no_run
+/// use wsock::prelude::*;
+///
+/// /// A client that sent the right `x-api-key` header.
+/// struct ApiClient;
+///
+/// impl FromRequest for ApiClient {
+///     async fn from_request(req: &Request) -> Result<Self, Reject> {
+///         match req.header("x-api-key") {
+///             Some("let-me-in") => Ok(ApiClient),
+///             _ => Err(Reject::unauthorized().with_body("missing or wrong x-api-key")),
+///         }
+///     }
+/// }
+///
+/// #[websocket("/private")]
+/// fn private(_client: ApiClient, out: Out<String>) {
+///     out.write("welcome");
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter of a websocket endpoint",
+    label = "not extractable from the upgrade request",
+    note = "a parameter is `Out<T>`, `Request`, `Session`, `Query<T>`, `State<T>`, a type that \
+            implements `wsock::FromRequest`, or a path parameter named like a `{{segment}}` of \
+            the path"
+)]
+pub trait FromRequest: Sized + Send {
+    /// Extracts the value, or refuses the connection.
+    fn from_request(req: &Request) -> impl Future<Output = Result<Self, Reject>> + Send;
+
+    /// Extracts the value as an endpoint parameter: from the request, except for `Out<T>`,
+    /// which takes the connection-to-be.
+    #[doc(hidden)]
+    fn from_accept(cx: &Accept) -> impl Future<Output = Result<Self, Reject>> + Send {
+        Self::from_request(cx.request())
+    }
+}
+
+impl FromRequest for Request {
+    async fn from_request(req: &Request) -> Result<Self, Reject> {
+        Ok(req.clone())
+    }
+}
+
 /// The future `Endpoint::accept` returns.
 #[doc(hidden)]
-pub type Accepting = Pin<Box<dyn Future<Output = Result<Session, Reject>> + Send>>;
+pub type Accepting = Pin<Box<dyn Future<Output = Result<Connection, Reject>> + Send>>;
 
-/// The upgrade request as the generated code sees it before the upgrade.
+/// The upgrade request as the generated code sees it before the upgrade, and the
+/// connection-to-be that `Out` parameters write to.
 #[doc(hidden)]
 pub struct Accept {
     request: Request,
+    shared: Arc<Shared>,
 }
 
 impl Accept {
-    pub(crate) fn new(request: Request) -> Self {
-        Accept { request }
+    pub(crate) fn new(request: Request, shared: Arc<Shared>) -> Self {
+        Accept { request, shared }
     }
 
     /// The request, for extractors.
     pub fn request(&self) -> &Request {
         &self.request
+    }
+
+    /// The connection's state: its outbound queue and inbound slot.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Extracts one parameter.
@@ -88,7 +149,7 @@ impl Accept {
     pub fn extract<T: FromRequest + 'static>(
         &self,
     ) -> Pin<Box<dyn Future<Output = Result<T, Reject>> + Send + '_>> {
-        Box::pin(T::from_request(&self.request))
+        Box::pin(T::from_accept(self))
     }
 
     /// Parses one path parameter; a value that does not parse refuses the client with 400.
@@ -104,31 +165,33 @@ impl Accept {
     /// The connection's inbound side, for the generated message loop.
     pub fn inbox(&self) -> Inbox {
         Inbox {
-            shared: Arc::clone(self.request.shared()),
+            shared: Arc::clone(&self.shared),
         }
     }
 
-    /// Wraps the connection's code: ready code, message loop and `on_close`.
-    pub fn session<F>(self, future: F) -> Session
+    /// Wraps the connection's code (ready code, message loop and `on_close`) as the
+    /// connection that runs once the upgrade is done.
+    pub fn connection<F>(self, code: F) -> Connection
     where
         F: Future + Send + 'static,
         F::Output: Outcome,
     {
-        Session {
-            shared: Arc::clone(self.request.shared()),
-            future: Box::pin(async move { future.await.into_result() }),
+        Connection {
+            shared: self.shared,
+            code: Box::pin(async move { code.await.into_result() }),
         }
     }
 }
 
-/// An accepted connection's code, waiting for its socket.
+/// An accepted connection: the endpoint's code, waiting for the upgraded socket.
 #[doc(hidden)]
-pub struct Session {
+pub struct Connection {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) future: SessionFuture,
+    pub(crate) code: Code,
 }
 
-pub(crate) type SessionFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+/// The endpoint's code for one connection: ready code, message loop, `on_close`.
+pub(crate) type Code = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
 /// The inbound side of a connection, as the generated message loop uses it.
 #[doc(hidden)]

@@ -1,14 +1,15 @@
-//! The extractors that come with wsock besides `Out`, `Request` and `Session`.
+//! The extractors that come with wsock besides `Out` and `Request`: `Query`, `State` and
+//! `Session`.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::{FromRequest, Reject, Request};
+use crate::endpoint::FromRequest;
+use crate::request::{Reject, Request};
+use crate::session::Session;
 
 /// The query string, deserialized with serde: `Query(params): Query<Params>`.
 ///
@@ -110,17 +111,8 @@ impl<T: Send + Sync + 'static> FromRequest for State<T> {
     }
 }
 
-/// The values given to `Server::state`, by type.
-#[derive(Default)]
-pub(crate) struct States(HashMap<TypeId, Arc<dyn Any + Send + Sync>>);
-
-impl States {
-    pub(crate) fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.0.insert(TypeId::of::<T>(), Arc::new(value));
-    }
-
-    pub(crate) fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        let value = Arc::clone(self.0.get(&TypeId::of::<T>())?);
-        value.downcast().ok()
+impl FromRequest for Session {
+    async fn from_request(req: &Request) -> Result<Self, Reject> {
+        Ok(req.session())
     }
 }

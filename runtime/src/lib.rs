@@ -3,29 +3,47 @@
 //!
 //! Use it through the `wsock` crate, which adds the `#[websocket]` attribute.
 
+// The way of a request, top to bottom: `server` builds an `app`; `listen` accepts sockets and
+// `handshake` serves their HTTP side, or `service` takes requests from another server; both
+// hand each request to `dispatch`, which checks it (`upgrade`), answers with `pages` or a
+// `response`, or runs the endpoint's extractors and starts the `connection`, tracked by the
+// `registry` until it ends.
+
+mod app;
+mod config;
 mod connection;
-mod console;
+mod dispatch;
 mod endpoint;
 mod error;
 mod extract;
+#[cfg(feature = "fuzz")]
+mod fuzz;
+mod handshake;
 mod lean_io;
+mod listen;
 mod message;
 mod out;
+mod pages;
+mod percent;
+mod registry;
 mod request;
+mod response;
 mod router;
 mod server;
 mod session;
 mod shared;
 mod shutdown;
+mod states;
 mod upgrade;
 
-pub use crate::endpoint::{Endpoint, FromPathParam};
-pub use crate::error::{Closed, DecodeError, Error};
+pub use crate::endpoint::{Endpoint, FromPathParam, FromRequest};
+pub use crate::error::{Closed, Error};
 pub use crate::extract::{Query, State};
-pub use crate::message::{CloseCode, FromMessage, IntoMessage, Json, Message, Text};
+pub use crate::listen::{Bound, Handle, ShuttingDown};
+pub use crate::message::{CloseCode, DecodeError, FromMessage, IntoMessage, Json, Message, Text};
 pub use crate::out::Out;
-pub use crate::request::{FromRequest, Reject, Request};
-pub use crate::server::{Bound, FuzzHarness, Handle, Server};
+pub use crate::request::{Reject, Request};
+pub use crate::server::Server;
 pub use crate::session::{SESSION_COOKIE, Session, SessionKey};
 
 pub use bytes::Bytes;
@@ -35,7 +53,9 @@ pub use http::{HeaderMap, Method, StatusCode, Uri};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::endpoint::{
-        Accept, Accepting, Failure, Inbox, Outcome, Session, decode, run, run_async, run_close,
+        Accept, Accepting, Connection, Failure, Inbox, Outcome, decode, run, run_async, run_close,
         run_close_async,
     };
+    #[cfg(feature = "fuzz")]
+    pub use crate::fuzz::FuzzHarness;
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use bytes::Bytes;
 use tungstenite::Utf8Bytes;
 
-use crate::DecodeError;
+use crate::error::Error;
 
 /// A data message as received or sent: text or binary.
 ///
@@ -194,6 +194,66 @@ impl fmt::Display for CloseCode {
     }
 }
 
+/// An inbound message that the section's message type cannot accept.
+///
+/// Without an `on_error` section the connection is closed with [`DecodeError::close_code`]
+/// (1003 for a frame of the wrong kind, 1007 for a payload that does not decode) and the
+/// message as the close reason.
+///
+/// ```no_run
+/// use wsock::prelude::*;
+///
+/// /// Answers bad JSON with an explanation instead of closing.
+/// #[websocket("/numbers")]
+/// fn numbers(out: Out<String>) {
+///     on_message(|Json(numbers): Json<Vec<i64>>| out.write(numbers.iter().sum::<i64>().to_string()));
+///     on_error(|error: DecodeError| {
+///         out.write(format!("could not read that ({}): {error}", error.close_code()));
+///     });
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    code: CloseCode,
+    message: String,
+}
+
+impl DecodeError {
+    /// A frame of the wrong kind: binary where text is expected, or the reverse (1003).
+    pub fn wrong_kind(message: impl Into<String>) -> Self {
+        DecodeError {
+            code: CloseCode::UNSUPPORTED,
+            message: message.into(),
+        }
+    }
+
+    /// A payload of the right kind that does not decode (1007).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        DecodeError {
+            code: CloseCode::INVALID_PAYLOAD,
+            message: message.into(),
+        }
+    }
+
+    /// The close code the connection gets when no `on_error` section handles this error.
+    pub fn close_code(&self) -> CloseCode {
+        self.code
+    }
+
+    /// What was wrong, as sent in the close reason.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
 /// A type that an `on_message` section can receive.
 ///
 /// Implemented for `String` and [`Text`] (text frames), `Vec<u8>` and `Bytes` (binary frames),
@@ -221,7 +281,7 @@ pub trait FromMessage: Sized + Send + 'static {
 pub trait IntoMessage: Send + 'static {
     /// Converts into the message to send, or says why it cannot (a value that does not
     /// serialize): the connection is then closed with 1011.
-    fn into_message(self) -> Result<Message, crate::Error>;
+    fn into_message(self) -> Result<Message, Error>;
 }
 
 fn expected_text() -> DecodeError {
@@ -269,37 +329,37 @@ impl FromMessage for Vec<u8> {
 }
 
 impl IntoMessage for Message {
-    fn into_message(self) -> Result<Message, crate::Error> {
+    fn into_message(self) -> Result<Message, Error> {
         Ok(self)
     }
 }
 
 impl IntoMessage for Text {
-    fn into_message(self) -> Result<Message, crate::Error> {
+    fn into_message(self) -> Result<Message, Error> {
         Ok(Message::Text(self))
     }
 }
 
 impl IntoMessage for String {
-    fn into_message(self) -> Result<Message, crate::Error> {
+    fn into_message(self) -> Result<Message, Error> {
         Ok(Message::Text(self.into()))
     }
 }
 
 impl IntoMessage for &'static str {
-    fn into_message(self) -> Result<Message, crate::Error> {
+    fn into_message(self) -> Result<Message, Error> {
         Ok(Message::Text(Text(Utf8Bytes::from_static(self))))
     }
 }
 
 impl IntoMessage for Bytes {
-    fn into_message(self) -> Result<Message, crate::Error> {
+    fn into_message(self) -> Result<Message, Error> {
         Ok(Message::Binary(self))
     }
 }
 
 impl IntoMessage for Vec<u8> {
-    fn into_message(self) -> Result<Message, crate::Error> {
+    fn into_message(self) -> Result<Message, Error> {
         Ok(Message::Binary(self.into()))
     }
 }
@@ -362,7 +422,7 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> FromMessage for Json<T> {
 }
 
 impl<T: serde::Serialize + Send + 'static> IntoMessage for Json<T> {
-    fn into_message(self) -> Result<Message, crate::Error> {
+    fn into_message(self) -> Result<Message, Error> {
         Ok(Message::Text(serde_json::to_string(&self.0)?.into()))
     }
 }

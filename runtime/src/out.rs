@@ -4,8 +4,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::endpoint::{Accept, FromRequest};
+use crate::error::Closed;
+use crate::message::{CloseCode, IntoMessage, Message};
+use crate::request::{Reject, Request};
 use crate::shared::Shared;
-use crate::{CloseCode, Closed, FromRequest, IntoMessage, Reject, Request};
 
 /// Sends messages of type `T` to one connection.
 ///
@@ -72,7 +75,7 @@ impl<T: IntoMessage> Out<T> {
     }
 
     /// The message to send; one that cannot be encoded closes the connection with 1011.
-    fn encode(&self, message: T) -> Option<crate::Message> {
+    fn encode(&self, message: T) -> Option<Message> {
         match message.into_message() {
             Ok(message) => Some(message),
             Err(error) => {
@@ -122,8 +125,15 @@ impl<T> fmt::Debug for Out<T> {
     }
 }
 
+/// `Out<T>` is extracted as a parameter of an endpoint function only, where it belongs to the
+/// connection being accepted; a guard that asks for one from a bare request is refused.
 impl<T: IntoMessage> FromRequest for Out<T> {
-    async fn from_request(request: &Request) -> Result<Self, Reject> {
-        Ok(Out::new(Arc::clone(request.shared())))
+    async fn from_request(_: &Request) -> Result<Self, Reject> {
+        tracing::error!("`Out` is an endpoint parameter; it cannot be extracted from a request");
+        Err(Reject::internal_error())
+    }
+
+    async fn from_accept(cx: &Accept) -> Result<Self, Reject> {
+        Ok(Out::new(Arc::clone(cx.shared())))
     }
 }

@@ -1,13 +1,14 @@
 //! The upgrade request as endpoint code sees it, and refusing it.
 
 use std::fmt;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
-use crate::shared::Shared;
+use crate::percent;
+use crate::session::{ServerKey, Session};
+use crate::states::States;
 
 /// The head of the HTTP upgrade request: method, URI, headers, cookies and peer address.
 ///
@@ -28,7 +29,6 @@ use crate::shared::Shared;
 #[derive(Clone)]
 pub struct Request {
     head: Arc<Head>,
-    shared: Arc<Shared>,
 }
 
 pub(crate) struct Head {
@@ -37,24 +37,25 @@ pub(crate) struct Head {
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
     pub(crate) peer: SocketAddr,
-    pub(crate) params: crate::router::Params,
+    pub(crate) params: Params,
     pub(crate) protocol: Option<&'static str>,
-    pub(crate) app: Arc<App>,
+    pub(crate) context: Arc<Context>,
 }
 
-/// What every request of one server shares: its states and its session key.
-pub(crate) struct App {
-    pub(crate) states: crate::extract::States,
-    pub(crate) session_key: crate::session::ServerKey,
+/// The path parameters of a matched request, in the pattern's order, percent-decoded.
+pub(crate) type Params = Vec<(&'static str, String)>;
+
+/// What every request of one server can read: its state and its session key.
+pub(crate) struct Context {
+    pub(crate) states: States,
+    pub(crate) session_key: ServerKey,
 }
 
 impl Request {
-    pub(crate) fn new(head: Arc<Head>, shared: Arc<Shared>) -> Self {
-        Request { head, shared }
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    pub(crate) fn new(head: Head) -> Self {
+        Request {
+            head: Arc::new(head),
+        }
     }
 
     /// The request method (always `GET` for an upgrade).
@@ -86,7 +87,7 @@ impl Request {
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.query()?.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode_component(key) == name).then(|| decode_component(value))
+            (percent::decode_component(key) == name).then(|| percent::decode_component(value))
         })
     }
 
@@ -131,10 +132,10 @@ impl Request {
     }
 
     /// The session from the signed session cookie; empty if there is none or it is not valid.
-    pub fn session(&self) -> crate::Session {
+    pub fn session(&self) -> Session {
         let headers = self.head.headers.get_all(http::header::COOKIE).iter();
         self.head
-            .app
+            .context
             .session_key
             .get()
             .verify(headers.filter_map(|v| v.to_str().ok()))
@@ -142,7 +143,7 @@ impl Request {
 
     /// The server's state of type `T` (see [`State`](crate::State)), if it was given one.
     pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.head.app.states.get::<T>()
+        self.head.context.states.get::<T>()
     }
 
     /// The subprotocol agreed on with the client, for an endpoint that declares some
@@ -169,57 +170,6 @@ impl fmt::Debug for Request {
             .field("headers", &self.head.headers)
             .field("peer", &self.head.peer)
             .finish()
-    }
-}
-
-/// Percent-decodes one query component (`+` is a space).
-fn decode_component(text: &str) -> String {
-    let text = text.replace('+', " ");
-    crate::router::percent_decode(&text).unwrap_or(text)
-}
-
-/// A type an endpoint parameter can be extracted as, from the upgrade request, before the
-/// upgrade is accepted.
-///
-/// Implement it for guards: a parameter of that type makes the endpoint refuse clients the
-/// guard rejects, with an HTTP error response and no WebSocket (Play's `WebSocket.reject`).
-/// Extraction may be async.
-///
-/// ```no_run
-/// use wsock::prelude::*;
-///
-/// /// A client that sent the right `x-api-key` header.
-/// struct ApiClient;
-///
-/// impl FromRequest for ApiClient {
-///     async fn from_request(req: &Request) -> Result<Self, Reject> {
-///         match req.header("x-api-key") {
-///             Some("let-me-in") => Ok(ApiClient),
-///             _ => Err(Reject::unauthorized().with_body("missing or wrong x-api-key")),
-///         }
-///     }
-/// }
-///
-/// #[websocket("/private")]
-/// fn private(_client: ApiClient, out: Out<String>) {
-///     out.write("welcome");
-/// }
-/// ```
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a parameter of a websocket endpoint",
-    label = "not extractable from the upgrade request",
-    note = "a parameter is `Out<T>`, `Request`, `Session`, `Query<T>`, `State<T>`, a type that \
-            implements `wsock::FromRequest`, or a path parameter named like a `{{segment}}` of \
-            the path"
-)]
-pub trait FromRequest: Sized + Send {
-    /// Extracts the value, or refuses the connection.
-    fn from_request(req: &Request) -> impl Future<Output = Result<Self, Reject>> + Send;
-}
-
-impl FromRequest for Request {
-    async fn from_request(req: &Request) -> Result<Self, Reject> {
-        Ok(req.clone())
     }
 }
 

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 use crate::endpoint::{Accept, Accepting, Endpoint};
+use crate::percent;
+use crate::request::Params;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Route {
@@ -30,9 +32,6 @@ struct Pattern {
 /// A request path whose percent-escapes do not decode to UTF-8.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct BadPath;
-
-/// The path parameters of a matched request, in the pattern's order, percent-decoded.
-pub(crate) type Params = Vec<(&'static str, String)>;
 
 #[derive(Default)]
 pub(crate) struct Router {
@@ -109,7 +108,7 @@ impl Router {
         };
         let parts: Vec<String> = rest
             .split('/')
-            .map(percent_decode)
+            .map(percent::decode)
             .collect::<Option<_>>()
             .ok_or(BadPath)?;
         if path.contains('%')
@@ -166,35 +165,6 @@ fn parse(path: &'static str) -> Vec<Segment> {
             },
         )
         .collect()
-}
-
-/// Decodes `%XX` escapes (invalid escapes stay as they are); `None` if the result is not
-/// UTF-8.
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    if !text.contains('%') {
-        return Some(text.to_owned());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -258,14 +228,6 @@ mod tests {
     #[should_panic(expected = "two websocket endpoints match the path \"/rooms/{room}\"")]
     fn refuses_two_endpoints_for_the_same_paths() {
         router(&["/rooms/{room}", "/rooms/{name}"]);
-    }
-
-    #[test]
-    fn decodes_percent_escapes() {
-        assert_eq!(percent_decode("a%2Fb%zz%").unwrap(), "a/b%zz%");
-        assert_eq!(percent_decode("caf%C3%A9").unwrap(), "café");
-        assert_eq!(percent_decode("%+1x").unwrap(), "%+1x"); // not an escape
-        assert_eq!(percent_decode("%FF"), None);
     }
 
     #[test]

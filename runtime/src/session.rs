@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cookie::{Cookie, CookieJar, Key, SameSite};
 
-use crate::{FromRequest, Reject, Request};
-
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "WSOCK_SESSION";
 
@@ -91,12 +89,6 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Session {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl FromRequest for Session {
-    async fn from_request(req: &Request) -> Result<Self, Reject> {
-        Ok(req.session())
     }
 }
 

@@ -12,7 +12,8 @@ use std::task::{Context, Waker};
 
 use tokio::sync::Notify;
 
-use crate::{CloseCode, Message};
+use crate::error::Closed;
+use crate::message::{CloseCode, Message};
 
 pub(crate) struct Shared {
     pub(crate) endpoint: &'static str,
@@ -108,10 +109,7 @@ impl Shared {
     }
 
     /// Queues a message, waiting for room.
-    pub(crate) async fn push_wait(
-        &self,
-        message: tungstenite::Message,
-    ) -> Result<(), crate::Closed> {
+    pub(crate) async fn push_wait(&self, message: tungstenite::Message) -> Result<(), Closed> {
         loop {
             // Registered before the check, so a drain right after the check still wakes us.
             let notified = self.room.notified();
@@ -120,7 +118,7 @@ impl Shared {
             {
                 let mut out = lock(&self.out);
                 if out.shut {
-                    return Err(crate::Closed);
+                    return Err(Closed);
                 }
                 if out.queue.len() < self.limit {
                     out.queue.push_back(message);

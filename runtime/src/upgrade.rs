@@ -1,15 +1,12 @@
-//! The HTTP side of the handshake (RFC 6455 §4.2): checking the upgrade request and the
-//! responses, the refusals included. Every refusal is a complete HTTP response.
-
-// The checks return the refusal itself as their `Err`: large, but built once per refused
-// request and sent as is.
-#![allow(clippy::result_large_err)]
+//! The HTTP side of the handshake (RFC 6455 §4.2): the checks an upgrade request passes
+//! before any endpoint code runs. Each check returns the [`Refusal`] to send when it fails.
 
 use http::header::{self, HeaderValue};
-use http::{Method, Response, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 use tungstenite::handshake::derive_accept_key;
 
-pub(crate) type Body = String;
+use crate::config::Origins;
+use crate::response::Refusal;
 
 /// Whether the request asks for a WebSocket (`Upgrade: websocket`), well-formed or not.
 pub(crate) fn asks_for_websocket<B>(req: &http::Request<B>) -> bool {
@@ -22,9 +19,8 @@ pub(crate) fn asks_for_websocket<B>(req: &http::Request<B>) -> bool {
 }
 
 /// Checks that a request on an endpoint's path asks for a WebSocket; returns the
-/// `Sec-WebSocket-Accept` value, or the refusal to send.
-/// `upgrade` is what [`asks_for_websocket`] says of it.
-pub(crate) fn check<B>(req: &http::Request<B>, upgrade: bool) -> Result<String, Response<Body>> {
+/// `Sec-WebSocket-Accept` value. `upgrade` is what [`asks_for_websocket`] says of it.
+pub(crate) fn check<B>(req: &http::Request<B>, upgrade: bool) -> Result<String, Refusal> {
     let headers = req.headers();
     let connection = headers
         .get_all(header::CONNECTION)
@@ -33,24 +29,20 @@ pub(crate) fn check<B>(req: &http::Request<B>, upgrade: bool) -> Result<String, 
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case("upgrade"));
     if req.method() != Method::GET {
-        let mut response = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "a websocket endpoint only answers GET requests\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return Err(response);
+        return Err(Refusal::method_not_allowed(
+            "GET",
+            "a websocket endpoint only answers GET requests",
+        ));
     }
     if !upgrade || !connection {
-        return Err(upgrade_required(
-            "this is a websocket endpoint: connect with a websocket client\n",
+        return Err(Refusal::upgrade_required(
+            "this is a websocket endpoint: connect with a websocket client",
         ));
     }
     if req.version() < Version::HTTP_11 {
-        return Err(plain(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
-            "a websocket upgrade needs HTTP/1.1\n",
+            "a websocket upgrade needs HTTP/1.1",
         ));
     }
     if headers
@@ -58,15 +50,15 @@ pub(crate) fn check<B>(req: &http::Request<B>, upgrade: bool) -> Result<String, 
         .map(HeaderValue::as_bytes)
         != Some(b"13")
     {
-        return Err(upgrade_required(
-            "unsupported websocket version: this server speaks version 13\n",
+        return Err(Refusal::upgrade_required(
+            "unsupported websocket version: this server speaks version 13",
         ));
     }
     match headers.get(header::SEC_WEBSOCKET_KEY) {
         Some(key) if is_valid_key(key.as_bytes()) => Ok(derive_accept_key(key.as_bytes())),
-        _ => Err(plain(
+        _ => Err(Refusal::new(
             StatusCode::BAD_REQUEST,
-            "missing or malformed Sec-WebSocket-Key header\n",
+            "missing or malformed Sec-WebSocket-Key header",
         )),
     }
 }
@@ -80,72 +72,8 @@ fn is_valid_key(key: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
-/// 101: the handshake's answer.
-pub(crate) fn switching(accept: &str, protocol: Option<&'static str>) -> Response<Body> {
-    let mut response = Response::new(Body::new());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(
-        header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(accept).expect("base64 is a valid header value"),
-    );
-    if let Some(protocol) = protocol {
-        headers.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(protocol),
-        );
-    }
-    response
-}
-
-/// 426, naming the protocol and version to upgrade to.
-fn upgrade_required(body: &'static str) -> Response<Body> {
-    let mut response = plain(StatusCode::UPGRADE_REQUIRED, body);
-    let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(
-        header::CONNECTION,
-        HeaderValue::from_static("Upgrade, close"),
-    );
-    headers.insert(
-        header::SEC_WEBSOCKET_VERSION,
-        HeaderValue::from_static("13"),
-    );
-    response
-}
-
-/// A plain-text response, after which the connection closes.
-pub(crate) fn plain(status: StatusCode, body: impl Into<String>) -> Response<Body> {
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
-/// Which browser pages may open connections: the `Origin` header a browser sends.
-#[derive(Clone, Debug, Default)]
-pub(crate) enum Origins {
-    /// Requests without `Origin` (non-browser clients), and pages served by this same host.
-    #[default]
-    SameHost,
-    /// Any page.
-    Any,
-    /// These origins (`https://app.example.com`), plus what `SameHost` allows.
-    List(Vec<String>),
-}
-
 /// Checks the `Origin` header against the allowed origins; a cross-site page gets 403.
-pub(crate) fn check_origin<B>(
-    req: &http::Request<B>,
-    origins: &Origins,
-) -> Result<(), Response<Body>> {
+pub(crate) fn check_origin<B>(req: &http::Request<B>, origins: &Origins) -> Result<(), Refusal> {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return Ok(()); // not a browser: nothing to protect against
     };
@@ -161,9 +89,9 @@ pub(crate) fn check_origin<B>(
         Ok(())
     } else {
         tracing::debug!(origin, "refusing a cross-origin upgrade");
-        Err(plain(
+        Err(Refusal::new(
             StatusCode::FORBIDDEN,
-            format!("origin {origin} is not allowed to open websockets here\n"),
+            format!("origin {origin} is not allowed to open websockets here"),
         ))
     }
 }
@@ -220,7 +148,7 @@ fn same_origin(allowed: &str, origin: &str) -> bool {
 pub(crate) fn negotiate_protocol<B>(
     req: &http::Request<B>,
     supported: &'static [&'static str],
-) -> Result<Option<&'static str>, Response<Body>> {
+) -> Result<Option<&'static str>, Refusal> {
     if supported.is_empty() {
         return Ok(None);
     }
@@ -234,10 +162,10 @@ pub(crate) fn negotiate_protocol<B>(
         .collect();
     match supported.iter().find(|protocol| offered.contains(protocol)) {
         Some(protocol) => Ok(Some(protocol)),
-        None => Err(plain(
+        None => Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             format!(
-                "no acceptable subprotocol: this endpoint speaks {}; the client offered {}\n",
+                "no acceptable subprotocol: this endpoint speaks {}; the client offered {}",
                 supported.join(", "),
                 if offered.is_empty() {
                     "none".to_owned()

@@ -46,7 +46,7 @@ impl ::wsock::__private::Endpoint for count {
                     );
                 <Result<(), wsock::Error> as ::wsock::__private::Outcome>::ok()
             };
-            ::core::result::Result::Ok(cx.session(connection))
+            ::core::result::Result::Ok(cx.connection(connection))
         })
     }
 }

@@ -40,7 +40,7 @@ impl ::wsock::__private::Endpoint for index {
                         }),
                     );
             };
-            ::core::result::Result::Ok(cx.session(connection))
+            ::core::result::Result::Ok(cx.connection(connection))
         })
     }
 }
@@ -65,7 +65,7 @@ impl ::wsock::__private::Endpoint for hello {
                 out.close();
                 inbox.discard().await;
             };
-            ::core::result::Result::Ok(cx.session(connection))
+            ::core::result::Result::Ok(cx.connection(connection))
         })
     }
 }

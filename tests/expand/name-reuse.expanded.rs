@@ -28,7 +28,7 @@ impl ::wsock::__private::Endpoint for text {
                     }
                 }
             };
-            ::core::result::Result::Ok(cx.session(connection))
+            ::core::result::Result::Ok(cx.connection(connection))
         })
     }
 }

@@ -24,7 +24,7 @@ impl ::wsock::__private::Endpoint for chat {
                 out.write(format!("speaking {}", req.protocol().unwrap_or("nothing")));
                 inbox.discard().await;
             };
-            ::core::result::Result::Ok(cx.session(connection))
+            ::core::result::Result::Ok(cx.connection(connection))
         })
     }
 }

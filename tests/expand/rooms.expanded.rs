@@ -21,7 +21,7 @@ impl ::wsock::__private::Endpoint for join {
                 out.write(format!("seat {seat} in {room}"));
                 inbox.discard().await;
             };
-            ::core::result::Result::Ok(cx.session(connection))
+            ::core::result::Result::Ok(cx.connection(connection))
         })
     }
 }

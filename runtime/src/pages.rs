@@ -1,10 +1,61 @@
-//! Plain HTTP pages: the dev console served on an endpoint's path, and the pages registered
-//! with `Server::page`.
+//! Plain HTTP pages: the pages registered with `Server::page`, and the dev console served on
+//! an endpoint's path.
+
+use std::collections::HashMap;
 
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Method, Response};
 
-use crate::upgrade::{self, Body};
+use crate::percent;
+use crate::response::{self, Body, Refusal};
+
+/// The static pages of a server, by path.
+#[derive(Default)]
+pub(crate) struct Pages(HashMap<&'static str, String>);
+
+impl Pages {
+    /// Adds a page; `false` if the path has one already.
+    pub(crate) fn insert(&mut self, path: &'static str, html: String) -> bool {
+        self.0.insert(path, html).is_none()
+    }
+
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.0.contains_key(path)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.keys().copied()
+    }
+
+    /// The page at `path`, compared percent-decoded as endpoint paths are (`/%69ndex` is
+    /// `/index`).
+    pub(crate) fn find(&self, path: &str) -> Option<&str> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let page = match self.0.get(path) {
+            Some(page) => page,
+            None if path.contains('%') => self.0.get(percent::decode(path)?.as_str())?,
+            None => return None,
+        };
+        Some(page)
+    }
+}
+
+/// A page registered with `Server::page`: `GET` and `HEAD` only.
+pub(crate) fn page(method: &Method, page: &str) -> Result<Response<Body>, Refusal> {
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return Ok(response::html(page));
+    }
+    Err(Refusal::method_not_allowed(
+        "GET, HEAD",
+        "this page only answers GET and HEAD requests",
+    ))
+}
 
 const CONSOLE: &str = include_str!("console.html");
 
@@ -33,7 +84,7 @@ pub(crate) fn console<B>(
         .replace("{{PATH}}", &escape(path))
         .replace("{{PROTOCOLS}}", &escape(&protocols.join(",")))
         .replace("{{AUTOCONNECT}}", if invited { "true" } else { "false" });
-    let mut response = html(page);
+    let mut response = response::html(page);
     // Inline script and style, WebSockets, its own empty icon, no other network access, and
     // no framing by other pages (clickjacking).
     let headers = response.headers_mut();
@@ -49,23 +100,6 @@ pub(crate) fn console<B>(
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
-    );
-    response
-}
-
-/// 200 with an HTML page, not cached; the connection closes after it.
-pub(crate) fn html(page: impl Into<String>) -> Response<Body> {
-    // A plain response (which closes the connection after it), typed as HTML.
-    let mut response = upgrade::plain(StatusCode::OK, page);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
     );
     response
 }

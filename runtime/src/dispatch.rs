@@ -1,0 +1,170 @@
+//! One HTTP request, answered: a page, a refusal, or the 101 that accepts it together with the
+//! connection to run once the socket is upgraded.
+//!
+//! The built-in server, the tower `Service` and the test kit all call [`dispatch`]; what
+//! they do around it is only how the request arrived and where the upgraded socket comes from.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use http::{Method, Response, StatusCode};
+
+use crate::app::App;
+use crate::endpoint::{Accept, Connection, panic_message};
+use crate::pages;
+use crate::request::{Head, Reject, Request};
+use crate::response::{self, Body, Refusal};
+use crate::router::BadPath;
+use crate::shared::Shared;
+use crate::upgrade;
+
+/// Where a request came from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer {
+    /// The client's address (`0.0.0.0:0` when the server in front does not say).
+    pub(crate) addr: SocketAddr,
+    /// The connection came in over a loopback address, where only loopback host names are
+    /// expected (see `Server::allow_host`).
+    #[allow(dead_code)]
+    pub(crate) over_loopback: bool,
+}
+
+/// What to answer.
+pub(crate) enum Dispatched {
+    /// A page or the dev console, sent as it is.
+    Page(Response<Body>),
+    /// A refusal: no WebSocket.
+    Refused(Refusal),
+    /// The 101 to send, and the connection to run on the upgraded socket.
+    Upgrade(Response<Body>, Accepted),
+}
+
+/// An accepted upgrade: the endpoint's code and what its connection loop needs to know.
+pub(crate) struct Accepted {
+    pub(crate) connection: Connection,
+    pub(crate) endpoint: &'static str,
+    pub(crate) peer: SocketAddr,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_frame_size: usize,
+}
+
+/// Answers one request: checks it, finds the endpoint, and runs its extractors.
+pub(crate) async fn dispatch<B>(app: &Arc<App>, req: http::Request<B>, peer: Peer) -> Dispatched {
+    match checked(app, req, peer).await {
+        Ok(dispatched) => dispatched,
+        Err(refusal) => {
+            tracing::debug!(peer = %peer.addr, %refusal, "refused");
+            Dispatched::Refused(refusal)
+        }
+    }
+}
+
+async fn checked<B>(
+    app: &Arc<App>,
+    req: http::Request<B>,
+    peer: Peer,
+) -> Result<Dispatched, Refusal> {
+    let config = &app.config;
+    let websocket = upgrade::asks_for_websocket(&req);
+    if !websocket && let Some(page) = app.pages.find(req.uri().path()) {
+        return pages::page(req.method(), page).map(Dispatched::Page);
+    }
+    let (route, params) = match app.router.find(req.uri().path()) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "no websocket endpoint at this path",
+            ));
+        }
+        Err(BadPath) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "the path's %-escapes do not decode to UTF-8",
+            ));
+        }
+    };
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !websocket && read_only && config.dev_console {
+        let console = pages::console(&req, route.name, route.path, route.protocols);
+        return Ok(Dispatched::Page(console));
+    }
+    let accept_key = upgrade::check(&req, websocket)?;
+    upgrade::check_origin(&req, &config.origins)?;
+    let protocol = upgrade::negotiate_protocol(&req, route.protocols)?;
+    if app.registry.shutdown().is_triggered() {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        ));
+    }
+    let (parts, _body) = req.into_parts();
+    let request = Request::new(Head {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+        peer: peer.addr,
+        params,
+        protocol,
+        context: Arc::clone(&app.context),
+    });
+    let shared = Arc::new(Shared::new(route.name, config.queue_capacity));
+    let accepting = (route.accept)(Accept::new(request, shared));
+    // A panic in an extractor refuses this client with 500; the server goes on.
+    let connection = match AssertUnwindSafe(accepting).catch_unwind().await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(reject)) => return Err(refused(reject)),
+        Err(panic) => {
+            let panic = panic_message(&*panic);
+            tracing::error!(
+                endpoint = route.name,
+                panic,
+                "extracting the parameters panicked"
+            );
+            return Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ));
+        }
+    };
+    let accepted = Accepted {
+        connection,
+        endpoint: route.name,
+        peer: peer.addr,
+        // An endpoint's own message limit also bounds (or lifts) its frame limit.
+        max_message_size: route.max_message_size.unwrap_or(config.max_message_size),
+        max_frame_size: route.max_message_size.unwrap_or(config.max_frame_size),
+    };
+    Ok(Dispatched::Upgrade(
+        response::switching(&accept_key, protocol),
+        accepted,
+    ))
+}
+
+/// A guard's refusal; without a body, the status says it all.
+fn refused(reject: Reject) -> Refusal {
+    let reason = if reject.body().is_empty() {
+        reject.status().to_string()
+    } else {
+        reject.body().to_owned()
+    };
+    Refusal::new(reject.status(), reason)
+}
+
+impl Dispatched {
+    /// The response to send; an accepted upgrade is handed to `start` first, which runs the
+    /// connection once the socket is upgraded.
+    pub(crate) fn respond(self, start: impl FnOnce(Accepted)) -> Response<Body> {
+        match self {
+            Dispatched::Page(page) => page,
+            Dispatched::Refused(refusal) => refusal.into_response(),
+            Dispatched::Upgrade(switching, accepted) => {
+                start(accepted);
+                switching
+            }
+        }
+    }
+}
