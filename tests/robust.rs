@@ -95,12 +95,112 @@ async fn a_cross_site_page_gets_403_unless_allowed() {
     server.stop().await;
 }
 
+/// An upgrade request written by hand, with the given `Host` and extra headers.
+fn upgrade_request(host: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut request = format!(
+        "GET /echo HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (name, value) in extra {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.into_bytes()
+}
+
+/// DNS rebinding: a page on evil.example whose name the attacker re-points at 127.0.0.1 sends
+/// `Host` and `Origin` naming evil.example, which the origin check alone would take for the
+/// same host. A server on a loopback address answers loopback names and IP addresses only.
+#[tokio::test]
+async fn a_name_re_pointed_at_loopback_is_refused() {
+    let server = TestServer::start(endpoints().dev_console(true)).await;
+    let port = server.addr.port();
+    let evil = format!("evil.example:{port}");
+    let evil_origin = format!("http://evil.example:{port}");
+    let response = raw_http(
+        server.addr,
+        &upgrade_request(&evil, &[("Origin", &evil_origin)]),
+    )
+    .await;
+    assert_eq!(status_of(&response), 403, "{response}");
+    assert!(
+        response.contains("host \"evil.example\" is not allowed")
+            && response.contains("Server::allow_host"),
+        "{response}"
+    );
+    // Pages and the dev console are refused to that name too.
+    let console = format!("GET /echo HTTP/1.1\r\nHost: {evil}\r\n\r\n");
+    assert_eq!(
+        status_of(&raw_http(server.addr, console.as_bytes()).await),
+        403
+    );
+
+    // The names this machine's own browser uses are accepted, with their own origin.
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        format!("app.localhost:{port}"),
+    ] {
+        let origin = format!("http://{host}");
+        let mut ws = connect_with(
+            server.addr,
+            "/echo",
+            &[("host", &host), ("origin", &origin)],
+        )
+        .await;
+        send(&mut ws, &host).await;
+        assert_eq!(next(&mut ws).await, WsMessage::text(host.as_str()));
+    }
+    server.stop().await;
+}
+
+/// Behind a reverse proxy on the same machine, the public name is allowed explicitly.
+#[tokio::test]
+async fn an_allowed_host_passes_on_loopback_and_others_do_not() {
+    let server = TestServer::start(endpoints().allow_host("Chat.Example.com:443")).await;
+    let mut ws = connect_with(
+        server.addr,
+        "/echo",
+        &[
+            ("host", "chat.example.com"),
+            ("origin", "http://chat.example.com"),
+        ],
+    )
+    .await;
+    send(&mut ws, "proxied").await;
+    assert_eq!(next(&mut ws).await, WsMessage::text("proxied"));
+    drop(ws);
+    let (status, _) = refused(server.addr, "/echo", &[("host", "evil.example")]).await;
+    assert_eq!(status, 403);
+    server.stop().await;
+
+    // `allow_any_host` lifts the check.
+    let server = TestServer::start(endpoints().allow_any_host()).await;
+    drop(connect_with(server.addr, "/echo", &[("host", "evil.example")]).await);
+    server.stop().await;
+}
+
+/// A browser sends one `Origin`; two, the first same-host and the second foreign, are a
+/// forgery that must not pass on the first.
+#[tokio::test]
+async fn two_origin_headers_get_400() {
+    let server = TestServer::start(endpoints()).await;
+    let host = server.addr.to_string();
+    let same = format!("http://{host}");
+    let request = upgrade_request(&host, &[("Origin", &same), ("Origin", "http://evil.com")]);
+    let response = raw_http(server.addr, &request).await;
+    assert_eq!(status_of(&response), 400, "{response}");
+    assert!(response.contains("at most one Origin header"), "{response}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_is_dropped() {
     let server = TestServer::start(endpoints().handshake_timeout(Duration::from_millis(300))).await;
     let started = std::time::Instant::now();
     let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    slow.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgr")
+    slow.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgr")
         .await
         .unwrap();
     raw_expect_eof(&mut slow).await;
@@ -273,7 +373,7 @@ async fn an_idle_client_that_does_not_read_is_closed_in_time() {
 async fn shutdown_does_not_wait_for_an_unfinished_handshake() {
     let server = TestServer::start(endpoints()).await;
     let mut half = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    half.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+    half.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -420,10 +420,10 @@ async fn http_refusals_are_real_responses() {
     let server = TestServer::start(all_endpoints().dev_console(false)).await;
     let addr = server.addr;
 
-    let response = raw_http(addr, b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let response = raw_http(addr, b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!(status_of(&response), 404, "{response}");
 
-    let response = raw_http(addr, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let response = raw_http(addr, b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert_eq!(status_of(&response), 426, "{response}");
     assert!(
         response.to_ascii_lowercase().contains("upgrade: websocket"),
@@ -433,11 +433,12 @@ async fn http_refusals_are_real_responses() {
     let response = raw_http(addr, b"this is not HTTP\r\n\r\n").await;
     assert_eq!(status_of(&response), 400, "{response}");
 
-    let bad_key = b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+    let bad_key =
+        b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                     Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n";
     assert_eq!(status_of(&raw_http(addr, bad_key).await), 400);
 
-    let post = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    let post = b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(status_of(&raw_http(addr, post).await), 405);
 
     // The server is still fine.

@@ -14,6 +14,7 @@ pub(crate) struct Config {
     pub(crate) ping_interval: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) origins: Origins,
+    pub(crate) hosts: Hosts,
     pub(crate) dev_console: bool,
 }
 
@@ -30,6 +31,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             origins: Origins::SameHost,
+            hosts: Hosts::Auto,
             dev_console: cfg!(debug_assertions),
         }
     }
@@ -44,5 +46,20 @@ pub(crate) enum Origins {
     /// Any page.
     Any,
     /// These origins (`https://app.example.com`), plus what `SameHost` allows.
+    List(Vec<String>),
+}
+
+/// Which names the `Host` header may carry: a DNS name re-pointed at a loopback address
+/// (DNS rebinding) must not reach a server that only listens there.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Hosts {
+    /// Loopback names when the connection came in over loopback (see `Server::allow_host`);
+    /// any name otherwise.
+    #[default]
+    Auto,
+    /// Any name.
+    Any,
+    /// Loopback names and these names (lowercase, without port), wherever the connection
+    /// came from.
     List(Vec<String>),
 }

@@ -27,7 +27,6 @@ pub(crate) struct Peer {
     pub(crate) addr: SocketAddr,
     /// The connection came in over a loopback address, where only loopback host names are
     /// expected (see `Server::allow_host`).
-    #[allow(dead_code)]
     pub(crate) over_loopback: bool,
 }
 
@@ -67,6 +66,7 @@ async fn checked<B>(
     peer: Peer,
 ) -> Result<Dispatched, Refusal> {
     let config = &app.config;
+    upgrade::check_host(&req, &config.hosts, peer.over_loopback)?;
     let websocket = upgrade::asks_for_websocket(&req);
     if !websocket && let Some(page) = app.pages.find(req.uri().path()) {
         return pages::page(req.method(), page).map(Dispatched::Page);

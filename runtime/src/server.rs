@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::app::App;
-use crate::config::{Config, Origins};
+use crate::config::{Config, Hosts, Origins};
 use crate::endpoint::Endpoint;
 use crate::listen::{self, Bound, Handle, Transport};
 use crate::pages::Pages;
@@ -17,6 +17,7 @@ use crate::request::Context;
 use crate::router::Router;
 use crate::session::{ServerKey, SessionKey};
 use crate::states::States;
+use crate::upgrade;
 
 /// A WebSocket server: endpoints by path, settings, and serving.
 ///
@@ -232,6 +233,33 @@ impl Server {
     /// Accepts upgrades from any browser page (a public API without cookies, say).
     pub fn allow_any_origin(mut self) -> Self {
         self.config.origins = Origins::Any;
+        self
+    }
+
+    /// Accepts requests whose `Host` names `host` (`"chat.example.com"`; a port is ignored),
+    /// on top of the names accepted by default.
+    ///
+    /// By default a server that listens on a loopback address (`127.0.0.1`, `[::1]`) answers
+    /// only requests for `localhost` (and `*.localhost`) or an IP address, and refuses others
+    /// with 403: a web page whose DNS name is re-pointed at 127.0.0.1 (DNS rebinding) could
+    /// otherwise reach a server meant for this machine alone, and the origin check, which
+    /// compares `Origin` with `Host`, would let it in. Behind a reverse proxy on the same
+    /// machine, allow the public name here. Once a name is allowed, the check applies
+    /// wherever the server listens.
+    pub fn allow_host(mut self, host: impl AsRef<str>) -> Self {
+        let name = upgrade::host_name(host.as_ref());
+        match &mut self.config.hosts {
+            Hosts::List(list) => list.push(name),
+            Hosts::Any => {}
+            auto => *auto = Hosts::List(vec![name]),
+        }
+        self
+    }
+
+    /// Answers requests whatever their `Host` names, even on a loopback address (see
+    /// [`Server::allow_host`]).
+    pub fn allow_any_host(mut self) -> Self {
+        self.config.hosts = Hosts::Any;
         self
     }
 

@@ -1,11 +1,13 @@
 //! The HTTP side of the handshake (RFC 6455 §4.2): the checks an upgrade request passes
 //! before any endpoint code runs. Each check returns the [`Refusal`] to send when it fails.
 
+use std::net::IpAddr;
+
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Version};
 use tungstenite::handshake::derive_accept_key;
 
-use crate::config::Origins;
+use crate::config::{Hosts, Origins};
 use crate::response::Refusal;
 
 /// Whether the request asks for a WebSocket (`Upgrade: websocket`), well-formed or not.
@@ -72,11 +74,74 @@ fn is_valid_key(key: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
-/// Checks the `Origin` header against the allowed origins; a cross-site page gets 403.
+/// Checks the `Host` header against the allowed hosts. `over_loopback` says whether the
+/// connection came in over a loopback address, where only loopback names are expected
+/// unless more were allowed: a page whose DNS name an attacker re-points at 127.0.0.1 sends
+/// its own name, and is refused with 403.
+///
+/// IP addresses are always allowed: no DNS answer can re-point one. A request without `Host`
+/// is not from a browser (browsers always send it) and passes.
+pub(crate) fn check_host<B>(
+    req: &http::Request<B>,
+    hosts: &Hosts,
+    over_loopback: bool,
+) -> Result<(), Refusal> {
+    let allowed: &[String] = match hosts {
+        Hosts::Any => return Ok(()),
+        Hosts::Auto if !over_loopback => return Ok(()),
+        Hosts::Auto => &[],
+        Hosts::List(list) => list,
+    };
+    let mut values = req.headers().get_all(header::HOST).iter();
+    let (Some(host), None) = (values.next(), values.next()) else {
+        return match req.headers().contains_key(header::HOST) {
+            true => Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "a request carries one Host header",
+            )),
+            false => Ok(()),
+        };
+    };
+    let host = host.to_str().unwrap_or_default();
+    let name = host_name(host);
+    let loopback_name = name == "localhost" || name.ends_with(".localhost");
+    if loopback_name || name.parse::<IpAddr>().is_ok() || allowed.contains(&name) {
+        return Ok(());
+    }
+    tracing::debug!(host, "refusing a request for a host that is not allowed");
+    Err(Refusal::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "host {name:?} is not allowed: this server only answers requests for localhost or \
+             an IP address; allow more names with Server::allow_host"
+        ),
+    ))
+}
+
+/// The name in a `Host` value, lowercased, without port, brackets or final dot:
+/// `[::1]:9000` is `::1`, `Example.COM.:80` is `example.com`.
+pub(crate) fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Checks the `Origin` header against the allowed origins; a cross-site page gets 403, a
+/// request with two `Origin` headers 400 (a browser sends one).
 pub(crate) fn check_origin<B>(req: &http::Request<B>, origins: &Origins) -> Result<(), Refusal> {
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
+    let mut values = req.headers().get_all(header::ORIGIN).iter();
+    let Some(origin) = values.next() else {
         return Ok(()); // not a browser: nothing to protect against
     };
+    if values.next().is_some() {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "a request carries at most one Origin header",
+        ));
+    }
     let origin = origin.to_str().unwrap_or_default().trim();
     let allowed = match origins {
         Origins::Any => true,
@@ -250,6 +315,58 @@ mod tests {
             &[("host", "a"), ("origin", "https://evil.example")],
             &Origins::Any
         ));
+    }
+
+    #[test]
+    fn hosts_on_loopback_are_loopback_names_or_addresses() {
+        let ok = |host: &str, hosts: &Hosts, over_loopback: bool| {
+            check_host(&request(&[("host", host)]), hosts, over_loopback).is_ok()
+        };
+        let auto = Hosts::Auto;
+        for host in [
+            "localhost",
+            "localhost:9000",
+            "LOCALHOST.",
+            "app.localhost:1",
+            "127.0.0.1:9000",
+            "[::1]:9000",
+            "[::1]",
+            "10.1.2.3",
+        ] {
+            assert!(ok(host, &auto, true), "{host}");
+        }
+        for host in ["evil.example:9000", "localhost.evil.example", "evil", ""] {
+            assert!(!ok(host, &auto, true), "{host}");
+            assert!(ok(host, &auto, false), "not over loopback: {host}");
+            assert!(ok(host, &Hosts::Any, true), "{host}");
+        }
+        let list = Hosts::List(vec!["chat.example.com".into()]);
+        assert!(ok("Chat.Example.COM:8443", &list, true));
+        assert!(ok("chat.example.com", &list, false));
+        assert!(
+            !ok("evil.example", &list, false),
+            "a list applies everywhere"
+        );
+        // No Host at all: not a browser.
+        assert!(check_host(&request(&[]), &auto, true).is_ok());
+        let two = request(&[("host", "localhost"), ("host", "evil.example")]);
+        assert_eq!(
+            check_host(&two, &auto, true).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(host_name("[::1]:9000"), "::1");
+        assert_eq!(host_name("Example.COM.:80"), "example.com");
+    }
+
+    #[test]
+    fn two_origins_are_refused() {
+        let two = request(&[
+            ("host", "example.com"),
+            ("origin", "https://example.com"),
+            ("origin", "https://evil.example"),
+        ]);
+        let refusal = check_origin(&two, &Origins::Any).unwrap_err();
+        assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]
