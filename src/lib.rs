@@ -42,7 +42,7 @@ pub use wsock_runtime::{
     Bound, Bytes, CloseCode, Closed, DecodeError, Endpoint, Error, FromMessage, FromPathParam,
     FromRequest, Handle, HeaderMap, IntoMessage, Json, Message, Method, Out, Query, Reject,
     Request, SESSION_COOKIE, Server, Session, SessionKey, ShuttingDown, State, StatusCode, Text,
-    Uri,
+    Uri, WsService,
 };
 
 /// Everything an endpoint file needs: `use wsock::prelude::*;`.

@@ -213,3 +213,16 @@ async fn chromium_chats_between_two_tabs() {
     let url = format!("http://{}/", example.addr);
     run_client(&mut example, "node", &["browser.mjs", "chat", &url]).await;
 }
+
+/// The same chat page and endpoint, inside the axum example.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn chromium_chats_between_two_tabs_inside_axum() {
+    if !available("chromium chat (axum)", missing_browser()) {
+        return;
+    }
+    let _browser = BROWSER.lock().await;
+    let mut example = Example::start("axum").await;
+    let url = format!("http://{}/", example.addr);
+    run_client(&mut example, "node", &["browser.mjs", "chat", &url]).await;
+}

@@ -277,3 +277,53 @@ async fn chat_example_announces_broadcasts_and_refuses_bad_names() {
     );
     example.stop().await;
 }
+
+/// The body of `GET path`, asked with `Connection: close`.
+#[cfg(feature = "axum")]
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let response = common::raw_http(addr, request.as_bytes()).await;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (common::status_of(&response), body.to_owned())
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_example_serves_rest_page_and_chat_on_one_port() {
+    let mut example = Example::start("axum").await;
+    assert_eq!(
+        get(example.addr, "/api/rooms").await,
+        (200, r#"{"rooms":[]}"#.to_owned())
+    );
+    let (status, page) = get(example.addr, "/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>wsock chat</title>"), "{page}");
+
+    let mut ada = example.connect("/chat/lobby?name=ada").await;
+    assert_eq!(event(&mut ada).await["type"], "welcome");
+    let mut bob = example.connect("/chat/lobby?name=bob").await;
+    assert_eq!(
+        event(&mut bob).await["members"],
+        serde_json::json!(["ada", "bob"])
+    );
+    assert_eq!(event(&mut ada).await["type"], "joined");
+    // The REST route reads the state the endpoint writes.
+    assert_eq!(
+        get(example.addr, "/api/rooms").await,
+        (
+            200,
+            r#"{"rooms":[{"room":"lobby","members":2}]}"#.to_owned()
+        )
+    );
+    bob.send(Message::text("hello over axum")).await.unwrap();
+    let said = serde_json::json!({"type": "message", "from": "bob", "text": "hello over axum"});
+    assert_eq!(event(&mut ada).await, said);
+    assert_eq!(event(&mut bob).await, said);
+
+    // Ctrl-C: axum stops, and wsock's handle closes both WebSockets with 1001.
+    example.interrupt();
+    assert_eq!(common::close_frame(&mut ada).await.0, 1001);
+    assert_eq!(common::close_frame(&mut bob).await.0, 1001);
+    let status = example.wait().await;
+    assert!(status.success(), "the example exited with {status}");
+}

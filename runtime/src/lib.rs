@@ -30,6 +30,7 @@ mod request;
 mod response;
 mod router;
 mod server;
+mod service;
 mod session;
 mod shared;
 mod shutdown;
@@ -44,6 +45,7 @@ pub use crate::message::{CloseCode, DecodeError, FromMessage, IntoMessage, Json,
 pub use crate::out::Out;
 pub use crate::request::{Reject, Request};
 pub use crate::server::Server;
+pub use crate::service::WsService;
 pub use crate::session::{SESSION_COOKIE, Session, SessionKey};
 
 pub use bytes::Bytes;

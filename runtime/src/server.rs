@@ -245,7 +245,9 @@ impl Server {
     /// otherwise reach a server meant for this machine alone, and the origin check, which
     /// compares `Origin` with `Host`, would let it in. Behind a reverse proxy on the same
     /// machine, allow the public name here. Once a name is allowed, the check applies
-    /// wherever the server listens.
+    /// wherever the server listens. A tower [`Service`](crate::WsService) has no listening
+    /// address: it applies the loopback rule to requests whose peer is a loopback address
+    /// (known with axum's `ConnectInfo`).
     pub fn allow_host(mut self, host: impl AsRef<str>) -> Self {
         let name = upgrade::host_name(host.as_ref());
         match &mut self.config.hosts {
@@ -263,7 +265,8 @@ impl Server {
         self
     }
 
-    /// A handle that shuts the server down gracefully.
+    /// A handle that shuts the server down gracefully, wherever it serves: the built-in
+    /// server, or a [`Service`](crate::WsService) inside another one.
     pub fn handle(&self) -> Handle {
         Handle::new(&self.registry, self.config.shutdown_timeout)
     }
@@ -343,7 +346,7 @@ impl Server {
     }
 
     /// Every path the server answers: its endpoints' patterns and its pages.
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn paths(&self) -> Vec<&'static str> {
         let mut paths: Vec<_> = self.router.paths().map(|(path, _)| path).collect();
         paths.extend(self.pages.paths());

@@ -1,0 +1,75 @@
+//! The chat example inside an axum app: a JSON REST route, the chat page and the chat
+//! endpoint on one port.
+//!
+//! Run: `cargo run --example axum --features axum [ADDRESS]` (default 127.0.0.1:3000), open
+//! http://127.0.0.1:3000/ in two tabs to chat, and http://127.0.0.1:3000/api/rooms for the
+//! rooms with their member counts, read from the same state the endpoint writes:
+//! `{"rooms":[{"room":"lobby","members":2}]}`. The chat protocol is the `chat` example's.
+//!
+//! Ctrl-C stops axum and wsock together: wsock's handle, awaited in axum's graceful shutdown,
+//! closes every WebSocket with 1001 and runs each `on_close` (axum alone would leave upgraded
+//! connections open).
+
+#[path = "chat/room.rs"]
+mod room;
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::routing::get;
+use serde::Serialize;
+use wsock::Server;
+
+use room::{Rooms, chat};
+
+#[derive(Serialize)]
+struct RoomList {
+    rooms: Vec<RoomCount>,
+}
+
+#[derive(Serialize)]
+struct RoomCount {
+    room: String,
+    members: usize,
+}
+
+/// `GET /api/rooms`: every room with its member count.
+async fn list_rooms(State(rooms): State<Rooms>) -> axum::Json<RoomList> {
+    let rooms = rooms
+        .counts()
+        .into_iter()
+        .map(|(room, members)| RoomCount { room, members })
+        .collect();
+    axum::Json(RoomList { rooms })
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt().with_target(false).init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+    let rooms = Rooms::default();
+    let ws = Server::new()
+        .page("/", include_str!("chat/index.html"))
+        .state(rooms.clone())
+        .route(chat);
+    let handle = ws.handle();
+    let app = axum::Router::new()
+        .route("/api/rooms", get(list_rooms))
+        .with_state(rooms)
+        .merge(ws.into_router());
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C: shutting down");
+        }
+        handle.shutdown().await;
+    })
+    .await
+}
