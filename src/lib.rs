@@ -45,6 +45,9 @@ pub use wsock_runtime::{
     Uri, WsService,
 };
 
+#[cfg(feature = "tls")]
+pub use wsock_runtime::Tls;
+
 /// Everything an endpoint file needs: `use wsock::prelude::*;`.
 pub mod prelude {
     pub use crate::sections::{on_close, on_error, on_message};

@@ -226,3 +226,40 @@ async fn chromium_chats_between_two_tabs_inside_axum() {
     let url = format!("http://{}/", example.addr);
     run_client(&mut example, "node", &["browser.mjs", "chat", &url]).await;
 }
+
+/// Python's `websockets` over wss://, trusting the test's certificate through an SSL
+/// context: the same checks as over ws://.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn python_websockets_client_over_tls() {
+    if !available("python websockets (tls)", missing_python()) {
+        return;
+    }
+    let cert = common::tls::Cert::new();
+    let (cert_file, key_file) = (cert.cert_file(), cert.key_file());
+    let mut example =
+        Example::start_with("tls", &[cert_file.as_os_str(), key_file.as_os_str()]).await;
+    let url = format!("wss://{}/", example.addr);
+    let cafile = cert_file.to_str().expect("a UTF-8 temporary path");
+    run_client(&mut example, "python3", &["echo_python.py", &url, cafile]).await;
+}
+
+/// Chromium, with the test's self-signed certificate accepted, loads the dev console over
+/// https:// and uses it over wss://.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn chromium_uses_the_dev_console_over_tls() {
+    if !available("chromium dev console (tls)", missing_browser()) {
+        return;
+    }
+    if !cfg!(debug_assertions) {
+        return; // no console in release builds
+    }
+    let _browser = BROWSER.lock().await;
+    let cert = common::tls::Cert::new();
+    let (cert_file, key_file) = (cert.cert_file(), cert.key_file());
+    let mut example =
+        Example::start_with("tls", &[cert_file.as_os_str(), key_file.as_os_str()]).await;
+    let url = format!("https://{}/", example.addr);
+    run_client(&mut example, "node", &["browser.mjs", "console", &url]).await;
+}

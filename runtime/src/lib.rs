@@ -35,6 +35,8 @@ mod session;
 mod shared;
 mod shutdown;
 mod states;
+#[cfg(feature = "tls")]
+mod tls;
 mod upgrade;
 
 pub use crate::endpoint::{Endpoint, FromPathParam, FromRequest};
@@ -47,6 +49,8 @@ pub use crate::request::{Reject, Request};
 pub use crate::server::Server;
 pub use crate::service::WsService;
 pub use crate::session::{SESSION_COOKIE, Session, SessionKey};
+#[cfg(feature = "tls")]
+pub use crate::tls::Tls;
 
 pub use bytes::Bytes;
 pub use http::{HeaderMap, Method, StatusCode, Uri};

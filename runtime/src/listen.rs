@@ -83,7 +83,7 @@ impl Bound {
             #[cfg(feature = "tls")]
             Transport::Tls(acceptor) => tokio::spawn(accept_loop(
                 self.listener,
-                crate::tls::Tls(acceptor),
+                acceptor,
                 self.app,
                 self.nodelay_inherited,
             )),

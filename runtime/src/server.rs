@@ -265,6 +265,14 @@ impl Server {
         self
     }
 
+    /// Serves over TLS: wss:// for the endpoints, https:// for pages and the dev console
+    /// (the `tls` feature). See [`Tls`](crate::Tls).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// A handle that shuts the server down gracefully, wherever it serves: the built-in
     /// server, or a [`Service`](crate::WsService) inside another one.
     pub fn handle(&self) -> Handle {

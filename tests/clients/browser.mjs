@@ -1,5 +1,6 @@
 // Headless Chromium, driven by playwright-core, against wsock's examples.
-// Usage: node browser.mjs console http://127.0.0.1:PORT/   (the echo example's dev console)
+// Usage: node browser.mjs console http://127.0.0.1:PORT/   (the echo example's dev console;
+//        https://.. for the tls example's, its self-signed certificate accepted)
 //        node browser.mjs chat http://127.0.0.1:PORT/      (the chat example's page)
 //
 // Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
@@ -9,6 +10,8 @@ import { chromium } from "playwright-core";
 
 const [mode, base] = process.argv.slice(2);
 const TIMEOUT = 20_000;
+// The tls example's certificate is self-signed: accepted for this test only.
+const CONTEXT = { ignoreHTTPSErrors: base.startsWith("https:") };
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -51,11 +54,12 @@ async function see(page, selector, text) {
 }
 
 async function devConsole() {
-  const tab = await page(await browser.newContext());
+  const tab = await page(await browser.newContext(CONTEXT));
   const response = await tab.goto(base);
   if (response.status() !== 200) throw new Error(`the console page answered ${response.status()}`);
   await see(tab, "#status", "open");
-  console.log("ok the console connected to its endpoint");
+  const scheme = await tab.evaluate(() => location.protocol);
+  console.log(`ok the console connected to its endpoint (page over ${scheme})`);
 
   await tab.fill("#message", "hello from chromium");
   await tab.click("#send");
@@ -78,7 +82,7 @@ async function devConsole() {
   console.log("ok binary echoed");
 
   // Opened from a link on another site, the console waits for a click before connecting.
-  const elsewhere = await page(await browser.newContext());
+  const elsewhere = await page(await browser.newContext(CONTEXT));
   await elsewhere.setContent(`<a id="go" href="${base}?from=elsewhere">the console</a>`);
   await elsewhere.click("#go");
   await elsewhere.waitForURL(/from=elsewhere/);
@@ -93,8 +97,8 @@ async function devConsole() {
 }
 
 async function chat() {
-  const ada = await page(await browser.newContext());
-  const bob = await page(await browser.newContext());
+  const ada = await page(await browser.newContext(CONTEXT));
+  const bob = await page(await browser.newContext(CONTEXT));
   for (const [tab, name] of [[ada, "ada"], [bob, "bob"]]) {
     await tab.goto(base);
     await tab.fill("#name", name);

@@ -1,11 +1,14 @@
 """Python's `websockets` against wsock's echo example: text, binary, 1 MiB messages, ping,
-close codes. Usage: python3 echo_python.py ws://127.0.0.1:PORT/
+close codes. Usage: python3 echo_python.py ws://127.0.0.1:PORT/ (or, over TLS, with the
+certificate to trust: python3 echo_python.py wss://127.0.0.1:PORT/ cert.pem)
 
 Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
 which the open connection must get 1001. Exits non-zero on the first failure."""
 
 import asyncio
+import functools
 import os
+import ssl
 import sys
 
 from websockets.asyncio.client import connect
@@ -25,8 +28,16 @@ async def round_trip(ws, message):
     return await asyncio.wait_for(ws.recv(), TIMEOUT)
 
 
-async def main(url):
+async def main(url, cafile=None):
+    if cafile:
+        global connect
+        context = ssl.create_default_context(cafile=cafile)
+        connect = functools.partial(connect, ssl=context)
     async with connect(url, max_size=4 * MIB, open_timeout=TIMEOUT) as ws:
+        if cafile:
+            tls = ws.transport.get_extra_info("ssl_object")
+            check(tls is not None, "the connection is not over TLS")
+            print(f"ok {tls.version()} with the trusted certificate")
         echo = await round_trip(ws, "hello from python")
         check(echo == "hello from python", f"text echo: {echo!r}")
         print("ok text")
@@ -79,5 +90,5 @@ async def main(url):
 
 if __name__ == "__main__":
     sys.stdout.reconfigure(line_buffering=True)
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(*sys.argv[1:3]))
     print("all python checks passed")

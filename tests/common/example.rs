@@ -24,6 +24,12 @@ pub struct Example {
 impl Example {
     /// Starts `target/<profile>/examples/<name> 127.0.0.1:0` and waits for its address.
     pub async fn start(name: &str) -> Example {
+        Example::start_with(name, &[]).await
+    }
+
+    /// Starts `target/<profile>/examples/<name> 127.0.0.1:0 <args>..` and waits for its
+    /// address.
+    pub async fn start_with(name: &str, args: &[&std::ffi::OsStr]) -> Example {
         let deps = std::env::current_exe()
             .unwrap()
             .parent()
@@ -37,6 +43,7 @@ impl Example {
         );
         let mut child = Command::new(&binary)
             .arg("127.0.0.1:0")
+            .args(args)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

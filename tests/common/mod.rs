@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod example;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +20,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsock::prelude::*;
 
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What a client's WebSocket runs over: TCP, or TLS.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Stream for S {}
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -97,7 +104,7 @@ impl TestServer {
     }
 }
 
-pub async fn next(ws: &mut Client) -> WsMessage {
+pub async fn next<S: Stream>(ws: &mut WebSocketStream<S>) -> WsMessage {
     loop {
         let message = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -110,7 +117,7 @@ pub async fn next(ws: &mut Client) -> WsMessage {
     }
 }
 
-pub async fn next_text(ws: &mut Client) -> String {
+pub async fn next_text<S: Stream>(ws: &mut WebSocketStream<S>) -> String {
     match next(ws).await {
         WsMessage::Text(text) => text.to_string(),
         other => panic!("expected a text message, got {other:?}"),
@@ -119,7 +126,7 @@ pub async fn next_text(ws: &mut Client) -> String {
 
 /// Reads until the server's close frame, completes the close handshake and sees the server
 /// end the connection; returns the close code and reason.
-pub async fn close_frame(ws: &mut Client) -> (u16, String) {
+pub async fn close_frame<S: Stream>(ws: &mut WebSocketStream<S>) -> (u16, String) {
     let frame = loop {
         match next(ws).await {
             WsMessage::Close(Some(CloseFrame { code, reason })) => {
@@ -137,7 +144,7 @@ pub async fn close_frame(ws: &mut Client) -> (u16, String) {
     frame
 }
 
-pub async fn send(ws: &mut Client, text: &str) {
+pub async fn send<S: Stream>(ws: &mut WebSocketStream<S>, text: &str) {
     tokio::time::timeout(WAIT, ws.send(WsMessage::text(text)))
         .await
         .expect("send timed out")
