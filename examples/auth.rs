@@ -57,3 +57,40 @@ async fn main() -> std::io::Result<()> {
     println!("log in as ada with the header  Cookie: {cookie}");
     Server::new().session_key(key).route(me).serve(addr).await
 }
+
+/// The guard, tested in process with wsock's test kit (`cargo test --features test`).
+#[cfg(all(test, feature = "test"))]
+mod tests {
+    use super::*;
+    use wsock::test::TestServer;
+
+    #[tokio::test]
+    async fn only_a_signed_session_gets_in() {
+        let app = TestServer::new(Server::new().secret([1u8; 32]).route(me));
+        let refused = app.connect("/me").await.unwrap_err();
+        assert_eq!(
+            (refused.status().as_u16(), refused.body()),
+            (401, "log in first")
+        );
+
+        let ada: Session = [("user", "ada")].into_iter().collect();
+        let mut client = app.request("/me").session(&ada).await.unwrap();
+        assert_eq!(client.recv::<String>().await, "hello ada");
+        client.send("hi").await;
+        assert_eq!(client.recv::<String>().await, "ada: hi");
+
+        // A cookie signed with another key is no session.
+        let forged = SessionKey::derive_from([2u8; 32]).cookie(&ada);
+        let value = forged
+            .split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("WSOCK_SESSION=");
+        let refused = app
+            .request("/me")
+            .cookie("WSOCK_SESSION", value)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), 401);
+    }
+}

@@ -43,6 +43,14 @@ async fn list_rooms(State(rooms): State<Rooms>) -> axum::Json<RoomList> {
     axum::Json(RoomList { rooms })
 }
 
+/// The chat's page and endpoint, on the rooms the REST route reads.
+fn chat_server(rooms: &Rooms) -> Server {
+    Server::new()
+        .page("/", include_str!("chat/index.html"))
+        .state(rooms.clone())
+        .route(chat)
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_target(false).init();
@@ -50,10 +58,7 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
     let rooms = Rooms::default();
-    let ws = Server::new()
-        .page("/", include_str!("chat/index.html"))
-        .state(rooms.clone())
-        .route(chat);
+    let ws = chat_server(&rooms);
     let handle = ws.handle();
     let app = axum::Router::new()
         .route("/api/rooms", get(list_rooms))
@@ -72,4 +77,32 @@ async fn main() -> std::io::Result<()> {
         handle.shutdown().await;
     })
     .await
+}
+
+/// The endpoint (with wsock's test kit, `cargo test --features test,axum`) and the REST
+/// handler, on the same rooms.
+#[cfg(all(test, feature = "test"))]
+mod tests {
+    use super::*;
+    use wsock::test::TestServer;
+
+    #[tokio::test]
+    async fn the_rest_route_counts_who_the_endpoint_let_in() {
+        let rooms = Rooms::default();
+        let app = TestServer::new(chat_server(&rooms));
+        let mut ada = app.connect("/chat/lobby?name=ada").await.unwrap();
+        let mut bob = app.connect("/chat/lobby?name=bob").await.unwrap();
+        let mut eve = app.connect("/chat/attic?name=eve").await.unwrap();
+        for client in [&mut ada, &mut bob, &mut eve] {
+            let welcome = client.recv::<wsock::Json<serde_json::Value>>().await.0;
+            assert_eq!(welcome["type"], "welcome");
+        }
+        let axum::Json(list) = list_rooms(State(rooms.clone())).await;
+        let counts: Vec<_> = list
+            .rooms
+            .iter()
+            .map(|r| (r.room.as_str(), r.members))
+            .collect();
+        assert_eq!(counts, [("attic", 1), ("lobby", 2)]);
+    }
 }

@@ -19,11 +19,36 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    server().serve(addr).await
+}
+
+fn server() -> Server {
     Server::new()
         .route(echo)
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
         .max_connections(19_900)
-        .serve(addr)
-        .await
+}
+
+/// The endpoint, tested in process with wsock's test kit (`cargo test --features test`).
+#[cfg(all(test, feature = "test"))]
+mod tests {
+    use super::*;
+    use wsock::test::TestServer;
+
+    #[tokio::test]
+    async fn echoes_text_as_text_and_binary_as_binary() {
+        let app = TestServer::new(server());
+        let mut client = app.connect("/").await.unwrap();
+        client.send("text").await;
+        assert_eq!(client.recv::<Message>().await, Message::text("text"));
+        client.send(vec![0u8, 255]).await;
+        assert_eq!(
+            client.recv::<Message>().await,
+            Message::binary(vec![0u8, 255])
+        );
+        let big = "x".repeat(1 << 20);
+        client.send(big.clone()).await;
+        assert_eq!(client.recv::<String>().await, big);
+    }
 }

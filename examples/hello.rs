@@ -39,3 +39,23 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
     Server::new().route(index).route(hello).serve(addr).await
 }
+
+/// The endpoints, tested in process with wsock's test kit (`cargo test --features test`).
+#[cfg(all(test, feature = "test"))]
+mod tests {
+    use super::*;
+    use wsock::test::TestServer;
+
+    #[tokio::test]
+    async fn index_greets_and_hello_says_hello_then_closes() {
+        let app = TestServer::new(Server::new().route(index).route(hello));
+        let mut client = app.connect("/").await.unwrap();
+        assert_eq!(client.recv::<String>().await, "Hello!");
+        client.send("an event").await;
+        client.close(CloseCode::NORMAL).await;
+
+        let mut client = app.connect("/hello").await.unwrap();
+        assert_eq!(client.recv::<String>().await, "Hello!");
+        client.expect_close(CloseCode::NORMAL).await;
+    }
+}

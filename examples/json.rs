@@ -81,3 +81,47 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
     Server::new().route(todo).serve(addr).await
 }
+
+/// The endpoint, tested in process with wsock's test kit (`cargo test --features test`).
+#[cfg(all(test, feature = "test"))]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use wsock::test::TestServer;
+
+    #[tokio::test]
+    async fn keeps_a_list_per_connection_and_answers_bad_input() {
+        let app = TestServer::new(Server::new().route(todo));
+        let mut client = app.connect("/todo").await.unwrap();
+        let mut ask = async |command: Value| {
+            client.send(Json(command)).await;
+            client.recv::<Json<Value>>().await.0
+        };
+        let milk = json!({"id": 1, "text": "buy milk", "done": false});
+        assert_eq!(
+            ask(json!({"op": "add", "text": "buy milk"})).await,
+            json!({"added": milk})
+        );
+        let done = json!({"id": 1, "text": "buy milk", "done": true});
+        assert_eq!(
+            ask(json!({"op": "done", "id": 1})).await,
+            json!({"updated": done})
+        );
+        assert_eq!(ask(json!({"op": "list"})).await, json!({"items": [done]}));
+        assert_eq!(
+            ask(json!({"op": "done", "id": 7})).await,
+            json!({"error": "no item 7"})
+        );
+        client.send("hello").await;
+        let Json(error) = client.recv::<Json<Value>>().await;
+        assert!(
+            error["error"].as_str().unwrap().starts_with("invalid JSON"),
+            "{error}"
+        );
+
+        // Another connection has its own list.
+        let mut other = app.connect("/todo").await.unwrap();
+        other.send(Json(json!({"op": "list"}))).await;
+        assert_eq!(other.recv::<Json<Value>>().await.0, json!({"items": []}));
+    }
+}

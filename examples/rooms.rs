@@ -76,9 +76,43 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
-    Server::new()
-        .state(Rooms::default())
-        .route(join)
-        .serve(addr)
-        .await
+    server().serve(addr).await
+}
+
+fn server() -> Server {
+    Server::new().state(Rooms::default()).route(join)
+}
+
+/// The endpoint, tested in process with wsock's test kit (`cargo test --features test`).
+#[cfg(all(test, feature = "test"))]
+mod tests {
+    use super::*;
+    use wsock::test::TestServer;
+
+    #[tokio::test]
+    async fn a_room_hears_its_seats_and_a_taken_or_bad_seat_is_refused() {
+        let app = TestServer::new(server());
+        let mut three = app.connect("/rooms/blue/seats/3").await.unwrap();
+        assert_eq!(three.recv::<String>().await, "welcome to blue, seat 3");
+        let mut four = app.connect("/rooms/blue/seats/4").await.unwrap();
+        assert_eq!(four.recv::<String>().await, "welcome to blue, seat 4");
+        let mut red = app.connect("/rooms/red/seats/3").await.unwrap();
+        assert_eq!(red.recv::<String>().await, "welcome to red, seat 3");
+
+        four.send("hi").await;
+        assert_eq!(three.recv::<String>().await, "seat 4: hi");
+        assert_eq!(four.recv::<String>().await, "seat 4: hi");
+        red.expect_nothing(std::time::Duration::from_millis(50))
+            .await;
+
+        let mut again = app.connect("/rooms/blue/seats/3").await.unwrap();
+        assert_eq!(again.expect_close(4409).await, "seat 3 is taken");
+        let refused = app.connect("/rooms/blue/seats/x").await.unwrap_err();
+        assert_eq!(refused.status(), 400);
+        assert!(
+            refused
+                .body()
+                .starts_with("invalid path parameter `seat` (\"x\")")
+        );
+    }
 }

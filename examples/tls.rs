@@ -46,3 +46,19 @@ async fn main() -> std::io::Result<()> {
         .serve(addr)
         .await
 }
+
+/// The endpoint, tested in process with wsock's test kit (`cargo test --features test,tls`):
+/// TLS is the listener's business, so the kit needs none.
+#[cfg(all(test, feature = "test"))]
+mod tests {
+    use super::*;
+    use wsock::test::TestServer;
+
+    #[tokio::test]
+    async fn echoes() {
+        let app = TestServer::new(Server::new().route(echo));
+        let mut client = app.connect("/").await.unwrap();
+        client.send("over the kit").await;
+        assert_eq!(client.recv::<String>().await, "over the kit");
+    }
+}

@@ -47,6 +47,8 @@ pub use wsock_runtime::{
 
 #[cfg(feature = "tls")]
 pub use wsock_runtime::Tls;
+#[cfg(feature = "test")]
+pub use wsock_runtime::test;
 
 /// Everything an endpoint file needs: `use wsock::prelude::*;`.
 pub mod prelude {

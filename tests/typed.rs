@@ -1,17 +1,14 @@
-//! Typed messages, path and query parameters, state, guards and the signed session, over real
-//! connections.
-
-mod common;
+//! Typed messages, path and query parameters, state, guards and the signed session, through
+//! the server's dispatch and connection loop, with the test kit (no port).
+#![cfg(feature = "test")]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::*;
-use futures_util::SinkExt;
 use serde::{Deserialize, Serialize};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wsock::prelude::*;
+use wsock::test::{Refused, TestServer};
 use wsock::{Bytes, SessionKey, Text};
 
 // ---------------------------------------------------------------------------------------------
@@ -168,8 +165,8 @@ fn session(session: Session, out: Out<String>) {
 
 const SECRET: &[u8] = b"a test secret that is long enough, surely";
 
-async fn start() -> TestServer {
-    TestServer::start(
+fn app() -> TestServer {
+    TestServer::new(
         Server::new()
             .route(string)
             .route(text)
@@ -190,171 +187,169 @@ async fn start() -> TestServer {
             .state(Visits::default())
             .secret(SECRET),
     )
-    .await
 }
 
-async fn round_trip(server: &TestServer, path: &str, sent: WsMessage) -> WsMessage {
-    let mut ws = server.connect(path).await;
-    ws.send(sent).await.unwrap();
-    next(&mut ws).await
+/// Sends `sent` to `path` and returns the first message back.
+async fn round_trip(app: &TestServer, path: &str, sent: Message) -> Message {
+    let mut client = app.connect(path).await.unwrap();
+    client.send(sent).await;
+    client.recv().await
+}
+
+/// The first text message from `path`.
+async fn first(app: &TestServer, path: &str) -> String {
+    app.connect(path).await.unwrap().recv().await
+}
+
+fn status_and_body(refused: Refused) -> (u16, String) {
+    (refused.status().as_u16(), refused.body().to_owned())
 }
 
 #[tokio::test]
 async fn every_message_type_round_trips() {
-    let server = start().await;
-    let text = |t: &str| WsMessage::text(t);
-    let binary = |b: &[u8]| WsMessage::binary(b.to_vec());
+    let app = app();
+    let text = |t: &str| Message::text(t);
+    let binary = |b: &[u8]| Message::binary(b.to_vec());
+    assert_eq!(round_trip(&app, "/string", text("hi")).await, text("hi!"));
     assert_eq!(
-        round_trip(&server, "/string", text("hi")).await,
-        text("hi!")
-    );
-    assert_eq!(
-        round_trip(&server, "/text", text("héllo")).await,
+        round_trip(&app, "/text", text("héllo")).await,
         text("héllo")
     );
     assert_eq!(
-        round_trip(&server, "/vec", binary(&[1, 2, 3])).await,
+        round_trip(&app, "/vec", binary(&[1, 2, 3])).await,
         binary(&[3, 2, 1])
     );
     assert_eq!(
-        round_trip(&server, "/bytes", binary(&[0, 255])).await,
+        round_trip(&app, "/bytes", binary(&[0, 255])).await,
         binary(&[0, 255])
     );
-    assert_eq!(round_trip(&server, "/message", text("t")).await, text("t"));
+    assert_eq!(round_trip(&app, "/message", text("t")).await, text("t"));
     assert_eq!(
-        round_trip(&server, "/message", binary(&[9])).await,
+        round_trip(&app, "/message", binary(&[9])).await,
         binary(&[9])
     );
-    let sum = round_trip(&server, "/json", text(r#"{"op":"add","a":2,"b":40}"#)).await;
+    let sum = round_trip(&app, "/json", text(r#"{"op":"add","a":2,"b":40}"#)).await;
     assert_eq!(sum, text(r#"{"sum":42}"#));
-    let echoed = round_trip(&server, "/json", text(r#"{"op":"echo","text":"x"}"#)).await;
+    let echoed = round_trip(&app, "/json", text(r#"{"op":"echo","text":"x"}"#)).await;
     assert_eq!(echoed, text(r#"{"echoed":"x"}"#));
-    server.stop().await;
 }
 
 #[tokio::test]
 async fn undecodable_json_closes_with_1007_and_says_why() {
-    let server = start().await;
-    let mut ws = server.connect("/json").await;
-    send(&mut ws, r#"{"op":"divide"}"#).await;
-    let (code, reason) = close_frame(&mut ws).await;
-    assert_eq!(code, 1007);
+    let app = app();
+    let mut client = app.connect("/json").await.unwrap();
+    client.send(r#"{"op":"divide"}"#).await;
+    let reason = client.expect_close(1007).await;
     assert!(
         reason.starts_with("invalid JSON: unknown variant `divide`"),
         "{reason}"
     );
 
-    let mut ws = server.connect("/json").await;
-    ws.send(WsMessage::binary(b"{}".to_vec())).await.unwrap();
+    let mut client = app.connect("/json").await.unwrap();
+    client.send(b"{}".to_vec()).await;
     assert_eq!(
-        close_frame(&mut ws).await,
-        (
-            1003,
-            "expected a JSON text message, got a binary one".to_owned()
-        )
+        client.expect_close(1003).await,
+        "expected a JSON text message, got a binary one"
     );
-    server.stop().await;
 }
 
 #[tokio::test]
 async fn on_error_keeps_a_json_endpoint_usable() {
-    let server = start().await;
-    let mut ws = server.connect("/json-forgiving").await;
-    send(&mut ws, "not json").await;
-    let error = next_text(&mut ws).await;
+    let app = app();
+    let mut client = app.connect("/json-forgiving").await.unwrap();
+    client.send("not json").await;
+    let error: String = client.recv().await;
     assert!(error.starts_with("1007: invalid JSON"), "{error}");
-    ws.send(WsMessage::binary(vec![1])).await.unwrap();
+    client.send(vec![1u8]).await;
     assert_eq!(
-        next_text(&mut ws).await,
+        client.recv::<String>().await,
         "1003: expected a JSON text message, got a binary one"
     );
-    send(&mut ws, r#"{"op":"add","a":1,"b":1}"#).await;
-    assert_eq!(next_text(&mut ws).await, "Add { a: 1, b: 1 }");
-    drop(ws);
-    server.stop().await;
+    client.send(r#"{"op":"add","a":1,"b":1}"#).await;
+    assert_eq!(client.recv::<String>().await, "Add { a: 1, b: 1 }");
 }
 
 #[tokio::test]
 async fn a_message_that_cannot_be_encoded_closes_with_1011() {
-    let server = start().await;
-    let mut ws = server.connect("/unencodable").await;
+    let app = app();
+    let mut client = app.connect("/unencodable").await.unwrap();
     assert_eq!(
-        close_frame(&mut ws).await,
-        (1011, "a message could not be encoded".to_owned())
+        client.expect_close(1011).await,
+        "a message could not be encoded"
     );
-    server.stop().await;
 }
 
 #[tokio::test]
 async fn path_parameters_are_parsed_before_the_upgrade() {
-    let server = start().await;
-    let mut ws = server.connect("/rooms/blue%20room/seats/7").await;
-    assert_eq!(next_text(&mut ws).await, "blue room 7 blue room");
-    drop(ws);
+    let app = app();
+    assert_eq!(
+        first(&app, "/rooms/blue%20room/seats/7").await,
+        "blue room 7 blue room"
+    );
     // A literal segment wins over a parameter.
-    let mut ws = server.connect("/rooms/lobby/seats/3").await;
-    assert_eq!(next_text(&mut ws).await, "lobby 3");
-    drop(ws);
-    let (status, body) = refused(server.addr, "/rooms/blue/seats/seven", &[]).await;
+    assert_eq!(first(&app, "/rooms/lobby/seats/3").await, "lobby 3");
+    let (status, body) = status_and_body(app.connect("/rooms/blue/seats/seven").await.unwrap_err());
     assert_eq!(status, 400);
     assert!(
         body.contains("invalid path parameter `seat` (\"seven\")"),
         "{body}"
     );
-    let (status, body) = refused(server.addr, "/rooms/lobby/seats/300", &[]).await;
+    let (status, body) = status_and_body(app.connect("/rooms/lobby/seats/300").await.unwrap_err());
     assert_eq!(status, 400);
     assert!(body.contains("`seat`"), "{body}");
-    assert_eq!(refused(server.addr, "/rooms/blue/seats", &[]).await.0, 404);
+    assert_eq!(
+        app.connect("/rooms/blue/seats").await.unwrap_err().status(),
+        404
+    );
     // Escapes are decoded before matching; ones that are not UTF-8 are refused.
-    let mut ws = server.connect("/rooms/lobb%79/seats/5").await;
-    assert_eq!(next_text(&mut ws).await, "lobby 5");
-    drop(ws);
-    assert_eq!(refused(server.addr, "/rooms/%FF/seats/1", &[]).await.0, 400);
-    server.stop().await;
+    assert_eq!(first(&app, "/rooms/lobb%79/seats/5").await, "lobby 5");
+    assert_eq!(
+        app.connect("/rooms/%FF/seats/1")
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
 }
 
 #[tokio::test]
 async fn query_parameters_deserialize_or_refuse_with_400() {
-    let server = start().await;
-    let mut ws = server.connect("/query?name=ada+l&age=36").await;
-    assert_eq!(next_text(&mut ws).await, "ada l Some(36)");
-    drop(ws);
-    let mut ws = server.connect("/query?name=bob").await;
-    assert_eq!(next_text(&mut ws).await, "bob None");
-    drop(ws);
-    let (status, body) = refused(server.addr, "/query?age=old", &[]).await;
+    let app = app();
+    assert_eq!(
+        first(&app, "/query?name=ada+l&age=36").await,
+        "ada l Some(36)"
+    );
+    assert_eq!(first(&app, "/query?name=bob").await, "bob None");
+    let (status, body) = status_and_body(app.connect("/query?age=old").await.unwrap_err());
     assert_eq!(status, 400);
     assert!(body.starts_with("invalid query string"), "{body}");
-    server.stop().await;
 }
 
 #[tokio::test]
 async fn state_is_shared_and_a_missing_state_is_a_500() {
-    let server = start().await;
-    let first: u64 = next_text(&mut server.connect("/state").await)
-        .await
-        .parse()
-        .unwrap();
-    let second: u64 = next_text(&mut server.connect("/state").await)
-        .await
-        .parse()
-        .unwrap();
-    assert!(second > first);
-    assert_eq!(refused(server.addr, "/missing-state", &[]).await.0, 500);
-    server.stop().await;
+    let app = app();
+    let first_visit: u64 = first(&app, "/state").await.parse().unwrap();
+    let second_visit: u64 = first(&app, "/state").await.parse().unwrap();
+    assert!(second_visit > first_visit);
+    assert_eq!(
+        app.connect("/missing-state").await.unwrap_err().status(),
+        500
+    );
 }
 
 #[tokio::test]
 async fn a_guard_refuses_with_its_status_and_body() {
-    let server = start().await;
+    let app = app();
     assert_eq!(
-        refused(server.addr, "/guarded", &[]).await,
-        (401, "missing or wrong x-api-key\n".to_owned())
+        status_and_body(app.connect("/guarded").await.unwrap_err()),
+        (401, "missing or wrong x-api-key".to_owned())
     );
-    let mut ws = connect_with(server.addr, "/guarded", &[("x-api-key", "open sesame")]).await;
-    assert_eq!(next_text(&mut ws).await, "welcome");
-    drop(ws);
-    server.stop().await;
+    let mut client = app
+        .request("/guarded")
+        .header("x-api-key", "open sesame")
+        .await
+        .unwrap();
+    assert_eq!(client.recv::<String>().await, "welcome");
 }
 
 fn session_cookie(key: &SessionKey, user: &str) -> String {
@@ -364,39 +359,46 @@ fn session_cookie(key: &SessionKey, user: &str) -> String {
 
 #[tokio::test]
 async fn an_async_guard_reads_the_signed_session() {
-    let server = start().await;
-    let key = SessionKey::derive_from(SECRET);
-    let cookie = session_cookie(&key, "ada");
-    let mut ws = connect_with(server.addr, "/me", &[("cookie", &cookie)]).await;
-    assert_eq!(next_text(&mut ws).await, "hello ada");
-    drop(ws);
+    let app = app();
+    let ada: Session = [("user", "ada")].into_iter().collect();
+    let mut client = app.request("/me").session(&ada).await.unwrap();
+    assert_eq!(client.recv::<String>().await, "hello ada");
+    // A cookie issued elsewhere with the server's secret works the same.
+    let cookie = session_cookie(&SessionKey::derive_from(SECRET), "bob");
+    let mut client = app.request("/me").header("cookie", &cookie).await.unwrap();
+    assert_eq!(client.recv::<String>().await, "hello bob");
     assert_eq!(
-        refused(server.addr, "/me", &[]).await,
-        (401, "log in first\n".to_owned())
+        status_and_body(app.connect("/me").await.unwrap_err()),
+        (401, "log in first".to_owned())
     );
-    server.stop().await;
 }
 
 #[tokio::test]
 async fn tampered_foreign_or_malformed_cookies_give_an_empty_session() {
-    let server = start().await;
-    let key = SessionKey::derive_from(SECRET);
-    let good = session_cookie(&key, "ada");
-    let mut ws = connect_with(server.addr, "/session", &[("cookie", &good)]).await;
-    assert_eq!(next_text(&mut ws).await, r#"{"user": "ada"}"#);
-    drop(ws);
+    let app = app();
+    let good = session_cookie(&SessionKey::derive_from(SECRET), "ada");
+    let mut client = app
+        .request("/session")
+        .header("cookie", &good)
+        .await
+        .unwrap();
+    assert_eq!(client.recv::<String>().await, r#"{"user": "ada"}"#);
 
     let tampered = good.replace("ada", "eve");
     let foreign = session_cookie(&SessionKey::derive_from([42u8; 32]), "ada");
     for cookie in [tampered.as_str(), &foreign, "WSOCK_SESSION=%%%", "other=1"] {
-        let mut ws = connect_with(server.addr, "/session", &[("cookie", cookie)]).await;
-        assert_eq!(next_text(&mut ws).await, "{}", "cookie {cookie}");
-        drop(ws);
+        let mut client = app
+            .request("/session")
+            .header("cookie", cookie)
+            .await
+            .unwrap();
+        assert_eq!(client.recv::<String>().await, "{}", "cookie {cookie}");
         // The guard that needs a user refuses them all.
-        assert_eq!(
-            refused(server.addr, "/me", &[("cookie", cookie)]).await.0,
-            401
-        );
+        let refused = app
+            .request("/me")
+            .header("cookie", cookie)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), 401);
     }
-    server.stop().await;
 }

@@ -31,10 +31,64 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    server().serve(addr).await
+}
+
+fn server() -> Server {
     Server::new()
         .page("/", include_str!("index.html"))
         .state(Rooms::default())
         .route(chat)
-        .serve(addr)
-        .await
+}
+
+/// The chat, tested in process with wsock's test kit (`cargo test --features test`): two
+/// members, no port.
+#[cfg(all(test, feature = "test"))]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use wsock::test::{TestClient, TestServer};
+
+    async fn event(client: &mut TestClient) -> Value {
+        client.recv::<Json<Value>>().await.0
+    }
+
+    #[tokio::test]
+    async fn members_hear_each_other_and_bad_input_is_refused() {
+        let app = TestServer::new(server());
+        let mut ada = app.connect("/chat/blue?name=ada").await.unwrap();
+        assert_eq!(
+            event(&mut ada).await,
+            json!({"type": "welcome", "you": "ada", "room": "blue", "members": ["ada"]})
+        );
+        let mut bob = app.connect("/chat/blue?name=bob").await.unwrap();
+        assert_eq!(event(&mut bob).await["members"], json!(["ada", "bob"]));
+        assert_eq!(
+            event(&mut ada).await,
+            json!({"type": "joined", "name": "bob", "members": ["ada", "bob"]})
+        );
+
+        bob.send("hi ada").await;
+        let said = json!({"type": "message", "from": "bob", "text": "hi ada"});
+        assert_eq!(event(&mut ada).await, said);
+        assert_eq!(event(&mut bob).await, said);
+
+        bob.close(CloseCode::NORMAL).await;
+        assert_eq!(
+            event(&mut ada).await,
+            json!({"type": "left", "name": "bob", "members": ["ada"]})
+        );
+
+        let refused = app.connect("/chat/blue").await.unwrap_err();
+        assert_eq!(
+            (refused.status().as_u16(), refused.body()),
+            (400, "choose a name: ?name=..")
+        );
+        ada.send(vec![1u8]).await;
+        ada.expect_close(CloseCode::UNSUPPORTED).await;
+        let mut carol = app.connect("/chat/blue?name=carol").await.unwrap();
+        event(&mut carol).await;
+        carol.send("x".repeat(5000)).await;
+        carol.expect_close(CloseCode::TOO_BIG).await;
+    }
 }

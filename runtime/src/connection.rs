@@ -64,7 +64,7 @@ where
 
 /// Runs an accepted connection on a stream already upgraded (the test kit's pipe), in a task
 /// of its own.
-#[allow(dead_code)]
+#[cfg_attr(not(feature = "test"), allow(dead_code))]
 pub(crate) fn spawn_on<IO>(app: &Arc<App>, accepted: Accepted, io: IO)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -35,6 +35,8 @@ mod session;
 mod shared;
 mod shutdown;
 mod states;
+#[cfg(feature = "test")]
+pub mod test;
 #[cfg(feature = "tls")]
 mod tls;
 mod upgrade;

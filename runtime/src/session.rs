@@ -214,6 +214,12 @@ impl ServerKey {
         }
     }
 
+    /// The key, without the warning about a random one (for signing in the test kit).
+    #[cfg_attr(not(feature = "test"), allow(dead_code))]
+    pub(crate) fn key(&self) -> &SessionKey {
+        &self.key
+    }
+
     pub(crate) fn get(&self) -> &SessionKey {
         if self.random && !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(

@@ -1,0 +1,340 @@
+//! The test kit's own contract: what it connects with, what it checks, and the exact failure
+//! messages it gives (each says what came instead, at the line of the test that expected it).
+#![cfg(feature = "test")]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wsock::prelude::*;
+use wsock::test::{TestClient, TestServer};
+
+#[websocket("/echo")]
+fn echo(out: Out<Message>) {
+    on_message(|message: Message| out.write(message));
+}
+
+/// Says who connected, how: peer, path, query, origin, cookie, session user, subprotocol.
+#[websocket("/who", protocol = "chat.v2", protocol = "chat.v1")]
+fn who(out: Out<String>, req: Request, session: Session) {
+    out.write(format!(
+        "{} {} {} {} {} {} {}",
+        req.peer_addr(),
+        req.path(),
+        req.query().unwrap_or("-"),
+        req.header("origin").unwrap_or("-"),
+        req.cookie("theme").unwrap_or("-"),
+        session.get("user").unwrap_or("-"),
+        req.protocol().unwrap_or("-"),
+    ));
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+#[websocket("/json")]
+fn json(out: Out<Json<Point>>) {
+    on_message(|Json(p): Json<Point>| out.write(Json(Point { x: p.y, y: p.x })));
+}
+
+/// Writes three messages at once into a queue of two: the client is closed with 1008.
+#[websocket("/flood")]
+fn flood(out: Out<String>) {
+    for i in 0..3 {
+        out.write(format!("m{i}"));
+    }
+}
+
+#[websocket("/says-hi")]
+fn says_hi(out: Out<String>) {
+    out.write("hi");
+}
+
+#[websocket("/bye")]
+fn bye(out: Out<String>) {
+    out.close_with(4000, "bye now");
+}
+
+fn server() -> Server {
+    Server::new()
+        .route(echo)
+        .route(who)
+        .route(json)
+        .route(flood)
+        .route(says_hi)
+        .route(bye)
+        .secret([7u8; 32])
+        .queue_capacity(2)
+}
+
+/// The panic message of `failing`, which must panic.
+async fn failure(failing: impl Future<Output = ()> + Send + 'static) -> String {
+    let error = tokio::spawn(failing)
+        .await
+        .expect_err("the expectation should have failed");
+    let payload = error.into_panic();
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// Checks a failure message: `{before} (at tests/kit.rs:{line}:<column>); {after}`.
+#[track_caller]
+fn assert_failure(message: &str, before: &str, line: u32, after: &str) {
+    let start = format!("{before} (at {}:{line}:", file!());
+    assert!(
+        message.starts_with(&start) && message.ends_with(&format!("); {after}")),
+        "the failure message\n  {message}\nis not\n  {start}<column>); {after}"
+    );
+}
+
+#[tokio::test]
+async fn sends_and_receives_every_message_type() {
+    let app = TestServer::new(server());
+    let mut client = app.connect("/echo").await.unwrap();
+    client.send("text").await;
+    assert_eq!(client.recv::<String>().await, "text");
+    client.send(vec![1u8, 2, 3]).await;
+    assert_eq!(client.recv::<Vec<u8>>().await, [1, 2, 3]);
+    client.send(Message::binary(vec![9u8])).await;
+    assert_eq!(client.recv::<Message>().await, Message::binary(vec![9u8]));
+    client.send(Json(Point { x: 1, y: 2 })).await;
+    let Json(point) = client.recv::<Json<Point>>().await;
+    assert_eq!(point, Point { x: 1, y: 2 });
+    client.ping(b"are you there").await;
+    client.close(CloseCode::NORMAL).await;
+
+    let mut json = app.connect("/json").await.unwrap();
+    json.send(Json(Point { x: 1, y: 2 })).await;
+    assert_eq!(json.recv::<Json<Point>>().await.0, Point { x: 2, y: 1 });
+    // Bad JSON: the server's close code and reason come back.
+    json.send("{not json").await;
+    let reason = json.expect_close(CloseCode::INVALID_PAYLOAD).await;
+    assert!(reason.starts_with("invalid JSON"), "{reason}");
+}
+
+#[tokio::test]
+async fn connects_with_headers_origin_session_cookies_subprotocols_and_peer() {
+    let app = TestServer::new(server().allow_origin("https://app.example.com"));
+    let user: Session = [("user", "ada")].into_iter().collect();
+    let peer: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+    let mut client = app
+        .request("/who?room=blue")
+        .origin("https://app.example.com")
+        .cookie("theme", "dark")
+        .session(&user)
+        .protocol("chat.v1")
+        .peer_addr(peer)
+        .await
+        .unwrap();
+    assert_eq!(client.protocol(), Some("chat.v1"));
+    assert_eq!(
+        client.recv::<String>().await,
+        "127.0.0.1:4242 /who room=blue https://app.example.com dark ada chat.v1"
+    );
+
+    // Two clients at once, each with its own default peer address.
+    let mut a = app.request("/who").protocol("chat.v2").await.unwrap();
+    let mut b = app.request("/who").protocol("chat.v2").await.unwrap();
+    let (a, b) = (a.recv::<String>().await, b.recv::<String>().await);
+    assert!(a.starts_with("127.0.0.1:") && b.starts_with("127.0.0.1:"));
+    assert_ne!(a, b);
+    assert_eq!(app.open_connections(), 3);
+}
+
+#[tokio::test]
+async fn a_refusal_comes_back_with_its_status_and_body() {
+    let app = TestServer::new(server());
+    let refused = app.connect("/nowhere").await.unwrap_err();
+    assert_eq!(refused.status(), 404);
+    assert_eq!(refused.body(), "no websocket endpoint at this path");
+    assert_eq!(
+        refused.to_string(),
+        "refused with 404 Not Found: no websocket endpoint at this path"
+    );
+    let refused = app
+        .request("/echo")
+        .origin("https://evil.example")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), 403);
+    let refused = app.request("/who").protocol("other").await.unwrap_err();
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused.body().contains("speaks chat.v2, chat.v1"),
+        "{refused}"
+    );
+    // The Host check holds as on a loopback server.
+    let refused = app
+        .request("/echo")
+        .header("host", "evil.example")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test]
+async fn expecting_a_message_and_getting_a_close_says_so() {
+    let app = TestServer::new(server());
+    let mut client = app.connect("/flood").await.unwrap();
+    let line = line!() + 2;
+    let message = failure(async move {
+        let _ = client.recv::<String>().await;
+    })
+    .await;
+    assert_failure(
+        &message,
+        "expected a message within 1s",
+        line,
+        "the connection closed with 1008: outbound queue full",
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn expecting_a_message_that_never_comes_times_out() {
+    let app = TestServer::new(server());
+    let mut client = app.connect("/echo").await.unwrap();
+    let line = line!() + 2;
+    let message = failure(async move {
+        let _ = client.recv::<String>().await;
+    })
+    .await;
+    assert_failure(
+        &message,
+        "expected a message within 1s",
+        line,
+        "nothing came",
+    );
+
+    // The timeout is the server's, or the client's own.
+    let app = TestServer::new(server()).timeout(Duration::from_secs(30));
+    let mut client = app.connect("/echo").await.unwrap();
+    client.set_timeout(Duration::from_millis(250));
+    let line = line!() + 2;
+    let message = failure(async move {
+        let _ = client.recv::<String>().await;
+    })
+    .await;
+    assert_failure(
+        &message,
+        "expected a message within 250ms",
+        line,
+        "nothing came",
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_does_not_decode_is_shown() {
+    let app = TestServer::new(server());
+    let mut client = app.connect("/says-hi").await.unwrap();
+    let line = line!() + 2;
+    let message = failure(async move {
+        let _ = client.recv::<Json<Point>>().await;
+    })
+    .await;
+    let start = format!(
+        "expected a message that decodes as `Json<Point>` (at {}:{line}:",
+        file!()
+    );
+    assert!(message.starts_with(&start), "{message}");
+    assert!(
+        message.contains("); got a text message \"hi\", which does not: invalid JSON"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn expecting_a_close_and_getting_a_message_or_another_code_says_so() {
+    let app = TestServer::new(server());
+    let mut client = app.connect("/says-hi").await.unwrap();
+    let line = line!() + 2;
+    let message = failure(async move {
+        let _ = client.expect_close(1000).await;
+    })
+    .await;
+    assert_failure(
+        &message,
+        "expected a close with 1000 within 1s",
+        line,
+        "got a text message \"hi\"",
+    );
+
+    let mut client = app.connect("/bye").await.unwrap();
+    let line = line!() + 2;
+    let message = failure(async move {
+        let _ = client.expect_close(1000).await;
+    })
+    .await;
+    assert_failure(
+        &message,
+        "expected a close with 1000 within 1s",
+        line,
+        "the connection closed with 4000: bye now",
+    );
+    let mut client = app.connect("/bye").await.unwrap();
+    assert_eq!(client.expect_close(4000).await, "bye now");
+}
+
+#[tokio::test(start_paused = true)]
+async fn expecting_nothing_and_getting_a_message_says_so() {
+    let app = TestServer::new(server());
+    let mut client = app.connect("/echo").await.unwrap();
+    client.expect_nothing(Duration::from_secs(5)).await;
+    client.send("unexpected").await;
+    let line = line!() + 1;
+    let message = failure(async move { client.expect_nothing(Duration::from_secs(5)).await }).await;
+    assert_failure(
+        &message,
+        "expected nothing for 5s",
+        line,
+        "got a text message \"unexpected\"",
+    );
+}
+
+/// Under a paused clock, keep-alive and the idle timeout take no wall time: a client that
+/// reads answers the server's pings and stays; one that stops reading is closed with 1001.
+#[tokio::test(start_paused = true)]
+async fn keep_alive_and_idle_timeout_run_in_no_wall_time() {
+    let started = std::time::Instant::now();
+    let app = TestServer::new(
+        server()
+            .ping_interval(Duration::from_secs(30))
+            .idle_timeout(Duration::from_secs(60)),
+    );
+    let mut client = app.connect("/echo").await.unwrap();
+    // Ten minutes of silence: the client answers every ping while it waits.
+    client.expect_nothing(Duration::from_secs(600)).await;
+    client.send("still here").await;
+    assert_eq!(client.recv::<String>().await, "still here");
+    // Not reading for two minutes: pings go unanswered.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(client.expect_close(1001).await, "idle timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Shutting the server down closes its clients with 1001.
+#[tokio::test]
+async fn shutdown_closes_every_client_with_1001() {
+    let app = TestServer::new(server());
+    let mut a = app.connect("/echo").await.unwrap();
+    let mut b = app.connect("/echo").await.unwrap();
+    let shutdown = app.shutdown();
+    assert_eq!(a.expect_close(1001).await, "server shutting down");
+    assert_eq!(b.expect_close(1001).await, "server shutting down");
+    shutdown.await;
+    assert_eq!(app.open_connections(), 0);
+    let refused: Result<TestClient, _> = app.connect("/echo").await;
+    assert_eq!(refused.unwrap_err().status(), 503);
+}
