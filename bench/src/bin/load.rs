@@ -4,21 +4,29 @@
 //! ```text
 //! load echo  --addr HOST:PORT [--conns 100] [--inflight 16] [--size 64] [--binary]
 //!            [--secs 5] [--warmup 1]
-//! load idle  --addr HOST:PORT --conns 10000 --pid SERVER_PID [--secs 5]
-//! load burst --addr HOST:PORT [--conns 50] [--secs 5] [--pid SERVER_PID]
+//! load idle  --addr HOST:PORT --conns 10000 --pid SERVER_PID [--secs 5] [--tls CERT.pem]
+//! load burst --addr HOST:PORT [--conns 50] [--secs 5] [--pid SERVER_PID] [--tls CERT.pem]
 //! ```
 //!
 //! `echo` and `burst` run their own epoll loop on one thread, as little work per message or
 //! per connection as the checks allow (`echo` connects through tokio first, then takes the
 //! sockets over); `idle` runs on a one-thread tokio runtime.
 //!
+//! `--tls CERT.pem` (`idle` and `burst`): wss:// instead of ws://, on rustls with the ring
+//! provider, trusting only that certificate and checking it for the name `localhost`, TLS
+//! 1.2 or 1.3 (1.3 with a rustls server), ALPN `http/1.1`, and no session resumption: every
+//! connection pays a full handshake. `burst` drives each `rustls::ClientConnection` by hand
+//! in its epoll loop; `idle` uses tokio-rustls. Without the flag nothing of TLS is touched.
+//!
 //! Prints one line of `key=value` results (the runner parses it).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 struct Args {
@@ -31,6 +39,8 @@ struct Args {
     secs: f64,
     warmup: f64,
     pid: u32,
+    /// `--tls`: the client configuration that trusts the given certificate.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 fn args() -> Args {
@@ -44,6 +54,7 @@ fn args() -> Args {
         secs: 5.0,
         warmup: 1.0,
         pid: 0,
+        tls: None,
     };
     let mut it = std::env::args().skip(1);
     args.mode = it.next().unwrap_or_else(|| usage());
@@ -58,10 +69,46 @@ fn args() -> Args {
             "--secs" => args.secs = value().parse().unwrap_or_else(|_| usage()),
             "--warmup" => args.warmup = value().parse().unwrap_or_else(|_| usage()),
             "--pid" => args.pid = value().parse().unwrap_or_else(|_| usage()),
+            "--tls" => args.tls = Some(tls_config(Path::new(&value()))),
             _ => usage(),
         }
     }
+    if args.tls.is_some() && args.mode == "echo" {
+        eprintln!("--tls is for idle and burst only");
+        std::process::exit(2);
+    }
     args
+}
+
+/// The server name the certificate is checked for.
+const TLS_NAME: &str = "localhost";
+
+/// A client configuration that trusts the certificates in `cert` only (see the header).
+fn tls_config(cert: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let fail = |what: String| -> ! {
+        eprintln!("--tls {}: {what}", cert.display());
+        std::process::exit(2)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(cert).unwrap_or_else(|e| fail(e.to_string()));
+    for der in certs {
+        let der = der.unwrap_or_else(|e| fail(e.to_string()));
+        roots.add(der).unwrap_or_else(|e| fail(e.to_string()));
+    }
+    if roots.is_empty() {
+        fail("no certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
 }
 
 fn usage() -> ! {
@@ -103,12 +150,17 @@ async fn connect(addr: SocketAddr, n: usize) -> std::io::Result<TcpStream> {
 }
 
 /// The opening handshake, by hand; returns bytes read past the response, if any.
-async fn handshake(stream: &mut TcpStream, addr: SocketAddr) -> std::io::Result<Vec<u8>> {
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    addr: SocketAddr,
+) -> std::io::Result<Vec<u8>> {
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
+    // A no-op on TCP; over TLS, sends what the session still holds.
+    stream.flush().await?;
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 512];
     loop {
@@ -466,8 +518,28 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Opens `conns` connections, holds them `secs`, checks every one still answers.
+/// Opens `conns` connections (over TLS with `--tls`), holds them `secs`, checks every one
+/// still answers.
 async fn idle(args: &Args) {
+    let Some(config) = args.tls.clone() else {
+        return hold(args, connect).await;
+    };
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let name = rustls::pki_types::ServerName::try_from(TLS_NAME).expect("a valid name");
+    hold(args, move |addr, n| {
+        let (connector, name) = (connector.clone(), name.clone());
+        async move { connector.connect(name, connect(addr, n).await?).await }
+    })
+    .await
+}
+
+/// `idle` on the streams `open` makes: connection `n` to `addr`, ready for the HTTP request.
+async fn hold<S, F, Opening>(args: &Args, open: F)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(SocketAddr, usize) -> Opening,
+    Opening: Future<Output = std::io::Result<S>> + Send + 'static,
+{
     let before = rss_kib(args.pid);
     let mut streams = Vec::with_capacity(args.conns);
     let mut failed = 0;
@@ -475,8 +547,9 @@ async fn idle(args: &Args) {
     let mut pending = tokio::task::JoinSet::new();
     for conn in 0..args.conns {
         let addr = args.addr;
+        let opening = open(addr, conn);
         pending.spawn(async move {
-            let mut stream = connect(addr, conn).await?;
+            let mut stream = opening.await?;
             handshake(&mut stream, addr).await?;
             Ok::<_, std::io::Error>(stream)
         });
@@ -518,6 +591,7 @@ async fn idle(args: &Args) {
                                 let mut pong = Vec::new();
                                 encode(&mut pong, 0xA, &buf[range]);
                                 stream.write_all(&pong).await?;
+                                stream.flush().await?;
                             }
                             0x8 => return Err(std::io::ErrorKind::ConnectionAborted.into()),
                             _ => {}
@@ -545,6 +619,7 @@ async fn idle(args: &Args) {
     for stream in &mut streams {
         let alive = async {
             stream.write_all(&frame).await?;
+            stream.flush().await?;
             let mut buf = Vec::new();
             let mut chunk = [0u8; 64];
             loop {
@@ -599,6 +674,8 @@ struct Client {
     /// cross-wired echo is caught.
     tag: [u8; 16],
     started: Instant,
+    /// With `--tls`: the session, which holds the request from the start.
+    tls: Option<Box<rustls::ClientConnection>>,
 }
 
 /// What one burst step came to.
@@ -616,6 +693,10 @@ enum Step {
 /// client close, with a reset (`SO_LINGER` 0), which leaves no TIME_WAIT on either side, so
 /// ports never run out. Also reports the server's CPU time (user + system, from /proc) per
 /// handshake in the measured window, and the load generator's own CPU use.
+///
+/// With `--tls`, each connection first makes a full TLS handshake (the request goes with the
+/// client's Finished), the same checks apply to the decrypted bytes, and the server's end is
+/// its close_notify or, without one, the end of its TCP stream.
 fn burst(args: &Args) {
     use mio::{Events, Interest, Poll, Token};
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(KEY.as_bytes());
@@ -634,8 +715,24 @@ fn burst(args: &Args) {
     let mut opened = 0u64;
     let (mut done, mut failed) = (0u64, 0u64);
 
+    let name = rustls::pki_types::ServerName::try_from(TLS_NAME).expect("a valid name");
     let mut open = |slot: usize, clients: &mut Vec<Option<Client>>, poll: &Poll| -> bool {
         opened += 1;
+        let tls = match &args.tls {
+            None => None,
+            Some(config) => {
+                use std::io::Write;
+                let Ok(mut tls) = rustls::ClientConnection::new(config.clone(), name.clone())
+                else {
+                    return false;
+                };
+                // Held until the handshake is done, then sent with the client's Finished.
+                if tls.writer().write_all(&request).is_err() {
+                    return false;
+                }
+                Some(Box::new(tls))
+            }
+        };
         let Ok(mut stream) = mio::net::TcpStream::connect(args.addr) else {
             return false;
         };
@@ -653,10 +750,11 @@ fn burst(args: &Args) {
         clients[slot] = Some(Client {
             stream,
             phase: Phase::Response,
-            requested: false,
+            requested: tls.is_some(),
             echoed: false,
             tag: hex(opened),
             started: Instant::now(),
+            tls,
         });
         true
     };
@@ -792,6 +890,11 @@ fn step(
     frames: &mut Vec<u8>,
 ) -> Step {
     use std::io::{ErrorKind, Read, Write};
+    if let Some(mut tls) = client.tls.take() {
+        let outcome = step_tls(client, &mut tls, buf, accept, chunk, frames);
+        client.tls = Some(tls);
+        return outcome;
+    }
     if !client.requested {
         match client.stream.write(request) {
             Ok(n) if n == request.len() => client.requested = true,
@@ -825,42 +928,120 @@ fn step(
             return Step::Failed; // bytes after the close frame
         }
         buf.extend_from_slice(&chunk[..n]);
-        if client.phase == Phase::Response {
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            if !switching(&buf[..end], accept) {
-                return Step::Failed;
-            }
-            buf.drain(..end + 4);
-            frames.clear();
-            encode(frames, 0x1, &client.tag);
-            encode(frames, 0x8, &1000u16.to_be_bytes());
-            match client.stream.write(frames) {
-                Ok(n) if n == frames.len() => client.phase = Phase::Echo,
-                _ => return Step::Failed,
-            }
-        }
-        let mut at = 0;
-        while let Some((op, range, len)) = decode(&buf[at..]) {
-            let payload = &buf[at + range.start..at + range.end];
-            match op {
-                0x1 if !client.echoed && payload == client.tag => client.echoed = true,
-                0x8 if client.echoed && payload.starts_with(&1000u16.to_be_bytes()) => {
-                    client.phase = Phase::End;
-                }
-                _ => return Step::Failed,
-            }
-            at += len;
-            if client.phase == Phase::End {
-                break;
-            }
-        }
-        buf.drain(..at);
-        if client.phase == Phase::End && !buf.is_empty() {
+        frames.clear();
+        if !receive(client, buf, accept, frames) {
             return Step::Failed;
         }
+        if !frames.is_empty() {
+            match client.stream.write(frames) {
+                Ok(n) if n == frames.len() => {}
+                _ => return Step::Failed,
+            }
+        }
     }
+}
+
+/// `step` over TLS: what the session has to send goes to the socket, what the socket has
+/// goes to the session, and the session's plaintext to the same checks as without TLS, until
+/// the socket has nothing more to give.
+fn step_tls(
+    client: &mut Client,
+    tls: &mut rustls::ClientConnection,
+    buf: &mut Vec<u8>,
+    accept: &str,
+    chunk: &mut [u8],
+    frames: &mut Vec<u8>,
+) -> Step {
+    use std::io::{ErrorKind, Read, Write};
+    // A socket still connecting (ENOTCONN) reports writable once it is connected.
+    let waits = |e: &std::io::Error| {
+        e.kind() == ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOTCONN)
+    };
+    loop {
+        while tls.wants_write() {
+            match tls.write_tls(&mut client.stream) {
+                Ok(_) => {}
+                Err(e) if waits(&e) => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Step::Failed,
+            }
+        }
+        match tls.read_tls(&mut client.stream) {
+            // The server closed its end: fine once its close frame came, a failure before.
+            Ok(0) => {
+                return if client.phase == Phase::End {
+                    Step::Done
+                } else {
+                    Step::Failed
+                };
+            }
+            Ok(_) => {}
+            Err(e) if waits(&e) => return Step::Wait,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return Step::Failed,
+        }
+        // A bad record or certificate: the session queues an alert, sent as a courtesy.
+        if tls.process_new_packets().is_err() {
+            let _ = tls.write_tls(&mut client.stream);
+            return Step::Failed;
+        }
+        loop {
+            let n = match tls.reader().read(chunk) {
+                Ok(0) => break, // close_notify: `read_tls` reports the end from now on
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => return Step::Failed,
+            };
+            if client.phase == Phase::End {
+                return Step::Failed; // bytes after the close frame
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            frames.clear();
+            if !receive(client, buf, accept, frames) {
+                return Step::Failed;
+            }
+            // Sent at the top of the loop.
+            if !frames.is_empty() && tls.writer().write_all(frames).is_err() {
+                return Step::Failed;
+            }
+        }
+    }
+}
+
+/// Takes the server's bytes in `buf` as far as they go: the 101 (checked; then `frames`
+/// gets the echo and the close frame, for the caller to send), the echo (checked), the
+/// close frame (checked, and nothing may follow it). `false`: a check failed.
+fn receive(client: &mut Client, buf: &mut Vec<u8>, accept: &str, frames: &mut Vec<u8>) -> bool {
+    if client.phase == Phase::Response {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return true;
+        };
+        if !switching(&buf[..end], accept) {
+            return false;
+        }
+        buf.drain(..end + 4);
+        encode(frames, 0x1, &client.tag);
+        encode(frames, 0x8, &1000u16.to_be_bytes());
+        client.phase = Phase::Echo;
+    }
+    let mut at = 0;
+    while let Some((op, range, len)) = decode(&buf[at..]) {
+        let payload = &buf[at + range.start..at + range.end];
+        match op {
+            0x1 if !client.echoed && payload == client.tag => client.echoed = true,
+            0x8 if client.echoed && payload.starts_with(&1000u16.to_be_bytes()) => {
+                client.phase = Phase::End;
+            }
+            _ => return false,
+        }
+        at += len;
+        if client.phase == Phase::End {
+            break;
+        }
+    }
+    buf.drain(..at);
+    // Nothing may follow the close frame.
+    client.phase != Phase::End || buf.is_empty()
 }
 
 fn hex(n: u64) -> [u8; 16] {
