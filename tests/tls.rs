@@ -19,9 +19,53 @@ fn echo(out: Out<Message>) {
     on_message(|message: Message| out.write(message));
 }
 
+#[websocket("/bye")]
+fn bye(out: Out<String>) {
+    out.write("bye");
+    out.close();
+}
+
 fn tls_server(cert: &Cert) -> Server {
     let tls = Tls::from_pem(&cert.cert_pem, &cert.key_pem).expect("the test certificate");
-    Server::new().route(echo).tls(tls)
+    Server::new().route(echo).route(bye).tls(tls)
+}
+
+/// At the end of a connection the server says goodbye in TLS too (close_notify), so the
+/// client sees a clean end of stream rather than a truncation.
+#[tokio::test]
+async fn a_closed_connection_ends_with_close_notify() {
+    let cert = Cert::new();
+    let server = TestServer::start(tls_server(&cert)).await;
+    let mut tls = cert.tls(server.addr).await;
+    tls.write_all(
+        b"GET /bye HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // The 101, "bye", the close frame; then our close frame answers, and the stream ends.
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !seen.windows(2).any(|w| w == [0x88, 0x02]) {
+        let n = tokio::time::timeout(WAIT, tls.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the stream ended before the close frame");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    tls.write_all(&common::frame(0x8, &[0x03, 0xe8], true))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(WAIT, tls.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(
+        ended.is_ok(),
+        "the stream ended without close_notify: {ended:?}"
+    );
+    server.stop().await;
 }
 
 #[tokio::test]

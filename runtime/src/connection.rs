@@ -55,9 +55,22 @@ where
                 let hyper::upgrade::Parts { io, read_buf, .. } = parts;
                 let read = read_buf.to_vec();
                 drop(read_buf);
-                run(io.into_inner(), read, accepted, &task_app).await;
+                // A stream over TCP (TLS) is shut down before it is dropped, so that it says
+                // goodbye (TLS's close_notify); a bare socket closes by being dropped.
+                let shut_down =
+                    std::any::TypeId::of::<T>() != std::any::TypeId::of::<tokio::net::TcpStream>();
+                run(io.into_inner(), read, accepted, &task_app, shut_down).await;
             }
-            Err(upgraded) => run(TokioIo::new(upgraded), Vec::new(), accepted, &task_app).await,
+            Err(upgraded) => {
+                run(
+                    TokioIo::new(upgraded),
+                    Vec::new(),
+                    accepted,
+                    &task_app,
+                    true,
+                )
+                .await;
+            }
         }
     });
 }
@@ -71,7 +84,7 @@ where
 {
     let task_app = Arc::clone(app);
     spawn(app, accepted.endpoint, accepted.peer, async move {
-        run(io, Vec::new(), accepted, &task_app).await;
+        run(io, Vec::new(), accepted, &task_app, false).await;
     });
 }
 
@@ -93,8 +106,8 @@ fn spawn(
 const READ_BUFFER: usize = 1 << 10;
 
 /// The connection loop over an upgraded stream; `read` holds bytes already read past the
-/// HTTP request.
-async fn run<IO>(io: IO, read: Vec<u8>, accepted: Accepted, app: &App)
+/// HTTP request. `shut_down`: shut the stream down at the end, rather than only drop it.
+async fn run<IO>(io: IO, read: Vec<u8>, accepted: Accepted, app: &App, shut_down: bool)
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -115,7 +128,12 @@ where
         ping_interval: config.ping_interval,
         idle_timeout: config.idle_timeout,
     };
-    drive(ws, accepted, app.registry.shutdown(), timing).await;
+    let mut ws = drive(ws, accepted, app.registry.shutdown(), timing).await;
+    if shut_down {
+        let io = ws.get_mut().get_mut();
+        let goodbye = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx));
+        let _ = tokio::time::timeout(config.close_timeout, goodbye).await;
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -177,7 +195,12 @@ struct Driver<S> {
     code: Option<u16>,
 }
 
-async fn drive<S>(ws: WebSocket<LeanIo<S>>, accepted: Accepted, shutdown: &Shutdown, timing: Timing)
+async fn drive<S>(
+    ws: WebSocket<LeanIo<S>>,
+    accepted: Accepted,
+    shutdown: &Shutdown,
+    timing: Timing,
+) -> WebSocket<LeanIo<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -209,6 +232,7 @@ where
     poll_fn(|cx| driver.poll(cx, shutdown, signal.as_mut())).await;
     shared.finish();
     tracing::debug!(code = driver.code, "websocket closed");
+    driver.ws
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {

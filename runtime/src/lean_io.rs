@@ -58,6 +58,11 @@ impl<S> LeanIo<S> {
         }
     }
 
+    /// The stream.
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
     /// The task to wake when a read or write that returned `WouldBlock` can go on: called
     /// at the start of each poll of the connection. Clones only when the task changed.
     pub(crate) fn set_waker(&mut self, waker: &Waker) {
