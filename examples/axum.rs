@@ -60,6 +60,7 @@ async fn main() -> std::io::Result<()> {
     let rooms = Rooms::default();
     let ws = chat_server(&rooms);
     let handle = ws.handle();
+    let shutdown = handle.shutdown_on_ctrl_c(); // Ctrl-C caught from here on
     let app = axum::Router::new()
         .route("/api/rooms", get(list_rooms))
         .with_state(rooms)
@@ -70,12 +71,8 @@ async fn main() -> std::io::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("Ctrl-C: shutting down");
-        }
-        handle.shutdown().await;
-    })
+    // At Ctrl-C, wsock's 1001 to every WebSocket, then axum stops.
+    .with_graceful_shutdown(shutdown)
     .await
 }
 

@@ -39,10 +39,10 @@ extern crate self as wsock;
 #[doc(inline)]
 pub use wsock_macros::websocket;
 pub use wsock_runtime::{
-    Bound, Bytes, CloseCode, Closed, DecodeError, Endpoint, Error, FromMessage, FromPathParam,
-    FromRequest, Handle, HeaderMap, IntoMessage, Json, Message, Method, Out, Query, Reject,
-    Request, SESSION_COOKIE, Server, Session, SessionKey, ShuttingDown, State, StatusCode, Text,
-    Uri, WsService,
+    Bound, Broker, Bytes, CloseCode, Closed, DecodeError, Endpoint, Error, FromMessage,
+    FromPathParam, FromRequest, Handle, HeaderMap, IntoMessage, Json, Message, Method, Out,
+    Publish, PublishError, Query, Reject, Request, SESSION_COOKIE, Server, Session, SessionKey,
+    ShuttingDown, Sink, State, StatusCode, Subscriber, Text, Topic, Topics, Uri, WsService,
 };
 
 #[cfg(feature = "tls")]
@@ -55,7 +55,7 @@ pub mod prelude {
     pub use crate::sections::{on_close, on_error, on_message};
     pub use crate::{
         CloseCode, DecodeError, Error, FromRequest, Json, Message, Out, Query, Reject, Request,
-        Server, Session, State, websocket,
+        Server, Session, State, Text, Topic, Topics, websocket,
     };
 }
 

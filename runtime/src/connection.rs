@@ -193,6 +193,8 @@ struct Driver<S> {
     shutdown_registered: bool,
     /// The close code that ended the connection, for the log.
     code: Option<u16>,
+    /// The ready code has run (said once, to whoever waits for it).
+    ready: bool,
 }
 
 async fn drive<S>(
@@ -226,6 +228,7 @@ where
         shutdown_seen: false,
         shutdown_registered: false,
         code: None,
+        ready: false,
     };
     let signal = shutdown.signal();
     let mut signal = std::pin::pin!(signal);
@@ -261,6 +264,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         progress = true;
                         self.user_finished(result);
                     }
+                }
+                if !self.ready && (self.user.is_none() || self.shared.wants_message()) {
+                    self.ready = true;
+                    self.shared.set_ready();
                 }
             }
 

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::endpoint::FromRequest;
 use crate::request::{Reject, Request};
 use crate::session::Session;
+use crate::topics::Topics;
 
 /// The query string, deserialized with serde: `Query(params): Query<Params>`.
 ///
@@ -114,5 +115,11 @@ impl<T: Send + Sync + 'static> FromRequest for State<T> {
 impl FromRequest for Session {
     async fn from_request(req: &Request) -> Result<Self, Reject> {
         Ok(req.session())
+    }
+}
+
+impl FromRequest for Topics {
+    async fn from_request(req: &Request) -> Result<Self, Reject> {
+        Ok(req.topics().clone())
     }
 }

@@ -39,6 +39,7 @@ mod states;
 pub mod test;
 #[cfg(feature = "tls")]
 mod tls;
+mod topics;
 mod upgrade;
 
 pub use crate::endpoint::{Endpoint, FromPathParam, FromRequest};
@@ -53,6 +54,7 @@ pub use crate::service::WsService;
 pub use crate::session::{SESSION_COOKIE, Session, SessionKey};
 #[cfg(feature = "tls")]
 pub use crate::tls::Tls;
+pub use crate::topics::{Broker, Publish, PublishError, Sink, Subscriber, Topic, Topics};
 
 pub use bytes::Bytes;
 pub use http::{HeaderMap, Method, StatusCode, Uri};

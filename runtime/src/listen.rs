@@ -141,6 +141,17 @@ impl Handle {
         ShuttingDown(Box::pin(async move { registry.drain(timeout).await }))
     }
 
+    /// Waits for Ctrl-C, then shuts down as [`Handle::shutdown`] does and waits for the end:
+    /// for axum's `with_graceful_shutdown(handle.shutdown_on_ctrl_c())`. Ctrl-C is caught
+    /// from this call on, so call it before the server starts listening.
+    pub fn shutdown_on_ctrl_c(&self) -> ShuttingDown {
+        let (ctrl_c, handle) = (ctrl_c(), self.clone());
+        ShuttingDown(Box::pin(async move {
+            ctrl_c.await;
+            handle.shutdown().await;
+        }))
+    }
+
     /// How many WebSocket connections are open.
     pub fn open_connections(&self) -> usize {
         self.registry.open()
@@ -163,6 +174,21 @@ impl std::fmt::Debug for ShuttingDown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ShuttingDown")
     }
+}
+
+/// Completes at Ctrl-C (SIGINT), which is caught from this call on, not from the first poll
+/// (until then, Ctrl-C would end the process).
+pub(crate) fn ctrl_c() -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut ctrl_c = Box::pin(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C: shutting down");
+        }
+    });
+    // The first poll installs the handler; the waker that matters comes with the next one.
+    let _ = ctrl_c
+        .as_mut()
+        .poll(&mut Context::from_waker(std::task::Waker::noop()));
+    ctrl_c
 }
 
 /// A listening socket as `TcpListener::bind` makes one (address reuse on Unix, a backlog of

@@ -114,6 +114,15 @@ impl From<String> for Text {
     }
 }
 
+impl TryFrom<Bytes> for Text {
+    type Error = std::str::Utf8Error;
+
+    /// Text from bytes that must be UTF-8; no copy.
+    fn try_from(bytes: Bytes) -> Result<Self, Self::Error> {
+        Utf8Bytes::try_from(bytes).map(Text)
+    }
+}
+
 impl From<&str> for Text {
     fn from(text: &str) -> Self {
         Text(text.into())
@@ -179,6 +188,12 @@ impl CloseCode {
 impl From<u16> for CloseCode {
     fn from(code: u16) -> Self {
         CloseCode(code)
+    }
+}
+
+impl PartialEq<u16> for CloseCode {
+    fn eq(&self, other: &u16) -> bool {
+        self.0 == *other
     }
 }
 

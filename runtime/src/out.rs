@@ -9,6 +9,7 @@ use crate::error::Closed;
 use crate::message::{CloseCode, IntoMessage, Message};
 use crate::request::{Reject, Request};
 use crate::shared::Shared;
+use crate::topics::{Connection, Sealed, Subscriber};
 
 /// Sends messages of type `T` to one connection.
 ///
@@ -135,5 +136,13 @@ impl<T: IntoMessage> FromRequest for Out<T> {
 
     async fn from_accept(cx: &Accept) -> Result<Self, Reject> {
         Ok(Out::new(Arc::clone(cx.shared())))
+    }
+}
+
+impl<T> Sealed for Out<T> {}
+
+impl<T: IntoMessage> Subscriber<T> for Out<T> {
+    fn connection(&self) -> Connection<'_> {
+        Connection(&self.shared)
     }
 }

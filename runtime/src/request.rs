@@ -9,6 +9,7 @@ use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use crate::percent;
 use crate::session::{ServerKey, Session};
 use crate::states::States;
+use crate::topics::Topics;
 
 /// The head of the HTTP upgrade request: method, URI, headers, cookies and peer address.
 ///
@@ -49,6 +50,7 @@ pub(crate) type Params = Vec<(&'static str, String)>;
 pub(crate) struct Context {
     pub(crate) states: States,
     pub(crate) session_key: ServerKey,
+    pub(crate) topics: Topics,
 }
 
 impl Request {
@@ -144,6 +146,11 @@ impl Request {
     /// The server's state of type `T` (see [`State`](crate::State)), if it was given one.
     pub fn state<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         self.head.context.states.get::<T>()
+    }
+
+    /// The server's topics (see [`Topics`]).
+    pub fn topics(&self) -> &Topics {
+        &self.head.context.topics
     }
 
     /// The subprotocol agreed on with the client, for an endpoint that declares some

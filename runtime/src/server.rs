@@ -17,6 +17,7 @@ use crate::request::Context;
 use crate::router::Router;
 use crate::session::{ServerKey, SessionKey};
 use crate::states::States;
+use crate::topics::{Broker, Topics};
 use crate::upgrade;
 
 /// A WebSocket server: endpoints by path, settings, and serving.
@@ -44,6 +45,8 @@ pub struct Server {
     session_key: Option<SessionKey>,
     /// Made with the server, so that a [`Handle`] can be taken before it serves.
     registry: Arc<Registry>,
+    /// Made with the server, so that it can publish before it serves.
+    topics: Topics,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
 }
@@ -64,6 +67,7 @@ impl Server {
             states: States::default(),
             session_key: None,
             registry: Arc::default(),
+            topics: Topics::default(),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -273,6 +277,36 @@ impl Server {
         self
     }
 
+    /// The server's topics, to publish from outside any endpoint: a spawned task, an axum
+    /// handler. Endpoints take them as a parameter (`topics: Topics`).
+    ///
+    /// ```
+    /// # use wsock::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = Server::new();
+    /// let news = server.topics().topic::<String>("news");
+    /// tokio::spawn(async move {
+    ///     // Every connection subscribed to "news" gets it, on every node.
+    ///     news.publish("extra, extra").ok();
+    /// });
+    /// # }
+    /// ```
+    pub fn topics(&self) -> Topics {
+        self.topics.clone()
+    }
+
+    /// Links the server's topics to other nodes through `broker` (`wsock_redis::Redis`): a
+    /// message published on any node reaches the subscribers of every node. Without a broker,
+    /// topics reach this process only.
+    ///
+    /// # Panics
+    /// If the server has a broker already.
+    pub fn broker(self, broker: impl Broker) -> Self {
+        self.topics.set_broker(Arc::new(broker));
+        self
+    }
+
     /// A handle that shuts the server down gracefully, wherever it serves: the built-in
     /// server, or a [`Service`](crate::WsService) inside another one.
     pub fn handle(&self) -> Handle {
@@ -371,6 +405,7 @@ impl Server {
             context: Arc::new(Context {
                 states: self.states,
                 session_key: ServerKey::new(self.session_key),
+                topics: self.topics,
             }),
             registry: self.registry,
         })
@@ -379,14 +414,11 @@ impl Server {
     /// Binds the address and serves until Ctrl-C, then shuts down gracefully: every
     /// connection is closed with 1001 and its `on_close` runs.
     pub async fn serve(self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        // Ctrl-C is caught from before the server listens: a client that connects at once and
+        // is followed by a Ctrl-C still gets its 1001, not a killed process.
+        let ctrl_c = crate::listen::ctrl_c();
         let bound = self.bind(addr).await?;
         tracing::info!(addr = %bound.local_addr(), "wsock listening");
-        bound
-            .run_until(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    tracing::info!("Ctrl-C: shutting down");
-                }
-            })
-            .await
+        bound.run_until(ctrl_c).await
     }
 }

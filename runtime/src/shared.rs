@@ -35,6 +35,13 @@ pub(crate) struct Shared {
     room: Notify,
     /// The received message, handed from the driver to the endpoint.
     inbound: Mutex<Option<Message>>,
+    /// The ready code has run: the endpoint waits for its first message, or its code ended.
+    ready: AtomicBool,
+    /// Who waits for `ready` (the test kit, before it hands a client over).
+    ready_waiters: Notify,
+    /// What the connection holds until it ends (its topic subscriptions: dropping one leaves
+    /// the topic), by key; `None` once the connection ended.
+    held: Mutex<Option<Vec<(usize, Held)>>>,
     /// The inbound slot's state (`WAITING`, `FULL`, `ENDED`): changed under the slot's lock,
     /// except by the endpoint starting to wait on an empty slot, so that asking whether the
     /// endpoint waits, or starting to wait, takes no lock.
@@ -48,6 +55,9 @@ const WAITING: u8 = 1;
 const FULL: u8 = 2;
 /// No more messages will come.
 const ENDED: u8 = 4;
+
+/// A guard the connection keeps until it ends, or until it is released.
+pub(crate) type Held = Box<dyn Send + Sync>;
 
 struct Outbound {
     queue: VecDeque<tungstenite::Message>,
@@ -84,8 +94,56 @@ impl Shared {
             parked: AtomicBool::new(false),
             room: Notify::new(),
             inbound: Mutex::new(None),
+            held: Mutex::new(Some(Vec::new())),
+            ready: AtomicBool::new(false),
+            ready_waiters: Notify::new(),
             inbound_state: AtomicU8::new(0),
         }
+    }
+
+    /// The ready code has run (the driver says so once).
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+        self.ready_waiters.notify_waiters();
+    }
+
+    /// Completes once the ready code has run.
+    #[cfg_attr(not(feature = "test"), allow(dead_code))]
+    pub(crate) async fn ready(&self) {
+        let notified = self.ready_waiters.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the check, so a `set_ready` in between is not missed.
+        notified.as_mut().enable();
+        if !self.ready.load(Ordering::Acquire) {
+            notified.await;
+        }
+    }
+
+    /// Keeps the guard `make` returns until the connection ends or `release(key)`; `make` runs
+    /// under the lock that the end takes, so nothing is held by a connection that ended. Does
+    /// nothing (and returns `false`) once the connection ended or `key` is held already.
+    pub(crate) fn hold(&self, key: usize, make: impl FnOnce() -> Held) -> bool {
+        let mut held = lock(&self.held);
+        match held.as_mut() {
+            Some(list) if !list.iter().any(|(k, _)| *k == key) => {
+                list.push((key, make()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops the guard held under `key`, if any.
+    pub(crate) fn release(&self, key: usize) {
+        let released = {
+            let mut held = lock(&self.held);
+            let list = held.as_mut();
+            list.and_then(|list| {
+                let at = list.iter().position(|(k, _)| *k == key)?;
+                Some(list.swap_remove(at))
+            })
+        };
+        drop(released);
     }
 
     /// Queues a message; a full queue means the client does not keep up, and closes with 1008.
@@ -216,8 +274,11 @@ impl Shared {
         true
     }
 
-    /// The connection is over: writes become no-ops and waiting senders get `Closed`.
+    /// The connection is over: writes become no-ops and waiting senders get `Closed`; what it
+    /// held is dropped (it leaves its topics).
     pub(crate) fn finish(&self) {
+        let held = lock(&self.held).take();
+        drop(held);
         self.closing.store(true, Ordering::Release);
         let mut out = lock(&self.out);
         out.shut = true;

@@ -30,6 +30,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, IntoFuture, poll_fn};
+use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::panic::Location;
 use std::pin::Pin;
@@ -38,6 +39,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use tokio::io::DuplexStream;
@@ -49,9 +51,11 @@ use crate::connection;
 use crate::dispatch::{Peer, dispatch};
 use crate::lean_io::LeanIo;
 use crate::listen::{Handle, ShuttingDown};
-use crate::message::{CloseCode, FromMessage, IntoMessage, Message};
+use crate::message::{CloseCode, FromMessage, IntoMessage, Message, Text};
 use crate::server::Server;
 use crate::session::Session;
+use crate::shared::Shared;
+use crate::topics::{Connection as TopicConnection, Sealed, Subscriber, Topics};
 
 /// The default for every wait.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -89,6 +93,10 @@ impl TestServer {
 
     /// Connects to `path` (with its query string), as a client with no special headers.
     /// A refusal comes back as [`Refused`], with its status and body.
+    ///
+    /// It returns once the endpoint's ready code has run (up to where it waits for its
+    /// first message), so what the ready code set up (a subscription, a first message) is in
+    /// place.
     pub async fn connect(&self, path: &str) -> Result<TestClient, Refused> {
         self.request(path).await
     }
@@ -140,6 +148,142 @@ impl TestServer {
     /// How many connections are open.
     pub fn open_connections(&self) -> usize {
         self.app.registry.open()
+    }
+
+    /// The server's topics: publish to them as the app does.
+    pub fn topics(&self) -> Topics {
+        self.app.context.topics.clone()
+    }
+
+    /// Watches the topic `name` (of message type `T`) as a subscriber would, without a
+    /// client: what is published to it from now on comes out of the watch's `recv`.
+    ///
+    /// ```
+    /// # use wsock::prelude::*;
+    /// # use wsock::test::TestServer;
+    /// #[websocket("/say/{room}")]
+    /// fn say(room: String, topics: Topics) {
+    ///     let room = topics.topic::<String>(format!("room:{room}"));
+    ///     on_message(|text: String| room.publish(text));
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let app = TestServer::new(Server::new().route(say));
+    /// let mut lobby = app.watch::<String>("room:lobby");
+    /// let mut client = app.connect("/say/lobby").await.unwrap();
+    /// client.send("hello").await;
+    /// assert_eq!(lobby.recv::<String>().await, "hello");
+    /// # }
+    /// ```
+    pub fn watch<T: IntoMessage>(&self, name: &str) -> TopicWatch<T> {
+        let watch = TopicWatch {
+            shared: Arc::new(Shared::new("watch", usize::MAX)),
+            queue: VecDeque::new(),
+            timeout: self.timeout,
+            topic: name.to_owned(),
+            _message: PhantomData,
+        };
+        self.topics().topic::<T>(name).subscribe(&watch);
+        watch
+    }
+}
+
+/// What a topic receives, watched from a test: see [`TestServer::watch`]. Dropping it
+/// unsubscribes.
+pub struct TopicWatch<T> {
+    shared: Arc<Shared>,
+    queue: VecDeque<tungstenite::Message>,
+    timeout: Duration,
+    topic: String,
+    _message: PhantomData<fn(T)>,
+}
+
+impl<T> Sealed for TopicWatch<T> {}
+
+impl<T: IntoMessage> Subscriber<T> for TopicWatch<T> {
+    fn connection(&self) -> TopicConnection<'_> {
+        TopicConnection(&self.shared)
+    }
+}
+
+impl<T> TopicWatch<T> {
+    /// Receives the next message published to the topic, as `U`.
+    ///
+    /// # Panics
+    /// If nothing is published within the timeout, or the message does not decode as `U`.
+    #[track_caller]
+    pub fn recv<U: FromMessage>(&mut self) -> impl Future<Output = U> + '_ {
+        let at = Location::caller();
+        async move {
+            let timeout = self.timeout;
+            let Some(message) = self.next(timeout).await else {
+                panic!(
+                    "expected a message on the topic {:?} within {timeout:?} (at {at}); \
+                     nothing was published",
+                    self.topic
+                );
+            };
+            let shown = describe(&message);
+            U::from_message(message).unwrap_or_else(|err| {
+                panic!(
+                    "expected a message that decodes as `{}` (at {at}); the topic {:?} got \
+                     {shown}, which does not: {err}",
+                    short_type_name::<U>(),
+                    self.topic
+                )
+            })
+        }
+    }
+
+    /// Expects nothing to be published to the topic for `quiet`.
+    ///
+    /// # Panics
+    /// If a message is published.
+    #[track_caller]
+    pub fn expect_nothing(&mut self, quiet: Duration) -> impl Future<Output = ()> + '_ {
+        let at = Location::caller();
+        async move {
+            if let Some(message) = self.next(quiet).await {
+                panic!(
+                    "expected nothing on the topic {:?} for {quiet:?} (at {at}); got {}",
+                    self.topic,
+                    describe(&message)
+                );
+            }
+        }
+    }
+
+    async fn next(&mut self, wait: Duration) -> Option<Message> {
+        let next = poll_fn(|cx| {
+            loop {
+                if let Some(message) = self.queue.pop_front() {
+                    if let Some(message) = Message::from_tungstenite(message) {
+                        return Poll::Ready(message);
+                    }
+                    continue;
+                }
+                let _ = self.shared.drain(&mut self.queue);
+                if self.queue.is_empty() && self.shared.park(cx) {
+                    return Poll::Pending;
+                }
+            }
+        });
+        tokio::time::timeout(wait, next).await.ok()
+    }
+}
+
+impl<T> Drop for TopicWatch<T> {
+    fn drop(&mut self) {
+        self.shared.finish();
+    }
+}
+
+impl<T> fmt::Debug for TopicWatch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TopicWatch")
+            .field("topic", &self.topic)
+            .finish()
     }
 }
 
@@ -240,7 +384,11 @@ impl Connect<'_> {
             .get(header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let shared = Arc::clone(&accepted.connection.shared);
         connection::spawn_on(app, accepted, server_end);
+        // Handed over once the ready code has run (what it set up is in place), or after the
+        // timeout for ready code that waits on something slow.
+        let _ = tokio::time::timeout(server.timeout, shared.ready()).await;
         let config = WebSocketConfig::default()
             .max_message_size(None)
             .max_frame_size(None);
@@ -318,23 +466,48 @@ impl fmt::Debug for Refused {
 
 impl std::error::Error for Refused {}
 
-/// What the server sent last: a message, its close, or the end of the connection.
-enum Event {
+/// What the server sent, as [`TestClient::next`] returns it: a message, its close, or the
+/// end of the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A text message.
+    Text(Text),
+    /// A binary message.
+    Binary(Bytes),
+    /// The server's close frame: its code and reason.
+    Close(CloseCode, String),
+    /// The connection ended without a close frame, or broke (what broke it).
+    Ended(String),
+}
+
+impl From<Got> for Event {
+    fn from(got: Got) -> Self {
+        match got {
+            Got::Message(Message::Text(text)) => Event::Text(text),
+            Got::Message(Message::Binary(bytes)) => Event::Binary(bytes),
+            Got::Close(code, reason) => Event::Close(code, reason),
+            Got::Ended(why) => Event::Ended(why),
+        }
+    }
+}
+
+/// What the server sent: a message, its close, or the end of the connection.
+enum Got {
     Message(Message),
     Close(CloseCode, String),
     /// The connection ended without a close frame, or broke (what broke it).
     Ended(String),
 }
 
-impl fmt::Display for Event {
+impl fmt::Display for Got {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::Message(message) => write!(f, "got {}", describe(message)),
-            Event::Close(code, reason) if reason.is_empty() => {
+            Got::Message(message) => write!(f, "got {}", describe(message)),
+            Got::Close(code, reason) if reason.is_empty() => {
                 write!(f, "the connection closed with {code}")
             }
-            Event::Close(code, reason) => write!(f, "the connection closed with {code}: {reason}"),
-            Event::Ended(why) => write!(f, "the connection ended without a close frame ({why})"),
+            Got::Close(code, reason) => write!(f, "the connection closed with {code}: {reason}"),
+            Got::Ended(why) => write!(f, "the connection ended without a close frame ({why})"),
         }
     }
 }
@@ -434,7 +607,7 @@ impl TestClient {
         async move {
             let timeout = self.timeout;
             match self.next_event(timeout).await {
-                Some(Event::Message(message)) => {
+                Some(Got::Message(message)) => {
                     let shown = describe(&message);
                     T::from_message(message).unwrap_or_else(|err| {
                         panic!(
@@ -466,7 +639,7 @@ impl TestClient {
         async move {
             let timeout = self.timeout;
             match self.next_event(timeout).await {
-                Some(Event::Close(got, reason)) if got == code => reason,
+                Some(Got::Close(got, reason)) if got == code => reason,
                 Some(other) => {
                     panic!("expected a close with {code} within {timeout:?} (at {at}); {other}")
                 }
@@ -526,8 +699,8 @@ impl TestClient {
             }
             loop {
                 match self.next_event(timeout).await {
-                    Some(Event::Message(_)) => continue,
-                    Some(Event::Close(..) | Event::Ended(_)) => return,
+                    Some(Got::Message(_)) => continue,
+                    Some(Got::Close(..) | Got::Ended(_)) => return,
                     None => panic!(
                         "expected the server to answer the close within {timeout:?} (at {at}); \
                          nothing came"
@@ -559,7 +732,7 @@ impl TestClient {
                     match self.read(true).await {
                         Read::Pong(got) if got == payload => return Ok(()),
                         Read::Pong(_) => continue,
-                        Read::Event(Event::Message(message)) => self.received.push_back(message),
+                        Read::Event(Got::Message(message)) => self.received.push_back(message),
                         Read::Event(other) => return Err(other),
                     }
                 }
@@ -572,13 +745,20 @@ impl TestClient {
         }
     }
 
+    /// The next thing the server sends: a message, its close or the end, or `None` if
+    /// nothing comes within the timeout. For tests that take what comes; the `recv` and
+    /// `expect_*` methods say what they expect.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.next_event(self.timeout).await.map(Event::from)
+    }
+
     /// The next event within `wait`; `None` when nothing came.
-    async fn next_event(&mut self, wait: Duration) -> Option<Event> {
+    async fn next_event(&mut self, wait: Duration) -> Option<Got> {
         if let Some(message) = self.received.pop_front() {
-            return Some(Event::Message(message));
+            return Some(Got::Message(message));
         }
         if let Some((code, reason)) = &self.closed {
-            return Some(Event::Close(*code, reason.clone()));
+            return Some(Got::Close(*code, reason.clone()));
         }
         let read = tokio::time::timeout(wait, async {
             loop {
@@ -609,10 +789,10 @@ impl TestClient {
                                 (CloseCode::from(u16::from(f.code)), f.reason.to_string())
                             });
                         self.closed = Some((code, reason.clone()));
-                        Poll::Ready(Read::Event(Event::Close(code, reason)))
+                        Poll::Ready(Read::Event(Got::Close(code, reason)))
                     }
                     Ok(message) => match Message::from_tungstenite(message) {
-                        Some(message) => Poll::Ready(Read::Event(Event::Message(message))),
+                        Some(message) => Poll::Ready(Read::Event(Got::Message(message))),
                         None => continue, // a ping or a pong
                     },
                     Err(WsError::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {
@@ -627,7 +807,7 @@ impl TestClient {
                         };
                         self.closed
                             .get_or_insert((CloseCode::ABNORMAL, why.clone()));
-                        Poll::Ready(Read::Event(Event::Ended(why)))
+                        Poll::Ready(Read::Event(Got::Ended(why)))
                     }
                 };
             }
@@ -664,7 +844,7 @@ impl TestClient {
 
 /// What a read found.
 enum Read {
-    Event(Event),
+    Event(Got),
     Pong(bytes::Bytes),
 }
 

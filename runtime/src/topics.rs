@@ -1,0 +1,552 @@
+//! Topics: publish once, deliver to every subscribed connection, in this process or, through a
+//! [`Broker`], on every node.
+//!
+//! A published value is encoded once; each subscriber's queue gets the same bytes (a
+//! reference-count bump and a queue push, no copy or allocation per subscriber), under the
+//! queue's usual policy: a subscriber that does not keep up is closed with 1008, and nobody
+//! waits for it. A connection leaves its topics when it ends, through the guards it holds
+//! (see `Shared::hold`), never by a sweep.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::Error;
+use crate::message::{IntoMessage, Message, Text};
+use crate::shared::Shared;
+
+/// A server's topics: take it as an endpoint parameter (`topics: Topics`), or from
+/// [`Server::topics`](crate::Server::topics) to publish from anywhere (a spawned task, an axum
+/// handler). Cloning is cheap.
+///
+/// ```
+/// use serde::Serialize;
+/// use wsock::prelude::*;
+///
+/// #[derive(Serialize)]
+/// struct Said<'a> {
+///     from: &'a str,
+///     text: &'a str,
+/// }
+///
+/// /// Everyone in a room hears what anyone says, but not their own words back.
+/// #[websocket("/rooms/{room}")]
+/// fn room(room: String, out: Out<Text>, topics: Topics) {
+///     let room = topics.topic::<Text>(format!("room:{room}"));
+///     room.subscribe(&out); // until the connection ends
+///     on_message(|text: String| {
+///         let said = serde_json::to_string(&Said { from: "someone", text: &text })?;
+///         room.publish_except(&out, Text::from(said))?;
+///         Ok(())
+///     });
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Topics {
+    hub: Arc<Hub>,
+}
+
+/// Every topic of one server, and the broker that links it to other nodes.
+struct Hub {
+    /// This node, as other nodes see it in the broker's messages.
+    node: [u8; 16],
+    topics: Mutex<HashMap<String, Weak<Entry>>>,
+    broker: OnceLock<Arc<dyn Broker>>,
+}
+
+/// One topic: its subscribers on this node.
+struct Entry {
+    name: String,
+    /// The message type it carries, and its name for the error when another is asked for.
+    message_type: (TypeId, &'static str),
+    subscribers: RwLock<Slots>,
+    hub: Arc<Hub>,
+}
+
+/// Subscribers in slots that keep their place, so a subscription knows where it is.
+#[derive(Default)]
+struct Slots {
+    slots: Vec<Option<Arc<Shared>>>,
+    free: Vec<usize>,
+    count: usize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these locks; poisoning would only come from a bug.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        let mut node = [0u8; 16];
+        node.copy_from_slice(&random_node_id());
+        Topics {
+            hub: Arc::new(Hub {
+                node,
+                topics: Mutex::new(HashMap::new()),
+                broker: OnceLock::new(),
+            }),
+        }
+    }
+}
+
+/// A node id no other process is likely to have: the process, the time and a random state.
+fn random_node_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = [0u8; 16];
+    for (i, half) in id.chunks_mut(8).enumerate() {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_usize(i);
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| t.as_nanos()),
+        );
+        half.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    id
+}
+
+impl Topics {
+    /// The topic `name`, carrying messages of type `T` (what its subscribers' `Out<T>` send).
+    /// Names are any text built at run time: `format!("room:{room}")`.
+    ///
+    /// # Panics
+    /// If the topic is in use with another message type: a topic carries one type.
+    pub fn topic<T: IntoMessage>(&self, name: impl Into<String>) -> Topic<T> {
+        let name = name.into();
+        let message_type = (TypeId::of::<T>(), std::any::type_name::<T>());
+        let mut topics = lock(&self.hub.topics);
+        if let Some(entry) = topics.get(&name).and_then(Weak::upgrade) {
+            assert!(
+                entry.message_type.0 == message_type.0,
+                "the topic {name:?} carries `{}`, not `{}`: a topic carries one message type",
+                entry.message_type.1,
+                message_type.1
+            );
+            return Topic::new(entry);
+        }
+        let entry = Arc::new(Entry {
+            name: name.clone(),
+            message_type,
+            subscribers: RwLock::default(),
+            hub: Arc::clone(&self.hub),
+        });
+        topics.insert(name, Arc::downgrade(&entry));
+        Topic::new(entry)
+    }
+
+    /// How many connections of this node subscribe to the topic `name`.
+    pub fn subscribers(&self, name: &str) -> usize {
+        let entry = lock(&self.hub.topics).get(name).and_then(Weak::upgrade);
+        entry.map_or(0, |entry| entry.count())
+    }
+
+    /// The topics with subscribers on this node, by name, with their subscriber counts.
+    pub fn counts(&self) -> Vec<(String, usize)> {
+        let entries: Vec<Arc<Entry>> = lock(&self.hub.topics)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut counts: Vec<_> = entries
+            .iter()
+            .map(|entry| (entry.name.clone(), entry.count()))
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        counts.sort();
+        counts
+    }
+
+    /// Links the topics to other nodes; once only.
+    pub(crate) fn set_broker(&self, broker: Arc<dyn Broker>) {
+        let sink = Sink {
+            hub: Arc::downgrade(&self.hub),
+        };
+        if self.hub.broker.set(Arc::clone(&broker)).is_err() {
+            panic!("a server has one broker: `Server::broker` was called twice");
+        }
+        broker.start(sink);
+    }
+}
+
+impl fmt::Debug for Topics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topics")
+            .field("topics", &self.counts())
+            .field("broker", &self.hub.broker.get().is_some())
+            .finish()
+    }
+}
+
+/// A topic carrying messages of type `T`, from [`Topics::topic`]: subscribe connections,
+/// publish to them. Cloning is cheap.
+pub struct Topic<T> {
+    entry: Arc<Entry>,
+    _message: PhantomData<fn(T)>,
+}
+
+impl<T> Clone for Topic<T> {
+    fn clone(&self) -> Self {
+        Topic {
+            entry: Arc::clone(&self.entry),
+            _message: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Topic<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Topic")
+            .field("name", &self.entry.name)
+            .field("subscribers", &self.entry.count())
+            .finish()
+    }
+}
+
+/// What can subscribe to a `Topic<T>`: an `Out<T>` of the same `T`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot subscribe to a `Topic<{T}>`",
+    label = "not an `Out<{T}>`",
+    note = "a topic carries one message type: subscribe an `Out<{T}>`, or take the topic as \
+            `topics.topic::<..>(name)` with this `Out`'s message type"
+)]
+pub trait Subscriber<T>: Sealed {
+    #[doc(hidden)]
+    fn connection(&self) -> Connection<'_>;
+}
+
+/// Only wsock's types subscribe.
+pub trait Sealed {}
+
+/// The connection a subscriber delivers to; not public API.
+#[doc(hidden)]
+pub struct Connection<'a>(pub(crate) &'a Arc<Shared>);
+
+/// What can be published to a `Topic<T>`: a `T`, or a value that converts into one, as for
+/// `Out<T>::write`.
+#[diagnostic::on_unimplemented(
+    message = "a `{Self}` cannot be published to a `Topic<{T}>`",
+    label = "not a `{T}`",
+    note = "a topic carries one message type, what its subscribers' `Out<{T}>` send: publish a \
+            `{T}`"
+)]
+pub trait Publish<T> {
+    #[doc(hidden)]
+    fn into_topic_message(self) -> T;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T, M: Into<T>> Publish<T> for M {
+    fn into_topic_message(self) -> T {
+        self.into()
+    }
+}
+
+impl<T: IntoMessage> Topic<T> {
+    fn new(entry: Arc<Entry>) -> Self {
+        Topic {
+            entry,
+            _message: PhantomData,
+        }
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.entry.name
+    }
+
+    /// Delivers every message published to this topic from now on to `out`'s connection,
+    /// until it unsubscribes or the connection ends. Subscribing twice is subscribing once;
+    /// a connection that ended does not subscribe.
+    pub fn subscribe(&self, out: &impl Subscriber<T>) {
+        let shared = out.connection().0;
+        let entry = &self.entry;
+        shared.hold(entry.key(), || {
+            let slot = entry.add(Arc::clone(shared));
+            Box::new(Subscription {
+                entry: Arc::clone(entry),
+                slot,
+            })
+        });
+    }
+
+    /// Stops delivering this topic's messages to `out`'s connection.
+    pub fn unsubscribe(&self, out: &impl Subscriber<T>) {
+        out.connection().0.release(self.entry.key());
+    }
+
+    /// How many connections of this node subscribe.
+    pub fn subscribers(&self) -> usize {
+        self.entry.count()
+    }
+
+    /// Publishes `message` to every subscriber: encoded once, queued for each subscriber on
+    /// this node without waiting for any, and handed to the broker for the other nodes.
+    ///
+    /// `Err` means the message could not be encoded (nobody got it), or the broker could not
+    /// take it (the subscribers of this node got it, other nodes did not; it is logged).
+    pub fn publish(&self, message: impl Publish<T>) -> Result<(), PublishError> {
+        self.publish_from(None, message.into_topic_message())
+    }
+
+    /// Publishes `message` to every subscriber but `except`'s connection (a chat message is
+    /// not echoed to its sender). See [`Topic::publish`].
+    pub fn publish_except(
+        &self,
+        except: &impl Subscriber<T>,
+        message: impl Publish<T>,
+    ) -> Result<(), PublishError> {
+        self.publish_from(Some(except.connection().0), message.into_topic_message())
+    }
+
+    fn publish_from(&self, except: Option<&Arc<Shared>>, message: T) -> Result<(), PublishError> {
+        let message = message.into_message().map_err(PublishError::Encode)?;
+        let entry = &self.entry;
+        match entry.hub.broker.get() {
+            None => {
+                entry.deliver(&message, except);
+                Ok(())
+            }
+            Some(broker) => {
+                let payload = encode_remote(&entry.hub.node, &message);
+                entry.deliver(&message, except);
+                broker.publish(&entry.name, payload).map_err(|error| {
+                    // The broker warns once per outage; each message it missed is a debug line.
+                    tracing::debug!(topic = entry.name, %error, "the broker did not take a message");
+                    PublishError::Broker(error)
+                })
+            }
+        }
+    }
+}
+
+impl Entry {
+    /// Identifies the topic among what a connection holds.
+    fn key(&self) -> usize {
+        self as *const Entry as usize
+    }
+
+    fn count(&self) -> usize {
+        self.subscribers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count
+    }
+
+    fn add(&self, shared: Arc<Shared>) -> usize {
+        let mut subscribers = self
+            .subscribers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let slot = match subscribers.free.pop() {
+            Some(slot) => {
+                subscribers.slots[slot] = Some(shared);
+                slot
+            }
+            None => {
+                subscribers.slots.push(Some(shared));
+                subscribers.slots.len() - 1
+            }
+        };
+        subscribers.count += 1;
+        // Its first subscriber on this node: messages from other nodes are wanted now.
+        if subscribers.count == 1
+            && let Some(broker) = self.hub.broker.get()
+        {
+            broker.subscribe(&self.name);
+        }
+        slot
+    }
+
+    fn remove(&self, slot: usize) {
+        let mut subscribers = self
+            .subscribers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if subscribers.slots[slot].take().is_none() {
+            return;
+        }
+        subscribers.free.push(slot);
+        subscribers.count -= 1;
+        if subscribers.count == 0 {
+            // No garbage left behind by churn: a topic nobody subscribes to holds no slots.
+            subscribers.slots = Vec::new();
+            subscribers.free = Vec::new();
+            if let Some(broker) = self.hub.broker.get() {
+                broker.unsubscribe(&self.name);
+            }
+        }
+    }
+
+    /// Queues `message` for every subscriber but `except`.
+    fn deliver(&self, message: &Message, except: Option<&Arc<Shared>>) {
+        let subscribers = self
+            .subscribers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for shared in subscribers.slots.iter().flatten() {
+            if except.is_some_and(|except| Arc::ptr_eq(except, shared)) {
+                continue;
+            }
+            shared.push(message.clone().into());
+        }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        // Forget the name, unless a new topic of that name took its place already.
+        let mut topics = lock(&self.hub.topics);
+        if topics
+            .get(&self.name)
+            .is_some_and(|weak| weak.strong_count() == 0)
+        {
+            topics.remove(&self.name);
+        }
+    }
+}
+
+/// A connection's place among a topic's subscribers, left when dropped.
+struct Subscription {
+    entry: Arc<Entry>,
+    slot: usize,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.entry.remove(self.slot);
+    }
+}
+
+/// Why a publish did not reach everyone.
+#[derive(Debug)]
+pub enum PublishError {
+    /// The value could not be encoded (a `Json` value that does not serialize): nobody got it.
+    Encode(Error),
+    /// The broker could not take it (Redis is unreachable, say): this node's subscribers got
+    /// it, other nodes did not.
+    Broker(Error),
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Encode(error) => write!(f, "the message could not be encoded: {error}"),
+            PublishError::Broker(error) => {
+                write!(f, "the message reached this node only: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Carries published messages between the nodes of a cluster: each node hands its
+/// publishes to the broker and gets the other nodes' from it. The `wsock-redis` crate is one,
+/// on Redis pub/sub; give it to a server with [`Server::broker`](crate::Server::broker).
+///
+/// The runtime asks for a topic only while this node has subscribers to it; payloads are
+/// opaque bytes, encoded once per publish, that another node's [`Sink`] understands.
+pub trait Broker: Send + Sync + 'static {
+    /// Called once, when the broker is given to a server: messages from other nodes go to
+    /// `sink`.
+    fn start(&self, sink: Sink);
+    /// This node has subscribers to `topic` now: receive its messages. Must not block.
+    fn subscribe(&self, topic: &str);
+    /// This node has no subscriber to `topic` left. Must not block.
+    fn unsubscribe(&self, topic: &str);
+    /// Sends `payload` to every node subscribed to `topic`, this one included (the sink
+    /// skips its own). Must not block: a broker that cannot take it now says so.
+    fn publish(&self, topic: &str, payload: Bytes) -> Result<(), Error>;
+}
+
+/// Where a [`Broker`] delivers what other nodes published.
+#[derive(Clone)]
+pub struct Sink {
+    hub: Weak<Hub>,
+}
+
+impl Sink {
+    /// Delivers a payload received for `topic` to this node's subscribers. Payloads this node
+    /// published itself, and payloads that are not wsock's, are dropped.
+    pub fn deliver(&self, topic: &str, payload: Bytes) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let Some((node, message)) = decode_remote(payload) else {
+            tracing::debug!(topic, "dropping a broker message that is not wsock's");
+            return;
+        };
+        if node == hub.node {
+            return; // delivered here when it was published
+        }
+        let entry = lock(&hub.topics).get(topic).and_then(Weak::upgrade);
+        if let Some(entry) = entry {
+            entry.deliver(&message, None);
+        }
+    }
+}
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sink")
+    }
+}
+
+/// The start of every payload: `wsock`, a format version.
+const MAGIC: &[u8; 5] = b"wsck1";
+const TEXT: u8 = 1;
+const BINARY: u8 = 2;
+
+/// A message as it crosses the broker: magic, kind, the publishing node, the payload.
+fn encode_remote(node: &[u8; 16], message: &Message) -> Bytes {
+    let (kind, payload) = match message {
+        Message::Text(text) => (TEXT, text.as_bytes()),
+        Message::Binary(bytes) => (BINARY, &bytes[..]),
+    };
+    let mut out = BytesMut::with_capacity(MAGIC.len() + 1 + node.len() + payload.len());
+    out.put_slice(MAGIC);
+    out.put_u8(kind);
+    out.put_slice(node);
+    out.put_slice(payload);
+    out.freeze()
+}
+
+fn decode_remote(mut payload: Bytes) -> Option<([u8; 16], Message)> {
+    if payload.len() < MAGIC.len() + 17 || !payload.starts_with(MAGIC) {
+        return None;
+    }
+    let kind = payload[MAGIC.len()];
+    let mut node = [0u8; 16];
+    node.copy_from_slice(&payload[MAGIC.len() + 1..MAGIC.len() + 17]);
+    let body = payload.split_off(MAGIC.len() + 17);
+    let message = match kind {
+        TEXT => Message::Text(Text::try_from(body).ok()?),
+        BINARY => Message::Binary(body),
+        _ => return None,
+    };
+    Some((node, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_payloads_round_trip_and_foreign_ones_are_refused() {
+        let node = [7u8; 16];
+        for message in [Message::text("héllo"), Message::binary(vec![0u8, 255])] {
+            let payload = encode_remote(&node, &message);
+            assert_eq!(decode_remote(payload), Some((node, message)));
+        }
+        assert_eq!(decode_remote(Bytes::from_static(b"hello")), None);
+        let mut bad_utf8 = encode_remote(&node, &Message::text("x")).to_vec();
+        *bad_utf8.last_mut().unwrap() = 0xff;
+        assert_eq!(decode_remote(bad_utf8.into()), None);
+    }
+}
