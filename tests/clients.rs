@@ -263,3 +263,22 @@ async fn chromium_uses_the_dev_console_over_tls() {
     let url = format!("https://{}/", example.addr);
     run_client(&mut example, "node", &["browser.mjs", "console", &url]).await;
 }
+
+/// Two tabs on two chat servers that share a Redis (a `redis-server` of the test's own): each
+/// sees what the other types, joins and leaves cross over, and 1001 on shutdown.
+#[tokio::test]
+async fn chromium_chats_across_two_nodes() {
+    if !available("chromium chat (two nodes)", missing_browser()) {
+        return;
+    }
+    let Some(redis) = common::redis::RedisServer::start("chromium chat (two nodes)").await else {
+        return;
+    };
+    let _browser = BROWSER.lock().await;
+    let url = std::ffi::OsString::from(redis.url());
+    let mut a = Example::start_with("chat", &[url.as_os_str()]).await;
+    let b = Example::start_with("chat", &[url.as_os_str()]).await;
+    let (page_a, page_b) = (format!("http://{}/", a.addr), format!("http://{}/", b.addr));
+    run_client(&mut a, "node", &["browser.mjs", "chat", &page_a, &page_b]).await;
+    b.stop().await;
+}

@@ -1,21 +1,37 @@
-//! A multi-room chat, with its page.
+//! A multi-room chat, with its page, on one server or on several that share a Redis.
 //!
-//! Run: `cargo run --example chat [ADDRESS]` (default 127.0.0.1:9000) and open
+//! Run: `cargo run --example chat [ADDRESS [REDIS_URL]]` (default 127.0.0.1:9000) and open
 //! http://127.0.0.1:9000/ in two browser tabs: pick a name and a room in each, and what one
 //! tab says appears in the other. Joining and leaving are announced to the room.
+//!
+//! Several servers, one chat: start a Redis (`redis-server --port 6379`), then
+//!
+//! ```text
+//! cargo run --example chat -- 127.0.0.1:9001 redis://127.0.0.1:6379
+//! cargo run --example chat -- 127.0.0.1:9002 redis://127.0.0.1:6379
+//! ```
+//!
+//! and open http://127.0.0.1:9001/ in one tab and http://127.0.0.1:9002/ in another: each room
+//! is a topic, so messages, joins and leaves reach the room on both servers.
 //!
 //! The protocol, for other clients: connect to `ws://127.0.0.1:9000/chat/{room}?name=ada`
 //! (the name may also come from the signed session's `name`), send text, receive JSON events:
 //!
-//! - `{"type":"welcome","you":"ada","room":"blue","members":["ada","bob"]}`, first, to you;
-//! - `{"type":"joined","name":"bob","members":[..]}` and `{"type":"left",..}` to the room;
-//! - `{"type":"message","from":"ada","text":".."}` to everyone in the room, you included.
+//! - `{"type":"welcome","you":"ada","room":"blue","members":["ada","bob"]}`, first, to you
+//!   (the members on your server);
+//! - `{"type":"joined","name":"bob"}` and `{"type":"left","name":"bob"}` to the rest of the
+//!   room;
+//! - `{"type":"message","from":"ada","text":".."}` to everyone in the room, you included;
+//! - `{"type":"notice","text":".."}` to you, when a message of yours reached your server only
+//!   (Redis is unreachable).
 //!
 //! A room is 1 to 32 letters, digits, `-` or `_`; a name is 1 to 24 characters, no control
 //! characters: anything else is refused before the upgrade with 400 and a body that says why.
-//! A second `ada` in a room becomes `ada (2)`. A room holds up to 100 members: one more is
-//! closed with 1013 (try again later). A message over 4 KiB closes the connection with 1009, a
-//! binary one with 1003.
+//! What a server keeps is its own members: names are unique per server (a second `ada` on the
+//! same server becomes `ada (2)`; two servers may each have an `ada`), a room holds up to 100
+//! members per server (one more is closed with 1013, try again later), and the member list in
+//! `welcome` is the room's members on your server. A message over 4 KiB closes the connection
+//! with 1009, a binary one with 1003.
 
 // `Rooms::counts` serves the axum example's REST route, not this server.
 #[allow(dead_code)]
@@ -31,7 +47,12 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
-    server().serve(addr).await
+    let mut server = server();
+    if let Some(url) = std::env::args().nth(2) {
+        let redis = wsock_redis::Redis::connect(&url).await;
+        server = server.broker(redis.map_err(std::io::Error::other)?);
+    }
+    server.serve(addr).await
 }
 
 fn server() -> Server {
@@ -65,7 +86,7 @@ mod tests {
         assert_eq!(event(&mut bob).await["members"], json!(["ada", "bob"]));
         assert_eq!(
             event(&mut ada).await,
-            json!({"type": "joined", "name": "bob", "members": ["ada", "bob"]})
+            json!({"type": "joined", "name": "bob"})
         );
 
         bob.send("hi ada").await;
@@ -76,7 +97,7 @@ mod tests {
         bob.close(CloseCode::NORMAL).await;
         assert_eq!(
             event(&mut ada).await,
-            json!({"type": "left", "name": "bob", "members": ["ada"]})
+            json!({"type": "left", "name": "bob"})
         );
 
         let refused = app.connect("/chat/blue").await.unwrap_err();

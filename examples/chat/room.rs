@@ -1,5 +1,10 @@
 //! The chat's rooms and its endpoint, shared by the `chat` example (wsock's own server) and
 //! the `axum` example (inside an axum app). See `main.rs` for the protocol.
+//!
+//! A room is a topic, `room:<name>`: every event is encoded once and published to it, so it
+//! reaches the room's members on this server and, with a broker, on every server. What this
+//! server keeps itself is its own members per room: names are unique, and a room holds 100
+//! members, per server.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
@@ -55,6 +60,7 @@ impl FromRequest for Nick {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Event<'a> {
+    /// To a newcomer: the name it got, and the room's members on this server.
     Welcome {
         you: &'a str,
         room: &'a str,
@@ -62,26 +68,33 @@ enum Event<'a> {
     },
     Joined {
         name: &'a str,
-        members: Vec<&'a str>,
     },
     Left {
         name: &'a str,
-        members: Vec<&'a str>,
     },
     Message {
         from: &'a str,
         text: &'a str,
     },
+    /// To one member: something it should know (a message that reached this server only).
+    Notice {
+        text: &'a str,
+    },
 }
 
-/// Everyone in every room, by room, in order of arrival. Cloning shares it.
+/// Encoded once: every member's copy shares the same bytes.
+fn encode(event: &Event) -> Text {
+    Text::from(serde_json::to_string(event).expect("events serialize"))
+}
+
+/// The members of this server, by room, in order of arrival. Cloning shares them.
 #[derive(Clone, Default)]
 pub struct Rooms(Arc<Members>);
 
 #[derive(Default)]
 pub struct Members {
     next_id: AtomicU64,
-    rooms: Mutex<HashMap<String, BTreeMap<u64, Member>>>,
+    rooms: Mutex<HashMap<String, BTreeMap<u64, String>>>,
 }
 
 impl std::ops::Deref for Rooms {
@@ -91,16 +104,11 @@ impl std::ops::Deref for Rooms {
     }
 }
 
-struct Member {
-    name: String,
-    out: Out<Text>,
-}
-
-/// The most members a room holds.
+/// The most members a room holds on one server.
 const ROOM_SIZE: usize = 100;
 
 impl Members {
-    /// Every room with its member count, by name.
+    /// Every room with its member count on this server, by name.
     pub fn counts(&self) -> BTreeMap<String, usize> {
         let rooms = self.rooms.lock().unwrap();
         rooms
@@ -109,15 +117,15 @@ impl Members {
             .collect()
     }
 
-    /// Adds a member; returns their id and name, made unique in the room, or `None` when the
-    /// room is full.
-    fn enter(&self, room: &str, wanted: &str, out: &Out<Text>) -> Option<(u64, String)> {
+    /// Adds a member; returns their id, their name (made unique in the room) and the room's
+    /// members on this server, or `None` when the room is full.
+    fn enter(&self, room: &str, wanted: &str) -> Option<(u64, String, Vec<String>)> {
         let mut rooms = self.rooms.lock().unwrap();
         let members = rooms.entry(room.to_owned()).or_default();
         if members.len() >= ROOM_SIZE {
             return None;
         }
-        let taken: HashSet<&str> = members.values().map(|m| m.name.as_str()).collect();
+        let taken: HashSet<&str> = members.values().map(String::as_str).collect();
         // With at most ROOM_SIZE names taken, one of the first ROOM_SIZE + 1 is free.
         let name = (1..)
             .map(|n| match n {
@@ -127,80 +135,59 @@ impl Members {
             .find(|name| !taken.contains(name.as_str()))
             .expect("a free name");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let out = out.clone();
-        members.insert(id, Member { name, out });
-        let me = &members[&id];
-        let names = names(members);
-        me.out.write(encode(&Event::Welcome {
-            you: &me.name,
-            room,
-            members: names.clone(),
-        }));
-        let joined = encode(&Event::Joined {
-            name: &me.name,
-            members: names,
-        });
-        broadcast(members, Some(id), joined);
-        Some((id, me.name.clone()))
-    }
-
-    /// Says `text` to the whole room, the speaker included (their copy confirms the order).
-    fn say(&self, room: &str, from: &str, text: &str) {
-        let text = text.trim();
-        if text.is_empty() {
-            return;
-        }
-        let message = encode(&Event::Message { from, text });
-        if let Some(members) = self.rooms.lock().unwrap().get(room) {
-            broadcast(members, None, message);
-        }
+        members.insert(id, name.clone());
+        Some((id, name, members.values().cloned().collect()))
     }
 
     fn leave(&self, room: &str, id: u64) {
         let mut rooms = self.rooms.lock().unwrap();
-        let Some(members) = rooms.get_mut(room) else {
-            return;
-        };
-        let Some(gone) = members.remove(&id) else {
-            return;
-        };
-        if members.is_empty() {
-            rooms.remove(room);
-            return;
-        }
-        let left = encode(&Event::Left {
-            name: &gone.name,
-            members: names(members),
-        });
-        broadcast(members, None, left);
-    }
-}
-
-fn names(members: &BTreeMap<u64, Member>) -> Vec<&str> {
-    members.values().map(|m| m.name.as_str()).collect()
-}
-
-/// Encoded once; every member's copy shares the same bytes.
-fn encode(event: &Event) -> Text {
-    Text::from(serde_json::to_string(event).expect("events serialize"))
-}
-
-fn broadcast(members: &BTreeMap<u64, Member>, except: Option<u64>, event: Text) {
-    for (id, member) in members {
-        if Some(*id) != except {
-            member.out.write(event.clone());
+        if let Some(members) = rooms.get_mut(room) {
+            members.remove(&id);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
         }
     }
 }
 
 /// One member of one room.
 #[websocket("/chat/{room}", max_message_size = "4KiB")]
-pub fn chat(room: RoomName, nick: Nick, rooms: State<Rooms>, out: Out<Text>) {
+pub fn chat(room: RoomName, nick: Nick, rooms: State<Rooms>, topics: Topics, out: Out<Text>) {
     let room = room.0;
-    let Some((id, name)) = rooms.enter(&room, &nick.0, &out) else {
+    let Some((id, name, here)) = rooms.enter(&room, &nick.0) else {
         out.close_with(1013, "this room is full: try again later");
         return;
     };
-    on_message(|text: String| rooms.say(&room, &name, &text));
-    on_close(|| rooms.leave(&room, id));
+    let members: Vec<&str> = here.iter().map(String::as_str).collect();
+    out.write(encode(&Event::Welcome {
+        you: &name,
+        room: &room,
+        members,
+    }));
+    let topic = topics.topic::<Text>(format!("room:{room}"));
+    topic.subscribe(&out);
+    // Without a broker this never fails; with one, it fails while the broker is away.
+    let publish = |event: &Event, except: Option<&Out<Text>>| {
+        let published = match except {
+            Some(except) => topic.publish_except(except, encode(event)),
+            None => topic.publish(encode(event)),
+        };
+        if published.is_err() {
+            let text = "other servers are unreachable: only members on this server got that";
+            out.write(encode(&Event::Notice { text }));
+        }
+    };
+    publish(&Event::Joined { name: &name }, Some(&out));
+    // Everyone in the room gets the message, the speaker included (their copy confirms the
+    // order).
+    on_message(|text: String| {
+        let text = text.trim();
+        if !text.is_empty() {
+            publish(&Event::Message { from: &name, text }, None);
+        }
+    });
+    on_close(|| {
+        rooms.leave(&room, id);
+        publish(&Event::Left { name: &name }, None);
+    });
 }

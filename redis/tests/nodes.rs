@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -20,83 +19,19 @@ type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A `redis-server` of the test's own, on a free port, in a temporary directory; killed
-/// (and the directory removed) when dropped.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
+#[path = "../../tests/common/redis.rs"]
+mod redis_server;
+
+use redis_server::RedisServer;
+
+/// What the tests ask Redis itself.
+trait Ask {
+    async fn subscribers(&self, channel: &str) -> usize;
+    async fn channels(&self) -> Vec<String>;
+    async fn await_subscribers(&self, channel: &str, count: usize);
 }
 
-impl RedisServer {
-    /// Starts one, or returns `None` (after saying why) when `redis-server` is missing:
-    /// under `CI=true` that is a failure.
-    async fn start(test: &str) -> Option<RedisServer> {
-        let found = std::process::Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !found {
-            let why = "redis-server is missing (Debian: `apt-get install redis-server`; \
-                       `.ci/run` installs it)";
-            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-                panic!("{test}: {why}");
-            }
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "\nSKIPPED {test}: {why}.");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("wsock-redis-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = RedisServer {
-            child: None,
-            port,
-            dir,
-        };
-        redis.run().await;
-        Some(redis)
-    }
-
-    /// (Re)starts the server on its port, and waits until it answers.
-    async fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        tokio::time::timeout(WAIT, async {
-            while TcpStream::connect(addr).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("redis-server did not start listening");
-    }
-
-    /// Kills the server (SIGKILL: no goodbye to its clients).
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.unwrap();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
+impl Ask for RedisServer {
     /// How many connections subscribe to `channel`, as Redis counts them.
     async fn subscribers(&self, channel: &str) -> usize {
         let client = redis::Client::open(self.url()).unwrap();
@@ -135,15 +70,6 @@ impl RedisServer {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.start_kill();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

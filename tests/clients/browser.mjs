@@ -2,13 +2,15 @@
 // Usage: node browser.mjs console http://127.0.0.1:PORT/   (the echo example's dev console;
 //        https://.. for the tls example's, its self-signed certificate accepted)
 //        node browser.mjs chat http://127.0.0.1:PORT/      (the chat example's page)
+//        node browser.mjs chat http://127.0.0.1:A/ http://127.0.0.1:B/
+//                                     (two chat servers sharing a Redis: ada on A, bob on B)
 //
 // Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
 // which the page must show close code 1001. Exits non-zero on the first failure.
 
 import { chromium } from "playwright-core";
 
-const [mode, base] = process.argv.slice(2);
+const [mode, base, other] = process.argv.slice(2);
 const TIMEOUT = 20_000;
 // The tls example's certificate is self-signed: accepted for this test only.
 const CONTEXT = { ignoreHTTPSErrors: base.startsWith("https:") };
@@ -99,8 +101,8 @@ async function devConsole() {
 async function chat() {
   const ada = await page(await browser.newContext(CONTEXT));
   const bob = await page(await browser.newContext(CONTEXT));
-  for (const [tab, name] of [[ada, "ada"], [bob, "bob"]]) {
-    await tab.goto(base);
+  for (const [tab, name, url] of [[ada, "ada", base], [bob, "bob", other || base]]) {
+    await tab.goto(url);
     await tab.fill("#name", name);
     await tab.fill("#room", "blue");
     await tab.click("#join");

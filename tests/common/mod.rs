@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod example;
+pub mod redis;
 #[cfg(feature = "tls")]
 pub mod tls;
 
