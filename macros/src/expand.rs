@@ -121,6 +121,17 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             let some = paths::some();
             quote!(const MAX_MESSAGE_SIZE: ::core::option::Option<usize> = #some(#size);)
         });
+    // compress = false
+    let compress = endpoint
+        .args
+        .values(parse::COMPRESS)
+        .next()
+        .filter(|value| matches!(value, syn::Lit::Bool(flag) if !flag.value))
+        .map(|_| {
+            quote!(
+                const COMPRESS: bool = false;
+            )
+        });
     // The connection's future must be `Send`: spanned at the function's name, so that an
     // `Rc` held across an await is reported there, not at the attribute.
     let fn_span = endpoint.func.sig.ident.span();
@@ -134,6 +145,7 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             const NAME: &'static str = #name;
             #protocols
             #max_message_size
+            #compress
             fn accept(#cx: #accept) -> #accepting {
                 #box_pin(async move {
                     #(#extractions)*

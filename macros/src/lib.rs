@@ -47,6 +47,9 @@ use proc_macro::TokenStream;
 ///
 /// - **The path** is a string literal starting with `/`: the request path the endpoint serves.
 ///   A segment `{name}` is a path parameter: `#[websocket("/rooms/{room}")]`.
+/// - **Options** may follow the path: `protocol = "chat.v1"` (repeatable, preferred first: the
+///   subprotocols it speaks), `max_message_size = "4MiB"` (its own limit on incoming messages),
+///   `compress = false` (no permessage-deflate for this endpoint).
 /// - **Parameters** are extracted from the HTTP upgrade request before the handshake is
 ///   accepted; if one refuses, the client gets an HTTP error and no WebSocket:
 ///   - a parameter named like a `{segment}` takes that segment, parsed with `FromStr` (400 if
@@ -120,7 +123,8 @@ use proc_macro::TokenStream;
 ///   path has), a `{segment}` used twice or with no function parameter of its name, a
 ///   malformed option list (a missing comma, `key` without `= value`, a value that is not a
 ///   literal), an unknown option, a malformed or repeated subprotocol, a malformed or repeated
-///   size, or an item that is not a function;
+///   size, a `compress` that is not `true` or `false` or is given twice, or an item that is
+///   not a function;
 /// - the signature: a generic, `const`, `unsafe` or `extern` function, a `self` parameter, a
 ///   return type other than `()` or a `Result`, `.await` in the ready code of a plain `fn`, an
 ///   attribute other than docs, `cfg`, lint levels and `deprecated`;

@@ -27,7 +27,8 @@ pub(crate) struct EndpointFn {
     pub(crate) sections: Vec<Section>,
 }
 
-/// The attribute's arguments: `("/chat", protocol = "chat.v1", max_message_size = "4MiB")`.
+/// The attribute's arguments: `("/chat", protocol = "chat.v1", max_message_size = "4MiB",
+/// compress = false)`.
 pub(crate) struct WebsocketArgs {
     pub(crate) path: RoutePath,
     /// `key = value` after the path, as written; `validate` checks the keys and values.
@@ -42,7 +43,8 @@ pub(crate) struct AttrOption {
 /// The option keys the attribute knows.
 pub(crate) const PROTOCOL: &str = "protocol";
 pub(crate) const MAX_MESSAGE_SIZE: &str = "max_message_size";
-pub(crate) const OPTION_KEYS: [&str; 2] = [PROTOCOL, MAX_MESSAGE_SIZE];
+pub(crate) const COMPRESS: &str = "compress";
+pub(crate) const OPTION_KEYS: [&str; 3] = [PROTOCOL, MAX_MESSAGE_SIZE, COMPRESS];
 
 impl WebsocketArgs {
     /// The values given for one key, in order.

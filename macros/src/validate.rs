@@ -7,8 +7,8 @@ use syn::{Expr, ExprClosure, FnArg, Pat, Stmt};
 
 use crate::errors::{Errors, did_you_mean};
 use crate::parse::{
-    EndpointFn, MAX_MESSAGE_SIZE, OPTION_KEYS, PROTOCOL, SECTION_NAMES, Section, SectionKind,
-    call_ident, parse_size,
+    COMPRESS, EndpointFn, MAX_MESSAGE_SIZE, OPTION_KEYS, PROTOCOL, SECTION_NAMES, Section,
+    SectionKind, call_ident, parse_size,
 };
 
 pub(crate) fn endpoint(endpoint: &EndpointFn) -> syn::Result<()> {
@@ -80,11 +80,23 @@ fn check_options(endpoint: &EndpointFn, errors: &mut Errors) {
                     );
                 }
             }
+            COMPRESS => {
+                // compress = false
+                if args.options[..index].iter().any(|o| o.key == COMPRESS) {
+                    errors.spanned(&option.key, "`compress` is given twice");
+                } else if !matches!(option.value, syn::Lit::Bool(_)) {
+                    errors.spanned(
+                        &option.value,
+                        "expected `true` or `false`, like `compress = false` (no compression \
+                         for this endpoint)",
+                    );
+                }
+            }
             _ => {
                 let hint = did_you_mean(&key, &OPTION_KEYS)
                     .map(|known| format!(", did you mean `{known}`?"))
                     .unwrap_or_else(|| {
-                        ": the options are `protocol` and `max_message_size`".to_owned()
+                        ": the options are `protocol`, `max_message_size` and `compress`".to_owned()
                     });
                 errors.spanned(&option.key, format!("unknown argument `{key}`{hint}"));
             }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::codec::deflate::Compression;
+
 pub(crate) struct Config {
     pub(crate) queue_capacity: usize,
     pub(crate) handshake_timeout: Duration,
@@ -16,6 +18,7 @@ pub(crate) struct Config {
     pub(crate) origins: Origins,
     pub(crate) hosts: Hosts,
     pub(crate) dev_console: bool,
+    pub(crate) compression: Compression,
 }
 
 impl Default for Config {
@@ -33,6 +36,7 @@ impl Default for Config {
             origins: Origins::SameHost,
             hosts: Hosts::Auto,
             dev_console: cfg!(debug_assertions),
+            compression: Compression::default(),
         }
     }
 }

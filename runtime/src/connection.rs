@@ -7,28 +7,33 @@
 //! TCP. It writes everything queued before flushing once, after reading every frame already
 //! buffered, so a burst of messages costs one write system call.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
+use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::ReadBuf;
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
-use tungstenite::error::ProtocolError;
-use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Error as WsError, WebSocket, protocol::CloseFrame};
 
 use crate::app::App;
+use crate::codec::deflate::{self, Contexts, Deflate};
+use crate::codec::frame::OpCode;
+use crate::codec::read::{Event, Limits, Reader};
+use crate::codec::socket::Socket;
+use crate::codec::write::Writer;
+use crate::codec::{Outgoing, Published};
 use crate::dispatch::Accepted;
 use crate::endpoint::{Code, panic_message};
 use crate::error::Error;
-use crate::lean_io::LeanIo;
 use crate::message::{CloseCode, Message};
 use crate::shared::Shared;
 use crate::shutdown::Shutdown;
@@ -38,7 +43,7 @@ use crate::shutdown::Shutdown;
 /// dynamic IO.
 pub(crate) fn spawn_upgraded<T>(app: &Arc<App>, accepted: Accepted, on_upgrade: OnUpgrade)
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: Socket + Send + 'static,
 {
     let task_app = Arc::clone(app);
     spawn(app, accepted.endpoint, accepted.peer, async move {
@@ -80,7 +85,7 @@ where
 #[cfg_attr(not(feature = "test"), allow(dead_code))]
 pub(crate) fn spawn_on<IO>(app: &Arc<App>, accepted: Accepted, io: IO)
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: Socket + Send + 'static,
 {
     let task_app = Arc::clone(app);
     spawn(app, accepted.endpoint, accepted.peer, async move {
@@ -101,37 +106,36 @@ fn spawn(
     app.registry.spawn(id, connection.instrument(span));
 }
 
-/// The size of tungstenite's read buffer: what an idle connection keeps for reading, and the
-/// most a frame read takes from `LeanIo` at once.
-const READ_BUFFER: usize = 1 << 10;
+/// The most bytes one socket read takes in, through the thread's scratch buffer.
+const SCRATCH_LEN: usize = 64 << 10;
+
+/// A payload at least this long still to come is read straight into its message.
+const DIRECT_MIN: usize = 8 << 10;
+
+thread_local! {
+    /// Where socket reads land, shared by the thread's connections: an idle connection owns
+    /// no read buffer; a busy one keeps only the bytes it has not taken yet.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+}
 
 /// The connection loop over an upgraded stream; `read` holds bytes already read past the
 /// HTTP request. `shut_down`: shut the stream down at the end, rather than only drop it.
-async fn run<IO>(io: IO, read: Vec<u8>, accepted: Accepted, app: &App, shut_down: bool)
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
+async fn run<IO: Socket>(io: IO, read: Vec<u8>, accepted: Accepted, app: &App, shut_down: bool) {
     tracing::debug!("websocket open");
     let config = &app.config;
-    // tungstenite's read buffer is allocated and zero-filled up front (128 KiB by default),
-    // and caps each read: it is kept small, and `LeanIo` reads the socket up to 64 KiB at a
-    // time through a buffer shared by the thread's connections. Writes collect in the write
-    // buffer until the driver flushes once per batch, or 64 KiB pile up.
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(64 << 10)
-        .max_message_size(Some(accepted.max_message_size))
-        .max_frame_size(Some(accepted.max_frame_size));
-    let ws = WebSocket::from_raw_socket(LeanIo::new(io, read), Role::Server, Some(ws_config));
     let timing = Timing {
         close_timeout: config.close_timeout,
         ping_interval: config.ping_interval,
         idle_timeout: config.idle_timeout,
     };
-    let mut ws = drive(ws, accepted, app.registry.shutdown(), timing).await;
+    let limits = Limits {
+        max_frame: accepted.max_frame_size,
+        max_message: accepted.max_message_size,
+    };
+    let driver = Driver::new(io, read, accepted, limits, timing);
+    let mut driver = drive(driver, app.registry.shutdown()).await;
     if shut_down {
-        let io = ws.get_mut().get_mut();
-        let goodbye = poll_fn(|cx| Pin::new(&mut *io).poll_shutdown(cx));
+        let goodbye = poll_fn(|cx| Pin::new(&mut driver.io).poll_shutdown(cx));
         let _ = tokio::time::timeout(config.close_timeout, goodbye).await;
     }
 }
@@ -157,20 +161,32 @@ struct Timing {
     idle_timeout: Duration,
 }
 
+/// Bytes read from the socket and not taken by the reader yet; no allocation when none.
+#[derive(Default)]
+struct Leftover {
+    bytes: Vec<u8>,
+    taken: usize,
+}
+
 struct Driver<S> {
-    /// The codec over the socket; its reads and writes return `WouldBlock` instead of
-    /// waiting, having registered this task (see `LeanIo`).
-    ws: WebSocket<LeanIo<S>>,
+    io: S,
+    reader: Reader,
+    writer: Writer,
+    leftover: Leftover,
+    /// Compression agreed with the client, if any (the endpoint allowing it).
+    deflate: Option<Deflate>,
+    /// The compression contexts kept between messages, with context takeover.
+    contexts: Contexts,
     shared: Arc<Shared>,
     /// The endpoint's code, until it completes.
     user: Option<Code>,
-    /// Messages taken from the queue, not yet handed to the socket.
-    pending: VecDeque<tungstenite::Message>,
+    /// Messages taken from the queue, not yet framed.
+    pending: VecDeque<Outgoing>,
     /// A close asked for, sent once `pending` is written.
     close: Option<(CloseCode, String)>,
     phase: Phase,
-    need_flush: bool,
-    /// The socket took only part of the write buffer: flush before queueing more.
+    /// The socket took only part of what was written: write it out before framing more, so
+    /// that a client that does not read fills the outbound queue (and meets its limit).
     write_blocked: bool,
     /// When a closing connection stops waiting on its peer.
     close_by: Option<Instant>,
@@ -195,57 +211,71 @@ struct Driver<S> {
     code: Option<u16>,
     /// The ready code has run (said once, to whoever waits for it).
     ready: bool,
+    /// tokio's budget for this turn ran out: yield once the work at hand is written.
+    out_of_budget: bool,
+    /// The client stopped reading and what it had not started to get was dropped.
+    abandoned: bool,
 }
 
-async fn drive<S>(
-    ws: WebSocket<LeanIo<S>>,
-    accepted: Accepted,
-    shutdown: &Shutdown,
-    timing: Timing,
-) -> WebSocket<LeanIo<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let connection = accepted.connection;
-    let shared = Arc::clone(&connection.shared);
-    let mut driver = Driver {
-        ws,
-        shared: Arc::clone(&shared),
-        user: Some(connection.code),
-        pending: VecDeque::new(),
-        close: None,
-        phase: Phase::Open,
-        need_flush: false,
-        write_blocked: false,
-        close_by: None,
-        deadline: None,
-        timing,
-        last_heard: Instant::now(),
-        frames_read: 0,
-        frames_at_check: 0,
-        keepalive: Box::pin(tokio::time::sleep(timing.ping_interval)),
-        keepalive_armed: false,
-        shutdown_seen: false,
-        shutdown_registered: false,
-        code: None,
-        ready: false,
-    };
+/// Why reading stopped.
+enum ReadEnd {
+    /// The peer broke the protocol: close with this code and reason.
+    Fail(CloseCode, &'static str),
+    /// The stream ended or failed: nothing more can be read.
+    Gone(Option<io::Error>),
+}
+
+async fn drive<S: Socket>(mut driver: Driver<S>, shutdown: &Shutdown) -> Driver<S> {
     let signal = shutdown.signal();
     let mut signal = std::pin::pin!(signal);
     poll_fn(|cx| driver.poll(cx, shutdown, signal.as_mut())).await;
-    shared.finish();
+    driver.shared.finish();
     tracing::debug!(code = driver.code, "websocket closed");
-    driver.ws
+    driver
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+impl<S: Socket> Driver<S> {
+    fn new(io: S, read: Vec<u8>, accepted: Accepted, limits: Limits, timing: Timing) -> Self {
+        let connection = accepted.connection;
+        Driver {
+            io,
+            reader: Reader::new(true, limits, accepted.deflate),
+            writer: Writer::default(),
+            leftover: Leftover {
+                bytes: read,
+                taken: 0,
+            },
+            deflate: accepted.deflate,
+            contexts: Contexts::default(),
+            shared: connection.shared,
+            user: Some(connection.code),
+            pending: VecDeque::new(),
+            close: None,
+            phase: Phase::Open,
+            write_blocked: false,
+            close_by: None,
+            deadline: None,
+            timing,
+            last_heard: Instant::now(),
+            frames_read: 0,
+            frames_at_check: 0,
+            keepalive: Box::pin(tokio::time::sleep(timing.ping_interval)),
+            keepalive_armed: false,
+            shutdown_seen: false,
+            shutdown_registered: false,
+            code: None,
+            ready: false,
+            out_of_budget: false,
+            abandoned: false,
+        }
+    }
+
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
         shutdown: &Shutdown,
         mut signal: Pin<&mut impl Future>,
     ) -> Poll<()> {
-        self.ws.get_mut().set_waker(cx.waker());
         loop {
             let mut progress = false;
 
@@ -257,13 +287,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     Ok(Poll::Ready(result)) => Some(Ok(result)),
                     Err(panic) => Some(Err(panic)),
                 };
-                match finished {
-                    None => {}
-                    Some(result) => {
-                        self.user = None;
-                        progress = true;
-                        self.user_finished(result);
-                    }
+                if let Some(result) = finished {
+                    self.user = None;
+                    progress = true;
+                    self.user_finished(result);
                 }
                 if !self.ready && (self.user.is_none() || self.shared.wants_message()) {
                     self.ready = true;
@@ -289,12 +316,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             if self.shared.is_closing() {
                 // Bounds the whole ending: writing what is queued, the close frame, the peer's.
                 self.arm_deadline();
-                if self.shared.is_abandoned() && !self.pending.is_empty() {
+                if self.shared.is_abandoned() && !self.abandoned {
+                    // The client stopped reading: what it has not started to get is dropped,
+                    // and the close (1008) goes next.
+                    self.abandoned = true;
                     self.pending.clear();
+                    self.writer.drop_unstarted();
                 }
             }
-            progress |= self.poll_write();
-            progress |= self.poll_read();
+            progress |= self.poll_write(cx);
+            progress |= self.poll_read(cx);
 
             if !progress {
                 // Checked once per wake-up, not per message: polling a timer is not free.
@@ -302,10 +333,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.keep_alive();
                     continue;
                 }
-                if self.need_flush {
-                    self.flush();
+                // One write for everything this wake-up produced.
+                if !self.writer.is_empty() {
+                    self.flush(cx);
                 }
-                if self.user.is_none() && self.phase == Phase::Closed && !self.need_flush {
+                if self.user.is_none() && self.phase == Phase::Closed && self.writer.is_empty() {
                     return Poll::Ready(());
                 }
                 if self.deadline_passed(cx) {
@@ -313,11 +345,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.give_up();
                     continue;
                 }
+                if self.out_of_budget {
+                    // tokio wakes this task again once others had their turn.
+                    self.out_of_budget = false;
+                    return Poll::Pending;
+                }
                 // Before sleeping, a last look at the outbound queue, which registers this
                 // task to be woken by the next write. Writes made while the task runs (the
-                // endpoint's, in this very poll) wake nothing: this look finds them.
-                if self.phase == Phase::Open && self.pending.is_empty() && !self.shared.park(cx) {
-                    continue;
+                // endpoint's, in this very poll) wake nothing: this look finds them. While the
+                // socket is full, only a close wakes it (messages wait for the socket).
+                if self.phase == Phase::Open && self.pending.is_empty() {
+                    let parked = if self.write_blocked && !self.abandoned {
+                        // Waiting for the socket: a close known already waits behind what is
+                        // queued (the close timer bounds it); only a new one must wake us.
+                        self.shared.is_closing() || self.shared.park_until_close(cx)
+                    } else {
+                        self.shared.park(cx)
+                    };
+                    if !parked {
+                        continue;
+                    }
                 }
                 return Poll::Pending;
             }
@@ -333,29 +380,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.keepalive.as_mut().poll(cx).is_ready()
     }
 
-    /// Writes out what the codec holds; `need_flush` stays set while the socket is full.
-    fn flush(&mut self) {
-        match self.ws.flush() {
-            Ok(()) | Err(WsError::ConnectionClosed) => {
-                self.need_flush = false;
-                self.write_blocked = false;
+    /// Writes out what is framed; what the socket does not take now waits for it (this task
+    /// is woken when it can take more).
+    fn flush(&mut self, cx: &mut Context<'_>) {
+        match self.writer.poll_flush(&mut self.io, cx) {
+            Poll::Ready(Ok(())) => self.write_blocked = false,
+            Poll::Pending => self.write_blocked = true,
+            Poll::Ready(Err(error)) => {
+                tracing::debug!(%error, "websocket write failed");
+                self.give_up();
             }
-            Err(WsError::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(err) => self.broken(&err),
-        }
-    }
-
-    /// Hands a message to the codec, which writes it out once 64 KiB are buffered or at
-    /// the next flush.
-    fn write(&mut self, message: tungstenite::Message) {
-        self.need_flush = true;
-        match self.ws.write(message) {
-            Ok(()) => {}
-            // Buffered: the socket is full, so the rest waits for a flush.
-            Err(WsError::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                self.write_blocked = true;
-            }
-            Err(err) => self.broken(&err),
         }
     }
 
@@ -383,10 +417,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             return;
         }
         if silent >= self.timing.ping_interval {
-            self.write(tungstenite::Message::Ping(Default::default()));
-            if self.phase == Phase::Closed {
-                return;
-            }
+            self.writer.push(OpCode::Ping, false, Bytes::new());
         }
         let next_ping = self.last_heard + self.timing.ping_interval;
         let next = if next_ping > now {
@@ -417,50 +448,74 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
-    /// Moves queued messages into the codec's write buffer, then any close asked for.
+    /// Frames queued messages, then any close asked for.
     ///
     /// Returns whether the connection changed phase (a close was sent, or the socket
-    /// failed), which the endpoint and the reader must see. Writing messages alone is not
+    /// failed), which the endpoint and the reader must see. Framing messages alone is not
     /// progress: nothing else waits on it, and the queue is looked at again before parking.
-    fn poll_write(&mut self) -> bool {
-        loop {
-            if self.pending.is_empty() {
-                if self.phase != Phase::Open {
-                    return false;
-                }
-                let close = self.shared.drain(&mut self.pending);
-                if self.pending.is_empty() && close.is_none() {
-                    return false;
-                }
-                self.close = close.or(self.close.take());
-            }
-            while !self.pending.is_empty() {
-                if self.write_blocked {
-                    self.flush();
-                    if self.phase == Phase::Closed {
-                        return true;
-                    }
-                    if self.write_blocked {
-                        return false;
-                    }
-                }
-                let message = self.pending.pop_front().expect("checked non-empty");
-                self.write(message);
-                if self.phase == Phase::Closed {
-                    return true;
-                }
-            }
-            if let Some((code, reason)) = self.close.take() {
-                self.send_close(code, &reason);
-                if self.phase != Phase::Closed {
-                    self.phase = Phase::Closing;
-                }
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.write_blocked && !self.abandoned {
+            // The socket was full: write what waits before taking more from the queue.
+            self.flush(cx);
+            if self.phase == Phase::Closed {
                 return true;
             }
+            if self.write_blocked {
+                return false;
+            }
         }
+        if self.pending.is_empty() {
+            if self.phase != Phase::Open {
+                return false;
+            }
+            let close = self.shared.drain(&mut self.pending);
+            if self.pending.is_empty() && close.is_none() {
+                return false;
+            }
+            self.close = close.or(self.close.take());
+        }
+        while let Some(outgoing) = self.pending.pop_front() {
+            self.frame(outgoing);
+        }
+        if let Some((code, reason)) = self.close.take() {
+            self.send_close(code, &reason);
+            if self.phase != Phase::Closed {
+                self.phase = Phase::Closing;
+            }
+            return true;
+        }
+        false
     }
 
-    fn poll_read(&mut self) -> bool {
+    /// Frames one message: compressed when compression was agreed and the message is long
+    /// enough; a published message is compressed once for all its subscribers.
+    fn frame(&mut self, outgoing: Outgoing) {
+        let (message, published) = match outgoing {
+            Outgoing::Message(message) => (message, None),
+            Outgoing::Published(published) => (published.message.clone(), Some(published)),
+        };
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.into_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+        };
+        if let Some(deflate) = &self.deflate
+            && payload.len() >= deflate.threshold
+        {
+            let compressed = match published {
+                Some(published) if !deflate.server_takeover => {
+                    deflated(&published, deflate, &payload)
+                }
+                _ => deflate::compress(&payload, deflate, &mut self.contexts),
+            };
+            if let Some(compressed) = compressed {
+                self.writer.push(opcode, true, compressed);
+                return;
+            }
+        }
+        self.writer.push(opcode, false, payload);
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
         let wanted = match self.phase {
             Phase::Open => self.shared.wants_message(),
             Phase::Closing => true,
@@ -469,83 +524,153 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if !wanted {
             return false;
         }
-        match self.ws.read() {
-            Ok(message) => {
+        // Each event read costs a unit of tokio's budget for this task: a client that never
+        // stops sending (a publisher at full speed) cannot keep its thread to itself.
+        let budget = match tokio::task::coop::poll_proceed(cx) {
+            Poll::Ready(budget) => budget,
+            Poll::Pending => {
+                self.out_of_budget = true;
+                return false;
+            }
+        };
+        let read = self.read_event(cx);
+        if read.is_ready() {
+            budget.made_progress();
+        }
+        match read {
+            Poll::Pending => false,
+            Poll::Ready(Ok(event)) => {
                 self.frames_read += 1;
-                self.received(message);
+                self.received(event);
                 true
             }
-            Err(WsError::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => false,
-            // The close handshake is over (the codec wrote its last frame), or the stream
-            // ended.
-            Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
-                self.phase = Phase::Closed;
-                self.need_flush = false;
-                self.shared.finish();
+            Poll::Ready(Err(ReadEnd::Fail(code, reason))) => {
+                self.read_failed(code, reason);
                 true
             }
-            Err(err) => {
-                self.read_failed(err);
+            Poll::Ready(Err(ReadEnd::Gone(error))) => {
+                match error {
+                    Some(error) => tracing::debug!(%error, "websocket connection ended"),
+                    None => tracing::debug!("the peer ended the connection"),
+                }
+                self.give_up();
                 true
             }
         }
     }
 
-    fn received(&mut self, message: tungstenite::Message) {
-        match message {
-            tungstenite::Message::Close(frame) => {
-                self.code = Some(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
+    /// The next event: from bytes already read, or from the socket.
+    fn read_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, ReadEnd>> {
+        let fail = |error: crate::codec::read::Error| {
+            let (code, reason) = error.close();
+            ReadEnd::Fail(code, reason)
+        };
+        loop {
+            let leftover = &mut self.leftover;
+            if leftover.taken < leftover.bytes.len() {
+                let (taken, event) = self
+                    .reader
+                    .feed(&leftover.bytes[leftover.taken..])
+                    .map_err(fail)?;
+                leftover.taken += taken;
+                if leftover.taken == leftover.bytes.len() {
+                    *leftover = Leftover::default();
+                }
+                if let Some(event) = event {
+                    return Poll::Ready(Ok(event));
+                }
+                continue;
+            }
+            // A large payload under way: read it straight into its message.
+            if let Some((buf, want)) = self.reader.direct(DIRECT_MIN) {
+                let spare = &mut buf.spare_capacity_mut()[..want];
+                let mut read = ReadBuf::uninit(spare);
+                match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(ReadEnd::Gone(Some(error)))),
+                    Poll::Ready(Ok(())) => {}
+                }
+                let n = read.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Err(ReadEnd::Gone(None)));
+                }
+                // SAFETY: the read initialized these `n` bytes of spare capacity.
+                unsafe { buf.set_len(buf.len() + n) };
+                if let Some(event) = self.reader.filled(n).map_err(fail)? {
+                    return Poll::Ready(Ok(event));
+                }
+                continue;
+            }
+            let (io, reader, leftover) = (&mut self.io, &mut self.reader, &mut self.leftover);
+            let read = SCRATCH.with_borrow_mut(|scratch| {
+                let mut buf = ReadBuf::new(&mut scratch[..]);
+                match io.poll_read_some(cx, &mut buf) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(ReadEnd::Gone(Some(error)))),
+                    Poll::Ready(Ok(())) => {}
+                }
+                let read = buf.filled();
+                if read.is_empty() {
+                    return Poll::Ready(Err(ReadEnd::Gone(None)));
+                }
+                let (taken, event) = reader.feed(read).map_err(fail)?;
+                if taken < read.len() {
+                    // Kept for the next event: the endpoint takes one message at a time.
+                    leftover.bytes = read[taken..].to_vec();
+                    leftover.taken = 0;
+                }
+                Poll::Ready(Ok(event))
+            });
+            match read {
+                Poll::Ready(Ok(Some(event))) => return Poll::Ready(Ok(event)),
+                Poll::Ready(Ok(None)) => continue,
+                Poll::Ready(Err(end)) => return Poll::Ready(Err(end)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn received(&mut self, event: Event) {
+        match event {
+            Event::Close(frame) => {
+                self.code = Some(frame.as_ref().map_or(1005, |(code, _)| code.as_u16()));
                 if self.phase == Phase::Open {
-                    // tungstenite queued the echo of the client's close; flush it, then stop.
-                    self.need_flush = true;
+                    // The answer echoes the client's code and reason (none for none); then
+                    // the connection ends.
+                    let payload = match &frame {
+                        Some((code, reason)) => {
+                            let mut payload = code.as_u16().to_be_bytes().to_vec();
+                            payload.extend_from_slice(reason.as_bytes());
+                            Bytes::from(payload)
+                        }
+                        None => Bytes::new(),
+                    };
+                    self.pending.clear();
+                    self.writer.push(OpCode::Close, false, payload);
                     self.arm_deadline();
-                } else {
-                    self.need_flush = false;
                 }
                 self.phase = Phase::Closed;
                 self.pending.clear();
                 self.shared.finish();
             }
-            // tungstenite queued the pong; it goes out with the next flush.
-            tungstenite::Message::Ping(_) => self.need_flush = true,
-            tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_) => {}
-            data => {
-                if self.phase == Phase::Open
-                    && let Some(message) = Message::from_tungstenite(data)
-                {
+            Event::Ping(payload) => self.writer.push(OpCode::Pong, false, payload),
+            Event::Pong(_) => {}
+            Event::Message(message) => {
+                // While closing, data frames are read and dropped (RFC 6455 §1.4).
+                if self.phase == Phase::Open {
                     self.shared.deliver(message);
                 }
-                // While closing, data frames are read and dropped (RFC 6455 §1.4).
             }
         }
     }
 
-    fn read_failed(&mut self, err: WsError) {
-        let (code, reason) = match &err {
-            WsError::ConnectionClosed
-            | WsError::AlreadyClosed
-            | WsError::Io(_)
-            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                tracing::debug!(error = %err, "websocket connection ended");
-                self.phase = Phase::Closed;
-                self.need_flush = false;
-                self.shared.finish();
-                return;
-            }
-            WsError::Capacity(e) => (CloseCode::TOO_BIG, e.to_string()),
-            WsError::Utf8(_) => (
-                CloseCode::INVALID_PAYLOAD,
-                "invalid UTF-8 in a text message".into(),
-            ),
-            WsError::Protocol(e) => (CloseCode::PROTOCOL, e.to_string()),
-            other => (CloseCode::PROTOCOL, other.to_string()),
-        };
+    fn read_failed(&mut self, code: CloseCode, reason: &str) {
         tracing::debug!(code = code.as_u16(), %reason, "closing on a bad frame");
         self.pending.clear();
         self.close = None;
         self.shared.finish();
         if self.phase == Phase::Open {
-            self.send_close(code, &reason);
+            self.send_close(code, reason);
         }
         // The stream cannot be read after an error: don't wait for the peer's close frame.
         self.phase = Phase::Closed;
@@ -553,11 +678,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     fn send_close(&mut self, code: CloseCode, reason: &str) {
         self.code = Some(code.as_u16());
-        let frame = CloseFrame {
-            code: code.as_u16().into(),
-            reason: reason.into(),
-        };
-        self.write(tungstenite::Message::Close(Some(frame)));
+        let mut payload = Vec::with_capacity(2 + reason.len());
+        payload.extend_from_slice(&code.as_u16().to_be_bytes());
+        payload.extend_from_slice(reason.as_bytes());
+        self.writer.push(OpCode::Close, false, payload.into());
         self.arm_deadline();
     }
 
@@ -585,20 +709,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         true
     }
 
-    /// The socket failed: nothing more can be written or read.
-    fn broken(&mut self, err: &WsError) {
-        if !matches!(err, WsError::ConnectionClosed | WsError::AlreadyClosed) {
-            tracing::debug!(error = %err, "websocket write failed");
-        }
-        self.give_up();
-    }
-
     /// Ends the connection where it stands: nothing more is written or read.
     fn give_up(&mut self) {
         self.phase = Phase::Closed;
-        self.need_flush = false;
+        self.writer.clear();
+        self.write_blocked = false;
         self.pending.clear();
         self.close = None;
         self.shared.finish();
     }
+}
+
+/// A published message's compressed payload for this connection's window: made by the
+/// first subscriber that needs it, shared by the others.
+fn deflated(published: &Published, deflate: &Deflate, payload: &Bytes) -> Option<Bytes> {
+    published.deflated(deflate.window, || {
+        deflate::compress(payload, deflate, &mut Contexts::default())
+    })
 }

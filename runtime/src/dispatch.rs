@@ -9,9 +9,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use http::{Method, Response, StatusCode};
+use http::{Method, Response, StatusCode, header};
 
 use crate::app::App;
+use crate::codec::deflate::{self, Compression, Deflate};
 use crate::endpoint::{Accept, Connection, panic_message};
 use crate::pages;
 use crate::request::{Head, Reject, Request};
@@ -43,6 +44,8 @@ pub(crate) enum Dispatched {
 /// An accepted upgrade: the endpoint's code and what its connection loop needs to know.
 pub(crate) struct Accepted {
     pub(crate) connection: Connection,
+    /// permessage-deflate, when the client offered it and the server and endpoint allow it.
+    pub(crate) deflate: Option<Deflate>,
     pub(crate) endpoint: &'static str,
     pub(crate) peer: SocketAddr,
     pub(crate) max_message_size: usize,
@@ -94,6 +97,17 @@ async fn checked<B>(
     let accept_key = upgrade::check(&req, websocket)?;
     upgrade::check_origin(&req, &config.origins)?;
     let protocol = upgrade::negotiate_protocol(&req, route.protocols)?;
+    let compression = if route.compress {
+        config.compression
+    } else {
+        Compression::off()
+    };
+    let offers = req
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    let (deflate, extensions) = deflate::negotiate(offers, &compression).unzip();
     if app.registry.shutdown().is_triggered() {
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -132,6 +146,7 @@ async fn checked<B>(
     };
     let accepted = Accepted {
         connection,
+        deflate,
         endpoint: route.name,
         peer: peer.addr,
         // An endpoint's own message limit also bounds (or lifts) its frame limit.
@@ -139,7 +154,7 @@ async fn checked<B>(
         max_frame_size: route.max_message_size.unwrap_or(config.max_frame_size),
     };
     Ok(Dispatched::Upgrade(
-        response::switching(&accept_key, protocol),
+        response::switching(&accept_key, protocol, extensions),
         accepted,
     ))
 }

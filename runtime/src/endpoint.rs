@@ -36,6 +36,9 @@ pub trait Endpoint: Send + Sync + 'static {
     /// Its own limit on incoming messages (`max_message_size = ".."`), over the server's.
     #[doc(hidden)]
     const MAX_MESSAGE_SIZE: Option<usize> = None;
+    /// Whether it may compress (`compress = false` forbids it).
+    #[doc(hidden)]
+    const COMPRESS: bool = true;
     /// Extracts the parameters from the upgrade request and prepares the connection's code.
     #[doc(hidden)]
     fn accept(cx: Accept) -> Accepting;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::DuplexStream;
 
 use crate::app::App;
 use crate::dispatch::Peer;
@@ -28,12 +28,10 @@ impl Server {
 }
 
 impl FuzzHarness {
-    /// Serves one client connection over `io`, as if it had been accepted, and returns once
+    /// Serves one client connection over the pipe `io`, as if it had been accepted, and
+    /// returns once
     /// every connection it started has ended.
-    pub async fn serve<IO>(&self, io: IO)
-    where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    pub async fn serve(&self, io: DuplexStream) {
         let peer = Peer {
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             over_loopback: true,

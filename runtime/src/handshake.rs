@@ -11,9 +11,9 @@ use std::task::Poll;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::app::App;
+use crate::codec::socket::Socket;
 use crate::connection;
 use crate::dispatch::{Peer, dispatch};
 use crate::response::Refusal;
@@ -26,7 +26,7 @@ pub(crate) async fn serve<IO>(
     peer: Peer,
     overloaded: bool,
 ) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: Socket + Send + 'static,
 {
     let config = &app.config;
     if overloaded {

@@ -10,6 +10,7 @@
 // `registry` until it ends.
 
 mod app;
+mod codec;
 mod config;
 mod connection;
 mod dispatch;
@@ -19,7 +20,6 @@ mod extract;
 #[cfg(feature = "fuzz")]
 mod fuzz;
 mod handshake;
-mod lean_io;
 mod listen;
 mod message;
 mod out;
@@ -42,6 +42,7 @@ mod tls;
 mod topics;
 mod upgrade;
 
+pub use crate::codec::deflate::Compression;
 pub use crate::endpoint::{Endpoint, FromPathParam, FromRequest};
 pub use crate::error::{Closed, Error};
 pub use crate::extract::{Query, State};

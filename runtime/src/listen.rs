@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::app::App;
+use crate::codec::socket::Socket;
 use crate::dispatch::Peer;
 use crate::handshake;
 use crate::registry::Registry;
@@ -228,7 +228,7 @@ fn finished(done: Result<io::Result<()>, tokio::task::JoinError>) -> io::Result<
 /// What an accepted TCP socket goes through before HTTP: nothing, or a TLS handshake, run in
 /// the connection's own task under the handshake timeout.
 pub(crate) trait Open: Send + Sync + 'static {
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Io: Socket + Send + 'static;
     fn open(&self, tcp: TcpStream) -> impl Future<Output = io::Result<Self::Io>> + Send;
 }
 

@@ -1,11 +1,11 @@
 //! wsock's own message types and the codec traits that map them to Rust types.
 //!
-//! tungstenite's types stay private: these wrap them without copying payloads.
+//! Payloads are `Bytes`: a received message shares the buffer it was read into, and a message
+//! sent to many connections shares one buffer among all of them.
 
 use std::fmt;
 
 use bytes::Bytes;
-use tungstenite::Utf8Bytes;
 
 use crate::error::Error;
 
@@ -74,25 +74,37 @@ impl Message {
 /// }
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Text(Utf8Bytes);
+pub struct Text(Bytes);
 
 impl Text {
     /// The text.
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        // SAFETY: a `Text` holds UTF-8 only: every constructor checks it or takes a `str`.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    /// The text's bytes, shared (no copy).
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// Text from bytes already checked to be UTF-8.
+    pub(crate) fn from_utf8_unchecked(bytes: Bytes) -> Self {
+        debug_assert!(std::str::from_utf8(&bytes).is_ok());
+        Text(bytes)
     }
 }
 
 impl std::ops::Deref for Text {
     type Target = str;
     fn deref(&self) -> &str {
-        self.0.as_str()
+        self.as_str()
     }
 }
 
 impl AsRef<str> for Text {
     fn as_ref(&self) -> &str {
-        self.0.as_str()
+        self.as_str()
     }
 }
 
@@ -110,7 +122,7 @@ impl fmt::Display for Text {
 
 impl From<String> for Text {
     fn from(text: String) -> Self {
-        Text(text.into())
+        Text(Bytes::from(text))
     }
 }
 
@@ -119,13 +131,14 @@ impl TryFrom<Bytes> for Text {
 
     /// Text from bytes that must be UTF-8; no copy.
     fn try_from(bytes: Bytes) -> Result<Self, Self::Error> {
-        Utf8Bytes::try_from(bytes).map(Text)
+        std::str::from_utf8(&bytes)?;
+        Ok(Text(bytes))
     }
 }
 
 impl From<&str> for Text {
     fn from(text: &str) -> Self {
-        Text(text.into())
+        Text(Bytes::copy_from_slice(text.as_bytes()))
     }
 }
 
@@ -363,7 +376,7 @@ impl IntoMessage for String {
 
 impl IntoMessage for &'static str {
     fn into_message(self) -> Result<Message, Error> {
-        Ok(Message::Text(Text(Utf8Bytes::from_static(self))))
+        Ok(Message::Text(Text(Bytes::from_static(self.as_bytes()))))
     }
 }
 
@@ -439,25 +452,5 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> FromMessage for Json<T> {
 impl<T: serde::Serialize + Send + 'static> IntoMessage for Json<T> {
     fn into_message(self) -> Result<Message, Error> {
         Ok(Message::Text(serde_json::to_string(&self.0)?.into()))
-    }
-}
-
-impl From<Message> for tungstenite::Message {
-    fn from(message: Message) -> Self {
-        match message {
-            Message::Text(Text(text)) => tungstenite::Message::Text(text),
-            Message::Binary(bytes) => tungstenite::Message::Binary(bytes),
-        }
-    }
-}
-
-impl Message {
-    /// The data message inside a tungstenite message; `None` for control frames.
-    pub(crate) fn from_tungstenite(message: tungstenite::Message) -> Option<Message> {
-        match message {
-            tungstenite::Message::Text(text) => Some(Message::Text(Text(text))),
-            tungstenite::Message::Binary(bytes) => Some(Message::Binary(bytes)),
-            _ => None,
-        }
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::codec::Outgoing;
 use crate::endpoint::{Accept, FromRequest};
 use crate::error::Closed;
 use crate::message::{CloseCode, IntoMessage, Message};
@@ -63,7 +64,7 @@ impl<T: IntoMessage> Out<T> {
     /// encoded (a `Json` value that does not serialize) closes the connection with 1011.
     pub fn write(&self, message: impl Into<T>) {
         if let Some(message) = self.encode(message.into()) {
-            self.shared.push(message.into());
+            self.shared.push(Outgoing::Message(message));
         }
     }
 
@@ -72,7 +73,7 @@ impl<T: IntoMessage> Out<T> {
     /// Returns [`Closed`] if the connection is closed or closing; the message is then dropped.
     pub async fn send(&self, message: impl Into<T>) -> Result<(), Closed> {
         let message = self.encode(message.into()).ok_or(Closed)?;
-        self.shared.push_wait(message.into()).await
+        self.shared.push_wait(Outgoing::Message(message)).await
     }
 
     /// The message to send; one that cannot be encoded closes the connection with 1011.

@@ -130,9 +130,13 @@ pub(crate) fn html(page: impl Into<String>) -> Response<Body> {
     response
 }
 
-/// 101: the handshake's answer, with the `Sec-WebSocket-Accept` value and the chosen
-/// subprotocol.
-pub(crate) fn switching(accept: &str, protocol: Option<&'static str>) -> Response<Body> {
+/// 101: the handshake's answer, with the `Sec-WebSocket-Accept` value, the chosen
+/// subprotocol and the accepted extensions.
+pub(crate) fn switching(
+    accept: &str,
+    protocol: Option<&'static str>,
+    extensions: Option<String>,
+) -> Response<Body> {
     let mut response = Response::new(Body::new());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
@@ -146,6 +150,12 @@ pub(crate) fn switching(accept: &str, protocol: Option<&'static str>) -> Respons
         headers.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static(protocol),
+        );
+    }
+    if let Some(extensions) = extensions {
+        headers.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_str(&extensions).expect("made of header-safe text"),
         );
     }
     response

@@ -14,6 +14,7 @@ pub(crate) struct Route {
     pub(crate) accept: fn(Accept) -> Accepting,
     pub(crate) protocols: &'static [&'static str],
     pub(crate) max_message_size: Option<usize>,
+    pub(crate) compress: bool,
 }
 
 /// One segment of a route pattern.
@@ -51,6 +52,7 @@ impl Router {
                 accept: E::accept,
                 protocols: E::PROTOCOLS,
                 max_message_size: E::MAX_MESSAGE_SIZE,
+                compress: E::COMPRESS,
             },
         );
     }
@@ -182,6 +184,7 @@ mod tests {
                     accept: |_| unreachable!(),
                     protocols: &[],
                     max_message_size: None,
+                    compress: true,
                 },
             );
         }

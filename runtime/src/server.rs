@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::app::App;
+use crate::codec::deflate::Compression;
 use crate::config::{Config, Hosts, Origins};
 use crate::endpoint::Endpoint;
 use crate::listen::{self, Bound, Handle, Transport};
@@ -237,6 +238,14 @@ impl Server {
     /// Accepts upgrades from any browser page (a public API without cookies, say).
     pub fn allow_any_origin(mut self) -> Self {
         self.config.origins = Origins::Any;
+        self
+    }
+
+    /// Compression (permessage-deflate) for clients that offer it: on by default, with
+    /// [`Compression::default`](crate::Compression); [`Compression::off`](crate::Compression::off)
+    /// declines every offer. An endpoint can refuse it with `compress = false`.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.config.compression = compression;
         self
     }
 

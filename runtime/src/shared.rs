@@ -12,6 +12,7 @@ use std::task::{Context, Waker};
 
 use tokio::sync::Notify;
 
+use crate::codec::Outgoing;
 use crate::error::Closed;
 use crate::message::{CloseCode, Message};
 
@@ -30,7 +31,7 @@ pub(crate) struct Shared {
     /// The driver sleeps and waits for a write: the next one wakes it. Set under the queue's
     /// lock; while the driver runs it is clear, and writes wake nothing, as the driver looks
     /// at the queue again before it sleeps.
-    parked: AtomicBool,
+    parked: AtomicU8,
     /// Senders waiting in `Out::send` for room in the queue.
     room: Notify,
     /// The received message, handed from the driver to the endpoint.
@@ -48,6 +49,13 @@ pub(crate) struct Shared {
     inbound_state: AtomicU8,
 }
 
+/// The driver runs (or will): writes need not wake it.
+const AWAKE: u8 = 0;
+/// The driver sleeps until the next write or close.
+const PARKED: u8 = 1;
+/// The driver waits for its socket to take what it wrote; only a close wakes it.
+const PARKED_FOR_CLOSE: u8 = 2;
+
 /// The endpoint waits for a message: the driver reads the socket.
 const WAITING: u8 = 1;
 /// The slot holds a message the endpoint has not taken yet. It is handed over even if the
@@ -60,7 +68,7 @@ const ENDED: u8 = 4;
 pub(crate) type Held = Box<dyn Send + Sync>;
 
 struct Outbound {
-    queue: VecDeque<tungstenite::Message>,
+    queue: VecDeque<Outgoing>,
     /// A close asked for and not yet taken by the driver: sent once the queue is written.
     close: Option<(CloseCode, String)>,
     /// No more messages are accepted: a close was asked for, or the connection ended.
@@ -91,7 +99,7 @@ impl Shared {
                 driver: None,
             }),
             queued: AtomicBool::new(false),
-            parked: AtomicBool::new(false),
+            parked: AtomicU8::new(AWAKE),
             room: Notify::new(),
             inbound: Mutex::new(None),
             held: Mutex::new(Some(Vec::new())),
@@ -147,14 +155,19 @@ impl Shared {
     }
 
     /// Queues a message; a full queue means the client does not keep up, and closes with 1008.
-    pub(crate) fn push(&self, message: tungstenite::Message) {
+    pub(crate) fn push(&self, message: Outgoing) {
+        // A closing connection takes nothing more; asked without the lock (a topic skips its
+        // closed subscribers cheaply).
+        if self.closing.load(Ordering::Acquire) {
+            return;
+        }
         let mut out = lock(&self.out);
         if out.shut {
             return;
         }
         if out.queue.len() < self.limit {
             out.queue.push_back(message);
-            self.announce(out);
+            self.announce(out, false);
             return;
         }
         drop(out);
@@ -167,7 +180,7 @@ impl Shared {
     }
 
     /// Queues a message, waiting for room.
-    pub(crate) async fn push_wait(&self, message: tungstenite::Message) -> Result<(), Closed> {
+    pub(crate) async fn push_wait(&self, message: Outgoing) -> Result<(), Closed> {
         loop {
             // Registered before the check, so a drain right after the check still wakes us.
             let notified = self.room.notified();
@@ -180,7 +193,7 @@ impl Shared {
                 }
                 if out.queue.len() < self.limit {
                     out.queue.push_back(message);
-                    self.announce(out);
+                    self.announce(out, false);
                     return Ok(());
                 }
                 // Counted under the same lock as the check, so the driver sees us waiting.
@@ -200,7 +213,7 @@ impl Shared {
         out.shut = true;
         out.close = Some((code, truncate_reason(reason)));
         self.closing.store(true, Ordering::Release);
-        self.announce(out);
+        self.announce(out, true);
         // Senders waiting for room now get `Closed` instead of waiting for a drain.
         self.room.notify_waiters();
     }
@@ -214,18 +227,15 @@ impl Shared {
         out.close = Some((code, truncate_reason(reason)));
         self.closing.store(true, Ordering::Release);
         self.abandoned.store(true, Ordering::Release);
-        self.announce(out);
+        self.announce(out, true);
         self.room.notify_waiters();
     }
 
     /// The driver takes every queued message into `into` (which must be empty), and any close
     /// asked for. The driver runs: writes need not wake it until it parks again.
-    pub(crate) fn drain(
-        &self,
-        into: &mut VecDeque<tungstenite::Message>,
-    ) -> Option<(CloseCode, String)> {
+    pub(crate) fn drain(&self, into: &mut VecDeque<Outgoing>) -> Option<(CloseCode, String)> {
         debug_assert!(into.is_empty());
-        self.parked.store(false, Ordering::Relaxed);
+        self.parked.store(AWAKE, Ordering::Relaxed);
         if !self.queued.load(Ordering::Acquire) {
             return None;
         }
@@ -245,11 +255,16 @@ impl Shared {
         close
     }
 
-    /// Something was queued (a message or a close): says so to the driver, and wakes it if it
-    /// is parked on an empty queue, after releasing the lock.
-    fn announce(&self, out: MutexGuard<'_, Outbound>) {
+    /// Something was queued (a message, or a close when `close`): says so to the driver, and
+    /// wakes it if it is parked for it, after releasing the lock.
+    fn announce(&self, out: MutexGuard<'_, Outbound>, close: bool) {
         self.queued.store(true, Ordering::Release);
-        if !self.parked.swap(false, Ordering::Relaxed) {
+        let wakes = match self.parked.load(Ordering::Relaxed) {
+            AWAKE => false,
+            PARKED => true,
+            _ => close,
+        };
+        if !wakes || self.parked.swap(AWAKE, Ordering::Relaxed) == AWAKE {
             return;
         }
         let driver = out.driver.clone();
@@ -270,7 +285,23 @@ impl Shared {
             Some(waker) if waker.will_wake(cx.waker()) => {}
             _ => out.driver = Some(cx.waker().clone()),
         }
-        self.parked.store(true, Ordering::Relaxed);
+        self.parked.store(PARKED, Ordering::Relaxed);
+        true
+    }
+
+    /// The driver is about to sleep until its socket takes more: it registers to be woken by
+    /// a close asked for (a full queue, 1008), not by messages, which wait for the socket;
+    /// `false` if a close is waiting already.
+    pub(crate) fn park_until_close(&self, cx: &Context<'_>) -> bool {
+        let mut out = lock(&self.out);
+        if out.close.is_some() {
+            return false;
+        }
+        match &out.driver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => out.driver = Some(cx.waker().clone()),
+        }
+        self.parked.store(PARKED_FOR_CLOSE, Ordering::Relaxed);
         true
     }
 
@@ -285,7 +316,7 @@ impl Shared {
         out.queue = VecDeque::new();
         out.close = None;
         out.driver = None;
-        self.parked.store(false, Ordering::Relaxed);
+        self.parked.store(AWAKE, Ordering::Relaxed);
         self.queued.store(false, Ordering::Relaxed);
         drop(out);
         self.room.notify_waiters();
@@ -391,8 +422,19 @@ mod tests {
         }
     }
 
-    fn text(s: &str) -> tungstenite::Message {
-        tungstenite::Message::text(s)
+    fn text(s: &str) -> Outgoing {
+        Outgoing::Message(Message::text(s))
+    }
+
+    /// The text of queued messages, to compare them.
+    fn texts(queue: &mut VecDeque<Outgoing>) -> Vec<String> {
+        queue
+            .drain(..)
+            .map(|outgoing| match outgoing {
+                Outgoing::Message(Message::Text(text)) => text.as_str().to_owned(),
+                _ => panic!("a text message"),
+            })
+            .collect()
     }
 
     /// A parked driver is woken by the next write, once; writes made while it runs (after it
@@ -412,7 +454,7 @@ mod tests {
         // It must not sleep with a message queued.
         assert!(!shared.park(&cx));
         assert!(shared.drain(&mut pending).is_none());
-        assert_eq!(pending.drain(..).collect::<Vec<_>>(), [text("a")]);
+        assert_eq!(texts(&mut pending), ["a"]);
 
         // Parked: the first write wakes it, the second does not (it is no longer parked).
         assert!(shared.park(&cx));
@@ -420,10 +462,7 @@ mod tests {
         shared.push(text("c"));
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert!(shared.drain(&mut pending).is_none());
-        assert_eq!(
-            pending.drain(..).collect::<Vec<_>>(),
-            [text("b"), text("c")]
-        );
+        assert_eq!(texts(&mut pending), ["b", "c"]);
 
         // A close asked for wakes a parked driver too, and is handed over once.
         assert!(shared.park(&cx));

@@ -42,14 +42,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
-use tokio::io::DuplexStream;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tungstenite::{Error as WsError, WebSocket};
+use tokio::io::{AsyncRead, DuplexStream};
 
 use crate::app::App;
+use crate::codec::Outgoing;
+use crate::codec::frame::OpCode;
+use crate::codec::read::{Event as Frame, Limits, Reader};
+use crate::codec::write::Writer;
 use crate::connection;
 use crate::dispatch::{Peer, dispatch};
-use crate::lean_io::LeanIo;
 use crate::listen::{Handle, ShuttingDown};
 use crate::message::{CloseCode, FromMessage, IntoMessage, Message, Text};
 use crate::server::Server;
@@ -193,7 +194,7 @@ impl TestServer {
 /// unsubscribes.
 pub struct TopicWatch<T> {
     shared: Arc<Shared>,
-    queue: VecDeque<tungstenite::Message>,
+    queue: VecDeque<Outgoing>,
     timeout: Duration,
     topic: String,
     _message: PhantomData<fn(T)>,
@@ -257,11 +258,11 @@ impl<T> TopicWatch<T> {
     async fn next(&mut self, wait: Duration) -> Option<Message> {
         let next = poll_fn(|cx| {
             loop {
-                if let Some(message) = self.queue.pop_front() {
-                    if let Some(message) = Message::from_tungstenite(message) {
-                        return Poll::Ready(message);
-                    }
-                    continue;
+                if let Some(outgoing) = self.queue.pop_front() {
+                    return Poll::Ready(match outgoing {
+                        Outgoing::Message(message) => message,
+                        Outgoing::Published(published) => published.message.clone(),
+                    });
                 }
                 let _ = self.shared.drain(&mut self.queue);
                 if self.queue.is_empty() && self.shared.park(cx) {
@@ -389,15 +390,16 @@ impl Connect<'_> {
         // Handed over once the ready code has run (what it set up is in place), or after the
         // timeout for ready code that waits on something slow.
         let _ = tokio::time::timeout(server.timeout, shared.ready()).await;
-        let config = WebSocketConfig::default()
-            .max_message_size(None)
-            .max_frame_size(None);
+        let limits = Limits {
+            max_frame: usize::MAX,
+            max_message: usize::MAX,
+        };
         Ok(TestClient {
-            ws: WebSocket::from_raw_socket(
-                LeanIo::new(client, Vec::new()),
-                Role::Client,
-                Some(config),
-            ),
+            io: client,
+            reader: Reader::new(false, limits, None),
+            writer: Writer::masking(),
+            read: Vec::new(),
+            close_sent: false,
             timeout: server.timeout,
             protocol,
             received: VecDeque::new(),
@@ -553,7 +555,13 @@ fn describe(message: &Message) -> String {
 /// nothing at all; every wait has the server's timeout, and a failed expectation panics with
 /// what came instead and the line that expected it.
 pub struct TestClient {
-    ws: WebSocket<LeanIo<DuplexStream>>,
+    io: DuplexStream,
+    reader: Reader,
+    writer: Writer,
+    /// Bytes read and not yet taken by the reader.
+    read: Vec<u8>,
+    /// This client sent its close frame.
+    close_sent: bool,
     timeout: Duration,
     protocol: Option<String>,
     /// Messages read while waiting for a pong, for the next `recv`.
@@ -585,8 +593,12 @@ impl TestClient {
         let message = message
             .into_message()
             .unwrap_or_else(|err| panic!("cannot encode the message (at {at}): {err}"));
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.into_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+        };
         async move {
-            let sent = self.write(message.into()).await;
+            let sent = self.write(opcode, payload).await;
             if let Err(why) = sent {
                 panic!(
                     "could not send a message within {:?} (at {at}): {why}",
@@ -686,14 +698,12 @@ impl TestClient {
         reason: &str,
     ) -> impl Future<Output = ()> + '_ {
         let (at, code) = (Location::caller(), code.into());
-        let frame = CloseFrame {
-            code: code.as_u16().into(),
-            reason: reason.into(),
-        };
+        let mut payload = code.as_u16().to_be_bytes().to_vec();
+        payload.extend_from_slice(reason.as_bytes());
         async move {
             let timeout = self.timeout;
             if self.closed.is_none()
-                && let Err(why) = self.write(tungstenite::Message::Close(Some(frame))).await
+                && let Err(why) = self.write(OpCode::Close, payload.into()).await
             {
                 panic!("could not send the close within {timeout:?} (at {at}): {why}");
             }
@@ -721,10 +731,7 @@ impl TestClient {
         let payload = bytes::Bytes::copy_from_slice(payload);
         async move {
             let timeout = self.timeout;
-            if let Err(why) = self
-                .write(tungstenite::Message::Ping(payload.clone()))
-                .await
-            {
+            if let Err(why) = self.write(OpCode::Ping, payload.clone()).await {
                 panic!("could not send the ping within {timeout:?} (at {at}): {why}");
             }
             let pong = tokio::time::timeout(timeout, async {
@@ -771,72 +778,81 @@ impl TestClient {
     }
 
     /// Reads the next frame that matters: a message, the close, the end (or, when asked, a
-    /// pong). Pings are answered by the codec.
+    /// pong). Pings are answered, and the server's close too.
     async fn read(&mut self, pongs: bool) -> Read {
         poll_fn(|cx| {
-            self.ws.get_mut().set_waker(cx.waker());
             loop {
-                let read = self.ws.read();
-                // Writes out what the codec queued: pong answers, a close reply.
-                let _ = self.ws.flush();
-                return match read {
-                    Ok(tungstenite::Message::Pong(payload)) if pongs => {
-                        Poll::Ready(Read::Pong(payload))
+                // Answers (pongs, a close) go out as soon as they are due.
+                if !self.writer.is_empty() {
+                    let _ = self.writer.poll_flush(&mut self.io, cx);
+                }
+                if self.read.is_empty() {
+                    let mut chunk = [0u8; 16 << 10];
+                    let mut buf = tokio::io::ReadBuf::new(&mut chunk);
+                    match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                            return Poll::Ready(self.ended("the server dropped it".to_owned()));
+                        }
+                        Poll::Ready(Ok(())) => self.read.extend_from_slice(buf.filled()),
+                        Poll::Ready(Err(error)) => {
+                            return Poll::Ready(self.ended(error.to_string()));
+                        }
                     }
-                    Ok(tungstenite::Message::Close(frame)) => {
-                        let (code, reason) = frame
-                            .map_or((CloseCode::NO_STATUS, String::new()), |f| {
-                                (CloseCode::from(u16::from(f.code)), f.reason.to_string())
-                            });
-                        self.closed = Some((code, reason.clone()));
-                        Poll::Ready(Read::Event(Got::Close(code, reason)))
-                    }
-                    Ok(message) => match Message::from_tungstenite(message) {
-                        Some(message) => Poll::Ready(Read::Event(Got::Message(message))),
-                        None => continue, // a ping or a pong
-                    },
-                    Err(WsError::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                        Poll::Pending
-                    }
-                    Err(err) => {
-                        let why = match err {
-                            WsError::ConnectionClosed | WsError::AlreadyClosed => {
-                                "the server dropped it".to_owned()
-                            }
-                            err => err.to_string(),
-                        };
-                        self.closed
-                            .get_or_insert((CloseCode::ABNORMAL, why.clone()));
-                        Poll::Ready(Read::Event(Got::Ended(why)))
+                }
+                let (taken, frame) = match self.reader.feed(&self.read) {
+                    Ok(read) => read,
+                    Err(error) => {
+                        let why = format!("the server broke the protocol: {}", error.close().1);
+                        return Poll::Ready(self.ended(why));
                     }
                 };
+                self.read.drain(..taken);
+                match frame {
+                    None => continue,
+                    Some(Frame::Ping(payload)) => self.writer.push(OpCode::Pong, false, payload),
+                    Some(Frame::Pong(payload)) if pongs => return Poll::Ready(Read::Pong(payload)),
+                    Some(Frame::Pong(_)) => continue,
+                    Some(Frame::Close(frame)) => {
+                        let (code, reason) = frame.unwrap_or((CloseCode::NO_STATUS, String::new()));
+                        if !self.close_sent {
+                            // The closing handshake: the client answers with the same code.
+                            self.close_sent = true;
+                            let payload = Bytes::copy_from_slice(&code.as_u16().to_be_bytes());
+                            self.writer.push(OpCode::Close, false, payload);
+                            let _ = self.writer.poll_flush(&mut self.io, cx);
+                        }
+                        self.closed = Some((code, reason.clone()));
+                        return Poll::Ready(Read::Event(Got::Close(code, reason)));
+                    }
+                    Some(Frame::Message(message)) => {
+                        return Poll::Ready(Read::Event(Got::Message(message)));
+                    }
+                }
             }
         })
         .await
     }
 
-    /// Writes a frame and flushes it, within the timeout.
-    async fn write(&mut self, message: tungstenite::Message) -> Result<(), String> {
-        let written = tokio::time::timeout(self.timeout, async {
-            let mut message = Some(message);
-            poll_fn(|cx| {
-                self.ws.get_mut().set_waker(cx.waker());
-                let result = match message.take() {
-                    Some(message) => self.ws.write(message).and_then(|()| self.ws.flush()),
-                    None => self.ws.flush(),
-                };
-                match result {
-                    Ok(()) => Poll::Ready(Ok(())),
-                    Err(WsError::Io(err)) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                        Poll::Pending
-                    }
-                    Err(err) => Poll::Ready(Err(err.to_string())),
-                }
-            })
-            .await
-        });
+    /// The connection ended without a close frame: `why`.
+    fn ended(&mut self, why: String) -> Read {
+        self.closed
+            .get_or_insert((CloseCode::ABNORMAL, why.clone()));
+        Read::Event(Got::Ended(why))
+    }
+
+    /// Writes a frame (a message, a ping, the close) and flushes it, within the timeout.
+    async fn write(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), String> {
+        if opcode == OpCode::Close {
+            self.close_sent = true;
+        }
+        self.writer.push(opcode, false, payload);
+        let written = tokio::time::timeout(
+            self.timeout,
+            poll_fn(|cx| self.writer.poll_flush(&mut self.io, cx)),
+        );
         match written.await {
-            Ok(result) => result,
+            Ok(result) => result.map_err(|error| error.to_string()),
             Err(_) => Err("the server did not read it".to_owned()),
         }
     }

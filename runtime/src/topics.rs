@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::codec::{Outgoing, Published};
 use crate::error::Error;
 use crate::message::{IntoMessage, Message, Text};
 use crate::shared::Shared;
@@ -389,11 +390,16 @@ impl Entry {
             .subscribers
             .read()
             .unwrap_or_else(PoisonError::into_inner);
+        if subscribers.count == 0 {
+            return;
+        }
+        // One shared copy for all, which also carries its compressed forms once made.
+        let published = Arc::new(Published::new(message.clone()));
         for shared in subscribers.slots.iter().flatten() {
             if except.is_some_and(|except| Arc::ptr_eq(except, shared)) {
                 continue;
             }
-            shared.push(message.clone().into());
+            shared.push(Outgoing::Published(Arc::clone(&published)));
         }
     }
 }

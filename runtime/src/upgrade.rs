@@ -3,9 +3,10 @@
 
 use std::net::IpAddr;
 
+use base64::Engine;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Version};
-use tungstenite::handshake::derive_accept_key;
+use sha1::{Digest, Sha1};
 
 use crate::config::{Hosts, Origins};
 use crate::response::Refusal;
@@ -63,6 +64,16 @@ pub(crate) fn check<B>(req: &http::Request<B>, upgrade: bool) -> Result<String, 
             "missing or malformed Sec-WebSocket-Key header",
         )),
     }
+}
+
+/// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2): the key and the protocol's GUID, hashed
+/// with SHA-1, in base64.
+pub(crate) fn derive_accept_key(key: &[u8]) -> String {
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(GUID);
+    base64::engine::general_purpose::STANDARD.encode(sha1.finalize())
 }
 
 /// A key is 16 random bytes in base64: 22 base64 characters and `==`.
@@ -245,6 +256,15 @@ pub(crate) fn negotiate_protocol<B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_accept_key_is_the_rfcs() {
+        // RFC 6455 §1.3's example.
+        assert_eq!(
+            derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
 
     fn request(headers: &[(&str, &str)]) -> http::Request<()> {
         let mut builder = http::Request::builder().uri("/chat");

@@ -1,0 +1,58 @@
+//! wsock's own message layer (RFC 6455 framing, RFC 7692 compression): frames parsed and
+//! written here, messages assembled and checked as their bytes arrive, compression
+//! negotiated and applied per message.
+
+pub(crate) mod deflate;
+pub(crate) mod frame;
+pub(crate) mod read;
+pub(crate) mod socket;
+pub(crate) mod utf8;
+pub(crate) mod write;
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+
+use crate::message::Message;
+
+/// What a connection's outbound queue holds.
+pub(crate) enum Outgoing {
+    /// A message for this connection (`Out::write`).
+    Message(Message),
+    /// A message published to a topic: shared by every subscriber, and compressed at most
+    /// once for all of those that agreed on the same window.
+    Published(Arc<Published>),
+}
+
+impl From<Message> for Outgoing {
+    fn from(message: Message) -> Self {
+        Outgoing::Message(message)
+    }
+}
+
+/// A published message, with its compressed forms, made on first need.
+pub(crate) struct Published {
+    pub(crate) message: Message,
+    /// By window bits, 9 to 15: the compressed payload, or `None` when compressing did not
+    /// make it smaller.
+    deflated: [OnceLock<Option<Bytes>>; 7],
+}
+
+impl Published {
+    pub(crate) fn new(message: Message) -> Self {
+        Published {
+            message,
+            deflated: Default::default(),
+        }
+    }
+
+    /// The payload compressed for `window`, compressing it with `compress` the first time.
+    pub(crate) fn deflated(
+        &self,
+        window: u8,
+        compress: impl FnOnce() -> Option<Bytes>,
+    ) -> Option<Bytes> {
+        let slot = &self.deflated[usize::from(window.clamp(9, 15) - 9)];
+        slot.get_or_init(compress).clone()
+    }
+}

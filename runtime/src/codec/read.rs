@@ -1,0 +1,546 @@
+//! Reading: bytes from the socket in, events out (a whole data message, a ping, a pong, the
+//! peer's close), with every check RFC 6455 and RFC 7692 ask for, made as early as the bytes
+//! allow: a size limit from the frame header, before the payload is read; UTF-8 as each
+//! piece of a text message arrives; inflation stopped at the message limit.
+//!
+//! The reader owns no socket: the connection feeds it what it read ([`Reader::feed`]), or
+//! reads a large payload straight into the message ([`Reader::direct`], [`Reader::filled`]).
+
+use bytes::Bytes;
+
+use crate::codec::deflate::{self, Contexts, Deflate, InflateError};
+use crate::codec::frame::{Header, HeaderError, MAX_HEADER, OpCode, apply_mask};
+use crate::codec::utf8::Utf8;
+use crate::message::{CloseCode, Message, Text};
+
+/// What a read produced.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A whole data message.
+    Message(Message),
+    Ping(Bytes),
+    Pong(Bytes),
+    /// The peer's close frame: its code and reason, if it gave one.
+    Close(Option<(CloseCode, String)>),
+}
+
+/// Why the connection must be failed, and with which close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Error {
+    /// 1002.
+    Protocol(&'static str),
+    /// 1009.
+    TooBig(&'static str),
+    /// 1007.
+    Invalid(&'static str),
+}
+
+impl Error {
+    pub(crate) fn close(self) -> (CloseCode, &'static str) {
+        match self {
+            Error::Protocol(why) => (CloseCode::PROTOCOL, why),
+            Error::TooBig(why) => (CloseCode::TOO_BIG, why),
+            Error::Invalid(why) => (CloseCode::INVALID_PAYLOAD, why),
+        }
+    }
+}
+
+/// The largest incoming frame and message.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_frame: usize,
+    pub(crate) max_message: usize,
+}
+
+pub(crate) struct Reader {
+    /// Frames must be masked (the server's side); otherwise they must not be.
+    masked: bool,
+    limits: Limits,
+    deflate: Option<Deflate>,
+    contexts: Contexts,
+    /// The start of a header that has not fully arrived.
+    head: [u8; MAX_HEADER],
+    head_len: u8,
+    /// The frame whose payload is being read.
+    frame: Option<Frame>,
+    /// The data message being assembled.
+    message: Option<Assembly>,
+    /// A control frame's payload so far.
+    control: Vec<u8>,
+}
+
+struct Frame {
+    header: Header,
+    /// Payload bytes read so far.
+    read: u64,
+}
+
+struct Assembly {
+    text: bool,
+    compressed: bool,
+    /// The payload so far (compressed, for a compressed message).
+    bytes: Vec<u8>,
+    utf8: Utf8,
+}
+
+/// The most a message's buffer grows ahead of its bytes: a header may announce a large frame
+/// and then trickle, and memory follows the bytes, not the announcement.
+const AHEAD: usize = 64 << 10;
+
+impl Reader {
+    pub(crate) fn new(masked: bool, limits: Limits, deflate: Option<Deflate>) -> Self {
+        Reader {
+            masked,
+            limits,
+            deflate,
+            contexts: Contexts::default(),
+            head: [0; MAX_HEADER],
+            head_len: 0,
+            frame: None,
+            message: None,
+            control: Vec::new(),
+        }
+    }
+
+    /// Reads from `input` until an event is complete; returns how many bytes it took and the
+    /// event, if one completed. Bytes of an unfinished frame are kept.
+    pub(crate) fn feed(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), Error> {
+        let mut at = 0;
+        loop {
+            if self.frame.is_none() {
+                let Some(taken) = self.header(&input[at..])? else {
+                    return Ok((input.len(), None));
+                };
+                at += taken;
+                if let Some(event) = self.payload(&[])? {
+                    return Ok((at, Some(event)));
+                }
+            }
+            let frame = self.frame.as_ref().expect("a frame is under way");
+            let remaining = frame.header.len - frame.read;
+            let take = (input.len() - at).min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let event = self.payload(&input[at..at + take])?;
+            at += take;
+            if event.is_some() {
+                return Ok((at, event));
+            }
+            if at == input.len() {
+                return Ok((at, None));
+            }
+        }
+    }
+
+    /// When a data frame's payload is under way with at least `min` bytes still to come:
+    /// the buffer to read them into (at its end), and how many to read at most. Reading
+    /// there saves a copy, and reads no further than the frame.
+    pub(crate) fn direct(&mut self, min: usize) -> Option<(&mut Vec<u8>, usize)> {
+        let frame = self.frame.as_ref()?;
+        if frame.header.opcode.is_control() {
+            return None;
+        }
+        let remaining = usize::try_from(frame.header.len - frame.read).unwrap_or(usize::MAX);
+        if remaining < min {
+            return None;
+        }
+        let message = self.message.as_mut()?;
+        let want = remaining.min(AHEAD);
+        message.bytes.reserve(want);
+        Some((&mut message.bytes, want))
+    }
+
+    /// `n` bytes were read straight into the buffer [`Reader::direct`] gave.
+    pub(crate) fn filled(&mut self, n: usize) -> Result<Option<Event>, Error> {
+        let frame = self.frame.as_mut().expect("a frame is under way");
+        let message = self.message.as_mut().expect("a data frame is under way");
+        let start = message.bytes.len() - n;
+        let offset = frame.read as usize;
+        if let Some(key) = frame.header.mask {
+            apply_mask(&mut message.bytes[start..], key, offset);
+        }
+        frame.read += n as u64;
+        if message.text && !message.compressed {
+            message
+                .utf8
+                .feed(&message.bytes[start..])
+                .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
+        }
+        if frame.read == frame.header.len {
+            return self.end_frame();
+        }
+        Ok(None)
+    }
+
+    /// Parses a header from what was kept and `input`; returns how many bytes of `input` it
+    /// took, or `None` when all of `input` was kept and more is needed.
+    fn header(&mut self, input: &[u8]) -> Result<Option<usize>, Error> {
+        let parsed = if self.head_len == 0 {
+            Header::parse(input)
+        } else {
+            let have = usize::from(self.head_len);
+            let add = (MAX_HEADER - have).min(input.len());
+            self.head[have..have + add].copy_from_slice(&input[..add]);
+            Header::parse(&self.head[..have + add])
+        };
+        let parsed = parsed.map_err(|error| match error {
+            HeaderError::ReservedBits => Error::Protocol("reserved bits set"),
+            HeaderError::UnknownOpcode => Error::Protocol("unknown opcode"),
+        })?;
+        let Some((header, len)) = parsed else {
+            let have = usize::from(self.head_len);
+            let add = (MAX_HEADER - have).min(input.len());
+            if self.head_len == 0 {
+                self.head[..add].copy_from_slice(&input[..add]);
+            }
+            self.head_len = (have + add) as u8;
+            return Ok(None);
+        };
+        let taken = len - usize::from(self.head_len);
+        self.head_len = 0;
+        self.begin(header)?;
+        Ok(Some(taken))
+    }
+
+    /// Checks a new frame's header against the state and the limits, before any payload.
+    fn begin(&mut self, header: Header) -> Result<(), Error> {
+        if header.mask.is_some() != self.masked {
+            return Err(Error::Protocol(if self.masked {
+                "a client frame must be masked"
+            } else {
+                "a server frame must not be masked"
+            }));
+        }
+        if header.len > self.limits.max_frame as u64 {
+            return Err(Error::TooBig("frame over the size limit"));
+        }
+        match header.opcode {
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+                if !header.fin {
+                    return Err(Error::Protocol("a control frame cannot be fragmented"));
+                }
+                if header.len > 125 {
+                    return Err(Error::Protocol("a control frame carries at most 125 bytes"));
+                }
+                if header.rsv1 {
+                    return Err(Error::Protocol("RSV1 set on a control frame"));
+                }
+                self.control.clear();
+            }
+            OpCode::Continuation => {
+                let Some(message) = &self.message else {
+                    return Err(Error::Protocol("a continuation frame without a message"));
+                };
+                if header.rsv1 {
+                    return Err(Error::Protocol("RSV1 set on a continuation frame"));
+                }
+                if message.bytes.len() as u64 + header.len > self.limits.max_message as u64 {
+                    return Err(Error::TooBig("message over the size limit"));
+                }
+            }
+            OpCode::Text | OpCode::Binary => {
+                if self.message.is_some() {
+                    return Err(Error::Protocol("a new message before the last one ended"));
+                }
+                if header.rsv1 && self.deflate.is_none() {
+                    return Err(Error::Protocol("RSV1 set without permessage-deflate"));
+                }
+                if header.len > self.limits.max_message as u64 {
+                    return Err(Error::TooBig("message over the size limit"));
+                }
+                let ahead = usize::try_from(header.len).unwrap_or(usize::MAX).min(AHEAD);
+                self.message = Some(Assembly {
+                    text: header.opcode == OpCode::Text,
+                    compressed: header.rsv1,
+                    bytes: Vec::with_capacity(ahead),
+                    utf8: Utf8::default(),
+                });
+            }
+        }
+        self.frame = Some(Frame { header, read: 0 });
+        Ok(())
+    }
+
+    /// Takes payload bytes of the frame under way (all of them belong to it); ends the frame
+    /// when they complete it.
+    fn payload(&mut self, bytes: &[u8]) -> Result<Option<Event>, Error> {
+        let frame = self.frame.as_mut().expect("a frame is under way");
+        let offset = frame.read as usize;
+        frame.read += bytes.len() as u64;
+        let target = if frame.header.opcode.is_control() {
+            &mut self.control
+        } else {
+            &mut self
+                .message
+                .as_mut()
+                .expect("a data frame is under way")
+                .bytes
+        };
+        let start = target.len();
+        target.extend_from_slice(bytes);
+        if let Some(key) = frame.header.mask {
+            apply_mask(&mut target[start..], key, offset);
+        }
+        if let Some(message) = &mut self.message
+            && !frame.header.opcode.is_control()
+            && message.text
+            && !message.compressed
+        {
+            message
+                .utf8
+                .feed(&message.bytes[start..])
+                .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
+        }
+        if frame.read == frame.header.len {
+            return self.end_frame();
+        }
+        Ok(None)
+    }
+
+    fn end_frame(&mut self) -> Result<Option<Event>, Error> {
+        let frame = self.frame.take().expect("a frame is under way");
+        match frame.header.opcode {
+            OpCode::Ping => Ok(Some(Event::Ping(Bytes::copy_from_slice(&self.control)))),
+            OpCode::Pong => Ok(Some(Event::Pong(Bytes::copy_from_slice(&self.control)))),
+            OpCode::Close => close_frame(&self.control).map(|close| Some(Event::Close(close))),
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                if !frame.header.fin {
+                    return Ok(None);
+                }
+                let message = self.message.take().expect("a data frame is under way");
+                self.message_end(message).map(Some)
+            }
+        }
+    }
+
+    fn message_end(&mut self, mut message: Assembly) -> Result<Event, Error> {
+        let bytes = if message.compressed {
+            let deflate = self
+                .deflate
+                .as_ref()
+                .expect("checked when the message began");
+            let mut inflated = Vec::new();
+            let limit = self.limits.max_message;
+            deflate::inflate(
+                &message.bytes,
+                limit,
+                deflate,
+                &mut self.contexts,
+                &mut inflated,
+            )
+            .map_err(|error| match error {
+                InflateError::TooBig => Error::TooBig("message over the size limit"),
+                InflateError::Corrupt => Error::Invalid("invalid compressed data"),
+            })?;
+            if message.text {
+                message
+                    .utf8
+                    .feed(&inflated)
+                    .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
+            }
+            inflated
+        } else {
+            message.bytes
+        };
+        if message.text {
+            message
+                .utf8
+                .finish()
+                .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
+            // Checked piece by piece above.
+            let text = Text::from_utf8_unchecked(Bytes::from(bytes));
+            Ok(Event::Message(Message::Text(text)))
+        } else {
+            Ok(Event::Message(Message::Binary(Bytes::from(bytes))))
+        }
+    }
+}
+
+/// A close frame's payload: nothing, or a valid code and a UTF-8 reason.
+fn close_frame(payload: &[u8]) -> Result<Option<(CloseCode, String)>, Error> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(Error::Protocol(
+            "a close frame's payload is at least a two-byte code",
+        )),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !valid_close_code(code) {
+                return Err(Error::Protocol("invalid close code"));
+            }
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| Error::Invalid("invalid UTF-8 in a close reason"))?;
+            Ok(Some((CloseCode::from(code), reason.to_owned())))
+        }
+    }
+}
+
+/// The codes a peer may send (RFC 6455 §7.4): the defined ones but those never sent on the
+/// wire, and the ranges for libraries and applications.
+fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::frame::Header;
+
+    const LIMITS: Limits = Limits {
+        max_frame: 1 << 20,
+        max_message: 1 << 20,
+    };
+
+    /// A masked client frame.
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [9, 8, 7, 6];
+        let header = Header {
+            fin: first & 0x80 != 0,
+            rsv1: first & 0x40 != 0,
+            opcode: match first & 0x0F {
+                0 => OpCode::Continuation,
+                1 => OpCode::Text,
+                2 => OpCode::Binary,
+                8 => OpCode::Close,
+                9 => OpCode::Ping,
+                _ => OpCode::Pong,
+            },
+            mask: Some(key),
+            len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER];
+        let n = header.encode(&mut head);
+        let mut out = head[..n].to_vec();
+        let mut body = payload.to_vec();
+        apply_mask(&mut body, key, 0);
+        out.extend(body);
+        out
+    }
+
+    /// Feeds `bytes` in pieces of `step`, collecting the events.
+    fn events(bytes: &[u8], step: usize) -> Result<Vec<Event>, Error> {
+        let mut reader = Reader::new(true, LIMITS, None);
+        let mut events = Vec::new();
+        for piece in bytes.chunks(step) {
+            let mut at = 0;
+            while at < piece.len() {
+                let (taken, event) = reader.feed(&piece[at..])?;
+                at += taken;
+                events.extend(event);
+            }
+        }
+        Ok(events)
+    }
+
+    #[test]
+    fn fragments_and_interleaved_controls_come_out_whole_however_the_bytes_arrive() {
+        let mut stream = frame(0x01, b"Hel");
+        stream.extend(frame(0x89, b"ping?"));
+        stream.extend(frame(0x00, b"lo, "));
+        stream.extend(frame(0x80, "wörld".as_bytes()));
+        stream.extend(frame(0x82, &[1, 2, 3]));
+        stream.extend(frame(0x88, &[0x03, 0xe8, b'b', b'y', b'e']));
+        for step in [1, 2, 3, 7, stream.len()] {
+            assert_eq!(
+                events(&stream, step).unwrap(),
+                [
+                    Event::Ping(Bytes::from_static(b"ping?")),
+                    Event::Message(Message::text("Hello, wörld")),
+                    Event::Message(Message::binary(vec![1u8, 2, 3])),
+                    Event::Close(Some((CloseCode::NORMAL, "bye".into()))),
+                ],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn protocol_errors_are_found() {
+        let cases: [(&[u8], Error); 9] = [
+            (&frame(0x81, b"x")[..], Error::Protocol("")),
+            (
+                &[0x81, 0x01, b'x'],
+                Error::Protocol("a client frame must be masked"),
+            ),
+            (
+                &frame(0x80, b"x"),
+                Error::Protocol("a continuation frame without a message"),
+            ),
+            (
+                &frame(0x09, b"x"),
+                Error::Protocol("a control frame cannot be fragmented"),
+            ),
+            (
+                &frame(0x89, &[0; 126]),
+                Error::Protocol("a control frame carries at most 125 bytes"),
+            ),
+            (
+                &frame(0xC1, b"x"),
+                Error::Protocol("RSV1 set without permessage-deflate"),
+            ),
+            (
+                &frame(0x88, &[0x03]),
+                Error::Protocol("a close frame's payload is at least a two-byte code"),
+            ),
+            (
+                &frame(0x88, &1005u16.to_be_bytes()),
+                Error::Protocol("invalid close code"),
+            ),
+            (
+                &frame(0x88, &[0x03, 0xe8, 0xff]),
+                Error::Invalid("invalid UTF-8 in a close reason"),
+            ),
+        ];
+        for (bytes, expected) in &cases[1..] {
+            assert_eq!(events(bytes, 100).unwrap_err(), *expected);
+        }
+        let mut two = frame(0x01, b"a");
+        two.extend(frame(0x81, b"b"));
+        assert_eq!(
+            events(&two, 100).unwrap_err(),
+            Error::Protocol("a new message before the last one ended")
+        );
+    }
+
+    #[test]
+    fn limits_are_checked_from_the_header() {
+        let mut reader = Reader::new(
+            true,
+            Limits {
+                max_frame: 100,
+                max_message: 150,
+            },
+            None,
+        );
+        // The header of a 64 MiB frame is enough.
+        let header = [0x82, 0xFF, 0, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4];
+        assert_eq!(
+            reader.feed(&header),
+            Err(Error::TooBig("frame over the size limit"))
+        );
+        let mut reader = Reader::new(
+            true,
+            Limits {
+                max_frame: 100,
+                max_message: 150,
+            },
+            None,
+        );
+        // Two frames of 100 and 60 bytes: each fits, the message does not.
+        let mut stream = frame(0x02, &[0; 100]);
+        stream.extend(frame(0x80, &[0; 60]));
+        assert_eq!(
+            reader.feed(&stream),
+            Err(Error::TooBig("message over the size limit"))
+        );
+    }
+
+    #[test]
+    fn an_invalid_prefix_is_refused_before_the_frame_ends() {
+        let mut reader = Reader::new(true, LIMITS, None);
+        let full = frame(0x81, &[b"ok \xFF".as_slice(), &[b'x'; 1000]].concat());
+        // Only the header and the first bytes have arrived.
+        assert_eq!(
+            reader.feed(&full[..14]),
+            Err(Error::Invalid("invalid UTF-8 in a text message"))
+        );
+    }
+}
