@@ -39,7 +39,9 @@ pub(crate) struct Writer {
 const BATCH: usize = 64;
 
 impl Writer {
-    /// A writer for the client's side, which masks every frame with a fresh key.
+    /// A writer for the client's side (the test kit's), which masks every frame with a
+    /// fresh key.
+    #[cfg_attr(not(feature = "test"), allow(dead_code))]
     pub(crate) fn masking() -> Self {
         Writer {
             mask: Some(MaskKeys::new()),
@@ -147,8 +149,10 @@ impl Writer {
 
 /// Mask keys for the client's side (RFC 6455 §5.3 asks for unpredictable ones: the test
 /// client needs them to be only valid, but a xorshift seeded per process is cheap anyway).
+#[cfg_attr(not(feature = "test"), allow(dead_code))]
 struct MaskKeys(u64);
 
+#[cfg_attr(not(feature = "test"), allow(dead_code))]
 impl MaskKeys {
     fn new() -> Self {
         use std::hash::{BuildHasher, Hasher};
