@@ -6,6 +6,9 @@
 //!            [--secs 5] [--warmup 1]
 //! load idle  --addr HOST:PORT --conns 10000 --pid SERVER_PID [--secs 5] [--tls CERT.pem]
 //! load burst --addr HOST:PORT [--conns 50] [--secs 5] [--pid SERVER_PID] [--tls CERT.pem]
+//! load fanout --addr HOST:PORT [--subs 1000] [--rate 0] [--size 64] [--secs 5] [--warmup 1]
+//!             [--drain 5] [--sub-addrs A,B] [--pub-addr A] [--pid P1,P2] [--broker-pid P]
+//!             [--server-core N]
 //! ```
 //!
 //! `echo` and `burst` run their own epoll loop on one thread, as little work per message or
@@ -17,6 +20,29 @@
 //! 1.2 or 1.3 (1.3 with a rustls server), ALPN `http/1.1`, and no session resumption: every
 //! connection pays a full handshake. `burst` drives each `rustls::ClientConnection` by hand
 //! in its epoll loop; `idle` uses tokio-rustls. Without the flag nothing of TLS is touched.
+//!
+//! `fanout`: `--subs` subscribers on `/sub` and one publisher on `/pub` (every 101 checked;
+//! connected through tokio, then driven by one epoll loop, as `echo`), then the publisher
+//! sends `--size`-byte text messages (at least 32), each carrying its sequence number and its
+//! send time, `--rate` publishes per second, paced on a 1 ms tick (each tick sends what is
+//! due), or with `--rate 0` as fast as its socket takes them. Every subscriber checks that
+//! the sequence numbers arrive in order, without gap or duplicate (and answers pings and the
+//! close frame, as a client does); the publish-to-receive latency of the messages published
+//! in the measured window goes to a histogram. Before measuring, a sync phase publishes
+//! every 250 ms until every subscriber got a message (so that subscriptions made after the
+//! 101, or through a broker, are in place) and waits until they all got the last one (so
+//! that no server starts behind); then `--warmup` seconds at the rate, `--secs` measured,
+//! and up to `--drain` seconds (stopping early after 1 s without a delivery) for what is
+//! still on its way. `lost` counts the gaps plus what a subscriber still misses after the
+//! drain, a subscriber the server closed (`closed`; `closed_1008` with 1008, wsock's
+//! "outbound queue full") included. `--sub-addrs A,B` spreads the subscribers over several
+//! servers (round robin) and `--pub-addr A` sets the publisher's; both default to `--addr`.
+//! `--pid` takes a comma list (or several `--pid`): the servers' CPU time is summed;
+//! `--broker-pid` (a Redis) is reported on its own; `--server-core N` reports how busy core
+//! N was (all of it: any process, interrupts, softirq), from /proc/stat. The publisher's
+//! connection must stay served: `pub_stall_max_ms` is the longest its socket refused writes
+//! while it had something to send, `pub_pong_max_ms` the slowest answer to the ping it sends
+//! every 100 ms.
 //!
 //! Prints one line of `key=value` results (the runner parses it).
 
@@ -32,6 +58,18 @@ use tokio::net::{TcpSocket, TcpStream};
 struct Args {
     mode: String,
     addr: SocketAddr,
+    /// `fanout`: subscribers, publishes per second (0: full speed), the longest drain, and
+    /// where the subscribers (round robin) and the publisher connect.
+    subs: usize,
+    rate: f64,
+    drain: f64,
+    sub_addrs: Vec<SocketAddr>,
+    pub_addr: Option<SocketAddr>,
+    /// Every `--pid` (the first is `pid`), and `--broker-pid`.
+    pids: Vec<u32>,
+    broker_pid: u32,
+    /// `--server-core`: the core the servers are pinned to, whose busy time is reported.
+    server_core: Option<usize>,
     conns: usize,
     inflight: usize,
     size: usize,
@@ -47,6 +85,14 @@ fn args() -> Args {
     let mut args = Args {
         mode: String::new(),
         addr: "127.0.0.1:9000".parse().unwrap(),
+        subs: 1000,
+        rate: 0.0,
+        drain: 5.0,
+        sub_addrs: Vec::new(),
+        pub_addr: None,
+        pids: Vec::new(),
+        broker_pid: 0,
+        server_core: None,
         conns: 100,
         inflight: 16,
         size: 64,
@@ -68,12 +114,29 @@ fn args() -> Args {
             "--binary" => args.binary = true,
             "--secs" => args.secs = value().parse().unwrap_or_else(|_| usage()),
             "--warmup" => args.warmup = value().parse().unwrap_or_else(|_| usage()),
-            "--pid" => args.pid = value().parse().unwrap_or_else(|_| usage()),
+            "--pid" => {
+                for pid in value().split(',') {
+                    args.pids.push(pid.parse().unwrap_or_else(|_| usage()));
+                }
+                args.pid = args.pids[0];
+            }
+            "--broker-pid" => args.broker_pid = value().parse().unwrap_or_else(|_| usage()),
+            "--server-core" => args.server_core = Some(value().parse().unwrap_or_else(|_| usage())),
+            "--subs" => args.subs = value().parse().unwrap_or_else(|_| usage()),
+            "--rate" => args.rate = value().parse().unwrap_or_else(|_| usage()),
+            "--drain" => args.drain = value().parse().unwrap_or_else(|_| usage()),
+            "--sub-addrs" => {
+                for addr in value().split(',') {
+                    args.sub_addrs
+                        .push(addr.parse().unwrap_or_else(|_| usage()));
+                }
+            }
+            "--pub-addr" => args.pub_addr = Some(value().parse().unwrap_or_else(|_| usage())),
             "--tls" => args.tls = Some(tls_config(Path::new(&value()))),
             _ => usage(),
         }
     }
-    if args.tls.is_some() && args.mode == "echo" {
+    if args.tls.is_some() && (args.mode == "echo" || args.mode == "fanout") {
         eprintln!("--tls is for idle and burst only");
         std::process::exit(2);
     }
@@ -112,7 +175,9 @@ fn tls_config(cert: &Path) -> Arc<rustls::ClientConfig> {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: load echo|idle|burst --addr HOST:PORT [options]; see the source's header");
+    eprintln!(
+        "usage: load echo|idle|burst|fanout --addr HOST:PORT [options]; see the source's header"
+    );
     std::process::exit(2)
 }
 
@@ -121,6 +186,7 @@ fn main() {
     match args.mode.as_str() {
         "burst" => return burst(&args),
         "echo" => return echo(&args),
+        "fanout" => return fanout::run(&args),
         _ => {}
     }
     // One thread: the runner pins this process to one core.
@@ -154,8 +220,17 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     addr: SocketAddr,
 ) -> std::io::Result<Vec<u8>> {
+    handshake_at(stream, addr, "/").await
+}
+
+/// `handshake` for the endpoint at `path`.
+async fn handshake_at<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    addr: SocketAddr,
+    path: &str,
+) -> std::io::Result<Vec<u8>> {
     let request = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
@@ -1109,8 +1184,766 @@ fn cpu_ticks(pid: u32) -> u64 {
     next() + next()
 }
 
+/// Core `core`'s (busy, total) time since boot, in clock ticks, from /proc/stat.
+fn core_ticks(core: usize) -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let name = format!("cpu{core}");
+    let Some(line) = stat
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(name.as_str()))
+    else {
+        return (0, 0);
+    };
+    // user nice system idle iowait irq softirq steal ...; guest time is in user already.
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 fn clock_ticks_per_s() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// The `fanout` mode (see the header): subscribers and one publisher on one epoll loop.
+mod fanout {
+    use std::io::{ErrorKind, Read, Write};
+    use std::time::{Duration, Instant};
+
+    use mio::{Events, Interest, Poll, Token};
+
+    use super::{
+        Args, clock_ticks_per_s, connect, core_ticks, cpu_ticks, decode, encode, handshake_at,
+    };
+
+    /// How often the sync phase publishes while a subscriber got nothing yet (gently, so
+    /// that no server starts the run behind), and how long it waits for every subscriber.
+    const SYNC_EVERY: Duration = Duration::from_millis(250);
+    const SYNC_FOR: Duration = Duration::from_secs(15);
+    /// How often the publisher pings.
+    const PING_EVERY: Duration = Duration::from_millis(100);
+    /// The drain ends early once nothing arrived for this long.
+    const QUIET: Duration = Duration::from_secs(1);
+    /// Full speed: messages encoded per write, and writes per turn of the loop (so that the
+    /// subscribers are read in between).
+    const BATCH: usize = 64;
+    const BATCHES_PER_TURN: usize = 16;
+
+    struct Sub {
+        stream: mio::net::TcpStream,
+        /// An incomplete frame, carried over to the next read.
+        partial: Vec<u8>,
+        /// Pongs the socket has not taken yet.
+        out: Vec<u8>,
+        /// The next sequence number expected; `None` before the first message.
+        expected: Option<u64>,
+        dead: bool,
+    }
+
+    struct Publisher {
+        stream: mio::net::TcpStream,
+        /// Frames to send, written up to `written`.
+        out: Vec<u8>,
+        written: usize,
+        /// The socket refused a write, and since when.
+        blocked: Option<Instant>,
+        stall_max: Duration,
+        /// Received bytes not yet parsed (pongs; anything else is counted).
+        buf: Vec<u8>,
+        next_seq: u64,
+        /// The ping awaiting its pong: its number and when it went.
+        ping: Option<(u64, Instant)>,
+        pings: u64,
+        next_ping: Instant,
+        pong_max: Duration,
+        /// Anything but a pong from the publisher's endpoint.
+        unexpected: u64,
+        dead: bool,
+    }
+
+    /// Latencies in µs: exact below 128, then 64 buckets per power of two (1.6 % wide).
+    struct Histogram {
+        counts: Vec<u64>,
+        total: u64,
+        max: u64,
+    }
+
+    impl Histogram {
+        fn new() -> Self {
+            Histogram {
+                counts: vec![0; 128 + 64 * 58],
+                total: 0,
+                max: 0,
+            }
+        }
+
+        fn bucket(us: u64) -> usize {
+            if us < 128 {
+                return us as usize;
+            }
+            let octave = 63 - us.leading_zeros() as usize; // >= 7
+            128 + (octave - 7) * 64 + ((us >> (octave - 6)) & 63) as usize
+        }
+
+        /// The smallest value of bucket `b`.
+        fn floor(b: usize) -> u64 {
+            if b < 128 {
+                return b as u64;
+            }
+            let octave = (b - 128) / 64 + 7;
+            ((64 + ((b - 128) % 64)) as u64) << (octave - 6)
+        }
+
+        fn record(&mut self, us: u64) {
+            self.counts[Self::bucket(us)] += 1;
+            self.total += 1;
+            self.max = self.max.max(us);
+        }
+
+        fn percentile(&self, p: f64) -> u64 {
+            if self.total == 0 {
+                return 0;
+            }
+            let rank = ((self.total as f64 * p).ceil() as u64).clamp(1, self.total);
+            let mut seen = 0;
+            for (b, count) in self.counts.iter().enumerate() {
+                seen += count;
+                if seen >= rank {
+                    return Self::floor(b);
+                }
+            }
+            self.max
+        }
+    }
+
+    /// What the subscribers saw, over all of them.
+    struct Tally {
+        /// Deliveries of messages published after the sync phase.
+        deliveries: u64,
+        /// Deliveries received in the measured window.
+        in_window: u64,
+        measuring: bool,
+        /// The first sequence number after the sync phase (`u64::MAX` during it).
+        base_seq: u64,
+        /// Messages sent in this range of send times (ns since the start) have their latency
+        /// recorded.
+        stamped_from: u64,
+        stamped_to: u64,
+        gaps: u64,
+        dup_or_reordered: u64,
+        mismatched: u64,
+        synced: usize,
+        closed: usize,
+        closed_1008: usize,
+        latency: Histogram,
+        last_delivery: Instant,
+    }
+
+    /// The payload of message `seq` sent at `stamp` (ns): both in hex, then `x`.
+    fn payload(out: &mut Vec<u8>, seq: u64, stamp: u64, size: usize) {
+        out.extend_from_slice(&super::hex(seq));
+        out.extend_from_slice(&super::hex(stamp));
+        out.resize(out.len() + size - 32, b'x');
+    }
+
+    fn unhex(digits: &[u8]) -> Option<u64> {
+        let mut n = 0u64;
+        for &d in digits {
+            let v = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                _ => return None,
+            };
+            n = n << 4 | v as u64;
+        }
+        Some(n)
+    }
+
+    /// (sequence number, send time) of a message, if it is one of ours, whole.
+    fn parse(payload: &[u8], size: usize, filler: &[u8]) -> Option<(u64, u64)> {
+        if payload.len() != size || payload[32..] != filler[32..size] {
+            return None;
+        }
+        Some((unhex(&payload[..16])?, unhex(&payload[16..32])?))
+    }
+
+    /// Takes the frames at the front of `bytes`; returns how many bytes they filled.
+    fn frames(
+        sub: &mut Sub,
+        bytes: &[u8],
+        tally: &mut Tally,
+        now_ns: u64,
+        size: usize,
+        filler: &[u8],
+    ) -> usize {
+        let mut at = 0;
+        while let Some((op, range, len)) = decode(&bytes[at..]) {
+            let body = &bytes[at + range.start..at + range.end];
+            at += len;
+            match op {
+                0x1 => {
+                    let Some((seq, stamp)) = parse(body, size, filler) else {
+                        tally.mismatched += 1;
+                        continue;
+                    };
+                    match sub.expected {
+                        None => {
+                            tally.synced += 1;
+                            sub.expected = Some(seq + 1);
+                        }
+                        Some(next) if seq == next => sub.expected = Some(next + 1),
+                        Some(next) if seq > next => {
+                            tally.gaps += seq - next;
+                            sub.expected = Some(seq + 1);
+                        }
+                        Some(_) => {
+                            tally.dup_or_reordered += 1;
+                            continue;
+                        }
+                    }
+                    if seq >= tally.base_seq {
+                        tally.deliveries += 1;
+                    }
+                    if tally.measuring {
+                        tally.in_window += 1;
+                    }
+                    if (tally.stamped_from..tally.stamped_to).contains(&stamp) {
+                        tally.latency.record(now_ns.saturating_sub(stamp) / 1000);
+                    }
+                }
+                // A keep-alive ping: answer it, as any live client does.
+                0x9 => encode(&mut sub.out, 0xA, body),
+                0xA => {}
+                0x8 => {
+                    if body.len() >= 2 && u16::from_be_bytes([body[0], body[1]]) == 1008 {
+                        tally.closed_1008 += 1;
+                    }
+                    // Answered with its code, as any client does, so the server can finish.
+                    encode(&mut sub.out, 0x8, &body[..body.len().min(2)]);
+                    sub.dead = true;
+                    return at;
+                }
+                _ => tally.mismatched += 1,
+            }
+        }
+        at
+    }
+
+    /// Writes what the socket takes of `out` from `*written`; `Ok(false)`: it would block.
+    fn write_out(
+        stream: &mut mio::net::TcpStream,
+        out: &mut Vec<u8>,
+        written: &mut usize,
+    ) -> std::io::Result<bool> {
+        while *written < out.len() {
+            match stream.write(&out[*written..]) {
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.clear();
+        *written = 0;
+        Ok(true)
+    }
+
+    impl Publisher {
+        fn publish(&mut self, count: u64, stamp: u64, size: usize) {
+            let head = super::encode_head(0x1, size);
+            for _ in 0..count {
+                self.out.extend_from_slice(&head.0[..head.1]);
+                payload(&mut self.out, self.next_seq, stamp, size);
+                self.next_seq += 1;
+            }
+        }
+
+        fn flush(&mut self, now: Instant) {
+            if self.dead {
+                return;
+            }
+            match write_out(&mut self.stream, &mut self.out, &mut self.written) {
+                Ok(true) => {
+                    if let Some(since) = self.blocked.take() {
+                        self.stall_max = self.stall_max.max(now.duration_since(since));
+                    }
+                }
+                Ok(false) => {
+                    self.blocked.get_or_insert(now);
+                }
+                Err(_) => self.dead = true,
+            }
+        }
+
+        /// Reads the pongs (and anything else the server sends the publisher).
+        fn read(&mut self, chunk: &mut [u8], now: Instant) {
+            loop {
+                match self.stream.read(chunk) {
+                    Ok(0) => {
+                        self.dead = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        self.buf.extend_from_slice(&chunk[..n]);
+                        if n < chunk.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        self.dead = true;
+                        break;
+                    }
+                }
+            }
+            let mut at = 0;
+            while let Some((op, range, len)) = decode(&self.buf[at..]) {
+                let body = &self.buf[at + range.start..at + range.end];
+                match op {
+                    0xA => {
+                        if let Some((id, sent)) = self.ping
+                            && body == id.to_be_bytes()
+                        {
+                            self.pong_max = self.pong_max.max(now.duration_since(sent));
+                            self.ping = None;
+                        }
+                    }
+                    0x9 => {
+                        let body = body.to_vec();
+                        encode(&mut self.out, 0xA, &body);
+                    }
+                    0x8 => self.dead = true,
+                    _ => self.unexpected += 1,
+                }
+                at += len;
+            }
+            self.buf.drain(..at);
+        }
+    }
+
+    /// Counters at one end of the measured window.
+    struct Snapshot {
+        at: Instant,
+        published: u64,
+        /// CPU ticks: the servers' (summed), the broker's, the load's own.
+        server: u64,
+        broker: u64,
+        load: u64,
+        /// `--server-core`'s busy and total ticks.
+        core: (u64, u64),
+    }
+
+    enum Phase {
+        /// Publishing every 250 ms until every subscriber got a message.
+        Sync { next: Instant, until: Instant },
+        /// Publishing at the rate from `start`: warm-up, then the measured window.
+        Run { start: Instant },
+        /// Waiting for what is on its way.
+        Drain { start: Instant },
+    }
+
+    /// An upgraded connection and the bytes read past its 101.
+    type Upgraded = (std::net::TcpStream, Vec<u8>);
+
+    /// Opens the subscribers and then the publisher (last), through tokio; `None` for a
+    /// connection whose upgrade failed.
+    fn open(args: &Args) -> Vec<Option<Upgraded>> {
+        let sub_addrs = if args.sub_addrs.is_empty() {
+            vec![args.addr]
+        } else {
+            args.sub_addrs.clone()
+        };
+        let pub_addr = args.pub_addr.unwrap_or(args.addr);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut opened: Vec<Option<_>> = (0..=args.subs).map(|_| None).collect();
+            let mut pending = tokio::task::JoinSet::new();
+            for n in 0..=args.subs {
+                // The last one is the publisher.
+                let (addr, path) = if n == args.subs {
+                    (pub_addr, "/pub")
+                } else {
+                    (sub_addrs[n % sub_addrs.len()], "/sub")
+                };
+                pending.spawn(async move {
+                    let upgraded = async {
+                        let mut stream = connect(addr, n).await?;
+                        let rest = handshake_at(&mut stream, addr, path).await?;
+                        Ok::<_, std::io::Error>((stream.into_std()?, rest))
+                    };
+                    (n, upgraded.await.ok())
+                });
+                // Bounded concurrency, so the server's accept queue is not the test.
+                while pending.len() >= 256 {
+                    let (n, stream) = pending.join_next().await.unwrap().unwrap();
+                    opened[n] = stream;
+                }
+            }
+            while let Some(joined) = pending.join_next().await {
+                let (n, stream) = joined.unwrap();
+                opened[n] = stream;
+            }
+            opened
+        })
+    }
+
+    pub(super) fn run(args: &Args) {
+        let size = args.size;
+        if size < 32 {
+            eprintln!("fanout: --size is at least 32 (sequence number and send time)");
+            std::process::exit(2);
+        }
+        let mut opened = open(args);
+        let Some((pub_stream, pub_rest)) = opened.pop().flatten() else {
+            eprintln!("fanout: the publisher's upgrade failed");
+            std::process::exit(1);
+        };
+        let mut poll = Poll::new().expect("epoll");
+        let mut subs: Vec<Sub> = Vec::with_capacity(args.subs);
+        let mut failed = 0u64;
+        let mut leftovers = Vec::new();
+        for upgraded in opened {
+            let Some((stream, rest)) = upgraded else {
+                failed += 1;
+                continue;
+            };
+            let mut stream = mio::net::TcpStream::from_std(stream);
+            poll.registry()
+                .register(
+                    &mut stream,
+                    Token(subs.len()),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .expect("register");
+            leftovers.push(rest);
+            subs.push(Sub {
+                stream,
+                partial: Vec::new(),
+                out: Vec::new(),
+                expected: None,
+                dead: false,
+            });
+        }
+        let pub_token = Token(subs.len());
+        let mut publisher = Publisher {
+            stream: mio::net::TcpStream::from_std(pub_stream),
+            out: Vec::with_capacity(64 << 10),
+            written: 0,
+            blocked: None,
+            stall_max: Duration::ZERO,
+            buf: pub_rest,
+            next_seq: 0,
+            ping: None,
+            pings: 0,
+            next_ping: Instant::now(),
+            pong_max: Duration::ZERO,
+            unexpected: 0,
+            dead: false,
+        };
+        poll.registry()
+            .register(
+                &mut publisher.stream,
+                pub_token,
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .expect("register");
+
+        let t0 = Instant::now();
+        let ns = |t: Instant| t.duration_since(t0).as_nanos() as u64;
+        let filler = vec![b'x'; size];
+        let mut tally = Tally {
+            deliveries: 0,
+            in_window: 0,
+            measuring: false,
+            base_seq: u64::MAX,
+            stamped_from: u64::MAX,
+            stamped_to: u64::MAX,
+            gaps: 0,
+            dup_or_reordered: 0,
+            mismatched: 0,
+            synced: 0,
+            closed: 0,
+            closed_1008: 0,
+            latency: Histogram::new(),
+            last_delivery: t0,
+        };
+        // Bytes read past a 101 (a server may send at once).
+        let mut chunk = vec![0u8; 64 << 10];
+        for (sub, rest) in subs.iter_mut().zip(leftovers) {
+            let used = frames(sub, &rest, &mut tally, ns(t0), size, &filler);
+            sub.partial.extend_from_slice(&rest[used..]);
+        }
+        let mut events = Events::with_capacity(1024);
+        let secs = Duration::from_secs_f64(args.secs);
+        let warmup = Duration::from_secs_f64(args.warmup);
+        let mut phase = Phase::Sync {
+            next: t0,
+            until: t0 + SYNC_FOR,
+        };
+        let snapshot = |at: Instant, published: u64| Snapshot {
+            at,
+            published,
+            server: args.pids.iter().map(|&pid| cpu_ticks(pid)).sum(),
+            broker: if args.broker_pid == 0 {
+                0
+            } else {
+                cpu_ticks(args.broker_pid)
+            },
+            load: cpu_ticks(0),
+            core: args.server_core.map_or((0, 0), core_ticks),
+        };
+        // The measured window's ends.
+        let mut window_start: Option<Snapshot> = None;
+        let mut window_end: Option<Snapshot> = None;
+        let mut unsynced = 0usize;
+        let mut last_check = t0;
+        let drain_secs = loop {
+            let now = Instant::now();
+            let mut timeout = Duration::from_millis(10);
+            match phase {
+                Phase::Sync { next, until } => {
+                    // Done once every subscriber got the last sync message (looked at every
+                    // 10 ms): the run starts with nothing on its way.
+                    let settled = tally.synced >= subs.len()
+                        && now.duration_since(last_check) >= Duration::from_millis(10)
+                        && {
+                            last_check = now;
+                            let end = publisher.next_seq;
+                            subs.iter()
+                                .all(|s| s.dead || s.expected.is_some_and(|e| e >= end))
+                        };
+                    if settled || now >= until {
+                        unsynced = subs.iter().filter(|s| s.expected.is_none()).count();
+                        tally.base_seq = publisher.next_seq;
+                        let from = now + warmup;
+                        tally.stamped_from = ns(from);
+                        tally.stamped_to = ns(from + secs);
+                        publisher.next_ping = now;
+                        phase = Phase::Run { start: now };
+                        continue;
+                    }
+                    if now >= next && tally.synced < subs.len() {
+                        publisher.publish(1, ns(now), size);
+                        phase = Phase::Sync {
+                            next: now + SYNC_EVERY,
+                            until,
+                        };
+                    }
+                    timeout = timeout.min(next.saturating_duration_since(now));
+                }
+                Phase::Run { start } => {
+                    let from = start + warmup;
+                    let to = from + secs;
+                    if window_start.is_none() && now >= from {
+                        window_start = Some(snapshot(now, publisher.next_seq));
+                        tally.measuring = true;
+                    }
+                    if now >= to {
+                        window_end = Some(snapshot(now, publisher.next_seq));
+                        tally.measuring = false;
+                        tally.last_delivery = now;
+                        phase = Phase::Drain { start: now };
+                        continue;
+                    }
+                    let sent = publisher.next_seq - tally.base_seq;
+                    if args.rate > 0.0 {
+                        // Due: one at the start, then one every 1 / rate.
+                        let elapsed = now.duration_since(start).as_secs_f64();
+                        let due = (elapsed * args.rate) as u64 + 1;
+                        if due > sent {
+                            publisher.publish(due - sent, ns(now), size);
+                        }
+                        let next = start + Duration::from_secs_f64((due as f64) / args.rate);
+                        timeout = timeout.min(next.saturating_duration_since(now));
+                    } else if publisher.blocked.is_none() && !publisher.dead {
+                        // Full speed: as much as the socket takes, a few writes per turn.
+                        for _ in 0..BATCHES_PER_TURN {
+                            if !publisher.out.is_empty() {
+                                publisher.flush(now);
+                                if publisher.blocked.is_some() || publisher.dead {
+                                    break;
+                                }
+                            }
+                            publisher.publish(BATCH as u64, ns(Instant::now()), size);
+                        }
+                        timeout = Duration::ZERO;
+                    }
+                    if publisher.ping.is_none() && now >= publisher.next_ping {
+                        publisher.pings += 1;
+                        let id = publisher.pings;
+                        encode(&mut publisher.out, 0x9, &id.to_be_bytes());
+                        publisher.ping = Some((id, now));
+                        publisher.next_ping = now + PING_EVERY;
+                    }
+                    timeout = timeout.min(to.saturating_duration_since(now));
+                    if window_start.is_none() {
+                        timeout = timeout.min(from.saturating_duration_since(now));
+                    }
+                }
+                Phase::Drain { start } => {
+                    let end_seq = publisher.next_seq;
+                    let done = now.duration_since(last_check) >= Duration::from_millis(10) && {
+                        last_check = now;
+                        subs.iter()
+                            .all(|s| s.dead || s.expected.is_none_or(|e| e >= end_seq))
+                    };
+                    if done
+                        || now.duration_since(tally.last_delivery) >= QUIET
+                        || now.duration_since(start).as_secs_f64() >= args.drain
+                    {
+                        break now.duration_since(start).as_secs_f64();
+                    }
+                }
+            }
+            if !publisher.out.is_empty() && publisher.blocked.is_none() {
+                publisher.flush(now);
+            }
+            if poll.poll(&mut events, Some(timeout)).is_err() {
+                continue; // interrupted
+            }
+            for event in events.iter() {
+                let now = Instant::now();
+                if event.token() == pub_token {
+                    if event.is_readable() {
+                        publisher.read(&mut chunk, now);
+                    }
+                    if publisher.blocked.is_some() || !publisher.out.is_empty() {
+                        publisher.flush(now);
+                    }
+                    continue;
+                }
+                let sub = &mut subs[event.token().0];
+                if sub.dead {
+                    continue;
+                }
+                let now_ns = ns(now);
+                let before = tally.deliveries;
+                loop {
+                    // The incomplete frame first, then what the socket has.
+                    let carried = sub.partial.len();
+                    chunk[..carried].copy_from_slice(&sub.partial);
+                    let (n, ended) = match sub.stream.read(&mut chunk[carried..]) {
+                        Ok(0) => (0, true),
+                        Ok(n) => (n, false),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(_) => (0, true),
+                    };
+                    let filled = carried + n;
+                    let used = frames(sub, &chunk[..filled], &mut tally, now_ns, size, &filler);
+                    sub.partial.clear();
+                    sub.partial.extend_from_slice(&chunk[used..filled]);
+                    if ended {
+                        sub.dead = true;
+                    }
+                    // A short read emptied the socket: epoll reports the next bytes.
+                    if sub.dead || filled < chunk.len() {
+                        break;
+                    }
+                }
+                if tally.deliveries != before {
+                    tally.last_delivery = now;
+                }
+                // Pongs, or the answer to a close frame (a failed socket takes nothing).
+                if !sub.out.is_empty() {
+                    let mut written = 0;
+                    match write_out(&mut sub.stream, &mut sub.out, &mut written) {
+                        Ok(_) => {
+                            sub.out.drain(..written);
+                        }
+                        Err(_) => sub.dead = true,
+                    }
+                }
+                if sub.dead {
+                    tally.closed += 1;
+                    let _ = poll.registry().deregister(&mut sub.stream);
+                }
+            }
+        };
+        let end = Instant::now();
+        if let Some(since) = publisher.blocked {
+            publisher.stall_max = publisher.stall_max.max(end.duration_since(since));
+        }
+        if let Some((_, sent)) = publisher.ping {
+            publisher.pong_max = publisher.pong_max.max(end.duration_since(sent));
+        }
+        let end_seq = publisher.next_seq;
+        let published = end_seq - tally.base_seq;
+        // What each subscriber still misses, from its first message (or from the sync phase's
+        // end, for one that never got any).
+        let missing: u64 = subs
+            .iter()
+            .map(|s| end_seq - s.expected.unwrap_or(tally.base_seq).min(end_seq))
+            .sum();
+        let lost = tally.gaps + missing;
+        let (from, to) = (
+            window_start.expect("the window started"),
+            window_end.expect("the window ended"),
+        );
+        let elapsed = to.at.duration_since(from.at).as_secs_f64();
+        let window_published = to.published - from.published;
+        let server = to.server.saturating_sub(from.server);
+        let broker = to.broker.saturating_sub(from.broker);
+        let load = to.load.saturating_sub(from.load);
+        let core_busy = match args.server_core {
+            Some(_) if to.core.1 > from.core.1 => format!(
+                "{:.0}",
+                (to.core.0 - from.core.0) as f64 * 100.0 / (to.core.1 - from.core.1) as f64
+            ),
+            _ => "-".to_owned(),
+        };
+        let tick_us = 1e6 / clock_ticks_per_s();
+        // `-` (which the runner shows as such) where there is nothing to divide by.
+        let per_delivery = |ticks: u64, pid_given: bool| match (pid_given, tally.in_window) {
+            (false, _) => "0".to_owned(),
+            (true, 0) => "-".to_owned(),
+            (true, n) => format!("{:.3}", ticks as f64 * tick_us / n as f64),
+        };
+        let latency = |p: f64| match tally.latency.total {
+            0 => "-".to_owned(),
+            _ => tally.latency.percentile(p).to_string(),
+        };
+        println!(
+            "subs={} failed_conns={failed} unsynced={unsynced} published={published} \
+             publish_per_s={:.0} deliveries={} expected={} deliveries_per_s={:.0} lost={lost} \
+             gaps={} missing_at_end={missing} dup_or_reordered={} mismatched={} closed={} \
+             closed_1008={} p50_us={} p99_us={} max_us={} server_cpu_us_per_delivery={} \
+             server_cpu_pct={:.0} server_core_busy_pct={core_busy} \
+             broker_cpu_us_per_delivery={} load_cpu_pct={:.0} \
+             pub_stall_max_ms={:.1} pub_pong_max_ms={:.1} pub_unexpected={} pub_dead={} \
+             drain_s={drain_secs:.1}",
+            subs.len(),
+            window_published as f64 / elapsed,
+            tally.deliveries,
+            published * subs.len() as u64,
+            tally.in_window as f64 / elapsed,
+            tally.gaps,
+            tally.dup_or_reordered,
+            tally.mismatched,
+            tally.closed,
+            tally.closed_1008,
+            latency(0.50),
+            latency(0.99),
+            tally.latency.max,
+            per_delivery(server, !args.pids.is_empty()),
+            server as f64 * tick_us / (elapsed * 1e4),
+            per_delivery(broker, args.broker_pid != 0),
+            load as f64 * tick_us / (elapsed * 1e4),
+            publisher.stall_max.as_secs_f64() * 1e3,
+            publisher.pong_max.as_secs_f64() * 1e3,
+            publisher.unexpected,
+            publisher.dead,
+        );
+    }
 }

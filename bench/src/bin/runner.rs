@@ -5,6 +5,9 @@
 //! `cargo run --release -p wsock-bench --bin runner -- [--rounds 3] [--secs 5] [--long]
 //! [--only WORD]`
 //!
+//! `cargo run --release -p wsock-bench --bin runner -- --fanout [--step-secs 5] [--subs N]
+//! [--only WORD]`
+//!
 //! `--long` adds the 19,000-idle-connections hold (60 s, wsock only). `--only WORD` runs only
 //! the workloads whose name holds WORD (any case): `--only tls` the two TLS rows, `--only
 //! idle` both idle rows.
@@ -23,6 +26,26 @@
 //! Both examples are built with `--features tls` (the plain `echo` does not use it). The
 //! idle rows need 10,000+ open files in each process (19,000+ for `--long`): the runner
 //! raises its soft `ulimit -n` to the hard limit, which the servers and the load inherit.
+//!
+//! `--fanout` runs the fan-out ladder instead of the echo table (the load's `fanout` mode,
+//! every delivery checked; 64 B text, one publisher, one topic): 1,000 subscribers at 100,
+//! 300 and 1,000 publishes/s and at full speed (100k, 300k, 1M deliveries/s, and the most),
+//! then 10,000 subscribers at 10, 30, 100 publishes/s and full speed, each step against
+//! three servers, each started afresh for it: `broadcast` (the tokio-tungstenite +
+//! `tokio::sync::broadcast` baseline, capacity 1024), `wsock` (`wsock_fanout`, queue
+//! capacity 1024) and `wsock+redis`: two `wsock_fanout` nodes linked through a
+//! `redis-server` the runner starts once (`--port <free> --save '' --appendonly no --dir
+//! <temporary directory>`, stopped at the end), the subscribers split between the nodes and
+//! the publisher on the first. Every server process, Redis included, is pinned to core 0,
+//! the load to core 1. Each step: sync, 1 s warm-up, `--step-secs` measured (default 5), up
+//! to 5 s of drain. Prints a table per subscriber count and, per server, the highest rate
+//! that was lossless (no gap, no message missing after the drain, no subscriber closed) and
+//! kept up (deliveries/s within 5 % of the target). `--subs N` runs one subscriber count;
+//! `--only WORD` there picks the servers whose name holds WORD (`--only redis`); `--rounds`,
+//! `--secs` and `--long` do not apply (one pass over the ladder; only the bench binaries are
+//! built). The load
+//! holds 10,001 connections at 10,000 subscribers, and a server as many: the raised
+//! `ulimit -n` must be above that (the runner warns otherwise).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -104,6 +127,9 @@ fn main() {
     let mut secs = 5.0;
     let mut long = false;
     let mut only: Option<String> = None;
+    let mut fanout = false;
+    let mut step_secs = 5.0;
+    let mut fanout_subs: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -116,7 +142,20 @@ fn main() {
             "--secs" => secs = args.next().and_then(|v| v.parse().ok()).expect("--secs S"),
             "--long" => long = true,
             "--only" => only = Some(args.next().expect("--only WORD").to_lowercase()),
-            _ => panic!("usage: runner [--rounds N] [--secs S] [--long] [--only WORD]"),
+            "--fanout" => fanout = true,
+            "--step-secs" => {
+                step_secs = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--step-secs S")
+            }
+            "--subs" => {
+                fanout_subs = Some(args.next().and_then(|v| v.parse().ok()).expect("--subs N"))
+            }
+            _ => panic!(
+                "usage: runner [--rounds N] [--secs S] [--long] [--only WORD] | runner --fanout \
+                 [--step-secs S] [--subs N] [--only WORD]"
+            ),
         }
     }
     raise_open_files();
@@ -133,6 +172,14 @@ fn main() {
             .unwrap();
         assert!(status.success(), "cargo {args:?} failed");
     };
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"))
+        .join("release");
+    if fanout {
+        build(&["build", "--release", "-p", "wsock-bench", "--bins"]);
+        return fanout::ladder(&target, step_secs, fanout_subs, only.as_deref());
+    }
     build(&[
         "build",
         "--release",
@@ -144,10 +191,6 @@ fn main() {
         "tls",
     ]);
     build(&["build", "--release", "-p", "wsock-bench", "--bins"]);
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"))
-        .join("release");
     let servers = [
         Server {
             name: "naive",
@@ -462,4 +505,359 @@ fn start(server: &Server) -> (Child, String) {
     // Keep draining the server's output so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
+}
+
+/// The fan-out ladder (`--fanout`; see the header).
+mod fanout {
+    use std::collections::BTreeMap;
+    use std::io::{Read, Write};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use super::{Server, start};
+
+    /// The servers, in the tables' order.
+    const SERVERS: [&str; 3] = ["broadcast", "wsock", "wsock+redis"];
+
+    /// Per subscriber count, the publish rates (0: full speed).
+    const LADDER: [(usize, [u32; 4]); 2] =
+        [(1_000, [100, 300, 1_000, 0]), (10_000, [10, 30, 100, 0])];
+
+    /// A deliveries/s figure within this share of the target kept up.
+    const KEPT_UP: f64 = 0.95;
+
+    /// The `redis-server` the `wsock+redis` steps share, stopped (and its directory removed)
+    /// when this is dropped.
+    struct Redis {
+        child: Child,
+        port: u16,
+        dir: PathBuf,
+    }
+
+    impl Redis {
+        fn start() -> Redis {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            let dir =
+                std::env::temp_dir().join(format!("wsock-bench-redis-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a temporary directory");
+            let child = Command::new("taskset")
+                .args(["-c", "0", "redis-server", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+            let redis = Redis { child, port, dir };
+            for _ in 0..100 {
+                if redis.answers() {
+                    return redis;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("redis-server does not answer on port {port}");
+        }
+
+        fn answers(&self) -> bool {
+            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+                return false;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut answer = [0u8; 5];
+            stream.write_all(b"PING\r\n").is_ok()
+                && stream.read_exact(&mut answer).is_ok()
+                && &answer == b"+PONG"
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    type Figures = BTreeMap<String, f64>;
+
+    /// One step: the server(s) started afresh, the load, the figures it printed.
+    fn step(
+        target: &Path,
+        server: &str,
+        subs: usize,
+        rate: u32,
+        secs: f64,
+        redis: &Redis,
+    ) -> Figures {
+        let fanout = |args: Vec<String>| Server {
+            name: "wsock",
+            binary: target.join("wsock_fanout"),
+            args,
+        };
+        let servers = match server {
+            "broadcast" => vec![Server {
+                name: "broadcast",
+                binary: target.join("broadcast"),
+                args: Vec::new(),
+            }],
+            "wsock" => vec![fanout(Vec::new())],
+            _ => vec![fanout(vec![redis.url()]), fanout(vec![redis.url()])],
+        };
+        let (mut children, addrs): (Vec<Child>, Vec<String>) = servers.iter().map(start).unzip();
+        let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
+        let mut args: Vec<String> = [
+            "fanout",
+            "--subs",
+            &subs.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--secs",
+            &secs.to_string(),
+            "--warmup",
+            "1",
+            "--sub-addrs",
+            &addrs.join(","),
+            "--pub-addr",
+            &addrs[0],
+            "--pid",
+            &pids.join(","),
+            "--server-core",
+            "0",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if server == "wsock+redis" {
+            args.extend(["--broker-pid".to_owned(), redis.child.id().to_string()]);
+        }
+        let output = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(target.join("load"))
+            .args(&args)
+            .output()
+            .expect("the load runs");
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let rate_shown = if rate == 0 {
+            "full speed".to_owned()
+        } else {
+            format!("{rate}/s")
+        };
+        eprintln!("fanout | {subs} subs | {rate_shown} | {server} | {line}");
+        if !output.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        line.split_whitespace()
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                Some((key.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Whether a step lost nothing (and every connection took part); `false` without figures.
+    fn lossless(figures: &Figures) -> bool {
+        let zero = |key: &str| figures.get(key) == Some(&0.0);
+        [
+            "lost",
+            "closed",
+            "dup_or_reordered",
+            "mismatched",
+            "failed_conns",
+            "unsynced",
+        ]
+        .iter()
+        .all(|key| zero(key))
+    }
+
+    /// Whether a fixed-rate step delivered at its target rate (full speed always does).
+    fn kept_up(figures: &Figures, subs: usize, rate: u32) -> bool {
+        rate == 0
+            || figures
+                .get("deliveries_per_s")
+                .is_some_and(|&d| d >= KEPT_UP * (rate as f64 * subs as f64))
+    }
+
+    /// 1234567.8 as `1,234,568`.
+    fn thousands(value: f64) -> String {
+        let digits = format!("{:.0}", value.max(0.0));
+        let mut out = String::new();
+        for (i, digit) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(digit);
+        }
+        out
+    }
+
+    pub(super) fn ladder(target: &Path, secs: f64, only_subs: Option<usize>, only: Option<&str>) {
+        let servers: Vec<&str> = SERVERS
+            .into_iter()
+            .filter(|name| only.is_none_or(|word| name.contains(word)))
+            .collect();
+        assert!(!servers.is_empty(), "--only matches no server");
+        let ladder: Vec<(usize, [u32; 4])> = LADDER
+            .into_iter()
+            .filter(|(subs, _)| only_subs.is_none_or(|n| n == *subs))
+            .collect();
+        assert!(!ladder.is_empty(), "--subs: 1000 or 10000");
+        let redis = Redis::start();
+        // results[(subs, rate, server)]
+        let mut results: BTreeMap<(usize, u32, &str), Figures> = BTreeMap::new();
+        let mut turn = 0;
+        for (subs, rates) in &ladder {
+            for &rate in rates {
+                // Interleaved: the order of the servers turns at every step.
+                for i in 0..servers.len() {
+                    let server = servers[(i + turn) % servers.len()];
+                    let figures = step(target, server, *subs, rate, secs, &redis);
+                    results.insert((*subs, rate, server), figures);
+                }
+                turn += 1;
+            }
+        }
+        drop(redis);
+        print_tables(secs, &ladder, &servers, &results);
+    }
+
+    fn print_tables(
+        secs: f64,
+        ladder: &[(usize, [u32; 4])],
+        servers: &[&str],
+        results: &BTreeMap<(usize, u32, &str), Figures>,
+    ) {
+        let show = |figures: &Figures, key: &str| match figures.get(key) {
+            None => "-".to_owned(),
+            Some(v) if v.abs() >= 100.0 || v.fract() == 0.0 => thousands(*v),
+            Some(v) => format!("{v:.2}"),
+        };
+        for (subs, rates) in ladder {
+            println!();
+            println!(
+                "Fan-out to {} subscribers: one topic, one publisher, 64 B text, {secs} s steps \
+                 after 1 s of warm-up.",
+                thousands(*subs as f64)
+            );
+            println!();
+            println!(
+                "| publishes/s | target deliveries/s | server | deliveries/s | lost | closed | \
+                 p50 µs | p99 µs | server µs/delivery | Redis µs/delivery | server CPU % | \
+                 core 0 busy % | load CPU % | pub stall ms | pub pong ms | verdict |"
+            );
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            for &rate in rates {
+                for &server in servers {
+                    let Some(figures) = results.get(&(*subs, rate, server)) else {
+                        continue;
+                    };
+                    let (publishes, target) = if rate == 0 {
+                        ("full speed".to_owned(), "max".to_owned())
+                    } else {
+                        (
+                            thousands(rate as f64),
+                            thousands(rate as f64 * *subs as f64),
+                        )
+                    };
+                    let verdict = if figures.is_empty() {
+                        "failed"
+                    } else if !lossless(figures) {
+                        "LOSSY"
+                    } else if !kept_up(figures, *subs, rate) {
+                        "behind"
+                    } else {
+                        "ok"
+                    };
+                    let redis = if server == "wsock+redis" {
+                        show(figures, "broker_cpu_us_per_delivery")
+                    } else {
+                        "-".to_owned()
+                    };
+                    println!(
+                        "| {publishes} | {target} | {server} | {} | {} | {} | {} | {} | {} | {redis} \
+                         | {} | {} | {} | {} | {} | {verdict} |",
+                        show(figures, "deliveries_per_s"),
+                        show(figures, "lost"),
+                        show(figures, "closed"),
+                        show(figures, "p50_us"),
+                        show(figures, "p99_us"),
+                        show(figures, "server_cpu_us_per_delivery"),
+                        show(figures, "server_cpu_pct"),
+                        show(figures, "server_core_busy_pct"),
+                        show(figures, "load_cpu_pct"),
+                        show(figures, "pub_stall_max_ms"),
+                        show(figures, "pub_pong_max_ms"),
+                    );
+                }
+            }
+        }
+        println!();
+        println!("Highest step lossless and kept up (verdict ok), per server:");
+        println!();
+        print!("| subscribers |");
+        for server in servers {
+            print!(" {server} |");
+        }
+        println!();
+        println!("|---|{}", "---|".repeat(servers.len()));
+        for (subs, rates) in ladder {
+            print!("| {} |", thousands(*subs as f64));
+            for &server in servers {
+                let best = rates
+                    .iter()
+                    .filter_map(|&rate| {
+                        let figures = results.get(&(*subs, rate, server))?;
+                        let ok = lossless(figures) && kept_up(figures, *subs, rate);
+                        let delivered = *figures.get("deliveries_per_s")?;
+                        ok.then_some((rate, delivered))
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                match best {
+                    None => print!(" none |"),
+                    Some((0, delivered)) => {
+                        print!(" {} deliveries/s (full speed) |", thousands(delivered))
+                    }
+                    Some((rate, delivered)) => print!(
+                        " {} deliveries/s ({} publishes/s) |",
+                        thousands(delivered),
+                        thousands(rate as f64)
+                    ),
+                }
+            }
+            println!();
+        }
+        println!();
+        println!("{NOTES}");
+    }
+
+    const NOTES: &str = "\
+deliveries/s: messages received by all subscribers together in the measured window. lost: \
+gaps in a subscriber's sequence plus what it still missed after the drain (up to 5 s, \
+stopping after 1 s without a delivery), a closed subscriber's included; closed: subscribers \
+the server closed (wsock: 1008, outbound queue full). p50/p99: publish-to-receive latency of \
+the messages published in the window. server µs/delivery: the server processes' CPU time \
+(user + system, from /proc; both nodes for wsock+redis) per delivery in the window, Redis's \
+own shown beside; on loopback the kernel's receive work is charged to the sender, so this \
+includes the TCP work of delivering. server CPU %: the server processes' share of core 0, \
+where every server process and Redis run; core 0 busy %: all of core 0's busy time (any \
+process, interrupts, softirq), from /proc/stat. load CPU %: the load generator's own use of core 1 (near 100, it sets the pace). \
+pub stall ms: the longest the publisher's socket refused writes while it had messages to \
+send; pub pong ms: the slowest answer to the ping it sends every 100 ms (the publisher's own \
+connection staying served; at full speed the ping waits behind the publishes already in the \
+socket buffers, so both figures there say how far the server let the publisher run ahead). verdict: ok = lossless and at least 95 % of the target rate; \
+behind = lossless only because the drain caught up (a longer step would lose or close); \
+LOSSY otherwise. Servers: broadcast = tokio-tungstenite + tokio::sync::broadcast (capacity \
+1024, a task per subscriber, Lagged skips); wsock = wsock_fanout (queue_capacity 1024); \
+wsock+redis = two wsock_fanout nodes through one redis-server, subscribers split over both, \
+the publisher on the first.";
 }

@@ -1,0 +1,52 @@
+//! wsock's fan-out server for the benchmark: one topic, `bench`, of text messages.
+//!
+//! `wsock_fanout ADDRESS [REDIS_URL]` logs `listening addr=..` once bound.
+//!
+//! - `/sub` subscribes the connection to the topic `bench` (its `Out<Text>`);
+//! - `/pub` publishes each text message it receives to `bench`, as is (the received `Text`,
+//!   no copy).
+//!
+//! With REDIS_URL (`redis://127.0.0.1:6379`) the topic spans every node that shares the Redis
+//! (`wsock_redis::Redis` as the broker). Each connection's outbound queue holds
+//! [`QUEUE`] messages (`Server::queue_capacity`; wsock's default); a subscriber whose queue
+//! overflows is closed with 1008, which the load generator counts.
+
+use wsock::prelude::*;
+
+/// `Server::queue_capacity`: wsock's default, stated here so the benchmark says what it ran.
+const QUEUE: usize = 1024;
+
+#[websocket("/sub")]
+fn sub(out: Out<Text>, topics: Topics) {
+    topics.topic::<Text>("bench").subscribe(&out);
+}
+
+#[websocket("/pub")]
+fn publish(topics: Topics) {
+    let topic = topics.topic::<Text>("bench");
+    on_message(|text: Text| {
+        // `Err`: the broker could not take it (this node's subscribers got it); the load
+        // generator sees the loss on the other node.
+        let _ = topic.publish(text);
+    });
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt().with_target(false).init();
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:9003".to_owned());
+    let mut server = Server::new()
+        .queue_capacity(QUEUE)
+        // 10,000 subscribers and the publisher on one node.
+        .max_connections(19_900)
+        .route(sub)
+        .route(publish);
+    if let Some(url) = args.next() {
+        let redis = wsock_redis::Redis::connect(&url)
+            .await
+            .map_err(std::io::Error::other)?;
+        server = server.broker(redis);
+    }
+    server.serve(addr).await
+}
