@@ -62,6 +62,16 @@ async function devConsole() {
   await see(tab, "#status", "open");
   const scheme = await tab.evaluate(() => location.protocol);
   console.log(`ok the console connected to its endpoint (page over ${scheme})`);
+  // Chromium offers permessage-deflate by default; the server agrees, and the log says so.
+  await see(tab, "#log", "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+  console.log("ok permessage-deflate negotiated with Chromium");
+  const json = JSON.stringify(Array.from({ length: 300 }, (_, i) => ({ id: i, text: `hello ${i}` })));
+  await tab.check("input[name=kind][value=json]");
+  await tab.fill("#message", json);
+  await tab.click("#send");
+  await see(tab, "#log", `← text (${json.length} chars, JSON)`);
+  await tab.check("input[name=kind][value=text]");
+  console.log(`ok ${json.length} bytes of JSON echoed over permessage-deflate`);
 
   await tab.fill("#message", "hello from chromium");
   await tab.click("#send");

@@ -1,4 +1,5 @@
-// Node's `ws` against wsock's echo example: text, binary, 1 MiB messages, ping, close codes.
+// Node's `ws` against wsock's echo example: text, binary, 1 MiB messages, ping, close codes,
+// with permessage-deflate offered and checked as negotiated (large JSON both ways).
 // Usage: node echo_node.mjs ws://127.0.0.1:PORT/
 //
 // Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
@@ -22,7 +23,8 @@ function within(promise, what) {
 
 /** A connection whose messages and close are read in order, as promises. */
 async function open() {
-  const ws = new WebSocket(url, { maxPayload: 4 * MIB });
+  // ws compresses messages of 1 KiB or more once permessage-deflate is agreed.
+  const ws = new WebSocket(url, { maxPayload: 4 * MIB, perMessageDeflate: true });
   const queue = [];
   const waiting = [];
   let closed = null;
@@ -49,6 +51,16 @@ async function open() {
 }
 
 const { ws, next, whenClosed } = await open();
+
+assert.match(ws.extensions, /^permessage-deflate/, `negotiated: ${JSON.stringify(ws.extensions)}`);
+console.log(`ok negotiated ${ws.extensions}`);
+const json = JSON.stringify(
+  Array.from({ length: 400 }, (_, i) => ({ id: i, user: `user${i % 7}`, text: `hello number ${i}` })),
+);
+ws.send(json);
+let compressed = await next("the JSON echo");
+assert.equal(compressed.data.toString(), json);
+console.log(`ok ${json.length} bytes of JSON, compressed both ways`);
 
 ws.send("hello from node");
 let echo = await next("the text echo");

@@ -1,5 +1,6 @@
 """Python's `websockets` against wsock's echo example: text, binary, 1 MiB messages, ping,
-close codes. Usage: python3 echo_python.py ws://127.0.0.1:PORT/ (or, over TLS, with the
+close codes, with permessage-deflate (on by default in websockets) checked as negotiated.
+Usage: python3 echo_python.py ws://127.0.0.1:PORT/ (or, over TLS, with the
 certificate to trust: python3 echo_python.py wss://127.0.0.1:PORT/ cert.pem)
 
 Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
@@ -7,6 +8,7 @@ which the open connection must get 1001. Exits non-zero on the first failure."""
 
 import asyncio
 import functools
+import json
 import os
 import ssl
 import sys
@@ -34,6 +36,15 @@ async def main(url, cafile=None):
         context = ssl.create_default_context(cafile=cafile)
         connect = functools.partial(connect, ssl=context)
     async with connect(url, max_size=4 * MIB, open_timeout=TIMEOUT) as ws:
+        names = [extension.name for extension in ws.protocol.extensions]
+        check(names == ["permessage-deflate"], f"negotiated extensions: {names}")
+        agreed = ws.response.headers["Sec-WebSocket-Extensions"]
+        print(f"ok negotiated {agreed}")
+        rows = [{"id": i, "user": f"user{i % 7}", "text": f"hello number {i}"} for i in range(400)]
+        text = json.dumps(rows)
+        echo = await round_trip(ws, text)
+        check(echo == text, "the JSON echo")
+        print(f"ok {len(text)} bytes of JSON, compressed both ways")
         if cafile:
             tls = ws.transport.get_extra_info("ssl_object")
             check(tls is not None, "the connection is not over TLS")

@@ -1,0 +1,402 @@
+//! permessage-deflate (RFC 7692) on the wire, with hand-made frames: what is negotiated, what
+//! is compressed, and every edge case the RFC names.
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use flate2::{Compress, Compression as Level, Decompress, FlushCompress, FlushDecompress};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wsock::Compression;
+use wsock::prelude::*;
+
+const FIN: u8 = 0x80;
+const RSV1: u8 = 0x40;
+const CONTINUATION: u8 = 0x0;
+const TEXT: u8 = 0x1;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+
+#[websocket("/echo")]
+fn echo(out: Out<Message>) {
+    on_message(|message: Message| out.write(message));
+}
+
+#[websocket("/vault", compress = false)]
+fn vault(out: Out<Message>) {
+    on_message(|message: Message| out.write(message));
+}
+
+fn endpoints() -> Server {
+    Server::new()
+        .route(echo)
+        .route(vault)
+        .max_message_size(1 << 20)
+        // These raw clients do not answer a shutdown's close.
+        .close_timeout(Duration::from_millis(200))
+}
+
+/// JSON-like text that compresses as real JSON does.
+fn json(bytes: usize) -> String {
+    let mut text = String::from("[");
+    let mut i = 0;
+    while text.len() < bytes {
+        text.push_str(&format!(
+            r#"{{"id":{i},"user":"user{}","kind":"message","text":"hello number {}"}},"#,
+            i % 7,
+            i * 7919 % 1000
+        ));
+        i += 1;
+    }
+    text.truncate(bytes - 1);
+    text.push(']');
+    text
+}
+
+/// Raw deflate with a sync flush, without the trailing 00 00 ff ff (RFC 7692 §7.2.1).
+fn deflate(bytes: &[u8], window: u8) -> Vec<u8> {
+    let mut compress = Compress::new_with_window_bits(Level::new(6), false, window);
+    let mut out = Vec::with_capacity(bytes.len() + 64);
+    compress
+        .compress_vec(bytes, &mut out, FlushCompress::Sync)
+        .unwrap();
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// Inflates a compressed message payload with a window of `window` bits.
+fn inflate(payload: &[u8], window: u8) -> Vec<u8> {
+    let mut decompress = Decompress::new_with_window_bits(false, window);
+    let input = [payload, &[0, 0, 0xff, 0xff]].concat();
+    let mut out = Vec::with_capacity(payload.len() * 20 + 64);
+    decompress
+        .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+        .unwrap();
+    out
+}
+
+/// A masked client frame of any length, its first byte given whole.
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![first];
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len @ 126..=0xFFFF => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+/// An upgrade with `extensions` offered; returns the stream and the response head.
+async fn upgrade(addr: SocketAddr, path: &str, extensions: Option<&str>) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    if let Some(extensions) = extensions {
+        request.push_str(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
+            .await
+            .expect("no handshake response in time")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (stream, head.to_ascii_lowercase())
+}
+
+/// The accepted extensions, as the response names them.
+fn extensions(head: &str) -> Option<&str> {
+    head.lines()
+        .find_map(|line| line.strip_prefix("sec-websocket-extensions:"))
+        .map(str::trim)
+}
+
+const AGREED: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+#[tokio::test]
+async fn offers_are_accepted_declined_or_not_made() {
+    let server = TestServer::start(endpoints()).await;
+    let offered = [
+        (
+            Some("permessage-deflate; client_max_window_bits"),
+            Some(AGREED),
+        ),
+        (Some("permessage-deflate"), Some(AGREED)),
+        // Declined, and the handshake goes on.
+        (Some("permessage-deflate; no_such_parameter"), None),
+        (Some("permessage-deflate; server_max_window_bits=16"), None),
+        (Some("x-webkit-deflate-frame"), None),
+        (None, None),
+    ];
+    for (offer, expected) in offered {
+        let (_stream, head) = upgrade(server.addr, "/echo", offer).await;
+        assert_eq!(extensions(&head), expected, "{offer:?}");
+    }
+    // An endpoint with `compress = false`, and a server with compression off, decline.
+    let (_stream, head) = upgrade(server.addr, "/vault", Some("permessage-deflate")).await;
+    assert_eq!(extensions(&head), None);
+    server.stop().await;
+    let server = TestServer::start(endpoints().compression(Compression::off())).await;
+    let (_stream, head) = upgrade(server.addr, "/echo", Some("permessage-deflate")).await;
+    assert_eq!(extensions(&head), None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn large_json_is_smaller_on_the_wire_both_ways_and_small_messages_go_as_they_are() {
+    let server = TestServer::start(endpoints()).await;
+    let (mut stream, _) = upgrade(server.addr, "/echo", Some("permessage-deflate")).await;
+    let text = json(10 << 10);
+    let compressed = deflate(text.as_bytes(), 15);
+    assert!(compressed.len() * 3 < text.len());
+    stream
+        .write_all(&masked(FIN | RSV1 | TEXT, &compressed))
+        .await
+        .unwrap();
+    let (first, payload) = raw_read_frame(&mut stream).await;
+    assert_eq!(first, FIN | RSV1 | TEXT, "the echo is compressed");
+    assert!(
+        payload.len() * 3 < text.len(),
+        "{} bytes on the wire for {} of text",
+        payload.len(),
+        text.len()
+    );
+    assert_eq!(inflate(&payload, 15), text.as_bytes());
+    // Under the threshold (1 KiB), a message goes as it is, whatever the client did.
+    let small = json(200);
+    stream
+        .write_all(&masked(FIN | RSV1 | TEXT, &deflate(small.as_bytes(), 15)))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw_read_frame(&mut stream).await,
+        (FIN | TEXT, small.into_bytes())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_compressed_message_may_come_in_fragments_and_may_be_empty() {
+    let server = TestServer::start(endpoints()).await;
+    let (mut stream, _) = upgrade(server.addr, "/echo", Some("permessage-deflate")).await;
+    let text = json(4 << 10);
+    let compressed = deflate(text.as_bytes(), 15);
+    let third = compressed.len() / 3;
+    // RSV1 on the first frame only.
+    let mut bytes = masked(RSV1 | TEXT, &compressed[..third]);
+    bytes.extend(masked(FIN | PING, b"between"));
+    bytes.extend(masked(CONTINUATION, &compressed[third..2 * third]));
+    bytes.extend(masked(FIN | CONTINUATION, &compressed[2 * third..]));
+    stream.write_all(&bytes).await.unwrap();
+    assert_eq!(
+        raw_read_frame(&mut stream).await,
+        (FIN | 0xA, b"between".to_vec())
+    );
+    let (first, payload) = raw_read_frame(&mut stream).await;
+    assert_eq!(first, FIN | RSV1 | TEXT);
+    assert_eq!(inflate(&payload, 15), text.as_bytes());
+    // An empty message: the single byte 0x00 (what Python's websockets sends), or nothing.
+    for empty in [&[0u8][..], &[]] {
+        stream
+            .write_all(&masked(FIN | RSV1 | TEXT, empty))
+            .await
+            .unwrap();
+        assert_eq!(raw_read_frame(&mut stream).await, (FIN | TEXT, Vec::new()));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bomb_closes_with_1009_and_rsv1_where_it_does_not_belong_with_1002() {
+    let server = TestServer::start(endpoints()).await;
+    // 16 MiB of zeros compress to about 16 KiB; the limit is 1 MiB.
+    let bomb = deflate(&vec![0u8; 16 << 20], 15);
+    assert!(bomb.len() < 20 << 10);
+    let (mut stream, _) = upgrade(server.addr, "/echo", Some("permessage-deflate")).await;
+    stream
+        .write_all(&masked(FIN | RSV1 | 0x2, &bomb))
+        .await
+        .unwrap();
+    assert_eq!(raw_close_code(&mut stream).await, 1009);
+
+    let cases: [(&str, Option<&str>, Vec<u8>); 4] = [
+        (
+            "RSV1 on a continuation frame",
+            Some("permessage-deflate"),
+            [
+                masked(RSV1 | TEXT, &deflate(b"ab", 15)),
+                masked(FIN | RSV1 | CONTINUATION, b"c"),
+            ]
+            .concat(),
+        ),
+        (
+            "RSV1 on a ping",
+            Some("permessage-deflate"),
+            masked(FIN | RSV1 | PING, b"x"),
+        ),
+        (
+            "RSV1 on a close",
+            Some("permessage-deflate"),
+            masked(FIN | RSV1 | CLOSE, &1000u16.to_be_bytes()),
+        ),
+        (
+            "RSV1 without permessage-deflate",
+            None,
+            masked(FIN | RSV1 | TEXT, &deflate(b"hello", 15)),
+        ),
+    ];
+    for (case, offer, bytes) in cases {
+        let (mut stream, _) = upgrade(server.addr, "/echo", offer).await;
+        stream.write_all(&bytes).await.unwrap();
+        assert_eq!(raw_close_code(&mut stream).await, 1002, "{case}");
+    }
+    // Not deflate data at all: 1007.
+    let (mut stream, _) = upgrade(server.addr, "/echo", Some("permessage-deflate")).await;
+    stream
+        .write_all(&masked(FIN | RSV1 | TEXT, &[0xff, 0xff, 0xff]))
+        .await
+        .unwrap();
+    assert_eq!(raw_close_code(&mut stream).await, 1007);
+    server.stop().await;
+}
+
+/// `server_max_window_bits=N` is echoed and honoured: the server's messages decode with a
+/// window of N bits, from 9 to 15 here and 8 with Python's zlib below.
+#[tokio::test]
+async fn window_bits_from_8_to_15_are_honoured() {
+    let server = TestServer::start(endpoints()).await;
+    // Text whose repeats are far apart: a small window cannot reach back to them.
+    let text = (0..400)
+        .map(|i| format!("{:08}-{}", i * 7919 % 100_000, "abcdefghijklmnopqrstuvwxyz"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for bits in 8..=15u8 {
+        let offer = format!("permessage-deflate; server_max_window_bits={bits}");
+        let (mut stream, head) = upgrade(server.addr, "/echo", Some(&offer)).await;
+        assert_eq!(
+            extensions(&head).unwrap(),
+            format!("{AGREED}; server_max_window_bits={bits}")
+        );
+        stream
+            .write_all(&masked(FIN | TEXT, text.as_bytes()))
+            .await
+            .unwrap();
+        let (first, payload) = raw_read_frame(&mut stream).await;
+        assert_eq!(first, FIN | RSV1 | TEXT);
+        if bits >= 9 {
+            assert_eq!(inflate(&payload, bits), text.as_bytes(), "{bits} bits");
+        } else {
+            assert_inflates_with_8_bits(&payload, &text);
+        }
+    }
+    server.stop().await;
+}
+
+/// zlib inflates raw deflate with an 8-bit window (flate2 stops at 9): Python's does it.
+fn assert_inflates_with_8_bits(payload: &[u8], text: &str) {
+    let script = "import sys, zlib\n\
+                  data = sys.stdin.buffer.read() + b'\\x00\\x00\\xff\\xff'\n\
+                  sys.stdout.buffer.write(zlib.decompressobj(-8).decompress(data))";
+    let Ok(mut python) = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    else {
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("python3 is missing: it checks the 8-bit window");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPED the 8-bit window: python3 is missing."
+        );
+        return;
+    };
+    python.stdin.take().unwrap().write_all(payload).unwrap();
+    let output = python.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "zlib could not inflate it with 8 bits"
+    );
+    assert_eq!(output.stdout, text.as_bytes(), "8 bits");
+}
+
+/// With context takeover allowed, a client that keeps its context gets it kept on the server
+/// too (a repeated message shrinks), and a client that forbids it does not.
+#[tokio::test]
+async fn context_takeover_is_kept_when_both_agree_and_not_when_the_client_forbids_it() {
+    let server =
+        TestServer::start(endpoints().compression(Compression::default().context_takeover(true)))
+            .await;
+    let text = json(2 << 10);
+    let (mut keeps, head) = upgrade(server.addr, "/echo", Some("permessage-deflate")).await;
+    assert_eq!(extensions(&head), Some("permessage-deflate"));
+    let (mut forbids, head) = upgrade(
+        server.addr,
+        "/echo",
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+    )
+    .await;
+    assert_eq!(extensions(&head), Some(AGREED));
+    // The client keeps its own context: its second message refers to the first.
+    let mut client = Compress::new_with_window_bits(Level::new(6), false, 15);
+    let mut sizes = Vec::new();
+    let mut server_window = Decompress::new_with_window_bits(false, 15);
+    for _ in 0..2 {
+        let mut out = Vec::with_capacity(text.len() + 64);
+        client
+            .compress_vec(text.as_bytes(), &mut out, FlushCompress::Sync)
+            .unwrap();
+        out.truncate(out.len() - 4);
+        keeps
+            .write_all(&masked(FIN | RSV1 | TEXT, &out))
+            .await
+            .unwrap();
+        let (first, payload) = raw_read_frame(&mut keeps).await;
+        assert_eq!(first, FIN | RSV1 | TEXT);
+        sizes.push(payload.len());
+        let input = [&payload[..], &[0, 0, 0xff, 0xff]].concat();
+        let mut inflated = Vec::with_capacity(text.len() + 64);
+        server_window
+            .decompress_vec(&input, &mut inflated, FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(inflated, text.as_bytes());
+    }
+    assert!(sizes[1] * 3 < sizes[0], "kept context: {sizes:?}");
+    let mut sizes = Vec::new();
+    for _ in 0..2 {
+        forbids
+            .write_all(&masked(FIN | RSV1 | TEXT, &deflate(text.as_bytes(), 15)))
+            .await
+            .unwrap();
+        let (_, payload) = raw_read_frame(&mut forbids).await;
+        assert_eq!(inflate(&payload, 15), text.as_bytes());
+        sizes.push(payload.len());
+    }
+    assert_eq!(sizes[0], sizes[1], "no context kept: {sizes:?}");
+    drop((keeps, forbids));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    server.stop().await;
+}
