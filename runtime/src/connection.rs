@@ -46,7 +46,12 @@ where
     T: Socket + Send + 'static,
 {
     let task_app = Arc::clone(app);
-    spawn(app, accepted.endpoint, accepted.peer, async move {
+    let (endpoint, peer) = (accepted.endpoint, accepted.peer);
+    // Captured boxed: an async block keeps room for what it captures for its whole life (as
+    // long as the connection), while a local's room is shared with what is awaited later.
+    let accepted = Box::new(accepted);
+    spawn(app, endpoint, peer, async move {
+        let accepted = unbox(accepted);
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => {
@@ -64,20 +69,20 @@ where
                 // goodbye (TLS's close_notify); a bare socket closes by being dropped.
                 let shut_down =
                     std::any::TypeId::of::<T>() != std::any::TypeId::of::<tokio::net::TcpStream>();
-                run(io.into_inner(), read, accepted, &task_app, shut_down).await;
+                run(io.into_inner(), read, accepted, task_app, shut_down).await;
             }
             Err(upgraded) => {
-                run(
-                    TokioIo::new(upgraded),
-                    Vec::new(),
-                    accepted,
-                    &task_app,
-                    true,
-                )
-                .await;
+                run(TokioIo::new(upgraded), Vec::new(), accepted, task_app, true).await;
             }
         }
     });
+}
+
+/// Moves a value out of its box and frees the box now (`*boxed` in an async block frees it
+/// only when the block ends).
+#[allow(clippy::boxed_local)]
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
 }
 
 /// Runs an accepted connection on a stream already upgraded (the test kit's pipe), in a task
@@ -87,10 +92,9 @@ pub(crate) fn spawn_on<IO>(app: &Arc<App>, accepted: Accepted, io: IO)
 where
     IO: Socket + Send + 'static,
 {
-    let task_app = Arc::clone(app);
-    spawn(app, accepted.endpoint, accepted.peer, async move {
-        run(io, Vec::new(), accepted, &task_app, false).await;
-    });
+    let (endpoint, peer) = (accepted.endpoint, accepted.peer);
+    let running = run(io, Vec::new(), accepted, Arc::clone(app), false);
+    spawn(app, endpoint, peer, running);
 }
 
 /// Spawns a connection's task, registered with the server's registry (for graceful shutdown
@@ -120,8 +124,16 @@ thread_local! {
 
 /// The connection loop over an upgraded stream; `read` holds bytes already read past the
 /// HTTP request. `shut_down`: shut the stream down at the end, rather than only drop it.
-async fn run<IO: Socket>(io: IO, read: Vec<u8>, accepted: Accepted, app: &App, shut_down: bool) {
-    tracing::debug!("websocket open");
+///
+/// The driver is made here, before the loop's future: the future holds the boxed driver and
+/// not, besides it, the stream and the rest it was made of.
+fn run<IO: Socket>(
+    io: IO,
+    read: Vec<u8>,
+    accepted: Accepted,
+    app: Arc<App>,
+    shut_down: bool,
+) -> impl Future<Output = ()> {
     let config = &app.config;
     let timing = Timing {
         close_timeout: config.close_timeout,
@@ -132,11 +144,14 @@ async fn run<IO: Socket>(io: IO, read: Vec<u8>, accepted: Accepted, app: &App, s
         max_frame: accepted.max_frame_size,
         max_message: accepted.max_message_size,
     };
-    let driver = Driver::new(io, read, accepted, limits, timing);
-    let mut driver = drive(driver, app.registry.shutdown()).await;
-    if shut_down {
-        let goodbye = poll_fn(|cx| Pin::new(&mut driver.io).poll_shutdown(cx));
-        let _ = tokio::time::timeout(config.close_timeout, goodbye).await;
+    let mut driver = Driver::new(io, read, accepted, limits, timing);
+    async move {
+        tracing::debug!("websocket open");
+        drive(&mut driver, app.registry.shutdown()).await;
+        if shut_down {
+            let goodbye = poll_fn(|cx| Pin::new(&mut driver.io).poll_shutdown(cx));
+            let _ = tokio::time::timeout(app.config.close_timeout, goodbye).await;
+        }
     }
 }
 
@@ -200,7 +215,9 @@ struct Driver<S> {
     frames_read: u64,
     frames_at_check: u64,
     /// Fires at the next keep-alive check; re-armed lazily, not on every frame.
-    keepalive: Pin<Box<Sleep>>,
+    /// Inline: the driver lives in a box it never leaves (see `Driver::new`), so the timer
+    /// is pinned there.
+    keepalive: Sleep,
     /// `keepalive` was polled since its last reset, so the timer holds this task's waker:
     /// until it fires, checking it is a load, not a poll.
     keepalive_armed: bool,
@@ -225,19 +242,20 @@ enum ReadEnd {
     Gone(Option<io::Error>),
 }
 
-async fn drive<S: Socket>(mut driver: Driver<S>, shutdown: &Shutdown) -> Driver<S> {
+async fn drive<S: Socket>(driver: &mut Driver<S>, shutdown: &Shutdown) {
     let signal = shutdown.signal();
     let mut signal = std::pin::pin!(signal);
     poll_fn(|cx| driver.poll(cx, shutdown, signal.as_mut())).await;
     driver.shared.finish();
     tracing::debug!(code = driver.code, "websocket closed");
-    driver
 }
 
 impl<S: Socket> Driver<S> {
-    fn new(io: S, read: Vec<u8>, accepted: Accepted, limits: Limits, timing: Timing) -> Self {
+    /// The driver, in the box it stays in: its keep-alive timer is pinned there. (Boxed, the
+    /// task's future also holds a pointer rather than the driver once per await point.)
+    fn new(io: S, read: Vec<u8>, accepted: Accepted, limits: Limits, timing: Timing) -> Box<Self> {
         let connection = accepted.connection;
-        Driver {
+        Box::new(Driver {
             io,
             reader: Reader::new(true, limits, accepted.deflate),
             writer: Writer::default(),
@@ -259,7 +277,7 @@ impl<S: Socket> Driver<S> {
             last_heard: Instant::now(),
             frames_read: 0,
             frames_at_check: 0,
-            keepalive: Box::pin(tokio::time::sleep(timing.ping_interval)),
+            keepalive: tokio::time::sleep(timing.ping_interval),
             keepalive_armed: false,
             shutdown_seen: false,
             shutdown_registered: false,
@@ -267,7 +285,7 @@ impl<S: Socket> Driver<S> {
             ready: false,
             out_of_budget: false,
             abandoned: false,
-        }
+        })
     }
 
     fn poll(
@@ -371,13 +389,19 @@ impl<S: Socket> Driver<S> {
         }
     }
 
+    fn keepalive(&mut self) -> Pin<&mut Sleep> {
+        // SAFETY: the driver is made in a box (`Driver::new`) and never moved out of it, so
+        // the timer inside it never moves once polled.
+        unsafe { Pin::new_unchecked(&mut self.keepalive) }
+    }
+
     /// Whether the keep-alive timer fired. It is polled only when it holds no waker of ours.
     fn keepalive_fired(&mut self, cx: &mut Context<'_>) -> bool {
         if self.keepalive_armed && !self.keepalive.is_elapsed() {
             return false;
         }
         self.keepalive_armed = true;
-        self.keepalive.as_mut().poll(cx).is_ready()
+        self.keepalive().poll(cx).is_ready()
     }
 
     /// Writes out what is framed; what the socket does not take now waits for it (this task
@@ -410,9 +434,8 @@ impl<S: Socket> Driver<S> {
             tracing::debug!(?silent, "peer silent for too long: closing");
             self.shared.close(CloseCode::GOING_AWAY, "idle timeout");
             // From here the close timer bounds the connection; the keep-alive rests.
-            self.keepalive
-                .as_mut()
-                .reset(now + self.timing.idle_timeout);
+            let idle_timeout = self.timing.idle_timeout;
+            self.keepalive().reset(now + idle_timeout);
             self.keepalive_armed = false;
             return;
         }
@@ -426,7 +449,7 @@ impl<S: Socket> Driver<S> {
             now + self.timing.ping_interval
         };
         let next = next.min(self.last_heard + self.timing.idle_timeout);
-        self.keepalive.as_mut().reset(next);
+        self.keepalive().reset(next);
         self.keepalive_armed = false;
     }
 

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -72,10 +74,9 @@ impl Registry {
         // its abort handle is recorded.
         let mut open = lock(&self.open);
         self.count.fetch_add(1, Ordering::Relaxed);
-        let task = tokio::spawn(async move {
-            let _entry = entry;
-            connection.await;
-        });
+        // `map`, not an async block that awaits `connection`: such a block would hold the
+        // future twice (as captured, and as awaited), doubling every connection's task.
+        let task = tokio::spawn(connection.map(move |()| drop(entry)));
         open.insert(id, Some(task.abort_handle()));
     }
 

@@ -236,8 +236,9 @@ thread_local! {
 /// The contexts of a connection that keeps them between messages (context takeover).
 #[derive(Default)]
 pub(crate) struct Contexts {
-    compress: Option<Compress>,
-    decompress: Option<Decompress>,
+    // Boxed: a connection without context takeover holds two null pointers, not the structs.
+    compress: Option<Box<Compress>>,
+    decompress: Option<Box<Decompress>>,
 }
 
 /// Compresses a whole message; `None` if compressing would not make it smaller.
@@ -249,11 +250,11 @@ pub(crate) fn compress(
     let mut out = Vec::with_capacity(payload.len() / 2 + 64);
     if deflate.server_takeover {
         let compress = contexts.compress.get_or_insert_with(|| {
-            Compress::new_with_window_bits(
+            Box::new(Compress::new_with_window_bits(
                 flate2::Compression::new(deflate.level),
                 false,
                 deflate.window,
-            )
+            ))
         });
         deflate_into(compress, payload, &mut out);
         // With the context kept, the compressor moved on: what it made must be sent.
@@ -319,7 +320,7 @@ pub(crate) fn inflate(
     if deflate.client_takeover {
         let decompress = contexts
             .decompress
-            .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+            .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, 15)));
         return inflate_with(decompress, compressed, limit, out, false);
     }
     DECOMPRESSOR.with_borrow_mut(|slot| {
@@ -343,13 +344,18 @@ fn inflate_with(
             loop {
                 let room = CHUNK.min(limit + 1 - out.len().min(limit + 1));
                 let len = out.len();
-                out.resize(len + room, 0);
+                out.reserve(room);
                 let (before_in, before_out) = (decompress.total_in(), decompress.total_out());
+                // Into the vector's spare room, unfilled: zeroing 16 KiB for every message
+                // would cost more than inflating a small one.
+                let spare = &mut out.spare_capacity_mut()[..room];
                 let status =
-                    decompress.decompress(&input[at..], &mut out[len..], FlushDecompress::Sync);
+                    decompress.decompress_uninit(&input[at..], spare, FlushDecompress::Sync);
                 let produced = (decompress.total_out() - before_out) as usize;
                 at += (decompress.total_in() - before_in) as usize;
-                out.truncate(len + produced);
+                // SAFETY: the decompressor initialised the first `produced` bytes of the spare
+                // room (at most `room`, which `reserve` made sure of).
+                unsafe { out.set_len(len + produced) };
                 match status {
                     Err(_) => return Err(InflateError::Corrupt),
                     Ok(Status::StreamEnd) => {
