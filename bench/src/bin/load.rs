@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! load echo  --addr HOST:PORT [--conns 100] [--inflight 16] [--size 64] [--binary]
-//!            [--secs 5] [--warmup 1]
+//!            [--secs 5] [--warmup 1] [--pid SERVER_PID] [--json] [--deflate] [--messages N]
 //! load idle  --addr HOST:PORT --conns 10000 --pid SERVER_PID [--secs 5] [--tls CERT.pem]
+//!            [--deflate]
 //! load burst --addr HOST:PORT [--conns 50] [--secs 5] [--pid SERVER_PID] [--tls CERT.pem]
 //! load fanout --addr HOST:PORT [--subs 1000] [--rate 0] [--size 64] [--secs 5] [--warmup 1]
 //!             [--drain 5] [--sub-addrs A,B] [--pub-addr A] [--pid P1,P2] [--broker-pid P]
@@ -20,6 +21,40 @@
 //! 1.2 or 1.3 (1.3 with a rustls server), ALPN `http/1.1`, and no session resumption: every
 //! connection pays a full handshake. `burst` drives each `rustls::ClientConnection` by hand
 //! in its epoll loop; `idle` uses tokio-rustls. Without the flag nothing of TLS is touched.
+//!
+//! `--deflate` (`echo`, `idle`): the handshake offers permessage-deflate (RFC 7692) as
+//! `permessage-deflate; server_no_context_takeover; client_no_context_takeover`, and the 101
+//! must accept it with exactly those two parameters (in any order), as wsock answers; without
+//! the flag, the 101 must carry no `Sec-WebSocket-Extensions` at all (in every mode that
+//! upgrades with this handshake: `echo`, `idle`, `fanout`). A 101 that fails the check counts
+//! as a failed connection. `echo` then compresses every message it sends, as browsers do
+//! (flate2 on zlib-rs, level 1, raw deflate from a reset state for each message, sync flush,
+//! the trailing `00 00 ff ff` left off, RSV1 set), and inflates every echo that has RSV1 (from
+//! a reset state too: no context is kept) before checking it; an echo without RSV1 is checked
+//! as it came. An RSV1 echo without `--deflate` is a mismatch.
+//!
+//! `--json` (`echo`, text, `--size` of 64 or more): JSON-like text instead of the tag and `x`:
+//! 64 messages made once at the start, the same in every run, each exactly `--size` bytes,
+//! `{"tag":"<connection and sequence number in hex>","items":[{"id":4711,"name":"sensor-17",
+//! "kind":"humidity","value":512.07,"unit":"%","ok":true,"ts":1700012345},...],"note":"..."}`:
+//! small objects with the same keys and numbers that vary, as many as fit, and the note's text
+//! filling the rest. Message `seq` is number `seq % 64` with its own tag; every echo is still
+//! checked byte for byte. Without `--json` and `--deflate`, `echo` runs its plain path as
+//! before (the tag and `x`; no per-message cost from either option).
+//!
+//! `--messages N` (`echo`): exactly N messages in all instead of a timed run, split over the
+//! connections that opened (the first ones take one more where N does not divide), each
+//! connection keeping up to `--inflight` outstanding; once every echo is back, a close frame
+//! (1000) goes on every connection and the load reads each until the server ends it. No
+//! warm-up and no time limit: the whole run is measured (`--warmup` and `--secs` do not
+//! apply); the load gives up when no echo came for 60 s (a server under valgrind is 20 to 50
+//! times slower), and what is missing then shows in `lost` and `echoed`.
+//!
+//! `echo` reports, besides rates, latencies and CPU: `echoed`, the echoes received in the
+//! whole run (warm-up included; with `--messages`, N when all came back), and
+//! `wire_up_b_per_msg` / `wire_down_b_per_msg`, the WebSocket frame bytes (header, mask key,
+//! payload as sent: compressed under `--deflate`; no TCP/IP headers) per message sent by the
+//! load and per echo received from the server, in the measured window.
 //!
 //! `fanout`: `--subs` subscribers on `/sub` and one publisher on `/pub` (every 101 checked;
 //! connected through tokio, then driven by one epoll loop, as `echo`), then the publisher
@@ -79,6 +114,14 @@ struct Args {
     pid: u32,
     /// `--tls`: the client configuration that trusts the given certificate.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--deflate`: offer permessage-deflate (`echo`, `idle`); `echo` then compresses every
+    /// message it sends.
+    deflate: bool,
+    /// `--json` (`echo`): JSON-like text of `--size` bytes instead of the tag and `x`.
+    json: bool,
+    /// `--messages` (`echo`): send exactly this many messages in all, then close; 0: run for
+    /// `--warmup` + `--secs`.
+    messages: u64,
 }
 
 fn args() -> Args {
@@ -101,6 +144,9 @@ fn args() -> Args {
         warmup: 1.0,
         pid: 0,
         tls: None,
+        deflate: false,
+        json: false,
+        messages: 0,
     };
     let mut it = std::env::args().skip(1);
     args.mode = it.next().unwrap_or_else(|| usage());
@@ -133,11 +179,26 @@ fn args() -> Args {
             }
             "--pub-addr" => args.pub_addr = Some(value().parse().unwrap_or_else(|_| usage())),
             "--tls" => args.tls = Some(tls_config(Path::new(&value()))),
+            "--deflate" => args.deflate = true,
+            "--json" => args.json = true,
+            "--messages" => args.messages = value().parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
     }
     if args.tls.is_some() && (args.mode == "echo" || args.mode == "fanout") {
         eprintln!("--tls is for idle and burst only");
+        std::process::exit(2);
+    }
+    if args.deflate && args.mode != "echo" && args.mode != "idle" {
+        eprintln!("--deflate is for echo and idle only");
+        std::process::exit(2);
+    }
+    if (args.json || args.messages > 0) && args.mode != "echo" {
+        eprintln!("--json and --messages are for echo only");
+        std::process::exit(2);
+    }
+    if args.json && (args.binary || args.size < JSON_MIN) {
+        eprintln!("--json: text of --size {JSON_MIN} bytes or more");
         std::process::exit(2);
     }
     args
@@ -215,23 +276,37 @@ async fn connect(addr: SocketAddr, n: usize) -> std::io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// The opening handshake, by hand; returns bytes read past the response, if any.
+/// The opening handshake, by hand (offering permessage-deflate with `deflate`); returns
+/// bytes read past the response, if any.
 async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     addr: SocketAddr,
+    deflate: bool,
 ) -> std::io::Result<Vec<u8>> {
-    handshake_at(stream, addr, "/").await
+    handshake_at(stream, addr, "/", deflate).await
 }
 
-/// `handshake` for the endpoint at `path`.
+/// What `--deflate` offers: no compression context kept between messages on either side,
+/// which is what the load does (it resets its compressor and decompressor for every message).
+const DEFLATE_OFFER: &str =
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+/// `handshake` for the endpoint at `path`. The 101 must carry the agreement to
+/// `DEFLATE_OFFER` (see `extensions_agreed`) with `deflate`, and no extension without.
 async fn handshake_at<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     addr: SocketAddr,
     path: &str,
+    deflate: bool,
 ) -> std::io::Result<Vec<u8>> {
+    let offer = if deflate {
+        format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n")
+    } else {
+        String::new()
+    };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     // A no-op on TCP; over TLS, sends what the session still holds.
@@ -245,7 +320,7 @@ async fn handshake_at<S: AsyncRead + AsyncWrite + Unpin>(
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !buf.starts_with(b"HTTP/1.1 101") {
+            if !buf.starts_with(b"HTTP/1.1 101") || !extensions_agreed(&buf[..end], deflate) {
                 return Err(std::io::Error::other(
                     String::from_utf8_lossy(&buf).into_owned(),
                 ));
@@ -253,6 +328,37 @@ async fn handshake_at<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(buf.split_off(end + 4));
         }
     }
+}
+
+/// Whether a 101's head carries the expected `Sec-WebSocket-Extensions`: with `deflate`,
+/// exactly one extension, permessage-deflate, with exactly the parameters
+/// `server_no_context_takeover` and `client_no_context_takeover` (any order, any case), as
+/// wsock answers `DEFLATE_OFFER`; without, none at all.
+fn extensions_agreed(head: &[u8], deflate: bool) -> bool {
+    let Ok(head) = std::str::from_utf8(head) else {
+        return false;
+    };
+    let values: Vec<&str> = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|(_, value)| value)
+        .collect();
+    if !deflate {
+        return values.is_empty();
+    }
+    let extensions: Vec<&str> = values.iter().flat_map(|v| v.split(',')).collect();
+    let [extension] = extensions[..] else {
+        return false;
+    };
+    let mut parts = extension.split(';').map(|p| p.trim().to_ascii_lowercase());
+    if parts.next().as_deref() != Some("permessage-deflate") {
+        return false;
+    }
+    let mut params: Vec<String> = parts.collect();
+    params.sort_unstable();
+    params == ["client_no_context_takeover", "server_no_context_takeover"]
 }
 
 /// A client frame (FIN, masked with a zero key, which leaves the payload as is).
@@ -351,6 +457,8 @@ struct EchoConn {
     out: Vec<u8>,
     next_seq: u64,
     expected_seq: u64,
+    /// With `--messages`, this connection's share of them; `u64::MAX` otherwise.
+    limit: u64,
     /// When each outstanding message was sent, oldest first.
     sent_at: VecDeque<Instant>,
     rtts: Vec<u32>,
@@ -358,11 +466,288 @@ struct EchoConn {
     dead: bool,
 }
 
+/// How the echo load writes its messages and checks the echoes: `Plain` (the tag and `x`,
+/// as ever), or `Rich` for `--json` and `--deflate`. `echo_with` is compiled once for each,
+/// so the plain path pays nothing for the other.
+trait Messages {
+    /// Appends message `seq` of connection `conn` as a client frame; returns the frame's
+    /// length.
+    fn encode(&mut self, out: &mut Vec<u8>, conn: usize, seq: u64) -> usize;
+    /// Whether an echo is message `seq` of connection `conn`: its payload, and whether RSV1
+    /// (compressed) was set.
+    fn check(&mut self, payload: &[u8], rsv1: bool, conn: usize, seq: u64) -> bool;
+}
+
+/// The tag and `x`, uncompressed.
+struct Plain {
+    opcode: u8,
+    size: usize,
+    /// `size` bytes of `x`.
+    filler: Vec<u8>,
+}
+
+impl Messages for Plain {
+    #[inline]
+    fn encode(&mut self, out: &mut Vec<u8>, conn: usize, seq: u64) -> usize {
+        let before = out.len();
+        encode_message(out, self.opcode, conn, seq, self.size);
+        out.len() - before
+    }
+
+    #[inline]
+    fn check(&mut self, payload: &[u8], rsv1: bool, conn: usize, seq: u64) -> bool {
+        !rsv1 && is_message(payload, conn, seq, self.size, &self.filler)
+    }
+}
+
+/// `--json` and `--deflate`: each message is built in full (JSON-like text, or the tag and
+/// `x`), then sent as it is or compressed; an echo is inflated if compressed and compared
+/// with the message, byte for byte.
+struct Rich {
+    opcode: u8,
+    size: usize,
+    /// `--json`: the messages (see `json_messages`); empty: the tag and `x`.
+    json: Vec<Vec<u8>>,
+    /// `--deflate`: compresses every message sent, inflates every compressed echo.
+    deflate: Option<Deflate>,
+    /// The message being sent, or the one an echo must be.
+    message: Vec<u8>,
+    /// A compressed message, or an inflated echo.
+    scratch: Vec<u8>,
+}
+
+/// permessage-deflate without context takeover: raw deflate, each message from a reset
+/// state, sync-flushed, its trailing `00 00 ff ff` left off (RFC 7692 §7.2.1).
+struct Deflate {
+    compress: flate2::Compress,
+    decompress: flate2::Decompress,
+}
+
+/// The end of a sync flush, which permessage-deflate leaves off.
+const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// `--json`'s shortest message: the tag, an empty list and an empty note.
+const JSON_MIN: usize = 64;
+
+/// Where the tag sits in a `--json` message: after `{"tag":"`.
+const JSON_TAG_AT: usize = 8;
+
+/// How many different `--json` messages there are: message `seq` is number
+/// `seq % JSON_VARIANTS`, with its own tag.
+const JSON_VARIANTS: usize = 64;
+
+/// `JSON_VARIANTS` JSON-like messages of exactly `size` bytes (`size >= JSON_MIN`), the
+/// same every run: `{"tag":"<24 hex digits>","items":[...],"note":"..."}`, the items small
+/// objects with the same keys and numbers that vary (a sensor feed, say), as many as fit, and
+/// the note's text filling the rest. The tag (zeros here) is where each message's own goes.
+fn json_messages(size: usize) -> Vec<Vec<u8>> {
+    const KINDS: [(&str, &str); 4] = [
+        ("temperature", "C"),
+        ("humidity", "%"),
+        ("pressure", "hPa"),
+        ("voltage", "V"),
+    ];
+    const TAIL: &str = "],\"note\":\"\"}";
+    const TEXT: &str = "readings from the north hall, calibrated on arrival; \
+                        values outside the usual range are flagged for review. ";
+    // xorshift64: deterministic, and good enough for numbers that vary.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |below: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    };
+    (0..JSON_VARIANTS)
+        .map(|_| {
+            let mut m = String::with_capacity(size);
+            m.push_str("{\"tag\":\"");
+            debug_assert_eq!(m.len(), JSON_TAG_AT);
+            m.push_str(&"0".repeat(24));
+            m.push_str("\",\"items\":[");
+            loop {
+                let (kind, unit) = KINDS[next(KINDS.len() as u64) as usize];
+                let item = format!(
+                    "{{\"id\":{},\"name\":\"sensor-{}\",\"kind\":\"{kind}\",\"value\":{}.{:02},\
+                     \"unit\":\"{unit}\",\"ok\":{},\"ts\":{}}}",
+                    1000 + next(9000),
+                    next(64),
+                    next(1000),
+                    next(100),
+                    next(10) != 0,
+                    1_700_000_000 + next(86_400),
+                );
+                let comma = usize::from(!m.ends_with('['));
+                if m.len() + comma + item.len() + TAIL.len() > size {
+                    break;
+                }
+                if comma == 1 {
+                    m.push(',');
+                }
+                m.push_str(&item);
+            }
+            m.push_str("],\"note\":\"");
+            let pad = size - m.len() - 2;
+            m.extend(TEXT.chars().cycle().take(pad));
+            m.push_str("\"}");
+            assert_eq!(m.len(), size);
+            m.into_bytes()
+        })
+        .collect()
+}
+
+impl Rich {
+    fn new(args: &Args, opcode: u8) -> Rich {
+        Rich {
+            opcode,
+            size: args.size,
+            json: if args.json {
+                json_messages(args.size)
+            } else {
+                Vec::new()
+            },
+            deflate: args.deflate.then(|| Deflate {
+                compress: flate2::Compress::new(flate2::Compression::fast(), false),
+                decompress: flate2::Decompress::new(false),
+            }),
+            message: Vec::with_capacity(args.size),
+            scratch: Vec::with_capacity(args.size + 64),
+        }
+    }
+
+    /// Message `seq` of connection `conn` into `self.message`.
+    fn fill(&mut self, conn: usize, seq: u64) {
+        let tag = tag(conn, seq);
+        self.message.clear();
+        if self.json.is_empty() {
+            let n = self.size.min(tag.len());
+            self.message.extend_from_slice(&tag[..n]);
+            self.message.resize(self.size, b'x');
+        } else {
+            self.message
+                .extend_from_slice(&self.json[seq as usize % self.json.len()]);
+            self.message[JSON_TAG_AT..JSON_TAG_AT + tag.len()].copy_from_slice(&tag);
+        }
+    }
+}
+
+impl Messages for Rich {
+    fn encode(&mut self, out: &mut Vec<u8>, conn: usize, seq: u64) -> usize {
+        self.fill(conn, seq);
+        let before = out.len();
+        let (payload, rsv1) = match &mut self.deflate {
+            None => (&self.message, 0),
+            Some(deflate) => {
+                compress(&mut deflate.compress, &self.message, &mut self.scratch);
+                (&self.scratch, 0x40)
+            }
+        };
+        let (mut head, n) = encode_head(self.opcode, payload.len());
+        head[0] |= rsv1;
+        out.extend_from_slice(&head[..n]);
+        out.extend_from_slice(payload);
+        out.len() - before
+    }
+
+    fn check(&mut self, payload: &[u8], rsv1: bool, conn: usize, seq: u64) -> bool {
+        self.fill(conn, seq);
+        if !rsv1 {
+            return payload == self.message;
+        }
+        let Some(deflate) = &mut self.deflate else {
+            return false; // compressed without an agreement
+        };
+        inflate(
+            &mut deflate.decompress,
+            payload,
+            &mut self.scratch,
+            self.size,
+        ) && self.scratch == self.message
+    }
+}
+
+/// Compresses one message into `out` from a reset state, without the trailer.
+fn compress(compress: &mut flate2::Compress, message: &[u8], out: &mut Vec<u8>) {
+    use flate2::FlushCompress;
+    compress.reset();
+    out.clear();
+    loop {
+        out.reserve(message.len() / 2 + 64);
+        let done = compress.total_in() as usize;
+        compress
+            .compress_vec(&message[done..], out, FlushCompress::Sync)
+            .expect("deflate");
+        // A sync flush is complete once all is in and the output was not filled up.
+        if compress.total_in() as usize == message.len() && out.len() < out.capacity() {
+            break;
+        }
+    }
+    assert!(
+        out.ends_with(&TRAILER),
+        "a sync flush ends with 00 00 ff ff"
+    );
+    out.truncate(out.len() - TRAILER.len());
+}
+
+/// Inflates one compressed message (the trailer put back) into `out` from a reset state;
+/// false if it is not valid deflate or inflates to more than `limit` bytes.
+fn inflate(
+    decompress: &mut flate2::Decompress,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> bool {
+    use flate2::{FlushDecompress, Status};
+    decompress.reset(false);
+    out.clear();
+    // Room for more than `limit`: output that fills it all is too long.
+    out.reserve(limit + 1);
+    for input in [payload, &TRAILER[..]] {
+        let mut at = 0;
+        loop {
+            let before = decompress.total_in();
+            let status = decompress.decompress_vec(&input[at..], out, FlushDecompress::Sync);
+            let used = (decompress.total_in() - before) as usize;
+            at += used;
+            match status {
+                Err(_) => return false,
+                Ok(_) if out.len() > limit => return false,
+                // A final block (BFINAL): nothing may follow but the trailer we added.
+                Ok(Status::StreamEnd) => return at == input.len() || input == TRAILER,
+                Ok(_) if at == input.len() => break,
+                Ok(_) if used == 0 => return false, // stuck: truncated or corrupt
+                Ok(_) => {}
+            }
+        }
+    }
+    true
+}
+
 /// `conns` connections, each keeping `inflight` messages outstanding and checking every echo
 /// (content and order), on one thread: non-blocking sockets on epoll, every echo already
 /// received handled before one write of all the replacements, so the load costs as little
 /// as the checks allow and is never the bottleneck.
 fn echo(args: &Args) {
+    let opcode = if args.binary { 0x2 } else { 0x1 };
+    if args.json || args.deflate {
+        echo_with(args, Rich::new(args, opcode));
+    } else {
+        let filler = vec![b'x'; args.size];
+        let plain = Plain {
+            opcode,
+            size: args.size,
+            filler,
+        };
+        echo_with(args, plain);
+    }
+}
+
+/// With `--messages`: the longest wait for an echo before the run gives up (the server may
+/// run under valgrind, 20 to 50 times slower).
+const STALL: Duration = Duration::from_secs(60);
+
+/// `echo`, with the messages `messages` makes and checks.
+fn echo_with<M: Messages>(args: &Args, mut messages: M) {
     use mio::{Events, Interest, Poll, Token};
     use std::io::{ErrorKind, Read};
 
@@ -380,7 +765,7 @@ fn echo(args: &Args) {
         for n in 0..args.conns {
             let upgraded = async {
                 let mut stream = connect(args.addr, n).await?;
-                let rest = handshake(&mut stream, args.addr).await?;
+                let rest = handshake(&mut stream, args.addr, args.deflate).await?;
                 Ok::<_, std::io::Error>((stream.into_std()?, rest))
             };
             opened.push(upgraded.await);
@@ -388,8 +773,9 @@ fn echo(args: &Args) {
         opened
     });
     drop(runtime);
-    for upgraded in opened {
-        let Ok((stream, buf)) = upgraded else {
+    let upgraded = opened.iter().filter(|o| o.is_ok()).count() as u64;
+    for upgraded_conn in opened {
+        let Ok((stream, buf)) = upgraded_conn else {
             failed += 1;
             continue;
         };
@@ -398,35 +784,68 @@ fn echo(args: &Args) {
         poll.registry()
             .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             .expect("register");
+        // `--messages`: split evenly over the connections that opened, the first ones taking
+        // one more where it does not divide.
+        let limit = match args.messages {
+            0 => u64::MAX,
+            total => {
+                let n = conns.len() as u64;
+                total / upgraded + u64::from(n < total % upgraded)
+            }
+        };
         conns.push(EchoConn {
             stream,
             buf,
             out: Vec::with_capacity((args.size + 14) * args.inflight),
             next_seq: 0,
             expected_seq: 0,
+            limit,
             sent_at: VecDeque::with_capacity(args.inflight),
             rtts: Vec::new(),
             dead: false,
         });
     }
+    let counted = args.messages > 0;
+    // With `--messages`, the echoes still awaited (the run ends at 0); otherwise never 0.
+    let mut unanswered = if counted {
+        conns.iter().map(|c| c.limit).sum()
+    } else {
+        u64::MAX
+    };
     let mut events = Events::with_capacity(1024);
     let mut chunk = vec![0u8; 64 << 10];
-    let filler = vec![b'x'; args.size];
     let began = Instant::now();
-    let measure_from = began + Duration::from_secs_f64(args.warmup);
-    let measure_to = measure_from + Duration::from_secs_f64(args.secs);
+    // With `--messages`, all of the run is measured, with no warm-up and no time limit.
+    let measure_from = if counted {
+        began
+    } else {
+        began + Duration::from_secs_f64(args.warmup)
+    };
+    let measure_to = (!counted).then(|| measure_from + Duration::from_secs_f64(args.secs));
     let (mut received, mut bytes, mut mismatched, mut lost) = (0u64, 0u64, 0u64, 0u64);
+    // Frame bytes of the messages sent and of the echoes received in the window, and how many
+    // messages were sent in it.
+    let (mut wire_up, mut wire_down, mut sent) = (0u64, 0u64, 0u64);
     let mut window: Option<(Instant, u64, u64)> = None;
+    if counted {
+        window = Some((began, cpu_ticks(args.pid), cpu_ticks(0)));
+    }
     let mut ended: Option<(f64, u64, u64)> = None;
+    let mut last_echo = began;
     // Fill every window.
     for (n, conn) in conns.iter_mut().enumerate() {
-        for _ in 0..args.inflight {
-            encode_message(&mut conn.out, opcode, n, conn.next_seq, args.size);
+        while conn.sent_at.len() < args.inflight && conn.next_seq < conn.limit {
+            let len = messages.encode(&mut conn.out, n, conn.next_seq);
+            if window.is_some() {
+                wire_up += len as u64;
+                sent += 1;
+            }
             conn.sent_at.push_back(began);
             conn.next_seq += 1;
         }
         flush(conn);
         if conn.dead {
+            unanswered = unanswered.saturating_sub(conn.limit - conn.expected_seq);
             retire(conn, &poll, &mut lost, &mut failed);
         }
     }
@@ -436,7 +855,8 @@ fn echo(args: &Args) {
             window = Some((now, cpu_ticks(args.pid), cpu_ticks(0)));
         }
         let measuring = window.is_some() && ended.is_none();
-        if measuring && now >= measure_to {
+        let stalled = counted && now.duration_since(last_echo) >= STALL;
+        if measuring && (measure_to.is_some_and(|to| now >= to) || unanswered == 0 || stalled) {
             let (from, server, load) = window.expect("measuring");
             ended = Some((
                 now.duration_since(from).as_secs_f64(),
@@ -451,7 +871,11 @@ fn echo(args: &Args) {
             if outstanding.sum::<usize>() == 0 {
                 break;
             }
-            if now >= measure_to + Duration::from_secs(5) {
+            let waited_enough = match measure_to {
+                Some(to) => now >= to + Duration::from_secs(5),
+                None => stalled,
+            };
+            if waited_enough {
                 for conn in conns.iter().filter(|c| !c.dead) {
                     lost += conn.sent_at.len() as u64;
                 }
@@ -500,18 +924,27 @@ fn echo(args: &Args) {
                     let payload = payload.to_vec();
                     encode(&mut conn.out, 0xA, &payload);
                 } else if op == opcode {
-                    if !is_message(payload, n, conn.expected_seq, args.size, &filler) {
+                    let rsv1 = conn.buf[at] & 0x40 != 0;
+                    if !messages.check(payload, rsv1, n, conn.expected_seq) {
                         mismatched += 1;
                     }
                     conn.expected_seq += 1;
-                    let sent = conn.sent_at.pop_front().unwrap_or(now);
+                    unanswered = unanswered.saturating_sub(1);
+                    last_echo = now;
+                    let sent_at = conn.sent_at.pop_front().unwrap_or(now);
                     if measuring {
                         received += 1;
                         bytes += args.size as u64;
-                        conn.rtts.push(now.duration_since(sent).as_micros() as u32);
+                        wire_down += len as u64;
+                        conn.rtts
+                            .push(now.duration_since(sent_at).as_micros() as u32);
                     }
-                    if !stopping {
-                        encode_message(&mut conn.out, opcode, n, conn.next_seq, args.size);
+                    if !stopping && conn.next_seq < conn.limit {
+                        let len = messages.encode(&mut conn.out, n, conn.next_seq);
+                        if measuring {
+                            wire_up += len as u64;
+                            sent += 1;
+                        }
                         conn.sent_at.push_back(now);
                         conn.next_seq += 1;
                     }
@@ -526,13 +959,20 @@ fn echo(args: &Args) {
                 flush(conn);
             }
             if conn.dead {
+                if counted {
+                    unanswered = unanswered.saturating_sub(conn.limit - conn.expected_seq);
+                }
                 retire(conn, &poll, &mut lost, &mut failed);
             }
         }
     }
     let (elapsed, server_ticks, load_ticks) = ended.expect("measured");
+    let echoed: u64 = conns.iter().map(|c| c.expected_seq).sum();
     let mut rtts: Vec<u32> = conns.iter_mut().flat_map(|c| c.rtts.drain(..)).collect();
     rtts.sort_unstable();
+    if counted {
+        close_all(conns, &poll);
+    }
     let pct = |p: f64| {
         rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)))
             .copied()
@@ -548,7 +988,7 @@ fn echo(args: &Args) {
     println!(
         "msgs_per_s={:.0} mb_per_s={:.1} p50_us={} p99_us={} p999_us={} lost={lost} \
          mismatched={mismatched} failed_conns={failed} server_cpu_us_per_msg={:.2} \
-         load_cpu_pct={:.0}",
+         load_cpu_pct={:.0} echoed={echoed} wire_up_b_per_msg={:.1} wire_down_b_per_msg={:.1}",
         received as f64 / elapsed,
         bytes as f64 / elapsed / 1e6,
         pct(0.50),
@@ -556,7 +996,39 @@ fn echo(args: &Args) {
         pct(0.999),
         server_cpu_per_msg,
         load_ticks as f64 * tick_us / (elapsed * 1e6) * 100.0,
+        wire_up as f64 / sent.max(1) as f64,
+        wire_down as f64 / received.max(1) as f64,
     );
+}
+
+/// The end of a `--messages` run: a close frame (1000) on every live connection, then each
+/// one read until the server ends it (its close frame is not checked), `STALL` at most.
+fn close_all(conns: Vec<EchoConn>, poll: &mio::Poll) {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let mut frame = Vec::new();
+    encode(&mut frame, 0x8, &1000u16.to_be_bytes());
+    let mut streams = Vec::with_capacity(conns.len());
+    for conn in conns.into_iter().filter(|c| !c.dead) {
+        let mut stream = conn.stream;
+        let _ = poll.registry().deregister(&mut stream);
+        // SAFETY: a connected socket, whose ownership moves from one wrapper to the other.
+        let mut stream = unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+        if stream.set_nonblocking(false).is_ok() && stream.write_all(&frame).is_ok() {
+            streams.push(stream);
+        }
+    }
+    let deadline = Instant::now() + STALL;
+    let mut chunk = [0u8; 4096];
+    for stream in &mut streams {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .is_ok()
+        {
+            while matches!(stream.read(&mut chunk), Ok(n) if n > 0) {}
+        }
+    }
 }
 
 /// A connection that failed or that the server closed: what is outstanding is lost.
@@ -621,11 +1093,11 @@ where
     let opened = Instant::now();
     let mut pending = tokio::task::JoinSet::new();
     for conn in 0..args.conns {
-        let addr = args.addr;
+        let (addr, deflate) = (args.addr, args.deflate);
         let opening = open(addr, conn);
         pending.spawn(async move {
             let mut stream = opening.await?;
-            handshake(&mut stream, addr).await?;
+            handshake(&mut stream, addr, deflate).await?;
             Ok::<_, std::io::Error>(stream)
         });
         // Bounded concurrency, so the server's accept queue is not the test.
@@ -1579,7 +2051,7 @@ mod fanout {
                 pending.spawn(async move {
                     let upgraded = async {
                         let mut stream = connect(addr, n).await?;
-                        let rest = handshake_at(&mut stream, addr, path).await?;
+                        let rest = handshake_at(&mut stream, addr, path, false).await?;
                         Ok::<_, std::io::Error>((stream.into_std()?, rest))
                     };
                     (n, upgraded.await.ok())

@@ -8,9 +8,47 @@
 //! `cargo run --release -p wsock-bench --bin runner -- --fanout [--step-secs 5] [--subs N]
 //! [--only WORD]`
 //!
+//! `cargo run --release -p wsock-bench --bin runner -- --callgrind [--messages 50000]
+//! [--callgrind-dir DIR] [--only WORD]`
+//!
 //! `--long` adds the 19,000-idle-connections hold (60 s, wsock only). `--only WORD` runs only
 //! the workloads whose name holds WORD (any case): `--only tls` the two TLS rows, `--only
-//! idle` both idle rows.
+//! idle` the three idle rows, `--only json` the two JSON rows, `--only compression` those
+//! two too, `--only deflate` the idle row with deflate.
+//!
+//! Compression (permessage-deflate, which wsock negotiates by default when a client offers
+//! it): "1 KiB JSON text, 10 conns, 4 in flight" runs the load's `--json` messages (1,024
+//! bytes of JSON-like text, an array of small objects with the same keys) twice. "compression
+//! off": the load offers no deflate, against every server. "compression on": the load offers
+//! permessage-deflate (`--deflate`: it compresses every message it sends, checks that the 101
+//! accepted the offer and inflates the compressed echoes); wsock only, since neither
+//! baseline negotiates deflate (tokio-tungstenite 0.30 and axum 0.8 have none): their cells,
+//! and the ratios, show `-`; their figures for the same JSON load without deflate are in the
+//! "compression off" row. Both rows report `wire_up_b_per_msg` and `wire_down_b_per_msg`, the
+//! WebSocket frame bytes per message from the load and per echo from the server. "10,000
+//! idle conns, deflate negotiated" is the idle row with the offer accepted on every
+//! connection (wsock only): wsock keeps no compression state on a connection between
+//! messages, so it should match the plain idle row.
+//!
+//! `--callgrind` runs the instruction count instead of the table: the server under `valgrind
+//! --tool=callgrind --dump-instr=no --collect-atstart=yes` (pinned to core 0; the load runs
+//! natively on core 1), the load's `echo --conns 10 --inflight 4 --size 64 --messages N`
+//! (64 B text, every echo checked), then SIGINT to the server, whose callgrind file then
+//! holds the instructions (Ir, user space: the server's code and the libraries it calls, not
+//! the kernel) from its start to its exit. Two runs per server, one for M messages and one for
+//! 2M (M: `--messages`, default 50,000), give the server's instructions per echoed message,
+//! (Ir(2M) - Ir(M)) / M: start-up, the 10 handshakes and the shutdown cancel out. The servers
+//! are wsock's `echo` example and the naive baseline (`--only wsock` or `--only naive` runs one);
+//! a run fails unless the load got exactly N correct echoes. For wsock it also lists the 10
+//! functions with the most self instructions per message, and the 10 of wsock's own
+//! functions with the most inclusive instructions per message (the same difference, per
+//! function, from `callgrind_annotate`). The callgrind files stay in `--callgrind-dir`
+//! (default: a new directory under the system's temporary directory, printed at the end),
+//! named `SERVER-N.callgrind.out`. Under valgrind a server runs 20 to 50 times slower (the
+//! naive one, which zeroes a large read buffer for every read, slower still): with M =
+//! 50,000, wsock's two runs take seconds, the naive server's a few minutes. The count
+//! depends on how many messages a server finds per wake-up, which is more under valgrind
+//! than natively: compare the servers with each other, measured the same way.
 //!
 //! The TLS rows are wsock only (the baselines serve no TLS: their cells show `-`, and so do
 //! the ratios): the `tls` example, the same echo endpoint behind rustls (ring), with a
@@ -66,6 +104,8 @@ struct Workload {
     metrics: &'static [(&'static str, bool)],
     /// Over TLS: run against wsock's `tls` example only.
     tls: bool,
+    /// Against wsock's `echo` example only (a workload the baselines cannot take part in).
+    wsock_only: bool,
 }
 
 /// The self-signed certificate the TLS rows use, and its key, in a temporary directory that
@@ -130,6 +170,9 @@ fn main() {
     let mut fanout = false;
     let mut step_secs = 5.0;
     let mut fanout_subs: Option<usize> = None;
+    let mut callgrind = false;
+    let mut messages = 50_000u64;
+    let mut callgrind_dir: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -152,9 +195,21 @@ fn main() {
             "--subs" => {
                 fanout_subs = Some(args.next().and_then(|v| v.parse().ok()).expect("--subs N"))
             }
+            "--callgrind" => callgrind = true,
+            "--messages" => {
+                messages = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&m| m > 0)
+                    .expect("--messages M")
+            }
+            "--callgrind-dir" => {
+                callgrind_dir = Some(args.next().expect("--callgrind-dir DIR").into())
+            }
             _ => panic!(
                 "usage: runner [--rounds N] [--secs S] [--long] [--only WORD] | runner --fanout \
-                 [--step-secs S] [--subs N] [--only WORD]"
+                 [--step-secs S] [--subs N] [--only WORD] | runner --callgrind [--messages M] \
+                 [--callgrind-dir DIR] [--only WORD]"
             ),
         }
     }
@@ -191,6 +246,12 @@ fn main() {
         "tls",
     ]);
     build(&["build", "--release", "-p", "wsock-bench", "--bins"]);
+    if callgrind {
+        let dir = callgrind_dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("wsock-bench-callgrind-{}", std::process::id()))
+        });
+        return callgrind::run(&target, messages, &dir, only.as_deref());
+    }
     let servers = [
         Server {
             name: "naive",
@@ -224,6 +285,11 @@ fn main() {
         args: args.iter().map(|a| a.to_string()).collect(),
         metrics,
         tls: false,
+        wsock_only: false,
+    };
+    let wsock_only = |name, args: &[&str], metrics| Workload {
+        wsock_only: true,
+        ..w(name, args, metrics)
     };
     let cert = tls_files.cert.display().to_string();
     let over_tls = |name, args: &[&str], metrics| Workload {
@@ -241,6 +307,16 @@ fn main() {
         ("p50_us", false),
         ("p99_us", false),
         ("server_cpu_us_per_msg", false),
+        ("load_cpu_pct", false),
+        ("lost", false),
+        ("mismatched", false),
+    ];
+    let json_metrics: &[(&str, bool)] = &[
+        ("msgs_per_s", true),
+        ("server_cpu_us_per_msg", false),
+        ("wire_up_b_per_msg", false),
+        ("wire_down_b_per_msg", false),
+        ("p99_us", false),
         ("load_cpu_pct", false),
         ("lost", false),
         ("mismatched", false),
@@ -301,9 +377,51 @@ fn main() {
             ],
         ),
         w(
+            "1 KiB JSON text, 10 conns, 4 in flight, compression off",
+            &[
+                "echo",
+                "--conns",
+                "10",
+                "--inflight",
+                "4",
+                "--size",
+                "1024",
+                "--json",
+                "--secs",
+                &s,
+            ],
+            json_metrics,
+        ),
+        wsock_only(
+            "1 KiB JSON text, 10 conns, 4 in flight, compression on",
+            &[
+                "echo",
+                "--conns",
+                "10",
+                "--inflight",
+                "4",
+                "--size",
+                "1024",
+                "--json",
+                "--deflate",
+                "--secs",
+                &s,
+            ],
+            json_metrics,
+        ),
+        w(
             "10,000 idle conns",
             &["idle", "--conns", "10000", "--secs", "1"],
             &[("kib_per_conn", false), ("dropped", false)],
+        ),
+        wsock_only(
+            "10,000 idle conns, deflate negotiated",
+            &["idle", "--conns", "10000", "--secs", "1", "--deflate"],
+            &[
+                ("kib_per_conn", false),
+                ("dropped", false),
+                ("failed", false),
+            ],
         ),
         over_tls(
             "10,000 idle conns over TLS",
@@ -336,6 +454,8 @@ fn main() {
             // Interleave: rotate the server order each round.
             let order: Vec<&Server> = if workload.tls {
                 vec![&tls_server]
+            } else if workload.wsock_only {
+                servers.iter().filter(|s| s.name == "wsock").collect()
             } else {
                 (0..servers.len())
                     .map(|si| &servers[(si + round) % servers.len()])
@@ -476,13 +596,24 @@ that sends it, so this holds the server's own code, its system calls and the rec
 of what it sends, not the TCP work the client's packets cause. load_cpu_pct: the load
 generator's own CPU use on its core; near 100, it sets the pace and the rates understate the
 server. The rows over TLS are wsock only (the baselines serve no TLS): full TLS 1.3
-handshakes, no resumption; compare each with the plain row above it.";
+handshakes, no resumption; compare each with the plain row above it. wire_up_b_per_msg,
+wire_down_b_per_msg: WebSocket frame bytes (header, mask key, payload as sent) per message
+from the load and per echo from the server. The compression-on row and the idle row with
+deflate are wsock only (the baselines do not negotiate permessage-deflate): compare them with
+the compression-off row and the plain idle row.";
 
 /// Starts a server on core 0 at 127.0.0.1:0; returns it and the address it printed.
 fn start(server: &Server) -> (Child, String) {
+    start_under(&[], server)
+}
+
+/// `start`, the server run by `wrapper` (a program and its arguments, the server's path and
+/// arguments following them), as valgrind runs it.
+fn start_under(wrapper: &[String], server: &Server) -> (Child, String) {
     let binary = &server.binary;
     let mut child = Command::new("taskset")
         .args(["-c", "0"])
+        .args(wrapper)
         .arg(binary)
         .arg("127.0.0.1:0")
         .args(&server.args)
@@ -860,4 +991,237 @@ LOSSY otherwise. Servers: broadcast = tokio-tungstenite + tokio::sync::broadcast
 1024, a task per subscriber, Lagged skips); wsock = wsock_fanout (queue_capacity 1024); \
 wsock+redis = two wsock_fanout nodes through one redis-server, subscribers split over both, \
 the publisher on the first.";
+}
+
+/// The instruction count (`--callgrind`; see the header).
+mod callgrind {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command};
+    use std::time::{Duration, Instant};
+
+    use super::{Server, start_under};
+
+    /// How long a server under valgrind may take to exit after SIGINT.
+    const EXIT_WITHIN: Duration = Duration::from_secs(180);
+
+    /// One server run under callgrind for `messages` echoes: the callgrind output file.
+    fn measure(server: &Server, messages: u64, dir: &Path, target: &Path) -> PathBuf {
+        let out = dir.join(format!("{}-{messages}.callgrind.out", server.name));
+        let _ = std::fs::remove_file(&out);
+        let valgrind = [
+            "valgrind".to_owned(),
+            "--tool=callgrind".to_owned(),
+            "--dump-instr=no".to_owned(),
+            "--collect-atstart=yes".to_owned(),
+            format!("--callgrind-out-file={}", out.display()),
+        ];
+        let started = Instant::now();
+        let (mut child, addr) = start_under(&valgrind, server);
+        let args = [
+            "echo",
+            "--conns",
+            "10",
+            "--inflight",
+            "4",
+            "--size",
+            "64",
+            "--messages",
+            &messages.to_string(),
+            "--addr",
+            &addr,
+        ];
+        let output = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(target.join("load"))
+            .args(args)
+            .output()
+            .expect("the load runs");
+        let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        eprintln!("callgrind | {} | {messages} messages | {line}", server.name);
+        stop(&mut child);
+        eprintln!(
+            "callgrind | {} | {messages} messages | {:.1} s under valgrind, {}",
+            server.name,
+            started.elapsed().as_secs_f64(),
+            out.display()
+        );
+        let figure = |key: &str| {
+            line.split_whitespace()
+                .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        assert!(
+            figure("echoed") == Some(messages)
+                && figure("lost") == Some(0)
+                && figure("mismatched") == Some(0)
+                && figure("failed_conns") == Some(0),
+            "{}: the load did not get exactly {messages} correct echoes: {line}",
+            server.name
+        );
+        out
+    }
+
+    /// Ends a server with SIGINT (wsock shuts down gracefully; the default action ends the
+    /// others, and valgrind writes its output either way); SIGKILL after `EXIT_WITHIN`.
+    fn stop(child: &mut Child) {
+        // SAFETY: signals a process this runner started and has not reaped.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + EXIT_WITHIN;
+        while Instant::now() < deadline {
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server under valgrind did not exit within {EXIT_WITHIN:?} of SIGINT");
+    }
+
+    /// The total Ir of a callgrind output file (`totals:`, else `summary:`).
+    fn total(file: &Path) -> u64 {
+        let text = std::fs::read_to_string(file)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        let find = |key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        };
+        find("totals:")
+            .or_else(|| find("summary:"))
+            .unwrap_or_else(|| panic!("no totals in {}", file.display()))
+    }
+
+    /// Ir per function (`callgrind_annotate`, every function, self or inclusive cost).
+    fn functions(file: &Path, inclusive: bool) -> HashMap<String, u64> {
+        let output = Command::new("callgrind_annotate")
+            .arg(format!(
+                "--inclusive={}",
+                if inclusive { "yes" } else { "no" }
+            ))
+            .arg("--threshold=100")
+            .arg(file)
+            .output()
+            .expect("callgrind_annotate runs");
+        // Lines such as `6,391,590 (12.27%)  ???:crate::function [/path/to/binary]`.
+        let mut costs = HashMap::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let line = line.trim();
+            let Some((count, rest)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(count) = count.replace(',', "").parse::<u64>() else {
+                continue;
+            };
+            let Some((_, name)) = rest.split_once(')') else {
+                continue;
+            };
+            let name = name.trim();
+            if name.is_empty() || name == "PROGRAM TOTALS" {
+                continue;
+            }
+            // Without the binary's path; the function as callgrind names it.
+            let name = name.rsplit_once(" [").map_or(name, |(name, _)| name);
+            let name = name.strip_prefix("???:").unwrap_or(name);
+            *costs.entry(name.to_owned()).or_default() += count;
+        }
+        costs
+    }
+
+    /// The functions that cost the most per message, (Ir(2M) - Ir(M)) / M per function, the
+    /// first `n` of those whose name holds `within` (all with "").
+    fn top(
+        once: &Path,
+        twice: &Path,
+        messages: u64,
+        inclusive: bool,
+        within: &str,
+        n: usize,
+    ) -> Vec<(f64, String)> {
+        let before = functions(once, inclusive);
+        let mut per_message: Vec<(f64, String)> = functions(twice, inclusive)
+            .into_iter()
+            .filter(|(name, _)| name.contains(within))
+            .map(|(name, ir)| {
+                let base = before.get(&name).copied().unwrap_or(0);
+                ((ir as f64 - base as f64) / messages as f64, name)
+            })
+            .collect();
+        per_message.sort_by(|a, b| b.0.total_cmp(&a.0));
+        per_message.truncate(n);
+        per_message
+    }
+
+    pub(super) fn run(target: &Path, messages: u64, dir: &Path, only: Option<&str>) {
+        std::fs::create_dir_all(dir).expect("a directory for the callgrind files");
+        let servers = [
+            Server {
+                name: "wsock",
+                binary: target.join("examples").join("echo"),
+                args: Vec::new(),
+            },
+            Server {
+                name: "naive",
+                binary: target.join("naive"),
+                args: Vec::new(),
+            },
+        ];
+        let mut per_message = Vec::new();
+        let mut files = Vec::new();
+        for server in servers
+            .iter()
+            .filter(|s| only.is_none_or(|word| s.name.contains(word)))
+        {
+            let once = measure(server, messages, dir, target);
+            let twice = measure(server, 2 * messages, dir, target);
+            let (a, b) = (total(&once), total(&twice));
+            let ir = (b as f64 - a as f64) / messages as f64;
+            per_message.push((server.name, a, b, ir));
+            files.push((server.name, once, twice));
+        }
+        assert!(!per_message.is_empty(), "--only matches no server");
+        println!();
+        println!(
+            "Server user-space instructions per echoed 64 B text message, 10 connections, 4 in \
+             flight: (Ir(2M) - Ir(M)) / M under callgrind, M = {messages}."
+        );
+        println!();
+        println!("| server | Ir(M) | Ir(2M) | instructions per message |");
+        println!("|---|---|---|---|");
+        for (name, a, b, ir) in &per_message {
+            println!("| {name} | {a} | {b} | {ir:.0} |");
+        }
+        let of = |name: &str| per_message.iter().find(|p| p.0 == name).map(|p| p.3);
+        if let (Some(wsock), Some(naive)) = (of("wsock"), of("naive")) {
+            println!();
+            println!("naive / wsock: {:.2}x", naive / wsock);
+        }
+        for (name, once, twice) in files.iter().filter(|f| f.0 == "wsock") {
+            let total = of(name).unwrap_or(f64::NAN);
+            // Inclusive, the runtime's frames hold everything: wsock's own functions only.
+            let lists = [
+                (false, "", "self instructions"),
+                (true, "wsock", "inclusive instructions, wsock's functions"),
+            ];
+            for (inclusive, within, what) in lists {
+                println!();
+                println!(
+                    "{name}: top 10 functions by {what}, per message ((Ir(2M) - Ir(M)) / M per \
+                     function; share of the {total:.0}):"
+                );
+                println!();
+                for (ir, function) in top(once, twice, messages, inclusive, within, 10) {
+                    println!("{ir:>8.0} {:>5.1} %  {function}", ir * 100.0 / total);
+                }
+            }
+        }
+        println!();
+        println!(
+            "The callgrind files are in {} (callgrind_annotate FILE for more).",
+            dir.display()
+        );
+    }
 }
