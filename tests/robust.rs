@@ -426,6 +426,39 @@ async fn fragments_are_reassembled_around_a_ping_that_is_answered() {
 }
 
 #[tokio::test]
+async fn empty_fragments_and_empty_messages_are_echoed() {
+    let server = TestServer::start(endpoints()).await;
+    let mut stream = raw_upgrade(server.addr, "/echo").await;
+    // In one write, so that the server finds them all in one read: an empty first fragment,
+    // an empty one in the middle and an empty last one, then an empty message.
+    let mut frames = raw_frame(TEXT, b"");
+    frames.extend(raw_frame(CONTINUATION, b"Hi"));
+    frames.extend(raw_frame(CONTINUATION, b""));
+    frames.extend(raw_frame(FIN | CONTINUATION, b""));
+    frames.extend(raw_frame(FIN | TEXT, b""));
+    stream.write_all(&frames).await.unwrap();
+    assert_eq!(
+        raw_read_frame(&mut stream).await,
+        (FIN | TEXT, b"Hi".to_vec())
+    );
+    assert_eq!(raw_read_frame(&mut stream).await, (FIN | TEXT, Vec::new()));
+    // And one frame per write.
+    for frame in [
+        raw_frame(TEXT, b""),
+        raw_frame(CONTINUATION, b""),
+        raw_frame(FIN | CONTINUATION, b"yo"),
+    ] {
+        stream.write_all(&frame).await.unwrap();
+    }
+    assert_eq!(
+        raw_read_frame(&mut stream).await,
+        (FIN | TEXT, b"yo".to_vec())
+    );
+    drop(stream);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_utf8_split_across_fragments_closes_with_1007() {
     let server = TestServer::start(endpoints()).await;
     let mut stream = raw_upgrade(server.addr, "/echo").await;

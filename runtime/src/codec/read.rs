@@ -112,8 +112,16 @@ impl Reader {
                     return Ok((input.len(), None));
                 };
                 at += taken;
-                if let Some(event) = self.payload(&[])? {
-                    return Ok((at, Some(event)));
+                if self.frame.as_ref().is_some_and(|frame| frame.header.len == 0) {
+                    // An empty frame ends here: it may end a message, or be an empty
+                    // fragment, after which the next frame's header comes.
+                    if let Some(event) = self.payload(&[])? {
+                        return Ok((at, Some(event)));
+                    }
+                    if at == input.len() {
+                        return Ok((at, None));
+                    }
+                    continue;
                 }
             }
             let frame = self.frame.as_ref().expect("a frame is under way");
@@ -434,8 +442,13 @@ mod tests {
     fn fragments_and_interleaved_controls_come_out_whole_however_the_bytes_arrive() {
         let mut stream = frame(0x01, b"Hel");
         stream.extend(frame(0x89, b"ping?"));
+        // Empty fragments, allowed anywhere in a message.
+        stream.extend(frame(0x00, b""));
         stream.extend(frame(0x00, b"lo, "));
+        stream.extend(frame(0x00, b""));
         stream.extend(frame(0x80, "wörld".as_bytes()));
+        stream.extend(frame(0x01, b""));
+        stream.extend(frame(0x80, b""));
         stream.extend(frame(0x82, &[1, 2, 3]));
         stream.extend(frame(0x88, &[0x03, 0xe8, b'b', b'y', b'e']));
         for step in [1, 2, 3, 7, stream.len()] {
@@ -444,6 +457,7 @@ mod tests {
                 [
                     Event::Ping(Bytes::from_static(b"ping?")),
                     Event::Message(Message::text("Hello, wörld")),
+                    Event::Message(Message::text("")),
                     Event::Message(Message::binary(vec![1u8, 2, 3])),
                     Event::Close(Some((CloseCode::NORMAL, "bye".into()))),
                 ],
