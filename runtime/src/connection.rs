@@ -27,7 +27,7 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::codec::deflate::{self, Contexts, Deflate};
 use crate::codec::frame::OpCode;
-use crate::codec::read::{Event, Limits, Reader};
+use crate::codec::read::{Error as ReadError, Event, Limits, Reader};
 use crate::codec::socket::Socket;
 use crate::codec::write::Writer;
 use crate::codec::{Outgoing, Published};
@@ -176,18 +176,15 @@ struct Timing {
     idle_timeout: Duration,
 }
 
-/// Bytes read from the socket and not taken by the reader yet; no allocation when none.
-#[derive(Default)]
-struct Leftover {
-    bytes: Vec<u8>,
-    taken: usize,
-}
-
 struct Driver<S> {
     io: S,
     reader: Reader,
     writer: Writer,
-    leftover: Leftover,
+    /// Bytes the client sent right behind its HTTP request, read with it: read first.
+    early: Vec<u8>,
+    /// Events read past the one the endpoint is given (one socket read may bring several
+    /// messages); empty, and unallocated, most of the time.
+    ahead: VecDeque<Result<Event, ReadError>>,
     /// Compression agreed with the client, if any (the endpoint allowing it).
     deflate: Option<Deflate>,
     /// The compression contexts kept between messages, with context takeover.
@@ -259,10 +256,8 @@ impl<S: Socket> Driver<S> {
             io,
             reader: Reader::new(true, limits, accepted.deflate),
             writer: Writer::default(),
-            leftover: Leftover {
-                bytes: read,
-                taken: 0,
-            },
+            early: read,
+            ahead: VecDeque::new(),
             deflate: accepted.deflate,
             contexts: Contexts::default(),
             shared: connection.shared,
@@ -588,22 +583,22 @@ impl<S: Socket> Driver<S> {
             let (code, reason) = error.close();
             ReadEnd::Fail(code, reason)
         };
-        loop {
-            let leftover = &mut self.leftover;
-            if leftover.taken < leftover.bytes.len() {
-                let (taken, event) = self
-                    .reader
-                    .feed(&leftover.bytes[leftover.taken..])
-                    .map_err(fail)?;
-                leftover.taken += taken;
-                if leftover.taken == leftover.bytes.len() {
-                    *leftover = Leftover::default();
-                }
-                if let Some(event) = event {
-                    return Poll::Ready(Ok(event));
-                }
-                continue;
+        if let Some(next) = self.ahead.pop_front() {
+            if self.ahead.is_empty() {
+                // Freed at once: an idle connection holds no buffer.
+                self.ahead = VecDeque::new();
             }
+            return Poll::Ready(next.map_err(fail));
+        }
+        if !self.early.is_empty() {
+            let early = std::mem::take(&mut self.early);
+            if let Some(event) =
+                feed_all(&mut self.reader, &early, &mut self.ahead).map_err(fail)?
+            {
+                return Poll::Ready(Ok(event));
+            }
+        }
+        loop {
             // A large payload under way: read it straight into its message.
             if let Some((buf, want)) = self.reader.direct(DIRECT_MIN) {
                 let spare = &mut buf.spare_capacity_mut()[..want];
@@ -624,7 +619,7 @@ impl<S: Socket> Driver<S> {
                 }
                 continue;
             }
-            let (io, reader, leftover) = (&mut self.io, &mut self.reader, &mut self.leftover);
+            let (io, reader, ahead) = (&mut self.io, &mut self.reader, &mut self.ahead);
             let read = SCRATCH.with_borrow_mut(|scratch| {
                 let mut buf = ReadBuf::new(&mut scratch[..]);
                 match io.poll_read_some(cx, &mut buf) {
@@ -636,13 +631,7 @@ impl<S: Socket> Driver<S> {
                 if read.is_empty() {
                     return Poll::Ready(Err(ReadEnd::Gone(None)));
                 }
-                let (taken, event) = reader.feed(read).map_err(fail)?;
-                if taken < read.len() {
-                    // Kept for the next event: the endpoint takes one message at a time.
-                    leftover.bytes = read[taken..].to_vec();
-                    leftover.taken = 0;
-                }
-                Poll::Ready(Ok(event))
+                Poll::Ready(feed_all(reader, read, ahead).map_err(fail))
             });
             match read {
                 Poll::Ready(Ok(Some(event))) => return Poll::Ready(Ok(event)),
@@ -741,6 +730,44 @@ impl<S: Socket> Driver<S> {
         self.close = None;
         self.shared.finish();
     }
+}
+
+/// Reads all of `input`: returns the first event it completes, and queues the events after
+/// it in `ahead`, up to a close or an error (queued too). A frame left unfinished stays in
+/// the reader. The endpoint still gets one message at a time, and the socket is read again
+/// only once `ahead` is empty.
+fn feed_all(
+    reader: &mut Reader,
+    mut input: &[u8],
+    ahead: &mut VecDeque<Result<Event, ReadError>>,
+) -> Result<Option<Event>, ReadError> {
+    let mut first = None;
+    while !input.is_empty() {
+        let (taken, event) = match reader.feed(input) {
+            Ok(fed) => fed,
+            Err(error) if first.is_none() => return Err(error),
+            Err(error) => {
+                ahead.push_back(Err(error));
+                break;
+            }
+        };
+        input = &input[taken..];
+        let Some(event) = event else {
+            // All of `input` was taken into an unfinished frame.
+            break;
+        };
+        let close = matches!(event, Event::Close(_));
+        if first.is_none() {
+            first = Some(event);
+        } else {
+            ahead.push_back(Ok(event));
+        }
+        if close {
+            // Nothing after a close frame is read.
+            break;
+        }
+    }
+    Ok(first)
 }
 
 /// A published message's compressed payload for this connection's window: made by the

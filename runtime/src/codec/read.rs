@@ -108,11 +108,20 @@ impl Reader {
         let mut at = 0;
         loop {
             if self.frame.is_none() {
+                if self.head_len == 0
+                    && let Some((taken, event)) = self.whole_frame(&input[at..])?
+                {
+                    return Ok((at + taken, Some(event)));
+                }
                 let Some(taken) = self.header(&input[at..])? else {
                     return Ok((input.len(), None));
                 };
                 at += taken;
-                if self.frame.as_ref().is_some_and(|frame| frame.header.len == 0) {
+                if self
+                    .frame
+                    .as_ref()
+                    .is_some_and(|frame| frame.header.len == 0)
+                {
                     // An empty frame ends here: it may end a message, or be an empty
                     // fragment, after which the next frame's header comes.
                     if let Some(event) = self.payload(&[])? {
@@ -176,6 +185,44 @@ impl Reader {
             return self.end_frame();
         }
         Ok(None)
+    }
+
+    /// A whole unfragmented data frame at the start of `input`, read in one step: the common
+    /// case, without the frame-by-frame bookkeeping. `None` for anything else (a fragment, a
+    /// control frame, a frame not all here, anything to refuse), which the general path takes.
+    fn whole_frame(&mut self, input: &[u8]) -> Result<Option<(usize, Event)>, Error> {
+        let Ok(Some((header, head_len))) = Header::parse(input) else {
+            return Ok(None);
+        };
+        let fits = header.len <= self.limits.max_frame.min(self.limits.max_message) as u64
+            && header.len <= (input.len() - head_len) as u64;
+        let usual = header.fin
+            && matches!(header.opcode, OpCode::Text | OpCode::Binary)
+            && header.mask.is_some() == self.masked
+            && (!header.rsv1 || self.deflate.is_some())
+            && self.message.is_none();
+        if !(fits && usual) {
+            return Ok(None);
+        }
+        let end = head_len + header.len as usize;
+        let mut bytes = input[head_len..end].to_vec();
+        if let Some(key) = header.mask {
+            apply_mask(&mut bytes, key, 0);
+        }
+        let text = header.opcode == OpCode::Text;
+        let mut message = Assembly {
+            text,
+            compressed: header.rsv1,
+            bytes,
+            utf8: Utf8::default(),
+        };
+        if text && !message.compressed {
+            message
+                .utf8
+                .feed(&message.bytes)
+                .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
+        }
+        Ok(Some((end, self.message_end(message)?)))
     }
 
     /// Parses a header from what was kept and `input`; returns how many bytes of `input` it

@@ -38,6 +38,9 @@ pub(crate) struct Writer {
 /// The most frames one write hands to the socket.
 const BATCH: usize = 64;
 
+/// Up to this many frames, a write gathers them in a small array.
+const FEW: usize = 4;
+
 impl Writer {
     /// A writer for the client's side (the test kit's), which masks every frame with a
     /// fresh key.
@@ -87,24 +90,15 @@ impl Writer {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         while !self.frames.is_empty() {
-            let mut slices = [IoSlice::new(&[]); 2 * BATCH];
-            let mut count = 0;
-            let mut skip = self.written;
-            for frame in self.frames.iter().take(BATCH) {
-                for part in [
-                    &frame.head[..usize::from(frame.head_len)],
-                    &frame.payload[..],
-                ] {
-                    if skip >= part.len() {
-                        skip -= part.len();
-                        continue;
-                    }
-                    slices[count] = IoSlice::new(&part[skip..]);
-                    skip = 0;
-                    count += 1;
-                }
-            }
-            let n = match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]) {
+            // Most flushes carry a few frames: their slices are gathered in a small array.
+            let written = if self.frames.len() <= FEW {
+                let (slices, count) = self.gather::<{ 2 * FEW }>();
+                Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count])
+            } else {
+                let (slices, count) = self.gather::<{ 2 * BATCH }>();
+                Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count])
+            };
+            let n = match written {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
@@ -114,6 +108,28 @@ impl Writer {
         }
         // Streams that buffer (TLS) hand their bytes to the socket here.
         Pin::new(io).poll_flush(cx)
+    }
+
+    /// The unwritten parts of the first `N / 2` frames, as slices for one vectored write.
+    fn gather<const N: usize>(&self) -> ([IoSlice<'_>; N], usize) {
+        let mut slices = [IoSlice::new(&[]); N];
+        let mut count = 0;
+        let mut skip = self.written;
+        for frame in self.frames.iter().take(N / 2) {
+            for part in [
+                &frame.head[..usize::from(frame.head_len)],
+                &frame.payload[..],
+            ] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                slices[count] = IoSlice::new(&part[skip..]);
+                skip = 0;
+                count += 1;
+            }
+        }
+        (slices, count)
     }
 
     fn advance(&mut self, mut n: usize) {
