@@ -684,13 +684,14 @@ mod fanout {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
             let redis = Redis { child, port, dir };
-            for _ in 0..100 {
+            // Up to 20 s: on a busy machine a fresh redis-server has been seen to take over 5.
+            for _ in 0..400 {
                 if redis.answers() {
                     return redis;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            panic!("redis-server does not answer on port {port}");
+            panic!("redis-server does not answer on port {port} after 20 s");
         }
 
         fn answers(&self) -> bool {
