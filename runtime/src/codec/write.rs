@@ -99,7 +99,6 @@ impl Writer {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         while !self.frames.is_empty() {
-            // Most flushes carry a few frames: their slices are gathered in a small array.
             let written = if self.is_small() {
                 COPY.with_borrow_mut(|copy| {
                     copy.clear();
@@ -107,6 +106,7 @@ impl Writer {
                     Pin::new(&mut *io).poll_write(cx, copy)
                 })
             } else if self.frames.len() <= FEW {
+                // Most of the other flushes carry a few frames: their slices fit a small array.
                 let (slices, count) = self.gather::<{ 2 * FEW }>();
                 Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count])
             } else {
@@ -140,10 +140,11 @@ impl Writer {
         true
     }
 
-    /// Appends the unwritten bytes of every queued frame to `copy`.
-    fn copy_into(&self, copy: &mut Vec<u8>) {
+    /// Calls `each` with the unwritten bytes of the first `frames` queued frames, header and
+    /// payload apart, in order (empty parts left out).
+    fn each_unwritten<'a>(&'a self, frames: usize, mut each: impl FnMut(&'a [u8])) {
         let mut skip = self.written;
-        for frame in &self.frames {
+        for frame in self.frames.iter().take(frames) {
             for part in [
                 &frame.head[..usize::from(frame.head_len)],
                 &frame.payload[..],
@@ -152,31 +153,25 @@ impl Writer {
                     skip -= part.len();
                     continue;
                 }
-                copy.extend_from_slice(&part[skip..]);
+                each(&part[skip..]);
                 skip = 0;
             }
         }
+    }
+
+    /// Appends the unwritten bytes of every queued frame to `copy`.
+    fn copy_into(&self, copy: &mut Vec<u8>) {
+        self.each_unwritten(self.frames.len(), |part| copy.extend_from_slice(part));
     }
 
     /// The unwritten parts of the first `N / 2` frames, as slices for one vectored write.
     fn gather<const N: usize>(&self) -> ([IoSlice<'_>; N], usize) {
         let mut slices = [IoSlice::new(&[]); N];
         let mut count = 0;
-        let mut skip = self.written;
-        for frame in self.frames.iter().take(N / 2) {
-            for part in [
-                &frame.head[..usize::from(frame.head_len)],
-                &frame.payload[..],
-            ] {
-                if skip >= part.len() {
-                    skip -= part.len();
-                    continue;
-                }
-                slices[count] = IoSlice::new(&part[skip..]);
-                skip = 0;
-                count += 1;
-            }
-        }
+        self.each_unwritten(N / 2, |part| {
+            slices[count] = IoSlice::new(part);
+            count += 1;
+        });
         (slices, count)
     }
 
