@@ -416,6 +416,26 @@ fn encode_message(out: &mut Vec<u8>, opcode: u8, conn: usize, seq: u64, size: us
     out.resize(out.len() + size - n, b'x');
 }
 
+/// Reads what a non-blocking socket holds into `buf`; `false` once the connection ended (end
+/// of stream or an error). A short read emptied the socket: epoll reports the next bytes, so
+/// no read is made only to learn that it would block.
+fn read_available(stream: &mut impl std::io::Read, chunk: &mut [u8], buf: &mut Vec<u8>) -> bool {
+    loop {
+        match stream.read(chunk) {
+            Ok(0) => return false,
+            Ok(read) => {
+                buf.extend_from_slice(&chunk[..read]);
+                if read < chunk.len() {
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// A client frame's header for a payload of `len` bytes, with the zero mask key.
 fn encode_head(opcode: u8, len: usize) -> ([u8; 14], usize) {
     let mut head = [0u8; 14];
@@ -749,7 +769,6 @@ const STALL: Duration = Duration::from_secs(60);
 /// `echo`, with the messages `messages` makes and checks.
 fn echo_with<M: Messages>(args: &Args, mut messages: M) {
     use mio::{Events, Interest, Poll, Token};
-    use std::io::{ErrorKind, Read};
 
     let opcode = if args.binary { 0x2 } else { 0x1 };
     let mut poll = Poll::new().expect("epoll");
@@ -895,26 +914,8 @@ fn echo_with<M: Messages>(args: &Args, mut messages: M) {
             if conn.dead {
                 continue;
             }
-            loop {
-                match conn.stream.read(&mut chunk) {
-                    Ok(0) => {
-                        conn.dead = true;
-                        break;
-                    }
-                    Ok(read) => {
-                        conn.buf.extend_from_slice(&chunk[..read]);
-                        // A short read emptied the socket: epoll reports the next bytes.
-                        if read < chunk.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        conn.dead = true;
-                        break;
-                    }
-                }
+            if !read_available(&mut conn.stream, &mut chunk, &mut conn.buf) {
+                conn.dead = true;
             }
             let mut at = 0;
             while let Some((op, range, len)) = decode(&conn.buf[at..]) {
@@ -1956,25 +1957,8 @@ mod fanout {
 
         /// Reads the pongs (and anything else the server sends the publisher).
         fn read(&mut self, chunk: &mut [u8], now: Instant) {
-            loop {
-                match self.stream.read(chunk) {
-                    Ok(0) => {
-                        self.dead = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        self.buf.extend_from_slice(&chunk[..n]);
-                        if n < chunk.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        self.dead = true;
-                        break;
-                    }
-                }
+            if !super::read_available(&mut self.stream, chunk, &mut self.buf) {
+                self.dead = true;
             }
             let mut at = 0;
             while let Some((op, range, len)) = decode(&self.buf[at..]) {
