@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use flate2::{Compress, Compression as Level, Decompress, FlushCompress, FlushDecompress};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use wsock::Compression;
 use wsock::prelude::*;
@@ -80,49 +80,12 @@ fn inflate(payload: &[u8], window: u8) -> Vec<u8> {
     out
 }
 
-/// A masked client frame of any length, its first byte given whole.
-fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![first];
-    match payload.len() {
-        len @ 0..=125 => frame.push(0x80 | len as u8),
-        len @ 126..=0xFFFF => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&key);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    frame
-}
-
-/// An upgrade with `extensions` offered; returns the stream and the response head.
+/// An upgrade with `extensions` offered; returns the stream and the response head, lowercased.
 async fn upgrade(addr: SocketAddr, path: &str, extensions: Option<&str>) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-    );
-    if let Some(extensions) = extensions {
-        request.push_str(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8];
-        tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
-            .await
-            .expect("no handshake response in time")
-            .unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let header = extensions.map_or(String::new(), |offer| {
+        format!("Sec-WebSocket-Extensions: {offer}\r\n")
+    });
+    let (stream, head) = raw_upgrade_with(addr, path, &header).await;
     (stream, head.to_ascii_lowercase())
 }
 
@@ -172,7 +135,7 @@ async fn large_json_is_smaller_on_the_wire_both_ways_and_small_messages_go_as_th
     let compressed = deflate(text.as_bytes(), 15);
     assert!(compressed.len() * 3 < text.len());
     stream
-        .write_all(&masked(FIN | RSV1 | TEXT, &compressed))
+        .write_all(&raw_frame(FIN | RSV1 | TEXT, &compressed))
         .await
         .unwrap();
     let (first, payload) = raw_read_frame(&mut stream).await;
@@ -187,7 +150,10 @@ async fn large_json_is_smaller_on_the_wire_both_ways_and_small_messages_go_as_th
     // Under the threshold (1 KiB), a message goes as it is, whatever the client did.
     let small = json(200);
     stream
-        .write_all(&masked(FIN | RSV1 | TEXT, &deflate(small.as_bytes(), 15)))
+        .write_all(&raw_frame(
+            FIN | RSV1 | TEXT,
+            &deflate(small.as_bytes(), 15),
+        ))
         .await
         .unwrap();
     assert_eq!(
@@ -205,10 +171,10 @@ async fn a_compressed_message_may_come_in_fragments_and_may_be_empty() {
     let compressed = deflate(text.as_bytes(), 15);
     let third = compressed.len() / 3;
     // RSV1 on the first frame only.
-    let mut bytes = masked(RSV1 | TEXT, &compressed[..third]);
-    bytes.extend(masked(FIN | PING, b"between"));
-    bytes.extend(masked(CONTINUATION, &compressed[third..2 * third]));
-    bytes.extend(masked(FIN | CONTINUATION, &compressed[2 * third..]));
+    let mut bytes = raw_frame(RSV1 | TEXT, &compressed[..third]);
+    bytes.extend(raw_frame(FIN | PING, b"between"));
+    bytes.extend(raw_frame(CONTINUATION, &compressed[third..2 * third]));
+    bytes.extend(raw_frame(FIN | CONTINUATION, &compressed[2 * third..]));
     stream.write_all(&bytes).await.unwrap();
     assert_eq!(
         raw_read_frame(&mut stream).await,
@@ -220,7 +186,7 @@ async fn a_compressed_message_may_come_in_fragments_and_may_be_empty() {
     // An empty message: the single byte 0x00 (what Python's websockets sends), or nothing.
     for empty in [&[0u8][..], &[]] {
         stream
-            .write_all(&masked(FIN | RSV1 | TEXT, empty))
+            .write_all(&raw_frame(FIN | RSV1 | TEXT, empty))
             .await
             .unwrap();
         assert_eq!(raw_read_frame(&mut stream).await, (FIN | TEXT, Vec::new()));
@@ -236,7 +202,7 @@ async fn a_bomb_closes_with_1009_and_rsv1_where_it_does_not_belong_with_1002() {
     assert!(bomb.len() < 20 << 10);
     let (mut stream, _) = upgrade(server.addr, "/echo", Some("permessage-deflate")).await;
     stream
-        .write_all(&masked(FIN | RSV1 | 0x2, &bomb))
+        .write_all(&raw_frame(FIN | RSV1 | 0x2, &bomb))
         .await
         .unwrap();
     assert_eq!(raw_close_code(&mut stream).await, 1009);
@@ -246,25 +212,25 @@ async fn a_bomb_closes_with_1009_and_rsv1_where_it_does_not_belong_with_1002() {
             "RSV1 on a continuation frame",
             Some("permessage-deflate"),
             [
-                masked(RSV1 | TEXT, &deflate(b"ab", 15)),
-                masked(FIN | RSV1 | CONTINUATION, b"c"),
+                raw_frame(RSV1 | TEXT, &deflate(b"ab", 15)),
+                raw_frame(FIN | RSV1 | CONTINUATION, b"c"),
             ]
             .concat(),
         ),
         (
             "RSV1 on a ping",
             Some("permessage-deflate"),
-            masked(FIN | RSV1 | PING, b"x"),
+            raw_frame(FIN | RSV1 | PING, b"x"),
         ),
         (
             "RSV1 on a close",
             Some("permessage-deflate"),
-            masked(FIN | RSV1 | CLOSE, &1000u16.to_be_bytes()),
+            raw_frame(FIN | RSV1 | CLOSE, &1000u16.to_be_bytes()),
         ),
         (
             "RSV1 without permessage-deflate",
             None,
-            masked(FIN | RSV1 | TEXT, &deflate(b"hello", 15)),
+            raw_frame(FIN | RSV1 | TEXT, &deflate(b"hello", 15)),
         ),
     ];
     for (case, offer, bytes) in cases {
@@ -275,7 +241,7 @@ async fn a_bomb_closes_with_1009_and_rsv1_where_it_does_not_belong_with_1002() {
     // Not deflate data at all: 1007.
     let (mut stream, _) = upgrade(server.addr, "/echo", Some("permessage-deflate")).await;
     stream
-        .write_all(&masked(FIN | RSV1 | TEXT, &[0xff, 0xff, 0xff]))
+        .write_all(&raw_frame(FIN | RSV1 | TEXT, &[0xff, 0xff, 0xff]))
         .await
         .unwrap();
     assert_eq!(raw_close_code(&mut stream).await, 1007);
@@ -300,7 +266,7 @@ async fn window_bits_from_8_to_15_are_honoured() {
             format!("{AGREED}; server_max_window_bits={bits}")
         );
         stream
-            .write_all(&masked(FIN | TEXT, text.as_bytes()))
+            .write_all(&raw_frame(FIN | TEXT, text.as_bytes()))
             .await
             .unwrap();
         let (first, payload) = raw_read_frame(&mut stream).await;
@@ -371,7 +337,7 @@ async fn context_takeover_is_kept_when_both_agree_and_not_when_the_client_forbid
             .unwrap();
         out.truncate(out.len() - 4);
         keeps
-            .write_all(&masked(FIN | RSV1 | TEXT, &out))
+            .write_all(&raw_frame(FIN | RSV1 | TEXT, &out))
             .await
             .unwrap();
         let (first, payload) = raw_read_frame(&mut keeps).await;
@@ -388,7 +354,7 @@ async fn context_takeover_is_kept_when_both_agree_and_not_when_the_client_forbid
     let mut sizes = Vec::new();
     for _ in 0..2 {
         forbids
-            .write_all(&masked(FIN | RSV1 | TEXT, &deflate(text.as_bytes(), 15)))
+            .write_all(&raw_frame(FIN | RSV1 | TEXT, &deflate(text.as_bytes(), 15)))
             .await
             .unwrap();
         let (_, payload) = raw_read_frame(&mut forbids).await;

@@ -174,10 +174,16 @@ pub fn status_of(response: &str) -> u16 {
 
 /// A raw TCP connection after a hand-written upgrade: for frames no client library sends.
 pub async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
+    raw_upgrade_with(addr, path, "").await.0
+}
+
+/// `raw_upgrade` with `headers` (whole lines, each ending in `\r\n`) added to the request;
+/// returns the stream and the response head.
+pub async fn raw_upgrade_with(addr: SocketAddr, path: &str, headers: &str) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut head = Vec::new();
@@ -189,11 +195,11 @@ pub async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
             .unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head);
+    let head = String::from_utf8_lossy(&head).into_owned();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // RFC 6455's own example key and answer.
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
-    stream
+    (stream, head)
 }
 
 /// A client frame: FIN set, masked unless `masked` is false, payload under 126 bytes.
@@ -266,9 +272,19 @@ pub async fn connect_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]
 
 /// A raw client frame with its first byte given whole (FIN, RSV bits and opcode), masked.
 pub fn raw_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
     let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut frame = vec![first, 0x80 | payload.len() as u8];
+    let mut frame = vec![first];
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | len as u8),
+        len @ 126..=0xFFFF => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     frame
