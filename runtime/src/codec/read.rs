@@ -83,6 +83,21 @@ struct Assembly {
     utf8: Utf8,
 }
 
+const INVALID_UTF8: Error = Error::Invalid("invalid UTF-8 in a text message");
+
+impl Assembly {
+    /// Checks the bytes from `start` on as they arrive, for an uncompressed text message (a
+    /// compressed one is checked as it is inflated).
+    fn check_utf8(&mut self, start: usize) -> Result<(), Error> {
+        if self.text && !self.compressed {
+            self.utf8
+                .feed(&self.bytes[start..])
+                .map_err(|_| INVALID_UTF8)?;
+        }
+        Ok(())
+    }
+}
+
 /// The most a message's buffer grows ahead of its bytes: a header may announce a large frame
 /// and then trickle, and memory follows the bytes, not the announcement.
 const AHEAD: usize = 64 << 10;
@@ -165,7 +180,8 @@ impl Reader {
         Some((&mut message.bytes, want))
     }
 
-    /// `n` bytes were read straight into the buffer [`Reader::direct`] gave.
+    /// `n` bytes of the data frame under way were added at the end of its message's buffer
+    /// (read straight into the buffer [`Reader::direct`] gave, or copied there).
     pub(crate) fn filled(&mut self, n: usize) -> Result<Option<Event>, Error> {
         let frame = self.frame.as_mut().expect("a frame is under way");
         let message = self.message.as_mut().expect("a data frame is under way");
@@ -175,12 +191,7 @@ impl Reader {
             apply_mask(&mut message.bytes[start..], key, offset);
         }
         frame.read += n as u64;
-        if message.text && !message.compressed {
-            message
-                .utf8
-                .feed(&message.bytes[start..])
-                .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
-        }
+        message.check_utf8(start)?;
         if frame.read == frame.header.len {
             return self.end_frame();
         }
@@ -216,12 +227,7 @@ impl Reader {
             bytes,
             utf8: Utf8::default(),
         };
-        if text && !message.compressed {
-            message
-                .utf8
-                .feed(&message.bytes)
-                .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
-        }
+        message.check_utf8(0)?;
         Ok(Some((end, self.message_end(message)?)))
     }
 
@@ -318,31 +324,17 @@ impl Reader {
     /// when they complete it.
     fn payload(&mut self, bytes: &[u8]) -> Result<Option<Event>, Error> {
         let frame = self.frame.as_mut().expect("a frame is under way");
+        if !frame.header.opcode.is_control() {
+            let message = self.message.as_mut().expect("a data frame is under way");
+            message.bytes.extend_from_slice(bytes);
+            return self.filled(bytes.len());
+        }
         let offset = frame.read as usize;
         frame.read += bytes.len() as u64;
-        let target = if frame.header.opcode.is_control() {
-            &mut self.control
-        } else {
-            &mut self
-                .message
-                .as_mut()
-                .expect("a data frame is under way")
-                .bytes
-        };
-        let start = target.len();
-        target.extend_from_slice(bytes);
+        let start = self.control.len();
+        self.control.extend_from_slice(bytes);
         if let Some(key) = frame.header.mask {
-            apply_mask(&mut target[start..], key, offset);
-        }
-        if let Some(message) = &mut self.message
-            && !frame.header.opcode.is_control()
-            && message.text
-            && !message.compressed
-        {
-            message
-                .utf8
-                .feed(&message.bytes[start..])
-                .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
+            apply_mask(&mut self.control[start..], key, offset);
         }
         if frame.read == frame.header.len {
             return self.end_frame();
@@ -386,20 +378,14 @@ impl Reader {
                 InflateError::Corrupt => Error::Invalid("invalid compressed data"),
             })?;
             if message.text {
-                message
-                    .utf8
-                    .feed(&inflated)
-                    .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
+                message.utf8.feed(&inflated).map_err(|_| INVALID_UTF8)?;
             }
             inflated
         } else {
             message.bytes
         };
         if message.text {
-            message
-                .utf8
-                .finish()
-                .map_err(|_| Error::Invalid("invalid UTF-8 in a text message"))?;
+            message.utf8.finish().map_err(|_| INVALID_UTF8)?;
             // Checked piece by piece above.
             let text = Text::from_utf8_unchecked(Bytes::from(bytes));
             Ok(Event::Message(Message::Text(text)))
