@@ -310,12 +310,12 @@ impl<T: IntoMessage> Topic<T> {
         let entry = &self.entry;
         match entry.hub.broker.get() {
             None => {
-                entry.deliver(&message, except);
+                entry.deliver(message, except);
                 Ok(())
             }
             Some(broker) => {
                 let payload = encode_remote(&entry.hub.node, &message);
-                entry.deliver(&message, except);
+                entry.deliver(message, except);
                 broker.publish(&entry.name, payload).map_err(|error| {
                     // The broker warns once per outage; each message it missed is a debug line.
                     tracing::debug!(topic = entry.name, %error, "the broker did not take a message");
@@ -385,7 +385,7 @@ impl Entry {
     }
 
     /// Queues `message` for every subscriber but `except`.
-    fn deliver(&self, message: &Message, except: Option<&Arc<Shared>>) {
+    fn deliver(&self, message: Message, except: Option<&Arc<Shared>>) {
         let subscribers = self
             .subscribers
             .read()
@@ -394,7 +394,7 @@ impl Entry {
             return;
         }
         // One shared copy for all, which also carries its compressed forms once made.
-        let published = Arc::new(Published::new(message.clone()));
+        let published = Arc::new(Published::new(message));
         for shared in subscribers.slots.iter().flatten() {
             if except.is_some_and(|except| Arc::ptr_eq(except, shared)) {
                 continue;
@@ -493,7 +493,7 @@ impl Sink {
         }
         let entry = lock(&hub.topics).get(topic).and_then(Weak::upgrade);
         if let Some(entry) = entry {
-            entry.deliver(&message, None);
+            entry.deliver(message, None);
         }
     }
 }
