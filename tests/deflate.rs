@@ -31,6 +31,13 @@ fn vault(out: Out<Message>) {
     on_message(|message: Message| out.write(message));
 }
 
+/// Subscribes to `news`, then says so.
+#[websocket("/news")]
+fn news(out: Out<String>, topics: Topics) {
+    topics.topic::<String>("news").subscribe(&out);
+    out.write("subscribed".to_owned());
+}
+
 fn endpoints() -> Server {
     Server::new()
         .route(echo)
@@ -364,5 +371,42 @@ async fn context_takeover_is_kept_when_both_agree_and_not_when_the_client_forbid
     assert_eq!(sizes[0], sizes[1], "no context kept: {sizes:?}");
     drop((keeps, forbids));
     tokio::time::sleep(Duration::from_millis(10)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_published_message_goes_compressed_to_those_that_agreed_the_same_bytes_to_each() {
+    let app = endpoints().route(news);
+    let topics = app.topics();
+    let server = TestServer::start(app).await;
+    let mut clients = Vec::new();
+    for offer in [Some("permessage-deflate"), Some("permessage-deflate"), None] {
+        let (mut stream, _) = upgrade(server.addr, "/news", offer).await;
+        assert_eq!(
+            raw_read_frame(&mut stream).await,
+            (FIN | TEXT, b"subscribed".to_vec())
+        );
+        clients.push(stream);
+    }
+    let text = json(10 << 10);
+    topics
+        .topic::<String>("news")
+        .publish(text.clone())
+        .unwrap();
+    let first = raw_read_frame(&mut clients[0]).await;
+    assert_eq!(
+        first.0,
+        FIN | RSV1 | TEXT,
+        "compressed for a client that agreed"
+    );
+    assert!(first.1.len() * 3 < text.len());
+    assert_eq!(inflate(&first.1, 15), text.as_bytes());
+    // Compressed once: the same bytes for the other subscriber with the same window.
+    assert_eq!(raw_read_frame(&mut clients[1]).await, first);
+    assert_eq!(
+        raw_read_frame(&mut clients[2]).await,
+        (FIN | TEXT, text.into_bytes()),
+        "as it is for a client that offered no compression"
+    );
     server.stop().await;
 }

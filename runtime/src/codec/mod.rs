@@ -56,3 +56,32 @@ impl Published {
         slot.get_or_init(compress).clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn a_published_message_is_compressed_once_per_window() {
+        let published = Published::new(Message::text("a published message"));
+        let made = Cell::new(0);
+        let compress = |bytes: &'static [u8]| {
+            made.set(made.get() + 1);
+            Some(Bytes::from_static(bytes))
+        };
+        assert_eq!(published.deflated(15, || compress(b"15")).unwrap(), "15");
+        assert_eq!(published.deflated(15, || compress(b"again")).unwrap(), "15");
+        assert_eq!(made.get(), 1);
+        // Another window is another form; 8 bits are compressed as 9 (RFC 7692 §7.1.2.1).
+        assert_eq!(published.deflated(9, || compress(b"9")).unwrap(), "9");
+        assert_eq!(published.deflated(8, || compress(b"8")).unwrap(), "9");
+        assert_eq!(made.get(), 2);
+        // Not smaller once compressed: remembered too, as `None`.
+        let incompressible = Published::new(Message::text("x"));
+        assert_eq!(incompressible.deflated(15, || None), None);
+        assert_eq!(incompressible.deflated(15, || compress(b"late")), None);
+        assert_eq!(made.get(), 2);
+    }
+}
