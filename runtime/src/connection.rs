@@ -116,6 +116,14 @@ const SCRATCH_LEN: usize = 64 << 10;
 /// A payload at least this long still to come is read straight into its message.
 const DIRECT_MIN: usize = 8 << 10;
 
+/// How much one wake-up of the driver may do before it yields to the scheduler: a turn of
+/// its loop costs one unit, framing a message one, and compressing one more per KiB
+/// (compressing is the dearest work a connection does: 256 KiB take about half a
+/// millisecond). tokio's own budget bounds the socket's reads and writes; this bounds
+/// everything else, so that no connection, whatever state it is in, keeps its thread from
+/// the other connections for long.
+const WORK_PER_WAKE: usize = 256;
+
 thread_local! {
     /// Where socket reads land, shared by the thread's connections: an idle connection owns
     /// no read buffer; a busy one keeps only the bytes it has not taken yet.
@@ -225,7 +233,10 @@ struct Driver<S> {
     code: Option<u16>,
     /// The ready code has run (said once, to whoever waits for it).
     ready: bool,
-    /// tokio's budget for this turn ran out: yield once the work at hand is written.
+    /// The work done in this wake-up, in units of `WORK_PER_WAKE`.
+    work: usize,
+    /// The budget for this wake-up ran out (tokio's or ours): yield once the work at hand is
+    /// written; the task is already woken to run again.
     out_of_budget: bool,
     /// The client stopped reading and what it had not started to get was dropped.
     abandoned: bool,
@@ -278,6 +289,7 @@ impl<S: Socket> Driver<S> {
             shutdown_registered: false,
             code: None,
             ready: false,
+            work: 0,
             out_of_budget: false,
             abandoned: false,
         })
@@ -289,8 +301,10 @@ impl<S: Socket> Driver<S> {
         shutdown: &Shutdown,
         mut signal: Pin<&mut impl Future>,
     ) -> Poll<()> {
+        self.work = 0;
         loop {
             let mut progress = false;
+            self.spend(cx, 1);
 
             if let Some(user) = &mut self.user {
                 // A panic in ready code or `on_close` ends this connection only.
@@ -340,7 +354,7 @@ impl<S: Socket> Driver<S> {
             progress |= self.poll_write(cx);
             progress |= self.poll_read(cx);
 
-            if !progress {
+            if !progress || self.out_of_budget {
                 // Checked once per wake-up, not per message: polling a timer is not free.
                 if self.phase == Phase::Open && self.keepalive_fired(cx) {
                     self.keep_alive();
@@ -359,7 +373,7 @@ impl<S: Socket> Driver<S> {
                     continue;
                 }
                 if self.out_of_budget {
-                    // tokio wakes this task again once others had their turn.
+                    // This task is woken again once the others had their turn.
                     self.out_of_budget = false;
                     return Poll::Pending;
                 }
@@ -367,12 +381,13 @@ impl<S: Socket> Driver<S> {
                 // task to be woken by the next write. Writes made while the task runs (the
                 // endpoint's, in this very poll) wake nothing: this look finds them. While the
                 // socket is full, only a close wakes it (messages wait for the socket).
-                if self.phase == Phase::Open && self.pending.is_empty() {
+                if self.phase == Phase::Open {
                     let parked = if self.write_blocked && !self.abandoned {
                         // Waiting for the socket: a close known already waits behind what is
                         // queued (the close timer bounds it); only a new one must wake us.
                         self.shared.is_closing() || self.shared.park_until_close(cx)
                     } else {
+                        debug_assert!(self.pending.is_empty(), "framing stops only for budget");
                         self.shared.park(cx)
                     };
                     if !parked {
@@ -397,6 +412,19 @@ impl<S: Socket> Driver<S> {
         }
         self.keepalive_armed = true;
         self.keepalive().poll(cx).is_ready()
+    }
+
+    /// Counts `units` of this wake-up's work; once the budget is spent, the driver writes out
+    /// what it framed and yields, woken at once to go on after the others had their turn.
+    fn spend(&mut self, cx: &mut Context<'_>, units: usize) {
+        self.work += units;
+        if self.work >= WORK_PER_WAKE && !self.out_of_budget {
+            self.out_of_budget = true;
+            // Woken as tokio's own budget wakes a task: after the scheduler has looked for
+            // sockets that became ready, so the others run before this connection goes on.
+            let yielded = std::pin::pin!(tokio::task::yield_now());
+            let _ = yielded.poll(cx);
+        }
     }
 
     /// Writes out what is framed; what the socket does not take now waits for it (this task
@@ -466,48 +494,58 @@ impl<S: Socket> Driver<S> {
         }
     }
 
-    /// Frames queued messages, then any close asked for.
+    /// Frames queued messages, as many as this wake-up's budget allows, then any close asked
+    /// for.
     ///
     /// Returns whether the connection changed phase (a close was sent, or the socket
-    /// failed), which the endpoint and the reader must see. Framing messages alone is not
-    /// progress: nothing else waits on it, and the queue is looked at again before parking.
+    /// failed), which the endpoint and the reader must see. Nothing else counts as progress:
+    /// framing messages is not (nothing else waits on it, and the queue is looked at again
+    /// before parking), and neither is a write the socket did not take, whatever phase the
+    /// connection is in (the task parks until the socket can take more).
     fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let phase = self.phase;
+        self.write(cx);
+        self.phase != phase
+    }
+
+    fn write(&mut self, cx: &mut Context<'_>) {
         if self.write_blocked && !self.abandoned {
             // The socket was full: write what waits before taking more from the queue.
             self.flush(cx);
-            if self.phase == Phase::Closed {
-                return true;
-            }
-            if self.write_blocked {
-                return false;
+            if self.write_blocked || self.phase == Phase::Closed {
+                return;
             }
         }
         if self.pending.is_empty() {
             if self.phase != Phase::Open {
-                return false;
+                return;
             }
             let close = self.shared.drain(&mut self.pending);
             if self.pending.is_empty() && close.is_none() {
-                return false;
+                return;
             }
             self.close = close.or(self.close.take());
         }
-        while let Some(outgoing) = self.pending.pop_front() {
-            self.frame(outgoing);
+        while !self.out_of_budget
+            && let Some(outgoing) = self.pending.pop_front()
+        {
+            let units = self.frame(outgoing);
+            self.spend(cx, units);
         }
-        if let Some((code, reason)) = self.close.take() {
+        if self.pending.is_empty()
+            && let Some((code, reason)) = self.close.take()
+        {
             self.send_close(code, &reason);
             if self.phase != Phase::Closed {
                 self.phase = Phase::Closing;
             }
-            return true;
         }
-        false
     }
 
     /// Frames one message: compressed when compression was agreed and the message is long
-    /// enough; a published message is compressed once for all its subscribers.
-    fn frame(&mut self, outgoing: Outgoing) {
+    /// enough; a published message is compressed once for all its subscribers. Returns the
+    /// work it took, in units of `WORK_PER_WAKE`.
+    fn frame(&mut self, outgoing: Outgoing) -> usize {
         let (message, published) = match outgoing {
             Outgoing::Message(message) => (message, None),
             Outgoing::Published(published) => (published.message.clone(), Some(published)),
@@ -516,8 +554,9 @@ impl<S: Socket> Driver<S> {
             Message::Text(text) => (OpCode::Text, text.into_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
+        let len = payload.len();
         if let Some(deflate) = &self.deflate
-            && payload.len() >= deflate.threshold
+            && len >= deflate.threshold
         {
             let compressed = match published {
                 Some(published) if !deflate.server_takeover => {
@@ -525,12 +564,16 @@ impl<S: Socket> Driver<S> {
                 }
                 _ => deflate::compress(&payload, deflate, &mut self.contexts),
             };
+            let units = 1 + len / 1024;
             if let Some(compressed) = compressed {
                 self.writer.push(opcode, true, compressed);
-                return;
+                return units;
             }
+            self.writer.push(opcode, false, payload);
+            return units;
         }
         self.writer.push(opcode, false, payload);
+        1
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
