@@ -31,6 +31,18 @@ fn vault(out: Out<Message>) {
     on_message(|message: Message| out.write(message));
 }
 
+/// Answers each message with its length: the limit is the endpoint's, 1 MiB.
+#[websocket("/measure", max_message_size = "1MiB")]
+fn measure(out: Out<String>) {
+    on_message(|message: Message| {
+        let len = match message {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+        };
+        out.write(len.to_string());
+    });
+}
+
 /// Subscribes to `news`, then says so.
 #[websocket("/news")]
 fn news(out: Out<String>, topics: Topics) {
@@ -42,6 +54,7 @@ fn endpoints() -> Server {
     Server::new()
         .route(echo)
         .route(vault)
+        .route(measure)
         .max_message_size(1 << 20)
         // These raw clients do not answer a shutdown's close.
         .close_timeout(Duration::from_millis(200))
@@ -252,6 +265,91 @@ async fn a_bomb_closes_with_1009_and_rsv1_where_it_does_not_belong_with_1002() {
         .await
         .unwrap();
     assert_eq!(raw_close_code(&mut stream).await, 1007);
+    server.stop().await;
+}
+
+/// Bytes that do not compress (a xorshift stream).
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Raw deflate of `bytes` at `level` (0 stores), sync-flushed every `flush_every` bytes, as
+/// clients that stream do, without the final 00 00 ff ff.
+fn deflate_at(bytes: &[u8], level: u32, flush_every: usize) -> Vec<u8> {
+    let mut compress = Compress::new(Level::new(level), false);
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8 + 1024);
+    for piece in bytes.chunks(flush_every) {
+        compress
+            .compress_vec(piece, &mut out, FlushCompress::Sync)
+            .unwrap();
+    }
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+/// The message limit is the message the endpoint receives: an incompressible message of
+/// exactly the limit passes with and without deflate (its compressed form is a little larger
+/// than the limit, in one frame or in fragments), and one byte more closes with 1009 either way.
+#[tokio::test]
+async fn an_incompressible_message_at_the_limit_passes_with_and_without_deflate() {
+    let server = TestServer::start(endpoints()).await;
+    let limit = 1 << 20;
+    let exact = incompressible(limit);
+    let over = incompressible(limit + 1);
+
+    let (mut plain, _) = upgrade(server.addr, "/measure", None).await;
+    plain
+        .write_all(&raw_frame(FIN | 0x2, &exact))
+        .await
+        .unwrap();
+    assert_eq!(raw_read_frame(&mut plain).await.1, b"1048576");
+
+    let (mut compressed, head) = upgrade(server.addr, "/measure", Some("permessage-deflate")).await;
+    assert!(extensions(&head).is_some(), "{head}");
+    for (level, flush_every) in [(1, limit), (6, limit), (0, limit), (1, 4096)] {
+        let payload = deflate_at(&exact, level, flush_every);
+        assert!(
+            payload.len() > limit,
+            "level {level}: {} bytes compressed",
+            payload.len()
+        );
+        compressed
+            .write_all(&raw_frame(FIN | RSV1 | 0x2, &payload))
+            .await
+            .unwrap();
+        let (_, answer) = raw_read_frame(&mut compressed).await;
+        assert_eq!(
+            answer, b"1048576",
+            "level {level}, flushed every {flush_every} B"
+        );
+    }
+    // In four fragments.
+    let payload = deflate_at(&exact, 1, limit);
+    let quarter = payload.len() / 4;
+    let mut fragments = raw_frame(RSV1 | 0x2, &payload[..quarter]);
+    fragments.extend(raw_frame(CONTINUATION, &payload[quarter..2 * quarter]));
+    fragments.extend(raw_frame(CONTINUATION, &payload[2 * quarter..3 * quarter]));
+    fragments.extend(raw_frame(FIN | CONTINUATION, &payload[3 * quarter..]));
+    compressed.write_all(&fragments).await.unwrap();
+    assert_eq!(raw_read_frame(&mut compressed).await.1, b"1048576");
+
+    // One byte over: 1009, compressed or not.
+    compressed
+        .write_all(&raw_frame(FIN | RSV1 | 0x2, &deflate_at(&over, 1, limit)))
+        .await
+        .unwrap();
+    assert_eq!(raw_close_code(&mut compressed).await, 1009);
+    plain.write_all(&raw_frame(FIN | 0x2, &over)).await.unwrap();
+    assert_eq!(raw_close_code(&mut plain).await, 1009);
     server.stop().await;
 }
 

@@ -46,10 +46,40 @@ impl Error {
 }
 
 /// The largest incoming frame and message.
+///
+/// `max_message` is the message the endpoint receives: a compressed message is held to it
+/// once inflated, and its compressed bytes on the wire (frames included) may take deflate's
+/// overhead beyond the limits, so that a message that does not compress (a compressor then
+/// stores it, a few bytes a block longer) passes exactly as it would uncompressed.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
     pub(crate) max_frame: usize,
     pub(crate) max_message: usize,
+}
+
+impl Limits {
+    /// The largest frame, for the frames of a compressed message or not.
+    fn frame(&self, compressed: bool) -> usize {
+        with_overhead(self.max_frame, compressed)
+    }
+
+    /// The most bytes a message's frames carry in all, compressed or not.
+    fn wire_message(&self, compressed: bool) -> usize {
+        with_overhead(self.max_message, compressed)
+    }
+}
+
+/// `limit`, plus deflate's worst overhead when `compressed`: zlib's bound for any settings
+/// (`deflateBound` when the window or memory level is not the default: stored blocks, or
+/// fixed codes at up to 9 bits a byte, 1/8 + 1/64 more), and room for empty flush blocks.
+fn with_overhead(limit: usize, compressed: bool) -> usize {
+    if !compressed {
+        return limit;
+    }
+    limit
+        .saturating_add(limit >> 3)
+        .saturating_add(limit >> 6)
+        .saturating_add(64)
 }
 
 pub(crate) struct Reader {
@@ -205,8 +235,11 @@ impl Reader {
         let Ok(Some((header, head_len))) = Header::parse(input) else {
             return Ok(None);
         };
-        let fits = header.len <= self.limits.max_frame.min(self.limits.max_message) as u64
-            && header.len <= (input.len() - head_len) as u64;
+        let limit = self
+            .limits
+            .frame(header.rsv1)
+            .min(self.limits.wire_message(header.rsv1));
+        let fits = header.len <= limit as u64 && header.len <= (input.len() - head_len) as u64;
         let usual = header.fin
             && matches!(header.opcode, OpCode::Text | OpCode::Binary)
             && header.mask.is_some() == self.masked
@@ -270,7 +303,18 @@ impl Reader {
                 "a server frame must not be masked"
             }));
         }
-        if header.len > self.limits.max_frame as u64 {
+        // A frame of a compressed message may carry deflate's overhead beyond the limits.
+        let compressed = match header.opcode {
+            OpCode::Text | OpCode::Binary => header.rsv1,
+            OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.compressed),
+            OpCode::Close | OpCode::Ping | OpCode::Pong => false,
+        };
+        let max_message = self.limits.wire_message(compressed) as u64;
+        // A message in one frame over both limits is said to be a message over the limit.
+        if matches!(header.opcode, OpCode::Text | OpCode::Binary) && header.len > max_message {
+            return Err(Error::TooBig("message over the size limit"));
+        }
+        if header.len > self.limits.frame(compressed) as u64 {
             return Err(Error::TooBig("frame over the size limit"));
         }
         match header.opcode {
@@ -293,7 +337,7 @@ impl Reader {
                 if header.rsv1 {
                     return Err(Error::Protocol("RSV1 set on a continuation frame"));
                 }
-                if message.bytes.len() as u64 + header.len > self.limits.max_message as u64 {
+                if message.bytes.len() as u64 + header.len > max_message {
                     return Err(Error::TooBig("message over the size limit"));
                 }
             }
@@ -303,9 +347,6 @@ impl Reader {
                 }
                 if header.rsv1 && self.deflate.is_none() {
                     return Err(Error::Protocol("RSV1 set without permessage-deflate"));
-                }
-                if header.len > self.limits.max_message as u64 {
-                    return Err(Error::TooBig("message over the size limit"));
                 }
                 let ahead = usize::try_from(header.len).unwrap_or(usize::MAX).min(AHEAD);
                 self.message = Some(Assembly {
@@ -557,10 +598,24 @@ mod tests {
             },
             None,
         );
-        // The header of a 64 MiB frame is enough.
+        // The header of a 64 MiB frame is enough; a message in one frame over both limits is
+        // a message over the limit.
         let header = [0x82, 0xFF, 0, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4];
         assert_eq!(
             reader.feed(&header),
+            Err(Error::TooBig("message over the size limit"))
+        );
+        // A frame of 120 bytes: over the frame limit only.
+        let mut reader = Reader::new(
+            true,
+            Limits {
+                max_frame: 100,
+                max_message: 150,
+            },
+            None,
+        );
+        assert_eq!(
+            reader.feed(&frame(0x82, &[0; 120])),
             Err(Error::TooBig("frame over the size limit"))
         );
         let mut reader = Reader::new(
