@@ -304,3 +304,50 @@ async fn a_busy_connection_cannot_starve_another() {
     drop(healthy);
     server.stop().await;
 }
+
+/// A subscriber closed with 1008 for not reading is logged at warn, the default level's
+/// reach; fifty at once make one line, which the next one a second later says they were.
+#[tokio::test]
+async fn slow_consumers_are_logged_at_warn_at_most_once_a_second() {
+    let (logs, _guard) = Logs::capture();
+    let app = Server::new().route(feed).queue_capacity(4);
+    let feed = app.topics().topic::<String>("feed");
+    let server = TestServer::start(app).await;
+    let sample = "s".repeat(64 << 10);
+    let mut readers = Vec::new();
+    for round in 0..2 {
+        let mut slow = Vec::new();
+        for _ in 0..25 {
+            slow.push(raw_upgrade(server.addr, "/feed").await);
+        }
+        let deadline = Instant::now() + WAIT;
+        while feed.subscribers() < 25 {
+            assert!(Instant::now() < deadline, "the subscribers never joined");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Far more than the socket buffers and 4 queued messages hold.
+        for i in 0..200 {
+            feed.publish(format!("{round} {i} {sample}")).unwrap();
+            tokio::task::yield_now().await;
+        }
+        for mut stream in slow {
+            readers.push(tokio::spawn(async move {
+                assert_eq!(raw_close_code(&mut stream).await, 1008);
+            }));
+        }
+        for reader in readers.drain(..) {
+            reader.await.unwrap();
+        }
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+    }
+    let lines = logs.matching("closing with 1008");
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines.iter().all(|line| line.contains("WARN")), "{lines:#?}");
+    assert!(
+        lines[1].contains("and 24 more connections since the last such line"),
+        "{lines:#?}"
+    );
+    server.stop().await;
+}

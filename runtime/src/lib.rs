@@ -25,6 +25,7 @@ mod message;
 mod out;
 mod pages;
 mod percent;
+mod ratelimit;
 mod registry;
 mod request;
 mod response;

@@ -9,12 +9,14 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use crate::codec::Outgoing;
 use crate::error::Closed;
 use crate::message::{CloseCode, Message};
+use crate::ratelimit::RateLimit;
 
 pub(crate) struct Shared {
     pub(crate) endpoint: &'static str,
@@ -171,11 +173,21 @@ impl Shared {
             return;
         }
         drop(out);
-        tracing::warn!(
-            endpoint = self.endpoint,
-            limit = self.limit,
-            "outbound queue full: the client does not read fast enough; closing with 1008"
-        );
+        // At most a line a second, however many slow clients a busy topic finds at once.
+        static SLOW_CONSUMERS: RateLimit = RateLimit::new(Duration::from_secs(1));
+        if let Some(others) = SLOW_CONSUMERS.check() {
+            tracing::warn!(
+                endpoint = self.endpoint,
+                limit = self.limit,
+                "slow consumer: the outbound queue is full, the client does not read fast \
+                 enough; closing with 1008{}",
+                if others > 0 {
+                    format!(" (and {others} more connections since the last such line)")
+                } else {
+                    String::new()
+                }
+            );
+        }
         self.close_now(CloseCode::POLICY, "outbound queue full");
     }
 

@@ -323,3 +323,59 @@ pub async fn raw_expect_eof(stream: &mut TcpStream) {
         .await
         .expect("the server did not close the connection in time");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+/// What a test's log subscriber wrote, at the default level (INFO) as an app's
+/// `tracing_subscriber::fmt().init()` writes it.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Captures this thread's log lines (a current-thread runtime's tasks run on it) until the
+    /// guard drops.
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// The lines captured so far.
+    pub fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The lines that contain `text`.
+    pub fn matching(&self, text: &str) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|line| line.contains(text))
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
