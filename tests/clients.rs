@@ -227,6 +227,20 @@ async fn chromium_chats_between_two_tabs_inside_axum() {
     run_client(&mut example, "node", &["browser.mjs", "chat", &url]).await;
 }
 
+/// The login example's page: log in through the form (the cookie set by the axum route), the
+/// endpoint greets and signs messages with that name; log out and the browser drops the cookie.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn chromium_logs_in_and_out_inside_axum() {
+    if !available("chromium login (axum)", missing_browser()) {
+        return;
+    }
+    let _browser = BROWSER.lock().await;
+    let mut example = Example::start("login").await;
+    let url = format!("http://{}/", example.addr);
+    run_client(&mut example, "node", &["browser.mjs", "login", &url]).await;
+}
+
 /// Python's `websockets` over wss://, trusting the test's certificate through an SSL
 /// context: the same checks as over ws://.
 #[cfg(feature = "tls")]

@@ -28,6 +28,10 @@ mod chat;
 #[path = "../examples/axum.rs"]
 mod axum_app;
 
+#[cfg(feature = "axum")]
+#[path = "../examples/login.rs"]
+mod login;
+
 #[cfg(feature = "tls")]
 #[path = "../examples/tls.rs"]
 mod tls;

@@ -127,7 +127,8 @@ use proc_macro::TokenStream;
 ///   not a function;
 /// - the signature: a generic, `const`, `unsafe` or `extern` function, a `self` parameter, a
 ///   return type other than `()` or a `Result`, `.await` in the ready code of a plain `fn`, an
-///   attribute other than docs, `cfg`, lint levels and `deprecated`;
+///   attribute other than docs, `cfg`, lint levels and `deprecated`, a `mut` `Session`
+///   parameter (the session is read-only in an endpoint: a change would reach no cookie);
 /// - the sections: a misspelled section name (with a suggestion), a duplicate section, a section
 ///   inside a block, an `if`, a loop or a closure, a section that is not a closure, a `move`
 ///   closure, a section with other than one closure, a closure with the wrong number of

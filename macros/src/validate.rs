@@ -17,6 +17,7 @@ pub(crate) fn endpoint(endpoint: &EndpointFn) -> syn::Result<()> {
     check_path_params(endpoint, &mut errors);
     check_options(endpoint, &mut errors);
     check_signature(endpoint, &mut errors);
+    check_session(endpoint, &mut errors);
     check_attributes(endpoint, &mut errors);
     check_sections(endpoint, &mut errors);
     check_ready_code(endpoint, &mut errors);
@@ -222,6 +223,34 @@ fn check_signature(endpoint: &EndpointFn, errors: &mut Errors) {
                 receiver,
                 "a websocket endpoint cannot take `self`: it must be a free function, not a \
                  method; keep shared data in a `static` or in server state",
+            );
+        }
+    }
+}
+
+/// The session an endpoint takes is read-only: it came with the upgrade request, and a change
+/// to it reaches no cookie, so a `mut` binding of one is a mistake (a `Session` type named by
+/// its last path segment, as written).
+fn check_session(endpoint: &EndpointFn, errors: &mut Errors) {
+    for param in crate::parse::typed_params(&endpoint.func) {
+        let (Pat::Ident(ident), syn::Type::Path(ty)) = (&*param.pat, &*param.ty) else {
+            continue;
+        };
+        let is_session = ty.qself.is_none()
+            && ty
+                .path
+                .segments
+                .last()
+                .is_some_and(|last| last.ident == "Session" && last.arguments.is_none());
+        if let (true, Some(mutability)) = (is_session, &ident.mutability) {
+            errors.spanned(
+                mutability,
+                format!(
+                    "remove `mut`: the session came with the upgrade request, and a change to \
+                     `{}` would reach no cookie; issue a new cookie from an HTTP route with \
+                     `Sessions::cookie` (the server's `sessions()`) or `SessionKey::cookie`",
+                    ident.ident
+                ),
             );
         }
     }

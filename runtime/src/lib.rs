@@ -53,7 +53,7 @@ pub use crate::out::Out;
 pub use crate::request::{Reject, Request};
 pub use crate::server::Server;
 pub use crate::service::WsService;
-pub use crate::session::{SESSION_COOKIE, Session, SessionKey};
+pub use crate::session::{SESSION_COOKIE, SameSite, Session, SessionKey, Sessions};
 #[cfg(feature = "tls")]
 pub use crate::tls::Tls;
 pub use crate::topics::{Broker, Publish, PublishError, Sink, Subscriber, Topic, Topics};

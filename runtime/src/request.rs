@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use crate::percent;
-use crate::session::{ServerKey, Session};
+use crate::session::{Session, Sessions};
 use crate::states::States;
 use crate::topics::Topics;
 
@@ -46,10 +46,10 @@ pub(crate) struct Head {
 /// The path parameters of a matched request, in the pattern's order, percent-decoded.
 pub(crate) type Params = Vec<(&'static str, String)>;
 
-/// What every request of one server can read: its state and its session key.
+/// What every request of one server can read: its state, its sessions and its topics.
 pub(crate) struct Context {
     pub(crate) states: States,
-    pub(crate) session_key: ServerKey,
+    pub(crate) sessions: Sessions,
     pub(crate) topics: Topics,
 }
 
@@ -138,8 +138,7 @@ impl Request {
         let headers = self.head.headers.get_all(http::header::COOKIE).iter();
         self.head
             .context
-            .session_key
-            .get()
+            .sessions
             .verify(headers.filter_map(|v| v.to_str().ok()))
     }
 

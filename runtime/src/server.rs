@@ -16,7 +16,7 @@ use crate::pages::Pages;
 use crate::registry::Registry;
 use crate::request::Context;
 use crate::router::Router;
-use crate::session::{ServerKey, SessionKey};
+use crate::session::{SessionKey, Sessions};
 use crate::states::States;
 use crate::topics::{Broker, Topics};
 use crate::upgrade;
@@ -43,7 +43,8 @@ pub struct Server {
     pages: Pages,
     config: Config,
     states: States,
-    session_key: Option<SessionKey>,
+    /// Made with the server, so that cookies can be issued before it serves.
+    sessions: Sessions,
     /// Made with the server, so that a [`Handle`] can be taken before it serves.
     registry: Arc<Registry>,
     /// Made with the server, so that it can publish before it serves.
@@ -66,7 +67,7 @@ impl Server {
             pages: Pages::default(),
             config: Config::default(),
             states: States::default(),
-            session_key: None,
+            sessions: Sessions::default(),
             registry: Arc::default(),
             topics: Topics::default(),
             #[cfg(feature = "tls")]
@@ -146,15 +147,25 @@ impl Server {
     ///
     /// # Panics
     /// If the secret is shorter than 32 bytes.
+    ///
+    /// The session cookie's lifetime and attributes are the key's: for other settings than the
+    /// defaults, use [`Server::session_key`] with a configured [`SessionKey`].
     pub fn secret(self, secret: impl AsRef<[u8]>) -> Self {
         self.session_key(SessionKey::derive_from(secret))
     }
 
     /// Signs and verifies session cookies with this key; give the same key to whatever issues
     /// the cookies ([`SessionKey::cookie`]).
-    pub fn session_key(mut self, key: SessionKey) -> Self {
-        self.session_key = Some(key);
+    pub fn session_key(self, key: SessionKey) -> Self {
+        self.sessions.set_key(key);
         self
+    }
+
+    /// The server's sessions, to issue, clear and read session cookies in HTTP routes (an
+    /// axum app's login and logout) with the server's key and cookie settings. See
+    /// [`Sessions`].
+    pub fn sessions(&self) -> Sessions {
+        self.sessions.clone()
     }
 
     /// How many messages each connection's outbound queue holds before
@@ -281,7 +292,11 @@ impl Server {
     /// Serves over TLS: wss:// for the endpoints, https:// for pages and the dev console
     /// (the `tls` feature). See [`Tls`](crate::Tls).
     #[cfg(feature = "tls")]
+    ///
+    /// Session cookies issued through [`Server::sessions`] are then `Secure`, unless the key
+    /// says otherwise ([`SessionKey::secure`]).
     pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
+        self.sessions.set_over_tls(true);
         self.tls = Some(tls);
         self
     }
@@ -413,7 +428,7 @@ impl Server {
             config: self.config,
             context: Arc::new(Context {
                 states: self.states,
-                session_key: ServerKey::new(self.session_key),
+                sessions: self.sessions,
                 topics: self.topics,
             }),
             registry: self.registry,

@@ -3,23 +3,31 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cookie::{Cookie, CookieJar, Key, SameSite};
+use cookie::{Cookie, CookieBuilder, CookieJar, Key};
+use http::HeaderMap;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "WSOCK_SESSION";
 
 /// Starts every signed session value, so that no other value signed with the same key is
-/// taken for a session.
+/// taken for a session. The value goes on with the expiry (seconds since 1970), a `:`, and
+/// the data as a query string.
 const SIGNED_PREFIX: &str = "wsock-session:";
 
 /// The session: a string map the client keeps in a cookie signed by the server, as in Play.
 ///
 /// Take it as an endpoint parameter (`session: Session`) to read who the client is. The
-/// signature is checked with the server's [`SessionKey`]: a missing, malformed, tampered or
-/// foreign cookie gives an empty session, never an error (and a `debug` log).
+/// signature is checked with the server's [`SessionKey`]: a missing, malformed, tampered,
+/// foreign or expired cookie gives an empty session, never an error (and a `debug` log).
 ///
-/// A login page, or a test, issues the cookie with [`SessionKey::cookie`]:
+/// In an endpoint the session is read-only: it came with the upgrade request, and nothing
+/// an endpoint does reaches the client's cookie (a `mut session: Session` parameter is a
+/// compile error that says so). A login route, or a test, issues the cookie with
+/// [`SessionKey::cookie`] or the server's [`Sessions::cookie`], and a logout route removes
+/// it with `clear_cookie`:
 ///
 /// ```
 /// use wsock::{Session, SessionKey};
@@ -47,7 +55,7 @@ impl Session {
         self.data.get(key).map(String::as_str)
     }
 
-    /// Sets a value (for issuing a cookie).
+    /// Sets a value, for a session to issue as a cookie ([`SessionKey::cookie`]).
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.data.insert(key.into(), value.into());
     }
@@ -92,17 +100,44 @@ impl fmt::Debug for Session {
     }
 }
 
-/// The key that signs and verifies session cookies (HMAC-SHA256).
+/// The `SameSite` attribute of the session cookie: when a browser sends it along with a request
+/// that another site started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    /// Only with requests this site starts.
+    Strict,
+    /// Also when the user follows a link from another site (the default): a WebSocket that
+    /// another site's page opens gets no cookie either way.
+    Lax,
+    /// With every request, from any site; browsers then require `Secure`, which the cookie
+    /// gets whatever [`SessionKey::secure`] says.
+    None,
+}
+
+/// How long a session lasts by default: 14 days.
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// The key that signs and verifies session cookies (HMAC-SHA256), and how the cookie is
+/// issued: its lifetime and the attributes browsers read.
 ///
 /// Give the same key to the server ([`Server::session_key`](crate::Server::session_key), or
-/// [`Server::secret`](crate::Server::secret)) and to whatever issues the cookies.
+/// [`Server::secret`](crate::Server::secret)) and to whatever issues the cookies, or issue
+/// them through the server's own [`Sessions`](crate::Sessions) handle.
+///
+/// Each cookie carries its expiry inside what is signed, and the server refuses it after that
+/// (an empty session), whatever the browser does with `Max-Age`: a copied cookie stops
+/// working when it expires, not only when the key changes.
 ///
 /// ```no_run
-/// use wsock::{Server, Session, SessionKey};
+/// use std::time::Duration;
+/// use wsock::{SameSite, Server, Session, SessionKey};
 ///
 /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let key = SessionKey::derive_from(std::env::var("WSOCK_SECRET")?);
-/// // A login page sets this header once the user is known:
+/// let key = SessionKey::derive_from(std::env::var("WSOCK_SECRET")?)
+///     .max_age(Duration::from_secs(8 * 3600)) // a working day
+///     .same_site(SameSite::Strict)
+///     .secure(true); // the site is served over https (TLS in front of this process)
+/// // A login route sets this header once the user is known:
 /// let set_cookie = key.cookie(&[("user", "ada")].into_iter().collect::<Session>());
 /// # let _ = set_cookie;
 /// let server = Server::new().session_key(key);
@@ -111,6 +146,10 @@ impl fmt::Debug for Session {
 #[derive(Clone)]
 pub struct SessionKey {
     key: Key,
+    max_age: Duration,
+    same_site: SameSite,
+    /// `None`: decided by where the cookie is issued (see [`SessionKey::secure`]).
+    secure: Option<bool>,
 }
 
 impl SessionKey {
@@ -126,37 +165,117 @@ impl SessionKey {
             "a session secret needs at least 32 bytes, this one has {}",
             secret.len()
         );
-        SessionKey {
-            key: Key::derive_from(secret),
-        }
+        SessionKey::with_key(Key::derive_from(secret))
     }
 
     /// A random key: sessions signed with it do not survive a restart of the process.
     pub fn generate() -> Self {
+        SessionKey::with_key(Key::generate())
+    }
+
+    fn with_key(key: Key) -> Self {
         SessionKey {
-            key: Key::generate(),
+            key,
+            max_age: DEFAULT_MAX_AGE,
+            same_site: SameSite::Lax,
+            secure: None,
         }
     }
 
-    /// The `Set-Cookie` header value that gives a client this session: `WSOCK_SESSION=..;
-    /// Path=/; HttpOnly; SameSite=Lax`.
+    /// How long a session issued with this key lasts: the cookie's `Max-Age`, and the expiry
+    /// signed into it, which the server enforces. Default: 14 days.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// The cookie's `SameSite` attribute. Default: [`SameSite::Lax`].
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Whether the cookie has the `Secure` attribute (browsers then send it over https and
+    /// wss only). When not set: on for the cookies of a server that serves TLS itself
+    /// ([`Sessions::cookie`](crate::Sessions::cookie) after `Server::tls`), off for
+    /// [`SessionKey::cookie`], which cannot know: behind a TLS proxy, say `secure(true)`.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.secure = Some(secure);
+        self
+    }
+
+    /// The `Set-Cookie` header value that gives a client this session:
+    /// `WSOCK_SESSION=..; HttpOnly; SameSite=Lax; Path=/; Max-Age=1209600` (and `Secure` when
+    /// the key says so).
     pub fn cookie(&self, session: &Session) -> String {
+        self.issue(session, false, SystemTime::now())
+    }
+
+    /// The `Set-Cookie` header value that removes the session cookie from a browser (at
+    /// logout): an empty value that expired long ago, with the same path and attributes.
+    pub fn clear_cookie(&self) -> String {
+        self.clear(false)
+    }
+
+    /// The session in a request's `Cookie` headers, checked as the server checks it: empty if
+    /// there is none, or it is not valid or has expired. For HTTP routes beside the endpoints
+    /// (an axum handler's `HeaderMap`).
+    pub fn read(&self, headers: &HeaderMap) -> Session {
+        let cookies = headers.get_all(http::header::COOKIE).iter();
+        self.verify(cookies.filter_map(|v| v.to_str().ok()), SystemTime::now())
+    }
+
+    /// Whether the cookie is `Secure`, where the issuer knows whether TLS is served.
+    fn is_secure(&self, over_tls: bool) -> bool {
+        self.same_site == SameSite::None || self.secure.unwrap_or(over_tls)
+    }
+
+    fn attributes<'c>(&self, cookie: CookieBuilder<'c>, over_tls: bool) -> CookieBuilder<'c> {
+        let same_site = match self.same_site {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
+        };
+        cookie
+            .path("/")
+            .http_only(true)
+            .same_site(same_site)
+            .secure(self.is_secure(over_tls))
+    }
+
+    fn issue(&self, session: &Session, over_tls: bool, now: SystemTime) -> String {
         let data = serde_urlencoded::to_string(&session.data)
             .expect("a map of strings always encodes as a query string");
-        let value = format!("{SIGNED_PREFIX}{data}");
+        let expires = now
+            .checked_add(self.max_age)
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map_or(u64::MAX, |since| since.as_secs());
+        let value = format!("{SIGNED_PREFIX}{expires}:{data}");
+        let max_age = i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX);
         let mut jar = CookieJar::new();
         jar.signed_mut(&self.key).add(
-            Cookie::build((SESSION_COOKIE, value))
-                .path("/")
-                .http_only(true)
-                .same_site(SameSite::Lax),
+            self.attributes(Cookie::build((SESSION_COOKIE, value)), over_tls)
+                .max_age(cookie::time::Duration::seconds(max_age)),
         );
         let cookie = jar.get(SESSION_COOKIE).expect("the cookie was just added");
         cookie.encoded().to_string()
     }
 
+    fn clear(&self, over_tls: bool) -> String {
+        let cookie = self
+            .attributes(Cookie::build((SESSION_COOKIE, "")), over_tls)
+            .max_age(cookie::time::Duration::ZERO)
+            .expires(cookie::time::OffsetDateTime::UNIX_EPOCH)
+            .build();
+        cookie.encoded().to_string()
+    }
+
     /// Reads the session from `Cookie` header values; anything wrong gives an empty session.
-    pub(crate) fn verify<'a>(&self, cookie_headers: impl Iterator<Item = &'a str>) -> Session {
+    fn verify<'a>(
+        &self,
+        cookie_headers: impl Iterator<Item = &'a str>,
+        now: SystemTime,
+    ) -> Session {
         // A request may carry several cookies of this name (another path or domain, or one
         // planted by a sibling site): the first that verifies counts.
         let mut seen = false;
@@ -175,16 +294,31 @@ impl SessionKey {
             };
             // The prefix binds the signature to sessions: another cookie signed with the
             // same key cannot pass for one.
-            let Some(data) = verified.value().strip_prefix(SIGNED_PREFIX) else {
+            let Some(rest) = verified.value().strip_prefix(SIGNED_PREFIX) else {
                 continue;
             };
+            let Some((expires, data)) = rest
+                .split_once(':')
+                .and_then(|(expires, data)| Some((expires.parse::<u64>().ok()?, data)))
+            else {
+                continue;
+            };
+            let now = now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            if now >= expires {
+                tracing::debug!("expired session cookie: empty session");
+                continue;
+            }
             match serde_urlencoded::from_str(data) {
                 Ok(data) => return Session { data },
                 Err(error) => tracing::debug!(%error, "malformed session cookie"),
             }
         }
         if seen {
-            tracing::debug!("no valid session cookie (bad signature or format): empty session");
+            tracing::debug!(
+                "no valid session cookie (bad signature, format or expired): empty session"
+            );
         }
         Session::new()
     }
@@ -192,42 +326,127 @@ impl SessionKey {
 
 impl fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionKey(..)")
+        f.debug_struct("SessionKey")
+            .field("max_age", &self.max_age)
+            .field("same_site", &self.same_site)
+            .field("secure", &self.secure)
+            .finish_non_exhaustive()
     }
 }
 
-/// The session key a server uses: the configured one, or a random one (with a warning the
-/// first time a session is read).
-pub(crate) struct ServerKey {
-    key: SessionKey,
-    random: bool,
-    warned: AtomicBool,
+/// A server's sessions: its key and cookie settings, to issue, clear and read session cookies
+/// in HTTP routes exactly as the server's endpoints check them (`Server::sessions()`).
+///
+/// It follows the server's configuration, whenever that is set: its key
+/// ([`Server::session_key`](crate::Server::session_key) or a random one) and whether the
+/// server serves TLS (then cookies are `Secure` unless the key says otherwise).
+///
+/// ```
+/// use wsock::prelude::*;
+///
+/// # #[websocket("/me")] fn me(out: Out<String>, session: Session) {
+/// #     out.write(session.get("user").unwrap_or("nobody").to_owned());
+/// # }
+/// let server = Server::new().secret([7u8; 32]).route(me);
+/// let sessions = server.sessions();
+/// // In a login route:
+/// let set_cookie = sessions.cookie(&[("user", "ada")].into_iter().collect());
+/// assert!(set_cookie.starts_with("WSOCK_SESSION="));
+/// // In a logout route:
+/// assert!(sessions.clear_cookie().contains("Max-Age=0"));
+/// ```
+#[derive(Clone)]
+pub struct Sessions {
+    shared: Arc<SessionsShared>,
 }
 
-impl ServerKey {
-    pub(crate) fn new(key: Option<SessionKey>) -> Self {
-        let random = key.is_none();
-        ServerKey {
-            key: key.unwrap_or_else(SessionKey::generate),
-            random,
-            warned: AtomicBool::new(false),
+struct SessionsShared {
+    key: RwLock<SessionKey>,
+    /// No key was given: a random one is used, with a warning the first time.
+    random: AtomicBool,
+    warned: AtomicBool,
+    /// The server serves TLS itself.
+    over_tls: AtomicBool,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            shared: Arc::new(SessionsShared {
+                key: RwLock::new(SessionKey::generate()),
+                random: AtomicBool::new(true),
+                warned: AtomicBool::new(false),
+                over_tls: AtomicBool::new(false),
+            }),
         }
     }
+}
 
-    /// The key, without the warning about a random one (for signing in the test kit).
-    #[cfg_attr(not(feature = "test"), allow(dead_code))]
-    pub(crate) fn key(&self) -> &SessionKey {
-        &self.key
+impl Sessions {
+    /// The `Set-Cookie` header value that gives a client this session (see
+    /// [`SessionKey::cookie`]); `Secure` when the server serves TLS, unless the key says.
+    pub fn cookie(&self, session: &Session) -> String {
+        self.with_key(|key| key.issue(session, self.over_tls(), SystemTime::now()))
     }
 
-    pub(crate) fn get(&self) -> &SessionKey {
-        if self.random && !self.warned.swap(true, Ordering::Relaxed) {
+    /// The `Set-Cookie` header value that removes the session cookie (at logout).
+    pub fn clear_cookie(&self) -> String {
+        self.with_key(|key| key.clear(self.over_tls()))
+    }
+
+    /// The session in a request's `Cookie` headers, as the server's endpoints see it.
+    pub fn read(&self, headers: &HeaderMap) -> Session {
+        let cookies = headers.get_all(http::header::COOKIE).iter();
+        self.verify(cookies.filter_map(|v| v.to_str().ok()))
+    }
+
+    pub(crate) fn set_key(&self, key: SessionKey) {
+        *self
+            .shared
+            .key
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = key;
+        self.shared.random.store(false, Ordering::Relaxed);
+    }
+
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn set_over_tls(&self, over_tls: bool) {
+        self.shared.over_tls.store(over_tls, Ordering::Relaxed);
+    }
+
+    fn over_tls(&self) -> bool {
+        self.shared.over_tls.load(Ordering::Relaxed)
+    }
+
+    fn with_key<R>(&self, f: impl FnOnce(&SessionKey) -> R) -> R {
+        f(&self
+            .shared
+            .key
+            .read()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Reads the session from `Cookie` header values, warning once when the key is random.
+    pub(crate) fn verify<'a>(&self, cookie_headers: impl Iterator<Item = &'a str>) -> Session {
+        let shared = &self.shared;
+        if shared.random.load(Ordering::Relaxed) && !shared.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "no session secret set (Server::secret): sessions are checked with a random key, \
                  so no cookie issued elsewhere or before a restart is accepted"
             );
         }
-        &self.key
+        self.with_key(|key| key.verify(cookie_headers, SystemTime::now()))
+    }
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with_key(|key| {
+            f.debug_struct("Sessions")
+                .field("key", key)
+                .field("over_tls", &self.over_tls())
+                .finish()
+        })
     }
 }
 
@@ -248,10 +467,16 @@ mod tests {
         let key = SessionKey::derive_from([7u8; 32]);
         let original = session(&[("user", "ada"), ("role", "admin & co=1")]);
         let header = cookie_header(&key.cookie(&original));
-        assert_eq!(key.verify([header.as_str()].into_iter()), original);
+        assert_eq!(
+            key.verify([header.as_str()].into_iter(), SystemTime::now()),
+            original
+        );
         // Among other cookies, in any header.
         let headers = ["theme=dark", &format!("a=b; {header}; c=d")];
-        assert_eq!(key.verify(headers.iter().copied()), original);
+        assert_eq!(
+            key.verify(headers.iter().copied(), SystemTime::now()),
+            original
+        );
     }
 
     #[test]
@@ -269,18 +494,23 @@ mod tests {
             "WSOCK_SESSION=",
             "",
         ] {
-            assert!(key.verify([bad].into_iter()).is_empty(), "{bad}");
+            assert!(
+                key.verify([bad].into_iter(), SystemTime::now()).is_empty(),
+                "{bad}"
+            );
         }
-        assert!(key.verify(std::iter::empty()).is_empty());
+        assert!(key.verify(std::iter::empty(), SystemTime::now()).is_empty());
         // A bad cookie of the same name does not hide a good one, before or after it.
         let both = format!("WSOCK_SESSION=garbage; {header}");
         assert_eq!(
-            key.verify([both.as_str()].into_iter()).get("user"),
+            key.verify([both.as_str()].into_iter(), SystemTime::now())
+                .get("user"),
             Some("ada")
         );
         let both = format!("{header}; WSOCK_SESSION=garbage");
         assert_eq!(
-            key.verify([both.as_str()].into_iter()).get("user"),
+            key.verify([both.as_str()].into_iter(), SystemTime::now())
+                .get("user"),
             Some("ada")
         );
     }
@@ -292,7 +522,105 @@ mod tests {
         jar.signed_mut(&key.key)
             .add(Cookie::new(SESSION_COOKIE, "user=ada"));
         let forged = jar.get(SESSION_COOKIE).unwrap().encoded().to_string();
-        assert!(key.verify([forged.as_str()].into_iter()).is_empty());
+        assert!(
+            key.verify([forged.as_str()].into_iter(), SystemTime::now())
+                .is_empty()
+        );
+    }
+
+    /// The expiry is inside what is signed: past it the cookie is no session, whatever the
+    /// browser keeps; and a cookie without one (or with one edited) is none either.
+    #[test]
+    fn an_expired_cookie_gives_an_empty_session() {
+        let hour = Duration::from_secs(3600);
+        let key = SessionKey::derive_from([7u8; 32]).max_age(hour);
+        let ada = session(&[("user", "ada")]);
+        let issued = SystemTime::now();
+        let header = cookie_header(&key.issue(&ada, false, issued));
+        let read_at = |at: SystemTime| key.verify([header.as_str()].into_iter(), at);
+        assert_eq!(read_at(issued), ada);
+        assert_eq!(read_at(issued + hour - Duration::from_secs(2)), ada);
+        assert!(read_at(issued + hour + Duration::from_secs(1)).is_empty());
+
+        // Signed by the key, but without an expiry (as cookies were once) or with one that
+        // does not parse.
+        for value in ["wsock-session:user=ada", "wsock-session:soon:user=ada"] {
+            let mut jar = CookieJar::new();
+            jar.signed_mut(&key.key)
+                .add(Cookie::new(SESSION_COOKIE, value));
+            let cookie = jar.get(SESSION_COOKIE).unwrap().encoded().to_string();
+            assert!(
+                key.verify([cookie.as_str()].into_iter(), issued).is_empty(),
+                "{value}"
+            );
+        }
+    }
+
+    /// What a browser is told: lifetime, scope and attributes; and a clearing cookie that
+    /// replaces it with nothing, already expired.
+    #[test]
+    fn the_cookie_says_how_long_where_and_how() {
+        let ada = session(&[("user", "ada")]);
+        let key = SessionKey::derive_from([7u8; 32]);
+        let cookie = key.cookie(&ada);
+        let attributes: Vec<&str> = cookie.split("; ").skip(1).collect();
+        assert_eq!(
+            attributes,
+            ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=1209600"],
+            "{cookie}"
+        );
+
+        let strict = key
+            .clone()
+            .max_age(Duration::from_secs(60))
+            .same_site(SameSite::Strict)
+            .secure(true);
+        let cookie = strict.cookie(&ada);
+        for attribute in ["SameSite=Strict", "Secure", "Max-Age=60"] {
+            assert!(cookie.split("; ").any(|a| a == attribute), "{cookie}");
+        }
+        // Browsers refuse `SameSite=None` without `Secure`.
+        let cookie = key
+            .clone()
+            .same_site(SameSite::None)
+            .secure(false)
+            .cookie(&ada);
+        assert!(cookie.split("; ").any(|a| a == "Secure"), "{cookie}");
+
+        let cleared = key.clear_cookie();
+        assert!(cleared.starts_with("WSOCK_SESSION=;"), "{cleared}");
+        for attribute in [
+            "Path=/",
+            "Max-Age=0",
+            "Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ] {
+            assert!(cleared.split("; ").any(|a| a == attribute), "{cleared}");
+        }
+    }
+
+    /// A server's sessions follow its key, set before or after the handle was taken, and its
+    /// TLS: then cookies are `Secure`, unless the key says otherwise.
+    #[test]
+    fn the_servers_sessions_follow_its_key_and_its_tls() {
+        let sessions = Sessions::default();
+        let key = SessionKey::derive_from([7u8; 32]);
+        sessions.set_key(key.clone());
+        let ada = session(&[("user", "ada")]);
+        let cookie = sessions.cookie(&ada);
+        assert!(!cookie.contains("Secure"), "{cookie}");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            cookie_header(&cookie).parse().unwrap(),
+        );
+        assert_eq!(key.read(&headers), ada);
+        assert_eq!(sessions.read(&headers), ada);
+
+        sessions.set_over_tls(true);
+        assert!(sessions.cookie(&ada).contains("; Secure"));
+        assert!(sessions.clear_cookie().contains("; Secure"));
+        sessions.set_key(key.secure(false));
+        assert!(!sessions.cookie(&ada).contains("Secure"));
     }
 
     #[test]

@@ -320,7 +320,7 @@ impl Connect<'_> {
 
     /// Sends `session` in the session cookie, signed with the server's key.
     pub fn session(self, session: &Session) -> Self {
-        let cookie = self.server.app.context.session_key.key().cookie(session);
+        let cookie = self.server.app.context.sessions.cookie(session);
         let pair = cookie.split(';').next().unwrap_or_default().to_owned();
         self.header("cookie", &pair)
     }

@@ -4,7 +4,9 @@
 //        node browser.mjs chat http://127.0.0.1:PORT/      (the chat example's page)
 //        node browser.mjs chat http://127.0.0.1:A/ http://127.0.0.1:B/
 //                                     (two chat servers sharing a Redis: ada on A, bob on B)
+//        node browser.mjs login http://127.0.0.1:PORT/     (the login example's page)
 //
+// With SCREENSHOT=dir, each mode saves a screenshot of its page there, at its busiest.
 // Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
 // which the page must show close code 1001. Exits non-zero on the first failure.
 
@@ -141,10 +143,52 @@ async function chat() {
   console.log("ok the page shows 1001 when the server shuts down");
 }
 
+async function screenshot(tab, name) {
+  if (process.env.SCREENSHOT) await tab.screenshot({ path: `${process.env.SCREENSHOT}/${name}.png` });
+}
+
+async function login() {
+  const tab = await page(await browser.newContext(CONTEXT));
+  await tab.goto(base);
+  await see(tab, "#who", "Not logged in");
+  console.log("ok without a session, the page says so (GET /api/me answered 401)");
+
+  await tab.fill("input[name=name]", "ada");
+  await tab.click("#login button");
+  await see(tab, "#who", "Logged in as ada.");
+  await see(tab, "#log", "hello ada");
+  const cookies = await tab.context().cookies();
+  const session = cookies.find((cookie) => cookie.name === "WSOCK_SESSION");
+  if (!session || !session.httpOnly || session.sameSite !== "Lax" || session.expires <= Date.now() / 1000) {
+    throw new Error(`the session cookie is not as issued: ${JSON.stringify(session)}`);
+  }
+  console.log("ok logged in: an HttpOnly, SameSite=Lax cookie with an expiry; the endpoint greets ada");
+
+  await tab.fill("#text", "hi from chromium");
+  await tab.press("#text", "Enter");
+  await see(tab, "#log", "ada: hi from chromium");
+  console.log("ok the endpoint signs what ada sends with her name");
+  await screenshot(tab, "login");
+
+  await tab.click("#logout button");
+  await see(tab, "#who", "Not logged in");
+  const left = (await tab.context().cookies()).find((cookie) => cookie.name === "WSOCK_SESSION");
+  if (left) throw new Error(`logout left the cookie: ${JSON.stringify(left)}`);
+  console.log("ok logged out: the browser dropped the cookie");
+
+  await tab.fill("input[name=name]", "bob");
+  await tab.click("#login button");
+  await see(tab, "#log", "hello bob");
+  console.log("READY shutdown");
+  await see(tab, "#log", "closed 1001");
+  console.log("ok the page shows 1001 when the server shuts down");
+}
+
 try {
   if (mode === "console") await devConsole();
   else if (mode === "chat") await chat();
-  else throw new Error(`unknown mode ${mode}: use console or chat`);
+  else if (mode === "login") await login();
+  else throw new Error(`unknown mode ${mode}: use console, chat or login`);
   console.log(`all browser ${mode} checks passed`);
 } finally {
   await browser.close();
