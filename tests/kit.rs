@@ -59,9 +59,22 @@ fn bye(out: Out<String>) {
     out.close_with(4000, "bye now");
 }
 
+/// Answers each message with its length; the limit is 1 MiB.
+#[websocket("/measure", max_message_size = "1MiB")]
+fn measure(out: Out<String>) {
+    on_message(|message: Message| {
+        let len = match message {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+        };
+        out.write(len.to_string());
+    });
+}
+
 fn server() -> Server {
     Server::new()
         .route(echo)
+        .route(measure)
         .route(who)
         .route(json)
         .route(flood)
@@ -337,4 +350,90 @@ async fn shutdown_closes_every_client_with_1001() {
     assert_eq!(app.open_connections(), 0);
     let refused: Result<TestClient, _> = app.connect("/echo").await;
     assert_eq!(refused.unwrap_err().status(), 503);
+}
+
+/// Bytes that do not compress (a xorshift stream).
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// A client that offers permessage-deflate speaks it, as a browser does: it compresses what
+/// it sends and inflates what it gets; the handshake's answer is there to read.
+#[tokio::test]
+async fn a_client_that_offers_deflate_speaks_it() {
+    let app = TestServer::new(server().queue_capacity(16));
+    let mut client = app
+        .request("/echo")
+        .header("sec-websocket-extensions", "permessage-deflate")
+        .await
+        .unwrap();
+    assert_eq!(
+        client.extensions(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    assert_eq!(client.headers()["upgrade"], "websocket");
+    let long = "a long message that compresses well. ".repeat(100);
+    for message in ["short", long.as_str()] {
+        client.send(message.to_owned()).await;
+        assert_eq!(client.recv::<String>().await, message);
+    }
+    client.send(vec![1u8, 2, 3]).await;
+    assert_eq!(client.recv::<Vec<u8>>().await, [1, 2, 3]);
+
+    // With context takeover agreed, both sides keep their windows.
+    let app =
+        TestServer::new(server().compression(wsock::Compression::default().context_takeover(true)));
+    let mut client = app
+        .request("/echo")
+        .header("sec-websocket-extensions", "permessage-deflate")
+        .await
+        .unwrap();
+    assert_eq!(client.extensions(), Some("permessage-deflate"));
+    for _ in 0..3 {
+        client.send(long.clone()).await;
+        assert_eq!(client.recv::<String>().await, long);
+    }
+
+    // Without the offer, nothing is agreed.
+    let plain = app.connect("/echo").await.unwrap();
+    assert_eq!(plain.extensions(), None);
+}
+
+/// The message limit is the message the endpoint gets: an incompressible message of exactly
+/// the limit passes with deflate (compressed, it is a little larger) and without; one byte
+/// more gets 1009, and the send itself does not fail before `expect_close` can say so.
+#[tokio::test]
+async fn a_message_at_the_limit_passes_and_one_over_is_refused_with_1009() {
+    let app = TestServer::new(server());
+    let limit = 1 << 20;
+    for deflate in [false, true] {
+        let mut request = app.request("/measure");
+        if deflate {
+            request = request.header("sec-websocket-extensions", "permessage-deflate");
+        }
+        let mut client = request.await.unwrap();
+        assert_eq!(client.extensions().is_some(), deflate);
+        client.send(incompressible(limit)).await;
+        assert_eq!(
+            client.recv::<String>().await,
+            limit.to_string(),
+            "deflate {deflate}"
+        );
+        client.send(incompressible(limit + 1)).await;
+        let reason = client.expect_close(CloseCode::TOO_BIG).await;
+        assert_eq!(reason, "message over the size limit", "deflate {deflate}");
+    }
+    // Far over the limit: the server stops reading at the header and ends the connection
+    // while the client still writes.
+    let mut client = app.connect("/measure").await.unwrap();
+    client.send(vec![0u8; 16 << 20]).await;
+    client.expect_close(CloseCode::TOO_BIG).await;
 }

@@ -46,6 +46,7 @@ use tokio::io::{AsyncRead, DuplexStream};
 
 use crate::app::App;
 use crate::codec::Outgoing;
+use crate::codec::deflate::{self, Contexts, Deflate};
 use crate::codec::frame::OpCode;
 use crate::codec::read::{Event as Frame, Limits, Reader};
 use crate::codec::write::Writer;
@@ -380,11 +381,13 @@ impl Connect<'_> {
         let Some(accepted) = accepted else {
             return Err(Refused::from(response));
         };
-        let protocol = response
-            .headers()
-            .get(header::SEC_WEBSOCKET_PROTOCOL)
+        let headers = response.headers().clone();
+        // The client speaks deflate when it offered it (a test's own header) and the server
+        // agreed, as a browser would.
+        let deflate = headers
+            .get(header::SEC_WEBSOCKET_EXTENSIONS)
             .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+            .and_then(deflate::client_side);
         let shared = Arc::clone(&accepted.connection.shared);
         connection::spawn_on(app, accepted, server_end);
         // Handed over once the ready code has run (what it set up is in place), or after the
@@ -396,12 +399,14 @@ impl Connect<'_> {
         };
         Ok(TestClient {
             io: client,
-            reader: Reader::new(false, limits, None),
+            reader: Reader::new(false, limits, deflate),
             writer: Writer::masking(),
+            deflate,
+            contexts: Contexts::default(),
             read: Vec::new(),
             close_sent: false,
             timeout: server.timeout,
-            protocol,
+            headers,
             received: VecDeque::new(),
             closed: None,
         })
@@ -558,12 +563,17 @@ pub struct TestClient {
     io: DuplexStream,
     reader: Reader,
     writer: Writer,
+    /// permessage-deflate, when the client offered it and the server agreed: every message
+    /// it sends is compressed.
+    deflate: Option<Deflate>,
+    contexts: Contexts,
     /// Bytes read and not yet taken by the reader.
     read: Vec<u8>,
     /// This client sent its close frame.
     close_sent: bool,
     timeout: Duration,
-    protocol: Option<String>,
+    /// The handshake response's headers.
+    headers: HeaderMap,
     /// Messages read while waiting for a pong, for the next `recv`.
     received: VecDeque<Message>,
     /// How the connection ended, once it did.
@@ -578,11 +588,31 @@ impl TestClient {
 
     /// The subprotocol the server chose, if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
+        self.header(header::SEC_WEBSOCKET_PROTOCOL)
+    }
+
+    /// The extensions the server agreed to (`permessage-deflate; ..`), if any: the client
+    /// offers them with `.header("sec-websocket-extensions", "permessage-deflate")`, and then
+    /// compresses what it sends and inflates what it receives, as a browser does.
+    pub fn extensions(&self) -> Option<&str> {
+        self.header(header::SEC_WEBSOCKET_EXTENSIONS)
+    }
+
+    /// The headers of the server's handshake response (`101 Switching Protocols`).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    fn header(&self, name: HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 
     /// Sends a message: a `String` or `&str`, `Vec<u8>` or `Bytes`, `Json(value)`, a
     /// [`Message`]: whatever an `Out` can send.
+    ///
+    /// A message the server refuses while it arrives (over its size limit, say) is not an
+    /// error here: the server closes the connection, and the next `recv` or `expect_close`
+    /// says how, as a browser's `send` would not throw either.
     ///
     /// # Panics
     /// If the value cannot be encoded, or the server stops reading for longer than the
@@ -598,10 +628,17 @@ impl TestClient {
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
         async move {
-            let sent = self.write(opcode, payload).await;
-            if let Err(why) = sent {
+            let (rsv1, payload) = match &self.deflate {
+                Some(deflate) => {
+                    let compressed =
+                        deflate::deflate_message(&payload, deflate, &mut self.contexts);
+                    (true, Bytes::from(compressed))
+                }
+                None => (false, payload),
+            };
+            if let Err(Unsent::Stalled) = self.write(opcode, rsv1, payload).await {
                 panic!(
-                    "could not send a message within {:?} (at {at}): {why}",
+                    "could not send a message within {:?} (at {at}): the server did not read it",
                     self.timeout
                 );
             }
@@ -702,10 +739,14 @@ impl TestClient {
         payload.extend_from_slice(reason.as_bytes());
         async move {
             let timeout = self.timeout;
+            // A server that ended the connection already answers with what it sent before.
             if self.closed.is_none()
-                && let Err(why) = self.write(OpCode::Close, payload.into()).await
+                && let Err(Unsent::Stalled) = self.write(OpCode::Close, false, payload.into()).await
             {
-                panic!("could not send the close within {timeout:?} (at {at}): {why}");
+                panic!(
+                    "could not send the close within {timeout:?} (at {at}): the server did not \
+                     read it"
+                );
             }
             loop {
                 match self.next_event(timeout).await {
@@ -731,8 +772,11 @@ impl TestClient {
         let payload = bytes::Bytes::copy_from_slice(payload);
         async move {
             let timeout = self.timeout;
-            if let Err(why) = self.write(OpCode::Ping, payload.clone()).await {
-                panic!("could not send the ping within {timeout:?} (at {at}): {why}");
+            if let Err(Unsent::Stalled) = self.write(OpCode::Ping, false, payload.clone()).await {
+                panic!(
+                    "could not send the ping within {timeout:?} (at {at}): the server did not \
+                     read it"
+                );
             }
             let pong = tokio::time::timeout(timeout, async {
                 loop {
@@ -842,20 +886,34 @@ impl TestClient {
     }
 
     /// Writes a frame (a message, a ping, the close) and flushes it, within the timeout.
-    async fn write(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), String> {
+    async fn write(&mut self, opcode: OpCode, rsv1: bool, payload: Bytes) -> Result<(), Unsent> {
         if opcode == OpCode::Close {
             self.close_sent = true;
         }
-        self.writer.push(opcode, false, payload);
+        self.writer.push(opcode, rsv1, payload);
         let written = tokio::time::timeout(
             self.timeout,
             poll_fn(|cx| self.writer.poll_flush(&mut self.io, cx)),
         );
         match written.await {
-            Ok(result) => result.map_err(|error| error.to_string()),
-            Err(_) => Err("the server did not read it".to_owned()),
+            Ok(Ok(())) => Ok(()),
+            // The server ended the connection (it refused what it was reading, say): what it
+            // sent before is still there to read.
+            Ok(Err(_)) => {
+                self.writer.clear();
+                Err(Unsent::Gone)
+            }
+            Err(_) => Err(Unsent::Stalled),
         }
     }
+}
+
+/// Why a frame was not sent.
+enum Unsent {
+    /// The server ended the connection.
+    Gone,
+    /// The server did not read it within the timeout.
+    Stalled,
 }
 
 /// What a read found.
@@ -867,7 +925,8 @@ enum Read {
 impl fmt::Debug for TestClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestClient")
-            .field("protocol", &self.protocol)
+            .field("protocol", &self.protocol())
+            .field("extensions", &self.extensions())
             .field("closed", &self.closed)
             .finish_non_exhaustive()
     }

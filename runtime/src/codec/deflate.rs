@@ -189,6 +189,30 @@ fn accept(offer: &Offer, config: &Compression) -> (Deflate, String) {
     (deflate, response)
 }
 
+/// The client's side of an agreement, from the server's `Sec-WebSocket-Extensions` answer
+/// (for the test kit's client): it compresses what it sends with its own window, and keeps a
+/// context on either side where the answer does not forbid it.
+#[cfg_attr(not(feature = "test"), allow(dead_code))]
+pub(crate) fn client_side(answer: &str) -> Option<Deflate> {
+    let mut parts = split_outside_quotes(answer, ';');
+    if !parts
+        .next()
+        .is_some_and(|name| name.trim().eq_ignore_ascii_case("permessage-deflate"))
+    {
+        return None;
+    }
+    let answer = parse_offer(parts)?;
+    Some(Deflate {
+        window: 15,
+        // Seen from the client: its own takeover is what it compresses with, the server's
+        // what it inflates with.
+        server_takeover: !answer.client_no_context_takeover,
+        client_takeover: !answer.server_no_context_takeover,
+        threshold: 0,
+        level: 1,
+    })
+}
+
 /// 8 to 15, written as digits with no leading zero.
 fn window_bits(value: &str) -> Option<u8> {
     match value.as_bytes() {
@@ -247,6 +271,18 @@ pub(crate) fn compress(
     deflate: &Deflate,
     contexts: &mut Contexts,
 ) -> Option<Bytes> {
+    let out = deflate_message(payload, deflate, contexts);
+    // With the context kept, the compressor moved on: what it made must be sent.
+    (deflate.server_takeover || out.len() < payload.len()).then(|| out.into())
+}
+
+/// Compresses a whole message, whether or not that makes it smaller (as browsers send every
+/// message once deflate is agreed: the test kit's client does too).
+pub(crate) fn deflate_message(
+    payload: &[u8],
+    deflate: &Deflate,
+    contexts: &mut Contexts,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() / 2 + 64);
     if deflate.server_takeover {
         let compress = contexts.compress.get_or_insert_with(|| {
@@ -257,8 +293,7 @@ pub(crate) fn compress(
             ))
         });
         deflate_into(compress, payload, &mut out);
-        // With the context kept, the compressor moved on: what it made must be sent.
-        return Some(out.into());
+        return out;
     }
     COMPRESSOR.with_borrow_mut(|slot| {
         let fits = matches!(slot, Some((window, level, _)) if *window == deflate.window && *level == deflate.level);
@@ -274,7 +309,7 @@ pub(crate) fn compress(
         deflate_into(compress, payload, &mut out);
         compress.reset();
     });
-    (out.len() < payload.len()).then(|| out.into())
+    out
 }
 
 /// Sync-flushes `input` through `compress` into `out`, without the trailer.
@@ -342,7 +377,9 @@ fn inflate_with(
         for input in [compressed, &TRAILER[..]] {
             let mut at = 0;
             loop {
-                let room = CHUNK.min(limit + 1 - out.len().min(limit + 1));
+                // One byte past the limit tells a message over it from one that meets it.
+                let past_limit = limit.saturating_add(1);
+                let room = CHUNK.min(past_limit - out.len().min(past_limit));
                 let len = out.len();
                 out.reserve(room);
                 let (before_in, before_out) = (decompress.total_in(), decompress.total_out());
