@@ -39,11 +39,11 @@ extern crate self as wsock;
 #[doc(inline)]
 pub use wsock_macros::websocket;
 pub use wsock_runtime::{
-    Bound, Broker, Bytes, CloseCode, Closed, Compression, DecodeError, Endpoint, Error,
-    FromMessage, FromPathParam, FromRequest, Handle, HeaderMap, IntoMessage, Json, Message, Method,
-    Out, Publish, PublishError, Query, Reject, Request, SESSION_COOKIE, SameSite, Server, Session,
-    SessionKey, Sessions, ShuttingDown, Sink, State, StatusCode, Subscriber, Text, Topic, Topics,
-    Uri, WsService,
+    Bound, Broker, BrokerError, BrokerFuture, Bytes, CloseCode, Closed, Compression, DecodeError,
+    Endpoint, Error, FromMessage, FromPathParam, FromRequest, Handle, HeaderMap, IntoMessage, Json,
+    Message, Method, Out, Publish, PublishError, Query, Reject, Request, SESSION_COOKIE, SameSite,
+    Server, Session, SessionKey, Sessions, ShuttingDown, Sink, State, StatusCode, Subscriber, Text,
+    Topic, Topics, Uri, WsService,
 };
 
 #[cfg(feature = "tls")]

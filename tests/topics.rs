@@ -232,3 +232,73 @@ async fn churn_of_ten_thousand_loses_nothing_and_leaks_nothing() {
         .await
         .expect("connections or topics were left behind");
 }
+
+/// A broker with room for `room` messages at a time, given back by hand: what a broker
+/// author implements, and what a publisher sees of it.
+struct Gate {
+    room: std::sync::Arc<tokio::sync::Semaphore>,
+    taken: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl wsock::Broker for Gate {
+    fn start(&self, _: wsock::Sink) {}
+    fn subscribe(&self, _: &str) {}
+    fn unsubscribe(&self, _: &str) {}
+
+    fn publish(&self, _: &str, _: wsock::Bytes) -> Result<(), wsock::BrokerError> {
+        match self.room.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }
+            Err(_) => Err(wsock::BrokerError::Behind(Error::msg("the gate is full"))),
+        }
+    }
+
+    fn publish_wait<'a>(&'a self, _: &'a str, _: wsock::Bytes) -> wsock::BrokerFuture<'a> {
+        Box::pin(async move {
+            self.room.acquire().await.unwrap().forget();
+            self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+/// While the broker is behind, `publish` is refused with `PublishError::Behind` (this node's
+/// subscribers still get the message) and `publish_wait` waits for room, then delivers.
+#[tokio::test]
+async fn a_broker_behind_refuses_publish_and_holds_publish_wait() {
+    let room = std::sync::Arc::new(tokio::sync::Semaphore::new(2));
+    let taken = std::sync::Arc::default();
+    let gate = Gate {
+        room: std::sync::Arc::clone(&room),
+        taken: std::sync::Arc::clone(&taken),
+    };
+    let app = TestServer::new(server().broker(gate));
+    let mut watch = app.watch::<String>("news");
+    let news = app.topics().topic::<String>("news");
+    news.publish("one").unwrap();
+    news.publish("two").unwrap();
+    let error = news.publish("three").unwrap_err();
+    assert!(matches!(error, wsock::PublishError::Behind(_)), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "the message reached this node only: the gate is full"
+    );
+    for expected in ["one", "two", "three"] {
+        assert_eq!(watch.recv::<String>().await, expected);
+    }
+
+    // Waits for room, and delivers here only once it had it.
+    let waiting = tokio::spawn({
+        let news = news.clone();
+        async move { news.publish_wait("four").await }
+    });
+    watch.expect_nothing(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished());
+    room.add_permits(1);
+    waiting.await.unwrap().unwrap();
+    assert_eq!(watch.recv::<String>().await, "four");
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -56,7 +56,9 @@ pub use crate::service::WsService;
 pub use crate::session::{SESSION_COOKIE, SameSite, Session, SessionKey, Sessions};
 #[cfg(feature = "tls")]
 pub use crate::tls::Tls;
-pub use crate::topics::{Broker, Publish, PublishError, Sink, Subscriber, Topic, Topics};
+pub use crate::topics::{
+    Broker, BrokerError, BrokerFuture, Publish, PublishError, Sink, Subscriber, Topic, Topics,
+};
 
 pub use bytes::Bytes;
 pub use http::{HeaderMap, Method, StatusCode, Uri};

@@ -10,7 +10,9 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -287,12 +289,25 @@ impl<T: IntoMessage> Topic<T> {
     }
 
     /// Publishes `message` to every subscriber: encoded once, queued for each subscriber on
-    /// this node without waiting for any, and handed to the broker for the other nodes.
+    /// this node without waiting for any, and handed to the broker for the other nodes. It
+    /// never waits.
     ///
     /// `Err` means the message could not be encoded (nobody got it), or the broker could not
-    /// take it (the subscribers of this node got it, other nodes did not; it is logged).
+    /// take it (the subscribers of this node got it, other nodes did not):
+    /// [`PublishError::Broker`] while the broker cannot reach its backend,
+    /// [`PublishError::Behind`] while its queue toward the backend is full (publishers
+    /// outpace Redis). To slow down to the broker's pace instead, use
+    /// [`Topic::publish_wait`].
     pub fn publish(&self, message: impl Publish<T>) -> Result<(), PublishError> {
-        self.publish_from(None, message.into_topic_message())
+        let (entry, message, payload) = self.prepare(message)?;
+        let Some((broker, payload)) = payload else {
+            entry.deliver(message, None);
+            return Ok(());
+        };
+        entry.deliver(message, None);
+        broker
+            .publish(&entry.name, payload)
+            .map_err(|error| entry.refused(error))
     }
 
     /// Publishes `message` to every subscriber but `except`'s connection (a chat message is
@@ -302,27 +317,53 @@ impl<T: IntoMessage> Topic<T> {
         except: &impl Subscriber<T>,
         message: impl Publish<T>,
     ) -> Result<(), PublishError> {
-        self.publish_from(Some(except.connection().0), message.into_topic_message())
+        let except = except.connection().0;
+        let (entry, message, payload) = self.prepare(message)?;
+        entry.deliver(message, Some(except));
+        match payload {
+            None => Ok(()),
+            Some((broker, payload)) => broker
+                .publish(&entry.name, payload)
+                .map_err(|error| entry.refused(error)),
+        }
     }
 
-    fn publish_from(&self, except: Option<&Arc<Shared>>, message: T) -> Result<(), PublishError> {
-        let message = message.into_message().map_err(PublishError::Encode)?;
-        let entry = &self.entry;
-        match entry.hub.broker.get() {
-            None => {
-                entry.deliver(message, except);
-                Ok(())
-            }
-            Some(broker) => {
-                let payload = encode_remote(&entry.hub.node, &message);
-                entry.deliver(message, except);
-                broker.publish(&entry.name, payload).map_err(|error| {
-                    // The broker warns once per outage; each message it missed is a debug line.
-                    tracing::debug!(topic = entry.name, %error, "the broker did not take a message");
-                    PublishError::Broker(error)
-                })
-            }
-        }
+    /// Publishes `message` as [`Topic::publish`] does, but waits while the broker's queue
+    /// toward its backend is full, so that a publisher slows down to the backend's pace
+    /// instead of being refused: for a spawned task or a section that publishes in bulk and
+    /// must not lose messages on other nodes. Without a broker, or with room in its queue, it
+    /// does not wait. It still fails at once while the broker cannot reach its backend.
+    ///
+    /// The subscribers of this node get the message once the broker had room for it, so they
+    /// see the same pace.
+    pub async fn publish_wait(&self, message: impl Publish<T>) -> Result<(), PublishError> {
+        let (entry, message, payload) = self.prepare(message)?;
+        let Some((broker, payload)) = payload else {
+            entry.deliver(message, None);
+            return Ok(());
+        };
+        let taken = broker.publish_wait(&entry.name, payload).await;
+        entry.deliver(message, None);
+        taken.map_err(|error| entry.refused(error))
+    }
+
+    /// The message encoded for this node's subscribers and, with a broker, for the others.
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        &self,
+        message: impl Publish<T>,
+    ) -> Result<(&Entry, Message, Option<(&Arc<dyn Broker>, Bytes)>), PublishError> {
+        let message = message
+            .into_topic_message()
+            .into_message()
+            .map_err(PublishError::Encode)?;
+        let entry = &*self.entry;
+        let remote = entry
+            .hub
+            .broker
+            .get()
+            .map(|broker| (broker, encode_remote(&entry.hub.node, &message)));
+        Ok((entry, message, remote))
     }
 }
 
@@ -384,6 +425,16 @@ impl Entry {
         }
     }
 
+    /// What a publish the broker refused returns.
+    fn refused(&self, error: BrokerError) -> PublishError {
+        // The broker logs its outages and its backlog; each message is a debug line.
+        tracing::debug!(topic = self.name, %error, "the broker did not take a message");
+        match error {
+            BrokerError::Unreachable(error) => PublishError::Broker(error),
+            BrokerError::Behind(error) => PublishError::Behind(error),
+        }
+    }
+
     /// Queues `message` for every subscriber but `except`.
     fn deliver(&self, message: Message, except: Option<&Arc<Shared>>) {
         let subscribers = self
@@ -431,19 +482,24 @@ impl Drop for Subscription {
 
 /// Why a publish did not reach everyone.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The value could not be encoded (a `Json` value that does not serialize): nobody got it.
     Encode(Error),
-    /// The broker could not take it (Redis is unreachable, say): this node's subscribers got
-    /// it, other nodes did not.
+    /// The broker cannot reach its backend (Redis is unreachable, say): this node's
+    /// subscribers got it, other nodes did not.
     Broker(Error),
+    /// The broker's queue toward its backend is full: publishers outpace it (Redis is slow,
+    /// or slower than they are). This node's subscribers got it, other nodes did not.
+    /// [`Topic::publish_wait`] waits for room instead.
+    Behind(Error),
 }
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PublishError::Encode(error) => write!(f, "the message could not be encoded: {error}"),
-            PublishError::Broker(error) => {
+            PublishError::Broker(error) | PublishError::Behind(error) => {
                 write!(f, "the message reached this node only: {error}")
             }
         }
@@ -451,6 +507,29 @@ impl fmt::Display for PublishError {
 }
 
 impl std::error::Error for PublishError {}
+
+/// Why a [`Broker`] did not take a message.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The broker cannot reach its backend.
+    Unreachable(Error),
+    /// The broker's queue toward its backend is full.
+    Behind(Error),
+}
+
+impl fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerError::Unreachable(error) | BrokerError::Behind(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BrokerError {}
+
+/// What [`Broker::publish_wait`] returns.
+pub type BrokerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + 'a>>;
 
 /// Carries published messages between the nodes of a cluster: each node hands its
 /// publishes to the broker and gets the other nodes' from it. The `wsock-redis` crate is one,
@@ -467,8 +546,15 @@ pub trait Broker: Send + Sync + 'static {
     /// This node has no subscriber to `topic` left. Must not block.
     fn unsubscribe(&self, topic: &str);
     /// Sends `payload` to every node subscribed to `topic`, this one included (the sink
-    /// skips its own). Must not block: a broker that cannot take it now says so.
-    fn publish(&self, topic: &str, payload: Bytes) -> Result<(), Error>;
+    /// skips its own). Must not block: a broker that cannot take it now says so, and why.
+    fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BrokerError>;
+
+    /// Sends `payload` as [`Broker::publish`] does, once the broker has room for it: waits
+    /// while its queue toward the backend is full, not while the backend is unreachable. The
+    /// default, for a broker with no queue of its own, is `publish`.
+    fn publish_wait<'a>(&'a self, topic: &'a str, payload: Bytes) -> BrokerFuture<'a> {
+        Box::pin(std::future::ready(self.publish(topic, payload)))
+    }
 }
 
 /// Where a [`Broker`] delivers what other nodes published.
