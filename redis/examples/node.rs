@@ -6,10 +6,17 @@
 //!
 //! - ws://ADDRESS/sub/{topic} receives every message published to `topic` on any node;
 //! - ws://ADDRESS/pub/{topic} publishes each text message it receives to `topic`, and
-//!   answers `error: ..` for one that did not reach the other nodes.
+//!   answers `error: ..` for one that did not reach the other nodes;
+//! - ws://ADDRESS/flood/{topic}?count=N (or `?secs=S`) publishes `0`, `1`, .. to `topic`
+//!   from a task of its own as fast as it can (`&wait=1`: with `Topic::publish_wait`, slowed
+//!   down to Redis's pace; `&size=B` pads each message to B bytes), then answers
+//!   `done sent=N refused=A-B,C-D,.. stats=..` with the numbers whose publish was refused and
+//!   the broker's counts;
+//! - ws://ADDRESS/stats answers the broker's counts (`RedisStats`) and closes.
 //!
 //! With `--lazy` the node starts even while Redis is down; `--queue N` sets each
-//! connection's outbound queue (`Server::queue_capacity`, 1024 by default).
+//! connection's outbound queue (`Server::queue_capacity`, 1024 by default); `--queue-limit B`
+//! the broker's (`Redis::queue_limit`).
 
 use wsock::prelude::*;
 use wsock_redis::Redis;
@@ -29,6 +36,87 @@ fn publish(topic: String, out: Out<String>, topics: Topics) {
     });
 }
 
+#[derive(serde::Deserialize)]
+struct Flood {
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    secs: Option<u64>,
+    #[serde(default)]
+    wait: u8,
+    #[serde(default)]
+    size: usize,
+}
+
+#[websocket("/flood/{topic}")]
+fn flood(
+    topic: String,
+    Query(flood): Query<Flood>,
+    out: Out<String>,
+    topics: Topics,
+    redis: State<Redis>,
+) {
+    let topic = topics.topic::<Text>(topic);
+    tokio::spawn(async move {
+        let mut refused = Ranges::default();
+        let count = flood.count.unwrap_or(u64::MAX);
+        let until = flood
+            .secs
+            .map(|secs| std::time::Instant::now() + std::time::Duration::from_secs(secs));
+        let mut sent = 0;
+        while sent < count && until.is_none_or(|until| std::time::Instant::now() < until) {
+            let i = sent;
+            sent += 1;
+            let mut text = i.to_string();
+            while text.len() < flood.size {
+                text.push('.');
+            }
+            let published = if flood.wait == 1 {
+                topic.publish_wait(Text::from(text)).await
+            } else {
+                topic.publish(Text::from(text))
+            };
+            if published.is_err() {
+                refused.add(i);
+            }
+            if i % 256 == 0 {
+                // Other tasks (the connections delivering) run beside the publisher.
+                tokio::task::yield_now().await;
+            }
+        }
+        out.write(format!(
+            "done sent={sent} refused={} stats={:?}",
+            refused.shown(),
+            redis.stats()
+        ));
+        out.close();
+    });
+}
+
+#[websocket("/stats")]
+fn stats(out: Out<String>, redis: State<Redis>) {
+    out.write(format!("{:?}", redis.stats()));
+    out.close();
+}
+
+/// Numbers as runs: `3-7,9-9`.
+#[derive(Default)]
+struct Ranges(Vec<(u64, u64)>);
+
+impl Ranges {
+    fn add(&mut self, n: u64) {
+        match self.0.last_mut() {
+            Some((_, end)) if *end + 1 == n => *end = n,
+            _ => self.0.push((n, n)),
+        }
+    }
+
+    fn shown(&self) -> String {
+        let runs: Vec<String> = self.0.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        runs.join(",")
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_target(false).init();
@@ -42,7 +130,14 @@ async fn main() -> std::io::Result<()> {
     } else {
         Redis::connect(url).await
     };
-    let redis = redis.map_err(std::io::Error::other)?;
+    let mut redis = redis.map_err(std::io::Error::other)?;
+    let option = |name: &str| {
+        let at = args.iter().position(|arg| arg == name)?;
+        args.get(at + 1)?.parse::<usize>().ok()
+    };
+    if let Some(bytes) = option("--queue-limit") {
+        redis = redis.queue_limit(bytes);
+    }
     let queue = args
         .iter()
         .position(|arg| arg == "--queue")
@@ -50,9 +145,12 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or(1024);
     Server::new()
         .queue_capacity(queue)
+        .state(redis.clone())
         .broker(redis)
         .route(sub)
         .route(publish)
+        .route(flood)
+        .route(stats)
         .serve(addr)
         .await
 }

@@ -21,25 +21,40 @@
 //! Redis outage delivery to other nodes is at most once (a message published while Redis is
 //! unreachable reaches the publishing node's subscribers only, and `publish` says so).
 //!
-//! How it works: one Redis connection per server (RESP3, so that it both publishes and
-//! receives), a channel `wsock:<topic>` per topic, subscribed only while the server has a
-//! subscriber to that topic. Each publish crosses Redis once, as the bytes wsock encoded (a
+//! How it works: two Redis connections per server, one that publishes (the redis crate's
+//! connection manager, pipelined) and one in subscribe mode, a channel `wsock:<topic>` per
+//! topic, subscribed only while the server has a subscriber to that topic. Each publish crosses Redis once, as the bytes wsock encoded (a
 //! short header names the publishing server, which skips its own messages: it delivered them
 //! when they were published). Publishes are queued in order and sent in pipelines. When Redis
 //! goes away, publishes fail at once (`PublishError::Broker`), the connection is retried every
 //! second, and once Redis is back the server's channels are subscribed again.
+//!
+//! **Bounded both ways.** Publishes waiting for Redis (queued, or sent and not yet confirmed)
+//! hold at most [`Redis::queue_limit`] bytes (8 MiB by default): past it, `publish` is refused
+//! at once with `PublishError::Behind` (this server's subscribers still get the message), and
+//! `Topic::publish_wait` waits for room, so a publisher slows down to Redis's pace. Messages
+//! from other servers come on a connection of their own, read no faster than this server
+//! delivers them: a server that falls behind leaves the backlog in Redis, whose
+//! `client-output-buffer-limit` for pubsub clients drops the connection when it grows too
+//! large; the server then logs that messages published meanwhile are lost for its
+//! subscribers, connects again, subscribes its channels again, and logs that too.
+//! [`Redis::stats`] counts all of it.
 
-use std::collections::HashSet;
+mod resp;
+mod subscriber;
+
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
-use tokio::sync::mpsc;
-use wsock_runtime::{Broker, Sink};
+use redis::{Client, IntoConnectionInfo};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use wsock_runtime::{Broker, BrokerError, BrokerFuture, Sink};
+
+use crate::subscriber::{Subscriptions, Target};
 
 /// The prefix of every channel: the topic `room:lobby` is the channel `wsock:room:lobby`.
 pub const DEFAULT_PREFIX: &str = "wsock:";
@@ -50,6 +65,13 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1_000);
 /// The most publishes sent in one pipeline.
 const PIPELINE: usize = 512;
+/// How many bytes of publishes may wait for Redis by default: [`Redis::queue_limit`].
+pub const DEFAULT_QUEUE_LIMIT: usize = 8 << 20;
+/// What a waiting publish costs beyond its channel name and payload: its queue entry and
+/// Redis's framing.
+const ENTRY_COST: usize = 64;
+/// Log lines that could come by the thousand are written at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// A Redis server as the broker of a wsock server's topics: give it to
 /// [`Server::broker`](wsock_runtime::Server::broker).
@@ -62,30 +84,95 @@ struct Shared {
     /// The address, for logs (without a password).
     shown: String,
     prefix: String,
+    /// The publishing connection.
     connection: ConnectionManager,
-    /// Redis answered the last command or check (or confirmed a subscription).
+    /// Redis answered the last command or check.
     up: Arc<AtomicBool>,
-    /// Where messages from other nodes go, once the server started the broker.
-    delivery: Arc<OnceLock<Delivery>>,
-    /// Channels this node wants (it has subscribers to their topics).
-    wanted: Mutex<HashSet<String>>,
-    /// Channels Redis confirmed this connection subscribes to.
-    confirmed: Arc<Mutex<HashSet<String>>>,
+    /// The subscriber connection's state.
+    subscriptions: Arc<Subscriptions>,
+    /// The most bytes of publishes waiting for Redis.
+    queue_limit: usize,
+    /// Room for publishes, in bytes: taken when one is queued, given back once Redis answered
+    /// its pipeline (or did not, in time).
+    room: Semaphore,
     /// Publishes, in order, for the publishing task.
-    publishes: mpsc::UnboundedSender<(String, Bytes)>,
-    publish_queue: Mutex<Option<mpsc::UnboundedReceiver<(String, Bytes)>>>,
-    /// Subscription changes, for the task that makes them.
-    changes: mpsc::UnboundedSender<()>,
-    change_queue: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
+    publishes: mpsc::UnboundedSender<Queued>,
+    publish_queue: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
+    stats: Arc<Counters>,
+}
+
+/// A publish waiting for Redis, and the room it holds.
+struct Queued {
+    channel: String,
+    payload: Bytes,
+    cost: u32,
 }
 
 /// The sink, and the prefix to strip from channel names to find topic names.
-struct Delivery {
-    sink: Sink,
-    prefix: String,
+pub(crate) struct Delivery {
+    pub(crate) sink: Sink,
+    pub(crate) prefix: String,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// What the broker counted since it started; see [`RedisStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    published: AtomicU64,
+    behind: AtomicU64,
+    unreachable: AtomicU64,
+    unconfirmed: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) disconnections: AtomicU64,
+    /// When the last line of each rate-limited kind was logged, and how many were skipped.
+    logged: Mutex<[(Option<Instant>, u64); 2]>,
+}
+
+/// The rate-limited log lines.
+#[derive(Clone, Copy)]
+enum Line {
+    Behind = 0,
+    Unconfirmed = 1,
+}
+
+impl Counters {
+    /// Whether to log a line of `kind` now (at most one a second): `Some(skipped)`.
+    fn log(&self, kind: Line) -> Option<u64> {
+        let mut logged = lock(&self.logged);
+        let (last, skipped) = &mut logged[kind as usize];
+        let now = Instant::now();
+        if last.is_some_and(|last| now.duration_since(last) < LOG_EVERY) {
+            *skipped += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(skipped))
+    }
+}
+
+/// What a Redis broker counted since it was made: [`Redis::stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Publishes Redis confirmed.
+    pub published: u64,
+    /// Publishes refused because the queue toward Redis was full (`PublishError::Behind`).
+    pub refused_behind: u64,
+    /// Publishes refused because Redis was unreachable (`PublishError::Broker`).
+    pub refused_unreachable: u64,
+    /// Publishes sent whose pipeline Redis did not confirm: in time (they reach Redis when it
+    /// gets to them, and are never sent twice) or at all (the connection broke; they may be
+    /// lost).
+    pub unconfirmed: u64,
+    /// Bytes of publishes waiting for Redis now (queued, or sent and not yet confirmed).
+    pub queued_bytes: usize,
+    /// Messages from other servers received for this server's subscribers.
+    pub received: u64,
+    /// Times the subscriber connection dropped while it held subscriptions (what other
+    /// servers published until it had subscribed again was lost for this server).
+    pub disconnections: u64,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -104,12 +191,12 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Redis {
-    /// Connects to Redis at `url` (`redis://host:port[/db]`), and fails within a few seconds,
-    /// saying so, if it cannot be reached: a server that starts without its Redis would
-    /// quietly serve its own clients only. See [`Redis::lazy`] to start regardless.
+    /// Connects to Redis at `url` (`redis://[user:password@]host:port[/db]`, or
+    /// `redis+unix:///path`), and fails within a few seconds, saying so, if it cannot be
+    /// reached: a server that starts without its Redis would quietly serve its own clients
+    /// only. See [`Redis::lazy`] to start regardless.
     pub async fn connect(url: &str) -> Result<Redis, Error> {
-        let redis = Redis::open(url, DEFAULT_PREFIX, true).await?;
-        Ok(redis)
+        Redis::open(url, DEFAULT_PREFIX, true).await
     }
 
     /// Connects to Redis at `url` in the background: the server starts even while Redis is
@@ -120,13 +207,35 @@ impl Redis {
     }
 
     /// Uses `prefix` for channel names instead of `wsock:` (several apps on one Redis).
+    ///
+    /// # Panics
+    /// Once the broker was given to a server.
     pub fn with_prefix(self, prefix: impl Into<String>) -> Redis {
-        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|_| {
-            panic!("set the prefix before the Redis broker is given to a server")
-        });
+        let shared = self.unshared("the prefix");
         Redis {
             shared: Arc::new(Shared {
                 prefix: prefix.into(),
+                ..shared
+            }),
+        }
+    }
+
+    /// The most bytes of publishes that may wait for Redis, queued or sent and not yet
+    /// confirmed (each counts its payload, its channel name and 64 bytes). Past it, `publish`
+    /// is refused at once with `PublishError::Behind` and `Topic::publish_wait` waits for
+    /// room. Default: [`DEFAULT_QUEUE_LIMIT`], 8 MiB: about 0.4 s of Redis's pace with
+    /// small messages, so a server's memory stays bounded and other servers get messages
+    /// late by at most that much.
+    ///
+    /// # Panics
+    /// Once the broker was given to a server.
+    pub fn queue_limit(self, bytes: usize) -> Redis {
+        let shared = self.unshared("the queue limit");
+        let bytes = bytes.clamp(1, Semaphore::MAX_PERMITS);
+        Redis {
+            shared: Arc::new(Shared {
+                queue_limit: bytes,
+                room: Semaphore::new(bytes),
                 ..shared
             }),
         }
@@ -137,42 +246,47 @@ impl Redis {
         self.shared.up.load(Ordering::Relaxed)
     }
 
+    /// What the broker counted since it was made: publishes confirmed, refused and
+    /// unconfirmed, the bytes waiting for Redis, messages received, and lost subscriber
+    /// connections.
+    pub fn stats(&self) -> RedisStats {
+        let counters = &self.shared.stats;
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RedisStats {
+            published: count(&counters.published),
+            refused_behind: count(&counters.behind),
+            refused_unreachable: count(&counters.unreachable),
+            unconfirmed: count(&counters.unconfirmed),
+            queued_bytes: self
+                .shared
+                .queue_limit
+                .saturating_sub(self.shared.room.available_permits()),
+            received: count(&counters.received),
+            disconnections: count(&counters.disconnections),
+        }
+    }
+
+    fn unshared(self, what: &str) -> Shared {
+        Arc::try_unwrap(self.shared)
+            .unwrap_or_else(|_| panic!("set {what} before the Redis broker is given to a server"))
+    }
+
     async fn open(url: &str, prefix: &str, eager: bool) -> Result<Redis, Error> {
         let info = url.into_connection_info().map_err(|error| Error {
             message: format!("{url:?} is not a Redis URL: {error}"),
         })?;
         let shown = format!("redis://{}", info.addr());
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings)).map_err(|error| Error {
+        let target = Target::new(&info, &shown)?;
+        let client = Client::open(info).map_err(|error| Error {
             message: format!("{shown}: {error}"),
         })?;
-        let delivery: Arc<OnceLock<Delivery>> = Arc::default();
-        let confirmed: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let up = Arc::new(AtomicBool::new(eager));
-        let pushes = {
-            let (delivery, confirmed) = (Arc::clone(&delivery), Arc::clone(&confirmed));
-            let (up, shown) = (Arc::clone(&up), shown.clone());
-            move |push: PushInfo| -> Result<(), std::convert::Infallible> {
-                if push.kind == PushKind::Subscribe {
-                    // Resubscribed after a reconnect: Redis is back, say so at once.
-                    came_up(&up, &shown);
-                }
-                received(&delivery, &confirmed, push);
-                Ok(())
-            }
-        };
         let config = ConnectionManagerConfig::new()
             .set_min_delay(Duration::from_millis(50))
             // Jitter may double this: reconnects are tried at most about a second apart.
             .set_max_delay(Duration::from_millis(500))
             .set_number_of_retries(4)
             .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_push_sender(pushes)
-            .set_automatic_resubscription();
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let connection = if eager {
             client
                 .get_connection_manager_with_config(config)
@@ -190,65 +304,30 @@ impl Redis {
                     message: format!("{shown}: {error}"),
                 })?
         };
+        let stats = Arc::new(Counters::default());
+        let subscriptions = Arc::new(Subscriptions {
+            target,
+            shown: shown.clone(),
+            wanted: Mutex::default(),
+            changed: Notify::new(),
+            delivery: OnceLock::new(),
+            stats: Arc::clone(&stats),
+        });
         let (publishes, publish_queue) = mpsc::unbounded_channel();
-        let (changes, change_queue) = mpsc::unbounded_channel();
         Ok(Redis {
             shared: Arc::new(Shared {
                 shown,
                 prefix: prefix.to_owned(),
                 connection,
-                up,
-                delivery,
-                wanted: Mutex::default(),
-                confirmed,
+                up: Arc::new(AtomicBool::new(eager)),
+                subscriptions,
+                queue_limit: DEFAULT_QUEUE_LIMIT,
+                room: Semaphore::new(DEFAULT_QUEUE_LIMIT),
                 publishes,
                 publish_queue: Mutex::new(Some(publish_queue)),
-                changes,
-                change_queue: Mutex::new(Some(change_queue)),
+                stats,
             }),
         })
-    }
-}
-
-/// What Redis pushes on the connection: messages for the sink, and the subscriptions it
-/// confirms or has dropped. Runs on the connection's task: it must not block, and does not.
-fn received(delivery: &OnceLock<Delivery>, confirmed: &Mutex<HashSet<String>>, push: PushInfo) {
-    let channel_of = |value: Option<&Value>| match value {
-        Some(Value::BulkString(name)) => std::str::from_utf8(name).ok().map(str::to_owned),
-        _ => None,
-    };
-    match push.kind {
-        PushKind::Message => {
-            let mut data = push.data.into_iter();
-            let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
-                (data.next(), data.next())
-            else {
-                return;
-            };
-            let Some(delivery) = delivery.get() else {
-                return;
-            };
-            let Some(topic) = std::str::from_utf8(&channel)
-                .ok()
-                .and_then(|channel| channel.strip_prefix(delivery.prefix.as_str()))
-            else {
-                return;
-            };
-            delivery.sink.deliver(topic, Bytes::from(payload));
-        }
-        PushKind::Subscribe => {
-            if let Some(channel) = channel_of(push.data.first()) {
-                lock(confirmed).insert(channel);
-            }
-        }
-        PushKind::Unsubscribe => {
-            if let Some(channel) = channel_of(push.data.first()) {
-                lock(confirmed).remove(&channel);
-            }
-        }
-        // The connection dropped: Redis forgot its subscriptions.
-        PushKind::Disconnection => lock(confirmed).clear(),
-        _ => {}
     }
 }
 
@@ -269,11 +348,10 @@ impl Broker for Redis {
             sink,
             prefix: shared.prefix.clone(),
         };
-        if shared.delivery.set(delivery).is_err() {
+        if shared.subscriptions.delivery.set(delivery).is_err() {
             panic!("a Redis broker serves one server");
         }
         let publish_queue = lock(&shared.publish_queue).take().expect("started once");
-        let change_queue = lock(&shared.change_queue).take().expect("started once");
         if !self.is_up() {
             tracing::warn!(
                 redis = shared.shown,
@@ -282,122 +360,189 @@ impl Broker for Redis {
             );
         }
         tokio::spawn(publish(Arc::clone(shared), publish_queue));
-        tokio::spawn(watch(Arc::clone(shared), change_queue));
+        tokio::spawn(watch(Arc::clone(shared)));
+        tokio::spawn(subscriber::run(Arc::clone(&shared.subscriptions)));
     }
 
     fn subscribe(&self, topic: &str) {
         let channel = format!("{}{topic}", self.shared.prefix);
-        lock(&self.shared.wanted).insert(channel);
-        let _ = self.shared.changes.send(());
+        lock(&self.shared.subscriptions.wanted).insert(channel);
+        self.shared.subscriptions.changed.notify_one();
     }
 
     fn unsubscribe(&self, topic: &str) {
         let channel = format!("{}{topic}", self.shared.prefix);
-        lock(&self.shared.wanted).remove(&channel);
-        let _ = self.shared.changes.send(());
+        lock(&self.shared.subscriptions.wanted).remove(&channel);
+        self.shared.subscriptions.changed.notify_one();
     }
 
-    fn publish(&self, topic: &str, payload: Bytes) -> Result<(), wsock_runtime::Error> {
-        if !self.is_up() {
-            return Err(wsock_runtime::Error::msg(format!(
-                "Redis at {} is unreachable",
-                self.shared.shown
-            )));
+    fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BrokerError> {
+        let shared = &self.shared;
+        shared.reachable()?;
+        let channel = format!("{}{topic}", shared.prefix);
+        let cost = shared.cost(&channel, &payload);
+        match shared.room.try_acquire_many(cost) {
+            Ok(room) => room.forget(),
+            Err(_) => return Err(shared.behind()),
         }
-        let channel = format!("{}{topic}", self.shared.prefix);
-        self.shared
-            .publishes
-            .send((channel, payload))
-            .map_err(|_| wsock_runtime::Error::msg("the Redis broker has stopped"))
+        shared.queue(channel, payload, cost)
+    }
+
+    fn publish_wait<'a>(&'a self, topic: &'a str, payload: Bytes) -> BrokerFuture<'a> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            shared.reachable()?;
+            let channel = format!("{}{topic}", shared.prefix);
+            let cost = shared.cost(&channel, &payload);
+            let room = shared
+                .room
+                .acquire_many(cost)
+                .await
+                .map_err(|_| stopped())?;
+            room.forget();
+            // Redis may have gone while this waited: the room goes back.
+            if let Err(error) = shared.reachable() {
+                shared.room.add_permits(cost as usize);
+                return Err(error);
+            }
+            shared.queue(channel, payload, cost)
+        })
     }
 }
 
-/// Sends the publishes in order, in pipelines of whatever queued meanwhile.
-async fn publish(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<(String, Bytes)>) {
+fn stopped() -> BrokerError {
+    BrokerError::Unreachable(wsock_runtime::Error::msg("the Redis broker has stopped"))
+}
+
+impl Shared {
+    /// `Ok` while Redis answers; a refusal, counted, while it does not.
+    fn reachable(&self) -> Result<(), BrokerError> {
+        if self.up.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.stats.unreachable.fetch_add(1, Ordering::Relaxed);
+        Err(BrokerError::Unreachable(wsock_runtime::Error::msg(
+            format!("Redis at {} is unreachable", self.shown),
+        )))
+    }
+
+    /// The room a publish takes: its payload, channel and entry; at most the whole queue, so
+    /// that a message larger than the limit still goes, alone.
+    fn cost(&self, channel: &str, payload: &Bytes) -> u32 {
+        let cost = (payload.len() + channel.len() + ENTRY_COST).min(self.queue_limit);
+        u32::try_from(cost).unwrap_or(u32::MAX)
+    }
+
+    /// A publish refused for want of room: counted, logged at most once a second.
+    fn behind(&self) -> BrokerError {
+        self.stats.behind.fetch_add(1, Ordering::Relaxed);
+        if let Some(skipped) = self.stats.log(Line::Behind) {
+            tracing::warn!(
+                redis = self.shown,
+                limit = self.queue_limit,
+                refused = skipped + 1,
+                "Redis is behind: publishes are refused while its queue is full (this server's \
+                 subscribers still get them); Topic::publish_wait waits for room instead"
+            );
+        }
+        BrokerError::Behind(wsock_runtime::Error::msg(format!(
+            "Redis at {} is behind: {} bytes of publishes wait for it",
+            self.shown, self.queue_limit
+        )))
+    }
+
+    fn queue(&self, channel: String, payload: Bytes, cost: u32) -> Result<(), BrokerError> {
+        let queued = Queued {
+            channel,
+            payload,
+            cost,
+        };
+        self.publishes.send(queued).map_err(|_| {
+            self.room.add_permits(cost as usize);
+            stopped()
+        })
+    }
+}
+
+/// Sends the publishes in order, in pipelines of whatever queued meanwhile; gives their room
+/// back once Redis answered (or did not in time).
+async fn publish(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut connection = shared.connection.clone();
     let mut batch = Vec::with_capacity(PIPELINE);
     while queue.recv_many(&mut batch, PIPELINE).await > 0 {
         let mut pipeline = redis::pipe();
-        for (channel, payload) in &batch {
+        let mut room = 0;
+        for queued in &batch {
             pipeline
                 .cmd("PUBLISH")
-                .arg(channel)
-                .arg(&payload[..])
+                .arg(&queued.channel)
+                .arg(&queued.payload[..])
                 .ignore();
+            room += queued.cost as usize;
         }
         let sent = tokio::time::timeout(
             RESPONSE_TIMEOUT,
             pipeline.query_async::<()>(&mut connection),
         )
         .await;
-        let failed = match sent {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(error.to_string()),
-            Err(_) => Some("no answer in time".to_owned()),
-        };
-        if let Some(error) = failed {
-            went_down(&shared, &error);
-            tracing::warn!(
-                redis = shared.shown,
-                lost = batch.len(),
-                "publishes did not reach Redis: other servers miss them"
-            );
+        let count = batch.len() as u64;
+        match sent {
+            Ok(Ok(())) => {
+                shared.stats.published.fetch_add(count, Ordering::Relaxed);
+            }
+            // Written to Redis's socket: Redis runs them when it gets to them, and the answer
+            // that comes late is dropped. Nothing is sent twice.
+            Err(_) => unconfirmed(
+                &shared,
+                count,
+                "no answer in time",
+                "Redis did not confirm publishes in time: they were sent, and reach other \
+                 servers when Redis gets to them",
+            ),
+            Ok(Err(error)) => unconfirmed(
+                &shared,
+                count,
+                &error.to_string(),
+                "publishes may not have reached Redis: the connection failed; other servers \
+                 may miss them",
+            ),
         }
+        shared.room.add_permits(room);
         batch.clear();
     }
 }
 
-/// Keeps the subscriptions what this node wants, and checks the connection every second
-/// (which is also what makes it reconnect after a long outage).
-async fn watch(shared: Arc<Shared>, mut changes: mpsc::UnboundedReceiver<()>) {
+/// A pipeline Redis did not confirm: counted, logged at most once a second.
+fn unconfirmed(shared: &Shared, count: u64, error: &str, what: &str) {
+    shared.stats.unconfirmed.fetch_add(count, Ordering::Relaxed);
+    went_down(shared, error);
+    if let Some(skipped) = shared.stats.log(Line::Unconfirmed) {
+        tracing::warn!(
+            redis = shared.shown,
+            error,
+            publishes = count,
+            pipelines_before = skipped,
+            "{what}"
+        );
+    }
+}
+
+/// Checks the publishing connection every second (which is also what makes it reconnect after
+/// a long outage), and says when Redis comes and goes.
+async fn watch(shared: Arc<Shared>) {
     let mut connection = shared.connection.clone();
     let mut tick = tokio::time::interval(WATCH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            change = changes.recv() => {
-                if change.is_none() {
-                    return;
-                }
-                while changes.try_recv().is_ok() {}
-            }
-            _ = tick.tick() => {
-                let ping = redis::cmd("PING");
-                match tokio::time::timeout(RESPONSE_TIMEOUT, ping.query_async::<()>(&mut connection)).await {
-                    Ok(Ok(())) => came_up(&shared.up, &shared.shown),
-                    Ok(Err(error)) => went_down(&shared, &error.to_string()),
-                    Err(_) => went_down(&shared, "no answer in time"),
-                }
-            }
+        tick.tick().await;
+        let ping = redis::cmd("PING");
+        let answered =
+            tokio::time::timeout(RESPONSE_TIMEOUT, ping.query_async::<()>(&mut connection));
+        match answered.await {
+            Ok(Ok(())) => came_up(&shared.up, &shared.shown),
+            Ok(Err(error)) => went_down(&shared, &error.to_string()),
+            Err(_) => went_down(&shared, "no answer in time"),
         }
-        if shared.up.load(Ordering::Relaxed) {
-            reconcile(&shared, &mut connection).await;
-        }
-    }
-}
-
-/// Subscribes to the channels wanted and not confirmed, unsubscribes from the others.
-async fn reconcile(shared: &Shared, connection: &mut ConnectionManager) {
-    let (subscribe, unsubscribe) = {
-        let wanted = lock(&shared.wanted);
-        let confirmed = lock(&shared.confirmed);
-        let subscribe: Vec<String> = wanted.difference(&confirmed).cloned().collect();
-        let unsubscribe: Vec<String> = confirmed.difference(&wanted).cloned().collect();
-        (subscribe, unsubscribe)
-    };
-    let result = async {
-        if !subscribe.is_empty() {
-            connection.subscribe(&subscribe).await?;
-        }
-        if !unsubscribe.is_empty() {
-            connection.unsubscribe(&unsubscribe).await?;
-        }
-        Ok::<(), redis::RedisError>(())
-    };
-    match tokio::time::timeout(RESPONSE_TIMEOUT, result).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => went_down(shared, &error.to_string()),
-        Err(_) => went_down(shared, "no answer in time"),
     }
 }
 

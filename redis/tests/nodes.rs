@@ -3,203 +3,13 @@
 //! publishers on both, every message checked; Redis killed and restarted mid-run; channels
 //! released; a node started while Redis is down.
 
+mod common;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::process::{Child, ChildStdout, Command};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const WAIT: Duration = Duration::from_secs(15);
-
-#[path = "../../tests/common/redis.rs"]
-mod redis_server;
-
-use redis_server::RedisServer;
-
-/// What the tests ask Redis itself.
-trait Ask {
-    async fn subscribers(&self, channel: &str) -> usize;
-    async fn channels(&self) -> Vec<String>;
-    async fn await_subscribers(&self, channel: &str, count: usize);
-}
-
-impl Ask for RedisServer {
-    /// How many connections subscribe to `channel`, as Redis counts them.
-    async fn subscribers(&self, channel: &str) -> usize {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        let (_, count): (String, usize) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(channel)
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        count
-    }
-
-    /// The channels with subscribers.
-    async fn channels(&self) -> Vec<String> {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("PUBSUB")
-            .arg("CHANNELS")
-            .query_async(&mut connection)
-            .await
-            .unwrap()
-    }
-
-    /// Waits until `channel` has `count` subscribing connections.
-    async fn await_subscribers(&self, channel: &str, count: usize) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let now = self.subscribers(channel).await;
-            if now == count {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{channel} has {now} subscribing connections, not {count}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// A node: the `node` example, in a process of its own, on 127.0.0.1:0.
-struct Node {
-    _child: Child,
-    lines: tokio::io::Lines<BufReader<ChildStdout>>,
-    addr: SocketAddr,
-    /// What it printed before it listened.
-    banner: Vec<String>,
-}
-
-impl Node {
-    async fn start(redis_url: &str, lazy: bool) -> Node {
-        let examples = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("examples");
-        let mut command = Command::new(examples.join("node"));
-        // Queues that hold a whole run: what these tests check is the way through Redis, not
-        // how fast their own clients read (under load, a 1024-message queue can overflow).
-        command.args(["127.0.0.1:0", redis_url, "--queue", "100000"]);
-        if lazy {
-            command.arg("--lazy");
-        }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the node example is built by `cargo test`");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut seen = Vec::new();
-        let addr = tokio::time::timeout(WAIT, async {
-            loop {
-                let line = lines
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .unwrap_or_else(|| panic!("the node exited before listening: {seen:#?}"));
-                if let Some(addr) = line.split("listening addr=").nth(1) {
-                    break addr.trim().parse().unwrap();
-                }
-                seen.push(line);
-            }
-        })
-        .await
-        .expect("the node did not listen in time");
-        Node {
-            _child: child,
-            lines,
-            addr,
-            banner: seen,
-        }
-    }
-
-    async fn expect_output(&mut self, text: &str) {
-        if let Some(at) = self.banner.iter().position(|line| line.contains(text)) {
-            self.banner.drain(..=at);
-            return;
-        }
-        self.banner.clear();
-        let found = tokio::time::timeout(WAIT, async {
-            while let Some(line) = self.lines.next_line().await.unwrap() {
-                if line.contains(text) {
-                    return;
-                }
-            }
-            panic!("the node exited without printing {text:?}");
-        });
-        found
-            .await
-            .unwrap_or_else(|_| panic!("the node never printed {text:?}"));
-    }
-
-    async fn connect(&self, path: &str) -> Client {
-        let url = format!("ws://{}{path}", self.addr);
-        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("connect timed out")
-            .expect("connect failed")
-            .0
-    }
-}
-
-async fn next_text(client: &mut Client) -> String {
-    loop {
-        match tokio::time::timeout(WAIT, client.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => return text.to_string(),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
-/// Reads `count` messages and checks that each publisher's (`name:i`) came in order from 0,
-/// with none missing or twice; returns how many came from each.
-async fn check_sequences(client: &mut Client, count: usize) -> HashMap<String, usize> {
-    let mut next: HashMap<String, usize> = HashMap::new();
-    for _ in 0..count {
-        let text = next_text(client).await;
-        let (publisher, seq) = text.rsplit_once(':').expect("name:seq");
-        let seq: usize = seq.parse().unwrap();
-        let expected = next.entry(publisher.to_owned()).or_default();
-        assert_eq!(
-            seq, *expected,
-            "from {publisher}: lost, duplicated or reordered"
-        );
-        *expected += 1;
-    }
-    next
-}
-
-/// Publishes `name:i` for each `i`, in batches of 50 a millisecond apart: fast, but not a
-/// flood that would outrun the test's own readers (whose queues close them with 1008).
-async fn publish_all(publisher: &mut Client, name: &str, range: std::ops::Range<usize>) {
-    for i in range {
-        publisher
-            .feed(Message::text(format!("{name}:{i}")))
-            .await
-            .unwrap();
-        if i % 50 == 49 {
-            publisher.flush().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-    publisher.flush().await.unwrap();
-}
+use common::*;
+use futures_util::StreamExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_two_nodes_none_lost_duplicated_or_reordered() {
@@ -334,6 +144,8 @@ async fn a_node_started_while_redis_is_down_says_so_and_links_up_later() {
     );
 
     redis.run().await;
+    // A checks every second: its publishes go to Redis once it has said Redis is back.
+    a.expect_output("Redis is reachable").await;
     redis.await_subscribers("wsock:late", 1).await;
     publish_all(&mut pa, "late", 0..50).await;
     assert_eq!(check_sequences(&mut on_b, 50).await["late"], 50);

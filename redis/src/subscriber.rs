@@ -1,0 +1,320 @@
+//! The subscriber connection: a connection of its own to Redis, in subscribe mode, that
+//! delivers each message to this server's subscribers before it reads the next bytes.
+//!
+//! Reading no faster than the server delivers is what bounds the receiving side: a server
+//! that falls behind leaves the backlog in Redis, whose `client-output-buffer-limit` for
+//! pubsub clients (32 MB by default) drops the connection when it grows too large; this
+//! connection then logs that messages were lost, connects again and subscribes again. (A
+//! client library that reads as fast as Redis sends and queues what the server has not
+//! delivered yet would grow without bound instead.)
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use redis::{ConnectionAddr, ConnectionInfo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::resp::{self, Reply};
+use crate::{Counters, Delivery, Error, lock};
+
+/// How long a connection attempt, or `AUTH`, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Reconnection delays, doubling from the first to the last.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_LAST: Duration = Duration::from_secs(1);
+/// Silence after which the connection pings Redis, and how long the answer may take.
+const PING_AFTER: Duration = Duration::from_secs(1);
+const PONG_WITHIN: Duration = Duration::from_secs(3);
+/// How much one read takes in.
+const READ_CHUNK: usize = 64 << 10;
+
+/// Where the subscriber connects, and how it logs in.
+pub(crate) struct Target {
+    address: Address,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+enum Address {
+    Tcp(String, u16),
+    Unix(PathBuf),
+}
+
+impl Target {
+    pub(crate) fn new(info: &ConnectionInfo, shown: &str) -> Result<Target, Error> {
+        let address = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => Address::Tcp(host.clone(), *port),
+            ConnectionAddr::Unix(path) => Address::Unix(path.clone()),
+            _ => {
+                return Err(Error {
+                    message: format!("{shown}: only redis:// and redis+unix:// are supported"),
+                });
+            }
+        };
+        let settings = info.redis_settings();
+        Ok(Target {
+            address,
+            username: settings.username().map(str::to_owned),
+            password: settings.password().map(str::to_owned),
+        })
+    }
+}
+
+/// What the subscriber connection shares with the broker.
+pub(crate) struct Subscriptions {
+    pub(crate) target: Target,
+    /// The address, for logs (without a password).
+    pub(crate) shown: String,
+    /// Channels this node wants (it has subscribers to their topics).
+    pub(crate) wanted: Mutex<HashSet<String>>,
+    /// `wanted` changed.
+    pub(crate) changed: Notify,
+    /// Where messages go, once the server started the broker.
+    pub(crate) delivery: OnceLock<Delivery>,
+    pub(crate) stats: Arc<Counters>,
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+/// Why a connection ended.
+type Ended = String;
+
+/// Keeps a subscriber connection to Redis for as long as the broker lives: connects, follows
+/// `wanted`, delivers, and connects again after any failure.
+pub(crate) async fn run(subscriptions: Arc<Subscriptions>) {
+    let mut retry = RETRY_FIRST;
+    // The connection dropped while it held subscriptions: say so once they are back.
+    let mut lost = false;
+    loop {
+        let stream = match connect(&subscriptions.target).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(redis = subscriptions.shown, %error, "subscriber connection failed");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_LAST);
+                continue;
+            }
+        };
+        retry = RETRY_FIRST;
+        let mut session = Session {
+            subscriptions: &subscriptions,
+            stream,
+            buffer: BytesMut::with_capacity(READ_CHUNK),
+            requested: HashSet::new(),
+            confirmed: HashSet::new(),
+            lost: &mut lost,
+        };
+        let ended = session.run().await;
+        let held = session.confirmed.len();
+        if held > 0 {
+            subscriptions
+                .stats
+                .disconnections
+                .fetch_add(1, Ordering::Relaxed);
+            lost = true;
+            tracing::warn!(
+                redis = subscriptions.shown,
+                error = ended,
+                channels = held,
+                "the connection to Redis dropped: what other servers publish until this server \
+                 has subscribed again is lost for its subscribers (Redis drops a subscriber that \
+                 falls behind: its client-output-buffer-limit for pubsub); reconnecting"
+            );
+        } else {
+            tracing::debug!(
+                redis = subscriptions.shown,
+                error = ended,
+                "subscriber connection ended"
+            );
+        }
+    }
+}
+
+async fn connect(target: &Target) -> Result<Box<dyn Stream>, Ended> {
+    let connecting = async {
+        let mut stream: Box<dyn Stream> = match &target.address {
+            Address::Tcp(host, port) => {
+                let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                stream.set_nodelay(true)?;
+                Box::new(stream)
+            }
+            Address::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+        };
+        if let Some(password) = &target.password {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            args.extend(target.username.as_deref().map(str::as_bytes));
+            args.push(password.as_bytes());
+            stream.write_all(&resp::command(args.into_iter())).await?;
+            let mut buffer = BytesMut::with_capacity(256);
+            loop {
+                if stream.read_buf(&mut buffer).await? == 0 {
+                    return Err(std::io::Error::other("Redis closed the connection at AUTH"));
+                }
+                match resp::parse(&mut buffer) {
+                    Ok(None) => continue,
+                    Ok(Some(Reply::Ok)) => break,
+                    Ok(Some(Reply::Error(error))) => {
+                        return Err(std::io::Error::other(format!("AUTH: {error}")));
+                    }
+                    Ok(Some(_)) | Err(_) => {
+                        return Err(std::io::Error::other("an unexpected answer to AUTH"));
+                    }
+                }
+            }
+        }
+        Ok::<_, std::io::Error>(stream)
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer in time".to_owned()),
+    }
+}
+
+/// One connection, from connected to ended.
+struct Session<'a> {
+    subscriptions: &'a Subscriptions,
+    stream: Box<dyn Stream>,
+    buffer: BytesMut,
+    /// Channels this connection asked to subscribe to (and not to unsubscribe from since).
+    requested: HashSet<String>,
+    /// Channels Redis confirmed.
+    confirmed: HashSet<String>,
+    lost: &'a mut bool,
+}
+
+impl Session<'_> {
+    async fn run(&mut self) -> Ended {
+        let mut last_heard = Instant::now();
+        let mut ping_sent: Option<Instant> = None;
+        let mut tick = tokio::time::interval(PING_AFTER);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if let Err(error) = self.follow_wanted().await {
+            return error;
+        }
+        loop {
+            if self.buffer.capacity() - self.buffer.len() < READ_CHUNK / 4 {
+                self.buffer.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                read = self.stream.read_buf(&mut self.buffer) => match read {
+                    Ok(0) => return "Redis closed the connection".to_owned(),
+                    Err(error) => return error.to_string(),
+                    Ok(_) => {
+                        last_heard = Instant::now();
+                        ping_sent = None;
+                        if let Err(error) = self.take_replies() {
+                            return error;
+                        }
+                        // What was delivered is written by the connections' tasks: let them
+                        // run between reads.
+                        tokio::task::yield_now().await;
+                    }
+                },
+                () = self.subscriptions.changed.notified() => {
+                    if let Err(error) = self.follow_wanted().await {
+                        return error;
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if ping_sent.is_some_and(|sent| now - sent >= PONG_WITHIN) {
+                        return "no answer to PING in time".to_owned();
+                    }
+                    if ping_sent.is_none() && now - last_heard >= PING_AFTER {
+                        let ping: [&[u8]; 1] = [b"PING"];
+                        if let Err(error) = self.send(resp::command(ping.into_iter())).await {
+                            return error;
+                        }
+                        ping_sent = Some(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acts on every whole reply read: delivers messages (before anything more is read),
+    /// notes confirmations.
+    fn take_replies(&mut self) -> Result<(), Ended> {
+        while let Some(reply) = resp::parse(&mut self.buffer).map_err(|e| e.0.to_owned())? {
+            match reply {
+                Reply::Message { channel, payload } => self.deliver(&channel, payload),
+                Reply::Subscribed(channel) => {
+                    self.confirmed
+                        .insert(String::from_utf8_lossy(&channel).into_owned());
+                    if *self.lost && self.confirmed.len() == self.requested.len() {
+                        *self.lost = false;
+                        tracing::info!(
+                            redis = self.subscriptions.shown,
+                            channels = self.confirmed.len(),
+                            "subscribed again after the connection to Redis dropped: messages \
+                             from other servers reach this server's subscribers again"
+                        );
+                    }
+                }
+                Reply::Unsubscribed(channel) => {
+                    self.confirmed.remove(&*String::from_utf8_lossy(&channel));
+                }
+                Reply::Error(error) => return Err(format!("Redis refused: {error}")),
+                Reply::Pong | Reply::Ok | Reply::Other => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(&self, channel: &[u8], payload: bytes::Bytes) {
+        let subscriptions = self.subscriptions;
+        let Some(delivery) = subscriptions.delivery.get() else {
+            return;
+        };
+        let Some(topic) = std::str::from_utf8(channel)
+            .ok()
+            .and_then(|channel| channel.strip_prefix(delivery.prefix.as_str()))
+        else {
+            return;
+        };
+        subscriptions.stats.received.fetch_add(1, Ordering::Relaxed);
+        delivery.sink.deliver(topic, payload);
+    }
+
+    /// Subscribes to the channels wanted and not requested, unsubscribes from the others.
+    async fn follow_wanted(&mut self) -> Result<(), Ended> {
+        let (subscribe, unsubscribe) = {
+            let wanted = lock(&self.subscriptions.wanted);
+            let subscribe: Vec<String> = wanted.difference(&self.requested).cloned().collect();
+            let unsubscribe: Vec<String> = self.requested.difference(&wanted).cloned().collect();
+            (subscribe, unsubscribe)
+        };
+        for (verb, channels) in [("SUBSCRIBE", &subscribe), ("UNSUBSCRIBE", &unsubscribe)] {
+            // Never an empty UNSUBSCRIBE: that would be all of them.
+            if channels.is_empty() {
+                continue;
+            }
+            let args =
+                std::iter::once(verb.as_bytes()).chain(channels.iter().map(String::as_bytes));
+            let command = resp::command(args.collect::<Vec<_>>().into_iter());
+            self.send(command).await?;
+        }
+        self.requested.extend(subscribe);
+        for channel in &unsubscribe {
+            self.requested.remove(channel);
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, command: Vec<u8>) -> Result<(), Ended> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.stream.write_all(&command)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("Redis did not take a command in time".to_owned()),
+        }
+    }
+}
