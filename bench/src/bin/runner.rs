@@ -8,6 +8,8 @@
 //! `cargo run --release -p wsock-bench --bin runner -- --fanout [--step-secs 5] [--subs N]
 //! [--only WORD]`
 //!
+//! `cargo run --release -p wsock-bench --bin runner -- --redis-flood [--step-secs 10]`
+//!
 //! `cargo run --release -p wsock-bench --bin runner -- --callgrind [--messages 50000]
 //! [--callgrind-dir DIR] [--only WORD]`
 //!
@@ -84,6 +86,16 @@
 //! built). The load
 //! holds 10,001 connections at 10,000 subscribers, and a server as many: the raised
 //! `ulimit -n` must be above that (the runner warns otherwise).
+//!
+//! `--redis-flood` measures one publisher at full speed through Redis, faster than Redis
+//! takes publishes: two `wsock_fanout` nodes and a `redis-server` started afresh for each
+//! form of publish (`publish`, which the broker refuses while its queue toward Redis is full,
+//! and `publish_wait`, which waits for room: `wsock_fanout --publish-wait`), the load's
+//! publisher on the first node at full speed, one subscriber on the second (`load fanout
+//! --subs 1 --rate 0`). It prints, per form: what the publisher published per second,
+//! deliveries per second on the other node, refusals per second (the publish rate times the
+//! share of the first node's publishes its broker refused, from its `/stats`), the
+//! deliveries' p99, and each node's peak memory (`VmHWM`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -168,6 +180,7 @@ fn main() {
     let mut long = false;
     let mut only: Option<String> = None;
     let mut fanout = false;
+    let mut redis_flood = false;
     let mut step_secs = 5.0;
     let mut fanout_subs: Option<usize> = None;
     let mut callgrind = false;
@@ -186,6 +199,7 @@ fn main() {
             "--long" => long = true,
             "--only" => only = Some(args.next().expect("--only WORD").to_lowercase()),
             "--fanout" => fanout = true,
+            "--redis-flood" => redis_flood = true,
             "--step-secs" => {
                 step_secs = args
                     .next()
@@ -208,8 +222,8 @@ fn main() {
             }
             _ => panic!(
                 "usage: runner [--rounds N] [--secs S] [--long] [--only WORD] | runner --fanout \
-                 [--step-secs S] [--subs N] [--only WORD] | runner --callgrind [--messages M] \
-                 [--callgrind-dir DIR] [--only WORD]"
+                 [--step-secs S] [--subs N] [--only WORD] | runner --redis-flood [--step-secs S] \
+                 | runner --callgrind [--messages M] [--callgrind-dir DIR] [--only WORD]"
             ),
         }
     }
@@ -231,8 +245,11 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"))
         .join("release");
-    if fanout {
+    if fanout || redis_flood {
         build(&["build", "--release", "-p", "wsock-bench", "--bins"]);
+        if redis_flood {
+            return fanout::flood(&target, step_secs);
+        }
         return fanout::ladder(&target, step_secs, fanout_subs, only.as_deref());
     }
     build(&[
@@ -638,6 +655,51 @@ fn start_under(wrapper: &[String], server: &Server) -> (Child, String) {
     (child, addr)
 }
 
+/// A process's peak resident memory in KiB (`VmHWM` in `/proc/PID/status`).
+fn peak_kib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The first text message a WebSocket endpoint sends: a minimal blocking client (the upgrade,
+/// then one unmasked server frame), for the servers' `/stats`.
+fn ws_text(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).ok()?;
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return None;
+    }
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header).ok()?;
+    let len = match header[1] & 0x7f {
+        126 => {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).ok()?;
+            usize::from(u16::from_be_bytes(len))
+        }
+        127 => return None,
+        len => usize::from(len),
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).ok()?;
+    String::from_utf8(payload).ok()
+}
+
 /// The fan-out ladder (`--fanout`; see the header).
 mod fanout {
     use std::collections::BTreeMap;
@@ -831,6 +893,91 @@ mod fanout {
             out.push(digit);
         }
         out
+    }
+
+    /// One publisher at full speed through Redis (`--redis-flood`; see the header).
+    pub(super) fn flood(target: &Path, secs: f64) {
+        let mut rows = Vec::new();
+        for (form, extra) in [("publish", None), ("publish_wait", Some("--publish-wait"))] {
+            let redis = Redis::start();
+            let mut args = vec![redis.url()];
+            args.extend(extra.map(str::to_owned));
+            let node = || Server {
+                name: "wsock",
+                binary: target.join("wsock_fanout"),
+                args: args.clone(),
+            };
+            let (mut a, a_addr) = start(&node());
+            let (mut b, b_addr) = start(&node());
+            let pids = format!("{},{}", a.id(), b.id());
+            let output = Command::new("taskset")
+                .args(["-c", "1"])
+                .arg(target.join("load"))
+                .args(["fanout", "--subs", "1", "--rate", "0", "--warmup", "1"])
+                .args(["--secs", &secs.to_string(), "--sub-addrs", &b_addr])
+                .args(["--pub-addr", &a_addr, "--pid", &pids, "--server-core", "0"])
+                .args(["--broker-pid", &redis.child.id().to_string()])
+                .output()
+                .expect("the load runs");
+            let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            let stats = super::ws_text(&a_addr, "/stats").unwrap_or_default();
+            let peak = |child: &Child| super::peak_kib(child.id()).map_or(0.0, |kib| kib / 1024.0);
+            let (peak_a, peak_b) = (peak(&a), peak(&b));
+            for child in [&mut a, &mut b] {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            eprintln!("redis-flood | {form} | {line} | A: {stats}");
+            let mut figures: Figures = line
+                .split_whitespace()
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    Some((key.to_owned(), value.parse().ok()?))
+                })
+                .collect();
+            let stat = |name: &str| -> f64 {
+                stats
+                    .split(&format!("{name}: "))
+                    .nth(1)
+                    .and_then(|rest| rest.split([',', ' ', '}']).next()?.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            let (refused, confirmed) = (stat("refused_behind"), stat("published"));
+            let share = if refused + confirmed > 0.0 {
+                refused / (refused + confirmed)
+            } else {
+                0.0
+            };
+            let publish_per_s = figures.get("publish_per_s").copied().unwrap_or(0.0);
+            figures.insert("refused_per_s".to_owned(), publish_per_s * share);
+            figures.insert("peak_a_mb".to_owned(), peak_a);
+            figures.insert("peak_b_mb".to_owned(), peak_b);
+            rows.push((form, figures));
+        }
+        println!();
+        println!(
+            "One publisher at full speed through Redis: two nodes, 64 B text, the subscriber on \
+             the other node, {secs} s after 1 s of warm-up."
+        );
+        println!();
+        println!(
+            "| publish | published/s | delivered/s on the other node | refused/s | dup or \
+             reordered | p99 ms | peak memory, publishing node | peak memory, other node |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for (form, figures) in rows {
+            let get = |key: &str| figures.get(key).copied().unwrap_or(f64::NAN);
+            println!(
+                "| `{form}` | {} | {} | {} | {} | {:.1} | {:.1} MB | {:.1} MB |",
+                thousands(get("publish_per_s")),
+                thousands(get("deliveries_per_s")),
+                thousands(get("refused_per_s")),
+                thousands(get("dup_or_reordered")),
+                get("p99_us") / 1e3,
+                get("peak_a_mb"),
+                get("peak_b_mb"),
+            );
+        }
     }
 
     pub(super) fn ladder(target: &Path, secs: f64, only_subs: Option<usize>, only: Option<&str>) {

@@ -4,7 +4,9 @@
 //!
 //! - `/sub` subscribes the connection to the topic `bench` (its `Out<Text>`);
 //! - `/pub` publishes each text message it receives to `bench`, as is (the received `Text`,
-//!   no copy).
+//!   no copy); with `--publish-wait` after the Redis URL, with `Topic::publish_wait`, so that
+//!   the publisher slows down to Redis's pace;
+//! - `/stats` answers the Redis broker's counts (`RedisStats { .. }`) and closes.
 //!
 //! With REDIS_URL (`redis://127.0.0.1:6379`) the topic spans every node that shares the Redis
 //! (`wsock_redis::Redis` as the broker). Each connection's outbound queue holds
@@ -31,6 +33,21 @@ fn publish(topics: Topics) {
     });
 }
 
+#[websocket("/pub")]
+fn publish_wait(topics: Topics) {
+    let topic = topics.topic::<Text>("bench");
+    on_message(async |text: Text| {
+        // Waits while the broker's queue toward Redis is full.
+        let _ = topic.publish_wait(text).await;
+    });
+}
+
+#[websocket("/stats")]
+fn stats(out: Out<String>, redis: State<wsock_redis::Redis>) {
+    out.write(format!("{:?}", redis.stats()));
+    out.close();
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_target(false).init();
@@ -40,13 +57,19 @@ async fn main() -> std::io::Result<()> {
         .queue_capacity(QUEUE)
         // 10,000 subscribers and the publisher on one node.
         .max_connections(19_900)
-        .route(sub)
-        .route(publish);
-    if let Some(url) = args.next() {
+        .route(sub);
+    let url = args.next();
+    let wait = args.next().is_some_and(|arg| arg == "--publish-wait");
+    server = if wait {
+        server.route(publish_wait)
+    } else {
+        server.route(publish)
+    };
+    if let Some(url) = url {
         let redis = wsock_redis::Redis::connect(&url)
             .await
             .map_err(std::io::Error::other)?;
-        server = server.broker(redis);
+        server = server.state(redis.clone()).broker(redis).route(stats);
     }
     server.serve(addr).await
 }
