@@ -61,10 +61,14 @@ pub const DEFAULT_PREFIX: &str = "wsock:";
 
 /// How often the connection is checked, and retried while Redis is away.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
-/// How long one command may take before Redis counts as unreachable.
+/// How long the once-a-second check may take before Redis counts as unreachable.
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1_000);
-/// The most publishes sent in one pipeline.
+/// How long a pipeline of publishes may wait for its answer, holding its room in the queue:
+/// Redis is slow, not gone, until the check says so.
+const PIPELINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most publishes, and payload bytes, sent in one pipeline.
 const PIPELINE: usize = 512;
+const PIPELINE_BYTES: usize = 256 << 10;
 /// How many bytes of publishes may wait for Redis by default: [`Redis::queue_limit`].
 pub const DEFAULT_QUEUE_LIMIT: usize = 8 << 20;
 /// What a waiting publish costs beyond its channel name and payload: its queue entry and
@@ -124,23 +128,30 @@ pub(crate) struct Counters {
     pub(crate) received: AtomicU64,
     pub(crate) disconnections: AtomicU64,
     /// When the last line of each rate-limited kind was logged, and how many were skipped.
-    logged: Mutex<[(Option<Instant>, u64); 2]>,
+    logged: Mutex<[(Option<Instant>, u64); 3]>,
 }
 
 /// The rate-limited log lines.
 #[derive(Clone, Copy)]
-enum Line {
+pub(crate) enum Line {
     Behind = 0,
     Unconfirmed = 1,
+    /// Redis refusing the subscriber connection: logged once a minute.
+    Refused = 2,
 }
 
 impl Counters {
-    /// Whether to log a line of `kind` now (at most one a second): `Some(skipped)`.
-    fn log(&self, kind: Line) -> Option<u64> {
+    /// Whether to log a line of `kind` now (at most one a second, or a minute for refusals):
+    /// `Some(skipped)`.
+    pub(crate) fn log(&self, kind: Line) -> Option<u64> {
+        let every = match kind {
+            Line::Refused => Duration::from_secs(60),
+            Line::Behind | Line::Unconfirmed => LOG_EVERY,
+        };
         let mut logged = lock(&self.logged);
         let (last, skipped) = &mut logged[kind as usize];
         let now = Instant::now();
-        if last.is_some_and(|last| now.duration_since(last) < LOG_EVERY) {
+        if last.is_some_and(|last| now.duration_since(last) < every) {
             *skipped += 1;
             return None;
         }
@@ -286,7 +297,8 @@ impl Redis {
             .set_max_delay(Duration::from_millis(500))
             .set_number_of_retries(4)
             .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+            // The check times itself (RESPONSE_TIMEOUT); this bounds the pipelines.
+            .set_response_timeout(Some(PIPELINE_TIMEOUT));
         let connection = if eager {
             client
                 .get_connection_manager_with_config(config)
@@ -469,7 +481,31 @@ impl Shared {
 async fn publish(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut connection = shared.connection.clone();
     let mut batch = Vec::with_capacity(PIPELINE);
-    while queue.recv_many(&mut batch, PIPELINE).await > 0 {
+    // A publish that did not fit the last pipeline: the first of the next.
+    let mut carried: Option<Queued> = None;
+    loop {
+        let first = match carried.take() {
+            Some(queued) => queued,
+            None => match queue.recv().await {
+                Some(queued) => queued,
+                None => return,
+            },
+        };
+        let mut bytes = first.payload.len();
+        batch.push(first);
+        // What queued meanwhile, up to a pipeline's worth: its answer then comes back within
+        // the check's second even over a slow link, so a slow Redis is not taken for a dead one.
+        while batch.len() < PIPELINE {
+            let Ok(queued) = queue.try_recv() else {
+                break;
+            };
+            if bytes + queued.payload.len() > PIPELINE_BYTES {
+                carried = Some(queued);
+                break;
+            }
+            bytes += queued.payload.len();
+            batch.push(queued);
+        }
         let mut pipeline = redis::pipe();
         let mut room = 0;
         for queued in &batch {
@@ -480,42 +516,43 @@ async fn publish(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>
                 .ignore();
             room += queued.cost as usize;
         }
-        let sent = tokio::time::timeout(
-            RESPONSE_TIMEOUT,
-            pipeline.query_async::<()>(&mut connection),
-        )
-        .await;
+        // The room is held until Redis answers: the bound counts what is on the way too.
+        let sent = pipeline.query_async::<()>(&mut connection).await;
         let count = batch.len() as u64;
         match sent {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 shared.stats.published.fetch_add(count, Ordering::Relaxed);
             }
-            // Written to Redis's socket: Redis runs them when it gets to them, and the answer
-            // that comes late is dropped. Nothing is sent twice.
-            Err(_) => unconfirmed(
+            // Sent, unanswered for PIPELINE_TIMEOUT: Redis runs them if it ever gets to them,
+            // and the late answer is dropped. Nothing is sent twice.
+            Err(error) if error.is_timeout() => unconfirmed(
                 &shared,
                 count,
                 "no answer in time",
                 "Redis did not confirm publishes in time: they were sent, and reach other \
-                 servers when Redis gets to them",
+                 servers if Redis gets to them",
             ),
-            Ok(Err(error)) => unconfirmed(
-                &shared,
-                count,
-                &error.to_string(),
-                "publishes may not have reached Redis: the connection failed; other servers \
-                 may miss them",
-            ),
+            // The connection failed: that much the pipeline knows for sure.
+            Err(error) => {
+                went_down(&shared, &error.to_string());
+                unconfirmed(
+                    &shared,
+                    count,
+                    &error.to_string(),
+                    "publishes may not have reached Redis: the connection failed; other \
+                     servers may miss them",
+                );
+            }
         }
         shared.room.add_permits(room);
         batch.clear();
     }
 }
 
-/// A pipeline Redis did not confirm: counted, logged at most once a second.
+/// A pipeline Redis did not confirm: counted, logged at most once a second. (A slow answer is
+/// not a dead Redis: that is for a failed connection or the once-a-second check to say.)
 fn unconfirmed(shared: &Shared, count: u64, error: &str, what: &str) {
     shared.stats.unconfirmed.fetch_add(count, Ordering::Relaxed);
-    went_down(shared, error);
     if let Some(skipped) = shared.stats.log(Line::Unconfirmed) {
         tracing::warn!(
             redis = shared.shown,

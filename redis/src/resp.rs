@@ -30,6 +30,10 @@ pub(crate) struct Malformed(pub(crate) &'static str);
 
 /// Nesting deeper than this is not something Redis sends to a subscriber.
 const MAX_DEPTH: usize = 4;
+/// Redis's own limit on a bulk string (`proto-max-bulk-len`); a longer one is not Redis.
+const MAX_BULK: i64 = 512 << 20;
+/// More items than a subscriber's replies hold.
+const MAX_ITEMS: i64 = 1 << 20;
 
 /// A value's place in the frame being parsed.
 enum Value {
@@ -96,6 +100,7 @@ fn value(buffer: &[u8], at: usize, depth: usize) -> Result<Option<(Value, usize)
         b'$' => match number(text)? {
             -1 => Some((Value::Bulk(None), next)),
             len if len < 0 => return Err(Malformed("a negative bulk length")),
+            len if len > MAX_BULK => return Err(Malformed("a bulk string over 512 MiB")),
             len => {
                 let end = next + len as usize;
                 if buffer.len() < end + 2 {
@@ -110,6 +115,7 @@ fn value(buffer: &[u8], at: usize, depth: usize) -> Result<Option<(Value, usize)
         b'*' => match number(text)? {
             -1 => Some((Value::Array(None), next)),
             len if len < 0 => return Err(Malformed("a negative array length")),
+            len if len > MAX_ITEMS => return Err(Malformed("an array of too many items")),
             _ if depth >= MAX_DEPTH => return Err(Malformed("arrays nested too deep")),
             len => {
                 let mut items = Vec::with_capacity((len as usize).min(16));
@@ -227,6 +233,9 @@ mod tests {
             b":12x\r\n",
             b"+OK\rX",
             b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
+            b"$9223372036854775807\r\n",
+            b"$536870913\r\n",
+            b"*9223372036854775807\r\n",
         ] {
             assert!(all(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }

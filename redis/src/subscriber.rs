@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::resp::{self, Reply};
-use crate::{Counters, Delivery, Error, lock};
+use crate::{Counters, Delivery, Error, Line, lock};
 
 /// How long a connection attempt, or `AUTH`, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -33,6 +33,13 @@ const PING_AFTER: Duration = Duration::from_secs(1);
 const PONG_WITHIN: Duration = Duration::from_secs(3);
 /// How much one read takes in.
 const READ_CHUNK: usize = 64 << 10;
+/// A connection that lasted this long earns a quick retry when it ends.
+const STABLE: Duration = Duration::from_secs(10);
+/// How a connection's end says Redis refused it.
+const REFUSED: &str = "Redis refused";
+/// Payloads shorter than this are copied out of the read buffer: a slice would keep the whole
+/// 64 KiB buffer alive for as long as a slow subscriber keeps the message queued.
+const COPY_BELOW: usize = 16 << 10;
 
 /// Where the subscriber connects, and how it logs in.
 pub(crate) struct Target {
@@ -88,53 +95,81 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 type Ended = String;
 
 /// Keeps a subscriber connection to Redis for as long as the broker lives: connects, follows
-/// `wanted`, delivers, and connects again after any failure.
+/// `wanted`, delivers, and connects again after any failure, sooner after a connection that
+/// held up than after one that did not.
 pub(crate) async fn run(subscriptions: Arc<Subscriptions>) {
     let mut retry = RETRY_FIRST;
     // The connection dropped while it held subscriptions: say so once they are back.
     let mut lost = false;
     loop {
-        let stream = match connect(&subscriptions.target).await {
-            Ok(stream) => stream,
-            Err(error) => {
-                tracing::debug!(redis = subscriptions.shown, %error, "subscriber connection failed");
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(RETRY_LAST);
-                continue;
+        let started = Instant::now();
+        match connect(&subscriptions.target).await {
+            Ok(stream) => {
+                let mut session = Session {
+                    subscriptions: &subscriptions,
+                    stream,
+                    buffer: BytesMut::with_capacity(READ_CHUNK),
+                    requested: HashSet::new(),
+                    confirmed: HashSet::new(),
+                    lost: &mut lost,
+                };
+                let ended = session.run().await;
+                let held = session.confirmed.len();
+                ended_with(&subscriptions, &ended, held, &mut lost);
+                // Only a connection that held up earns a quick retry: one that Redis takes
+                // and then refuses (a wrong password, `maxclients`, an ACL) backs off as a
+                // failed connect does, rather than reconnect thousands of times a second.
+                if started.elapsed() >= STABLE {
+                    retry = RETRY_FIRST;
+                }
             }
-        };
-        retry = RETRY_FIRST;
-        let mut session = Session {
-            subscriptions: &subscriptions,
-            stream,
-            buffer: BytesMut::with_capacity(READ_CHUNK),
-            requested: HashSet::new(),
-            confirmed: HashSet::new(),
-            lost: &mut lost,
-        };
-        let ended = session.run().await;
-        let held = session.confirmed.len();
-        if held > 0 {
-            subscriptions
-                .stats
-                .disconnections
-                .fetch_add(1, Ordering::Relaxed);
-            lost = true;
-            tracing::warn!(
-                redis = subscriptions.shown,
-                error = ended,
-                channels = held,
-                "the connection to Redis dropped: what other servers publish until this server \
-                 has subscribed again is lost for its subscribers (Redis drops a subscriber that \
-                 falls behind: its client-output-buffer-limit for pubsub); reconnecting"
-            );
-        } else {
-            tracing::debug!(
-                redis = subscriptions.shown,
-                error = ended,
-                "subscriber connection ended"
-            );
+            Err(error) => {
+                refused(&subscriptions, &error);
+                tracing::debug!(redis = subscriptions.shown, %error, "subscriber connection failed");
+            }
         }
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(RETRY_LAST);
+    }
+}
+
+/// Says how a connection ended: a loss of subscriptions at warn, a refusal at warn (at most
+/// once a minute), anything else at debug.
+fn ended_with(subscriptions: &Subscriptions, ended: &str, held: usize, lost: &mut bool) {
+    if held > 0 {
+        subscriptions
+            .stats
+            .disconnections
+            .fetch_add(1, Ordering::Relaxed);
+        *lost = true;
+        tracing::warn!(
+            redis = subscriptions.shown,
+            error = ended,
+            channels = held,
+            "the connection to Redis dropped: what other servers publish until this server has \
+             subscribed again is lost for its subscribers (Redis drops a subscriber that falls \
+             behind: its client-output-buffer-limit for pubsub); reconnecting"
+        );
+    } else {
+        refused(subscriptions, ended);
+        tracing::debug!(
+            redis = subscriptions.shown,
+            error = ended,
+            "subscriber connection ended"
+        );
+    }
+}
+
+/// A connection Redis refused (its answer is an error): logged at warn, at most once a minute,
+/// since it will be refused again until the configuration changes.
+fn refused(subscriptions: &Subscriptions, error: &str) {
+    if error.starts_with(REFUSED) && subscriptions.stats.log(Line::Refused).is_some() {
+        tracing::warn!(
+            redis = subscriptions.shown,
+            error,
+            "Redis refuses the subscriber connection: messages from other servers do not \
+             reach this server; retrying every second"
+        );
     }
 }
 
@@ -162,7 +197,7 @@ async fn connect(target: &Target) -> Result<Box<dyn Stream>, Ended> {
                     Ok(None) => continue,
                     Ok(Some(Reply::Ok)) => break,
                     Ok(Some(Reply::Error(error))) => {
-                        return Err(std::io::Error::other(format!("AUTH: {error}")));
+                        return Err(std::io::Error::other(format!("{REFUSED} AUTH: {error}")));
                     }
                     Ok(Some(_)) | Err(_) => {
                         return Err(std::io::Error::other("an unexpected answer to AUTH"));
@@ -199,6 +234,10 @@ impl Session<'_> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if let Err(error) = self.follow_wanted().await {
             return error;
+        }
+        if self.requested.is_empty() {
+            // Nothing to subscribe to again: nothing to announce either.
+            *self.lost = false;
         }
         loop {
             if self.buffer.capacity() - self.buffer.len() < READ_CHUNK / 4 {
@@ -263,7 +302,7 @@ impl Session<'_> {
                 Reply::Unsubscribed(channel) => {
                     self.confirmed.remove(&*String::from_utf8_lossy(&channel));
                 }
-                Reply::Error(error) => return Err(format!("Redis refused: {error}")),
+                Reply::Error(error) => return Err(format!("{REFUSED}: {error}")),
                 Reply::Pong | Reply::Ok | Reply::Other => {}
             }
         }
@@ -282,6 +321,11 @@ impl Session<'_> {
             return;
         };
         subscriptions.stats.received.fetch_add(1, Ordering::Relaxed);
+        let payload = if payload.len() < COPY_BELOW {
+            bytes::Bytes::copy_from_slice(&payload)
+        } else {
+            payload
+        };
         delivery.sink.deliver(topic, payload);
     }
 
@@ -316,5 +360,49 @@ impl Session<'_> {
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err("Redis did not take a command in time".to_owned()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Redis that takes the connection and then ends it at once (a wrong password,
+    /// `maxclients`, a proxy with nothing behind it) is not reconnected to in a tight loop:
+    /// the delays grow as they do after a failed connect.
+    #[tokio::test]
+    async fn a_connection_that_ends_at_once_backs_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counting = Arc::clone(&accepted);
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counting.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        let subscriptions = Arc::new(Subscriptions {
+            target: Target {
+                address: Address::Tcp("127.0.0.1".to_owned(), port),
+                username: None,
+                password: None,
+            },
+            shown: format!("redis://127.0.0.1:{port}"),
+            wanted: Mutex::new(HashSet::from(["wsock:a".to_owned()])),
+            changed: Notify::new(),
+            delivery: OnceLock::new(),
+            stats: Arc::default(),
+        });
+        let running = tokio::spawn(run(subscriptions));
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        running.abort();
+        server.abort();
+        // 50 + 100 + 200 + 400 + 800 ms: five or six attempts, not thousands.
+        let attempts = accepted.load(Ordering::SeqCst);
+        assert!(
+            (2..=7).contains(&attempts),
+            "{attempts} connections in 1.6 s"
+        );
     }
 }
