@@ -386,8 +386,10 @@ impl<S: Socket> Driver<S> {
                         // Waiting for the socket: a close known already waits behind what is
                         // queued (the close timer bounds it); only a new one must wake us.
                         self.shared.is_closing() || self.shared.park_until_close(cx)
+                    } else if !self.pending.is_empty() {
+                        // The socket took what blocked the last turn's framing: go on framing.
+                        false
                     } else {
-                        debug_assert!(self.pending.is_empty(), "framing stops only for budget");
                         self.shared.park(cx)
                     };
                     if !parked {
@@ -554,26 +556,24 @@ impl<S: Socket> Driver<S> {
             Message::Text(text) => (OpCode::Text, text.into_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
-        let len = payload.len();
-        if let Some(deflate) = &self.deflate
-            && len >= deflate.threshold
-        {
-            let compressed = match published {
-                Some(published) if !deflate.server_takeover => {
-                    deflated(&published, deflate, &payload)
-                }
-                _ => deflate::compress(&payload, deflate, &mut self.contexts),
-            };
-            let units = 1 + len / 1024;
-            if let Some(compressed) = compressed {
-                self.writer.push(opcode, true, compressed);
-                return units;
-            }
+        let Some(deflate) = self
+            .deflate
+            .as_ref()
+            .filter(|d| payload.len() >= d.threshold)
+        else {
             self.writer.push(opcode, false, payload);
-            return units;
+            return 1;
+        };
+        let units = 1 + payload.len() / 1024;
+        let compressed = match published {
+            Some(published) if !deflate.server_takeover => deflated(&published, deflate, &payload),
+            _ => deflate::compress(&payload, deflate, &mut self.contexts),
+        };
+        match compressed {
+            Some(compressed) => self.writer.push(opcode, true, compressed),
+            None => self.writer.push(opcode, false, payload),
         }
-        self.writer.push(opcode, false, payload);
-        1
+        units
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {

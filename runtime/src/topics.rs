@@ -299,15 +299,7 @@ impl<T: IntoMessage> Topic<T> {
     /// outpace Redis). To slow down to the broker's pace instead, use
     /// [`Topic::publish_wait`].
     pub fn publish(&self, message: impl Publish<T>) -> Result<(), PublishError> {
-        let (entry, message, payload) = self.prepare(message)?;
-        let Some((broker, payload)) = payload else {
-            entry.deliver(message, None);
-            return Ok(());
-        };
-        entry.deliver(message, None);
-        broker
-            .publish(&entry.name, payload)
-            .map_err(|error| entry.refused(error))
+        self.publish_from(None, message)
     }
 
     /// Publishes `message` to every subscriber but `except`'s connection (a chat message is
@@ -317,14 +309,21 @@ impl<T: IntoMessage> Topic<T> {
         except: &impl Subscriber<T>,
         message: impl Publish<T>,
     ) -> Result<(), PublishError> {
-        let except = except.connection().0;
-        let (entry, message, payload) = self.prepare(message)?;
-        entry.deliver(message, Some(except));
-        match payload {
+        self.publish_from(Some(except.connection().0), message)
+    }
+
+    fn publish_from(
+        &self,
+        except: Option<&Arc<Shared>>,
+        message: impl Publish<T>,
+    ) -> Result<(), PublishError> {
+        let (message, remote) = self.prepare(message)?;
+        self.entry.deliver(message, except);
+        match remote {
             None => Ok(()),
             Some((broker, payload)) => broker
-                .publish(&entry.name, payload)
-                .map_err(|error| entry.refused(error)),
+                .publish(&self.entry.name, payload)
+                .map_err(|error| self.entry.refused(error)),
         }
     }
 
@@ -337,14 +336,13 @@ impl<T: IntoMessage> Topic<T> {
     /// The subscribers of this node get the message once the broker had room for it, so they
     /// see the same pace.
     pub async fn publish_wait(&self, message: impl Publish<T>) -> Result<(), PublishError> {
-        let (entry, message, payload) = self.prepare(message)?;
-        let Some((broker, payload)) = payload else {
-            entry.deliver(message, None);
-            return Ok(());
+        let (message, remote) = self.prepare(message)?;
+        let taken = match remote {
+            None => Ok(()),
+            Some((broker, payload)) => broker.publish_wait(&self.entry.name, payload).await,
         };
-        let taken = broker.publish_wait(&entry.name, payload).await;
-        entry.deliver(message, None);
-        taken.map_err(|error| entry.refused(error))
+        self.entry.deliver(message, None);
+        taken.map_err(|error| self.entry.refused(error))
     }
 
     /// The message encoded for this node's subscribers and, with a broker, for the others.
@@ -352,18 +350,17 @@ impl<T: IntoMessage> Topic<T> {
     fn prepare(
         &self,
         message: impl Publish<T>,
-    ) -> Result<(&Entry, Message, Option<(&Arc<dyn Broker>, Bytes)>), PublishError> {
+    ) -> Result<(Message, Option<(&Arc<dyn Broker>, Bytes)>), PublishError> {
         let message = message
             .into_topic_message()
             .into_message()
             .map_err(PublishError::Encode)?;
-        let entry = &*self.entry;
-        let remote = entry
-            .hub
+        let hub = &self.entry.hub;
+        let remote = hub
             .broker
             .get()
-            .map(|broker| (broker, encode_remote(&entry.hub.node, &message)));
-        Ok((entry, message, remote))
+            .map(|broker| (broker, encode_remote(&hub.node, &message)));
+        Ok((message, remote))
     }
 }
 
