@@ -11,8 +11,9 @@
 //!   `websockets.connect("ws://127.0.0.1:9000/me", additional_headers={"Cookie": "WSOCK_SESSION=.."})`,
 //!   then receives `hello ada` and the echo of each message, signed `ada: ..`.
 //!
-//! The cookie is signed with the secret in `WSOCK_SECRET` (at least 32 bytes; the example
-//! falls back to a fixed demo secret): a cookie edited by hand, or signed with another secret,
+//! The cookie is signed with the secret in `WSOCK_SECRET` (at least 32 bytes; without it, with
+//! a random key, so the printed cookie works until the server stops): a cookie edited by hand,
+//! or signed with another secret,
 //! gives an empty session, hence 401.
 
 use wsock::SessionKey;
@@ -47,9 +48,11 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
-    let secret = std::env::var("WSOCK_SECRET")
-        .unwrap_or_else(|_| "a demo secret: set WSOCK_SECRET in real deployments".to_owned());
-    let key = SessionKey::derive_from(secret);
+    let key = match std::env::var("WSOCK_SECRET") {
+        Ok(secret) => SessionKey::derive_from(secret),
+        // A fixed fallback would let anyone who read this file sign cookies.
+        Err(_) => SessionKey::generate(),
+    };
     let mut session = Session::new();
     session.insert("user", "ada");
     let set_cookie = key.cookie(&session);

@@ -8,14 +8,15 @@
 //! (and `GET /api/me`) answer 401 again.
 //!
 //! - `POST /login` (a form with `name`): sets `WSOCK_SESSION`, signed with the secret in
-//!   `WSOCK_SECRET` (the example falls back to a demo secret), valid for 8 hours: the expiry
-//!   is signed into the cookie and checked by the server, not only by the browser;
+//!   `WSOCK_SECRET` (without it, a random key: sessions end when the server stops), valid for
+//!   8 hours: the expiry is signed into the cookie and checked by the server, not only by the
+//!   browser;
 //! - `POST /logout`: clears the cookie;
 //! - `GET /api/me`: `{"user":"ada"}`, or 401: an HTTP route reading the same session;
 //! - `ws://../me`: `hello ada`, then each message back as `ada: ..`.
 //!
-//! The cookie is `HttpOnly` and `SameSite=Lax`, `Secure` when `WSOCK_SECURE=1` (behind a TLS
-//! proxy). Login and logout refuse forms posted from other sites (their `Origin`), so another
+//! The cookie is `HttpOnly` and `SameSite=Lax`; with `WSOCK_SECURE=1` (behind a TLS proxy) it
+//! is `Secure` and named `__Host-WSOCK_SESSION`. Login and logout refuse forms posted from other sites (their `Origin`), so another
 //! site cannot log a visitor in or out.
 
 use std::net::SocketAddr;
@@ -132,9 +133,17 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
-    let secret = std::env::var("WSOCK_SECRET")
-        .unwrap_or_else(|_| "a demo secret: set WSOCK_SECRET in real deployments".to_owned());
-    let key = SessionKey::derive_from(secret)
+    let key = match std::env::var("WSOCK_SECRET") {
+        Ok(secret) => SessionKey::derive_from(secret),
+        Err(_) => {
+            // A fixed fallback would let anyone who read this file sign cookies.
+            tracing::info!(
+                "WSOCK_SECRET is not set: a random key, so sessions end with the server"
+            );
+            SessionKey::generate()
+        }
+    };
+    let key = key
         .max_age(Duration::from_secs(8 * 3600))
         .secure(std::env::var("WSOCK_SECURE").is_ok_and(|v| v == "1"));
     let (router, handle) = app(key);

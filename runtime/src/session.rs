@@ -9,8 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cookie::{Cookie, CookieBuilder, CookieJar, Key};
 use http::HeaderMap;
 
-/// The session cookie's name.
+/// The session cookie's name. A `Secure` session cookie is named `__Host-WSOCK_SESSION`
+/// instead: browsers then accept it only from this very host over https, so a sibling
+/// subdomain cannot plant one of its own.
 pub const SESSION_COOKIE: &str = "WSOCK_SESSION";
+
+/// The name of a `Secure` session cookie.
+const SECURE_SESSION_COOKIE: &str = "__Host-WSOCK_SESSION";
 
 /// Starts every signed session value, so that no other value signed with the same key is
 /// taken for a session. The value goes on with the expiry (seconds since 1970), a `:`, and
@@ -230,6 +235,15 @@ impl SessionKey {
         self.same_site == SameSite::None || self.secure.unwrap_or(over_tls)
     }
 
+    /// The cookie's name: with the `__Host-` prefix when it is `Secure`.
+    fn name(&self, over_tls: bool) -> &'static str {
+        if self.is_secure(over_tls) {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
     fn attributes<'c>(&self, cookie: CookieBuilder<'c>, over_tls: bool) -> CookieBuilder<'c> {
         let same_site = match self.same_site {
             SameSite::Strict => cookie::SameSite::Strict,
@@ -254,16 +268,18 @@ impl SessionKey {
         let max_age = i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX);
         let mut jar = CookieJar::new();
         jar.signed_mut(&self.key).add(
-            self.attributes(Cookie::build((SESSION_COOKIE, value)), over_tls)
+            self.attributes(Cookie::build((self.name(over_tls), value)), over_tls)
                 .max_age(cookie::time::Duration::seconds(max_age)),
         );
-        let cookie = jar.get(SESSION_COOKIE).expect("the cookie was just added");
+        let cookie = jar
+            .get(self.name(over_tls))
+            .expect("the cookie was just added");
         cookie.encoded().to_string()
     }
 
     fn clear(&self, over_tls: bool) -> String {
         let cookie = self
-            .attributes(Cookie::build((SESSION_COOKIE, "")), over_tls)
+            .attributes(Cookie::build((self.name(over_tls), "")), over_tls)
             .max_age(cookie::time::Duration::ZERO)
             .expires(cookie::time::OffsetDateTime::UNIX_EPOCH)
             .build();
@@ -276,6 +292,18 @@ impl SessionKey {
         cookie_headers: impl Iterator<Item = &'a str>,
         now: SystemTime,
     ) -> Session {
+        self.verify_as(cookie_headers, now, false)
+    }
+
+    /// `verify`, for an issuer that serves TLS (`over_tls`) or not: the cookie's name says
+    /// which it is.
+    fn verify_as<'a>(
+        &self,
+        cookie_headers: impl Iterator<Item = &'a str>,
+        now: SystemTime,
+        over_tls: bool,
+    ) -> Session {
+        let name = self.name(over_tls);
         // A request may carry several cookies of this name (another path or domain, or one
         // planted by a sibling site): the first that verifies counts.
         let mut seen = false;
@@ -283,13 +311,13 @@ impl SessionKey {
             .flat_map(Cookie::split_parse_encoded)
             .flatten()
         {
-            if cookie.name() != SESSION_COOKIE {
+            if cookie.name() != name {
                 continue;
             }
             seen = true;
             let mut jar = CookieJar::new();
             jar.add_original(cookie.into_owned());
-            let Some(verified) = jar.signed(&self.key).get(SESSION_COOKIE) else {
+            let Some(verified) = jar.signed(&self.key).get(name) else {
                 continue;
             };
             // The prefix binds the signature to sessions: another cookie signed with the
@@ -435,7 +463,8 @@ impl Sessions {
                  so no cookie issued elsewhere or before a restart is accepted"
             );
         }
-        self.with_key(|key| key.verify(cookie_headers, SystemTime::now()))
+        let over_tls = self.over_tls();
+        self.with_key(|key| key.verify_as(cookie_headers, SystemTime::now(), over_tls))
     }
 }
 
@@ -617,10 +646,26 @@ mod tests {
         assert_eq!(sessions.read(&headers), ada);
 
         sessions.set_over_tls(true);
-        assert!(sessions.cookie(&ada).contains("; Secure"));
-        assert!(sessions.clear_cookie().contains("; Secure"));
+        let secure = sessions.cookie(&ada);
+        assert!(secure.starts_with("__Host-WSOCK_SESSION="), "{secure}");
+        assert!(secure.contains("; Secure"), "{secure}");
+        assert!(
+            sessions
+                .clear_cookie()
+                .starts_with("__Host-WSOCK_SESSION=;")
+        );
+        // Over TLS only the `__Host-` cookie counts: a plain one (planted by a sibling
+        // subdomain, or left from plain http) is no session.
+        let mut secure_headers = HeaderMap::new();
+        secure_headers.insert(
+            http::header::COOKIE,
+            cookie_header(&secure).parse().unwrap(),
+        );
+        assert_eq!(sessions.read(&secure_headers), ada);
+        assert!(sessions.read(&headers).is_empty());
         sessions.set_key(key.secure(false));
         assert!(!sessions.cookie(&ada).contains("Secure"));
+        assert_eq!(sessions.read(&headers), ada);
     }
 
     #[test]
