@@ -31,18 +31,6 @@ fn vault(out: Out<Message>) {
     on_message(|message: Message| out.write(message));
 }
 
-/// Answers each message with its length: the limit is the endpoint's, 1 MiB.
-#[websocket("/measure", max_message_size = "1MiB")]
-fn measure(out: Out<String>) {
-    on_message(|message: Message| {
-        let len = match message {
-            Message::Text(text) => text.len(),
-            Message::Binary(bytes) => bytes.len(),
-        };
-        out.write(len.to_string());
-    });
-}
-
 /// Subscribes to `news`, then says so.
 #[websocket("/news")]
 fn news(out: Out<String>, topics: Topics) {
@@ -266,19 +254,6 @@ async fn a_bomb_closes_with_1009_and_rsv1_where_it_does_not_belong_with_1002() {
         .unwrap();
     assert_eq!(raw_close_code(&mut stream).await, 1007);
     server.stop().await;
-}
-
-/// Bytes that do not compress (a xorshift stream).
-fn incompressible(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 /// Raw deflate of `bytes` at `level` (0 stores), sync-flushed every `flush_every` bytes, as

@@ -6,6 +6,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod common;
+
+use common::{incompressible, measure};
 use serde::{Deserialize, Serialize};
 use wsock::prelude::*;
 use wsock::test::{TestClient, TestServer};
@@ -57,18 +60,6 @@ fn says_hi(out: Out<String>) {
 #[websocket("/bye")]
 fn bye(out: Out<String>) {
     out.close_with(4000, "bye now");
-}
-
-/// Answers each message with its length; the limit is 1 MiB.
-#[websocket("/measure", max_message_size = "1MiB")]
-fn measure(out: Out<String>) {
-    on_message(|message: Message| {
-        let len = match message {
-            Message::Text(text) => text.len(),
-            Message::Binary(bytes) => bytes.len(),
-        };
-        out.write(len.to_string());
-    });
 }
 
 fn server() -> Server {
@@ -350,19 +341,6 @@ async fn shutdown_closes_every_client_with_1001() {
     assert_eq!(app.open_connections(), 0);
     let refused: Result<TestClient, _> = app.connect("/echo").await;
     assert_eq!(refused.unwrap_err().status(), 503);
-}
-
-/// Bytes that do not compress (a xorshift stream).
-fn incompressible(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 /// A client that offers permessage-deflate speaks it, as a browser does: it compresses what

@@ -297,9 +297,14 @@ async fn a_busy_connection_cannot_starve_another() {
         "echo while two connections are busy: {count} round trips, median {median:?}, \
          slowest {slowest:?} (quiet: median {quiet_median:?})"
     );
+    // Without the budget an echo waited 800 ms and more; with it, on this project's machine, a
+    // fraction of a millisecond (median) and under 10 ms (slowest), or under 30 ms with other
+    // processes burning both cores. The bounds leave room for a loaded machine.
+    let median_bound = quiet_median * 10 + Duration::from_millis(2);
     assert!(
-        median < Duration::from_millis(5) && slowest < Duration::from_millis(50),
-        "a busy connection held up another one's echo: median {median:?}, slowest {slowest:?}"
+        median < median_bound && slowest < Duration::from_millis(150),
+        "a busy connection held up another one's echo: median {median:?} (bound {median_bound:?}), \
+         slowest {slowest:?}"
     );
     drop(healthy);
     server.stop().await;

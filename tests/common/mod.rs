@@ -29,6 +29,31 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Stream for S {}
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Answers each message with its length: the limit is the endpoint's, 1 MiB.
+#[websocket("/measure", max_message_size = "1MiB")]
+pub fn measure(out: Out<String>) {
+    on_message(|message: Message| {
+        let len = match message {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+        };
+        out.write(len.to_string());
+    });
+}
+
+/// Bytes that do not compress (a xorshift stream).
+pub fn incompressible(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Harness
 
