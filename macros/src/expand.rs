@@ -210,6 +210,8 @@ fn connection_code(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
     }
 }
 
+/// The message loop. With synchronous sections it is a handler the connection calls in place
+/// for each message (`serve`); with an async one, a loop that awaits each message.
 fn message_loop(on_message: &Section, on_error: Option<&Section>, locals: &Locals) -> TokenStream {
     let Locals {
         inbox, msg, error, ..
@@ -219,7 +221,33 @@ fn message_loop(on_message: &Section, on_error: Option<&Section>, locals: &Local
         Some(Pat::Type(param)) => param.ty.to_token_stream(),
         _ => quote!(_),
     };
+    // At the type: "`X` cannot be received as a websocket message" points there, and only
+    // there, as decoding is a plain call outside the future's type.
+    let decode = paths::decode();
+    let decoded = quote_spanned!(ty.span()=> #decode::<#ty>(#msg));
     let handle = run_section(on_message, Some(msg));
+    let is_async = |section: &Section| prepare_closure(section).asyncness.is_some();
+    if !is_async(on_message) && !on_error.is_some_and(is_async) {
+        let handled = paths::handled();
+        let on_error = match on_error {
+            Some(on_error) => {
+                let call = run_section(on_error, Some(error));
+                quote!(#handled(#call))
+            }
+            None => {
+                let rejected = paths::rejected();
+                quote!(#rejected(#error))
+            }
+        };
+        // The message loop's await is `on_message`'s: "await occurs here" points there.
+        let serve = quote_spanned!(on_message.ident.span()=> #inbox.serve(|#msg| {
+            match #decoded {
+                #ok(#msg) => #handled(#handle),
+                #err(#error) => #on_error,
+            }
+        }).await);
+        return quote!(#serve;);
+    }
     let on_error = match on_error {
         Some(on_error) => {
             let call = run_section(on_error, Some(error));
@@ -227,10 +255,6 @@ fn message_loop(on_message: &Section, on_error: Option<&Section>, locals: &Local
         }
         None => quote!(#inbox.reject(#error)),
     };
-    // At the type: "`X` cannot be received as a websocket message" points there, and only
-    // there, as decoding is a plain call outside the future's type.
-    let decode = paths::decode();
-    let decoded = quote_spanned!(ty.span()=> #decode::<#ty>(#msg));
     // Waiting for the next message is `on_message`'s await: "await occurs here" points there.
     let recv = quote_spanned!(on_message.ident.span()=> #inbox.recv().await);
     quote! {

@@ -34,6 +34,14 @@ pub(crate) fn decode() -> TokenStream {
     quote!(::wsock::__private::decode)
 }
 
+pub(crate) fn handled() -> TokenStream {
+    quote!(::wsock::__private::handled)
+}
+
+pub(crate) fn rejected() -> TokenStream {
+    quote!(::wsock::__private::Handled::Rejected)
+}
+
 pub(crate) fn stubs() -> TokenStream {
     quote!(::wsock::__private::stubs)
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::ReadBuf;
@@ -27,7 +27,7 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::codec::deflate::{self, Contexts, Deflate};
 use crate::codec::frame::OpCode;
-use crate::codec::read::{Error as ReadError, Event, Limits, Reader};
+use crate::codec::read::{Event, Limits, Reader};
 use crate::codec::socket::Socket;
 use crate::codec::write::Writer;
 use crate::codec::{Outgoing, Published};
@@ -35,7 +35,7 @@ use crate::dispatch::Accepted;
 use crate::endpoint::{Code, panic_message};
 use crate::error::Error;
 use crate::message::{CloseCode, Message};
-use crate::shared::Shared;
+use crate::shared::{self, Shared};
 use crate::shutdown::Shutdown;
 
 /// Runs an accepted connection on the socket hyper hands over after the 101, in a task of its
@@ -110,9 +110,6 @@ fn spawn(
     app.registry.spawn(id, connection.instrument(span));
 }
 
-/// The most bytes one socket read takes in, through the thread's scratch buffer.
-const SCRATCH_LEN: usize = 64 << 10;
-
 /// A payload at least this long still to come is read straight into its message.
 const DIRECT_MIN: usize = 8 << 10;
 
@@ -126,8 +123,11 @@ const WORK_PER_WAKE: usize = 256;
 
 thread_local! {
     /// Where socket reads land, shared by the thread's connections: an idle connection owns
-    /// no read buffer; a busy one keeps only the bytes it has not taken yet.
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_LEN].into_boxed_slice());
+    /// no read buffer; a busy one keeps a view of what it read and has not parsed yet, and
+    /// the bytes of a frame not yet whole. Messages in whole frames are slices of it: once
+    /// they are all dropped (written out, say), a read reuses the same memory, so reading
+    /// allocates nothing.
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 /// The connection loop over an upgraded stream; `read` holds bytes already read past the
@@ -188,11 +188,10 @@ struct Driver<S> {
     io: S,
     reader: Reader,
     writer: Writer,
-    /// Bytes the client sent right behind its HTTP request, read with it: read first.
-    early: Vec<u8>,
-    /// Events read past the one the endpoint is given (one socket read may bring several
-    /// messages); empty, and unallocated, most of the time.
-    ahead: VecDeque<Result<Event, ReadError>>,
+    /// What was read and not parsed yet: a view of the thread's read buffer (or of the bytes
+    /// the client sent right behind its HTTP request), parsed a message at a time. Empty, and
+    /// holding nothing, whenever the connection has taken everything it read.
+    input: BytesMut,
     /// Compression agreed with the client, if any (the endpoint allowing it).
     deflate: Option<Deflate>,
     /// The compression contexts kept between messages, with context takeover.
@@ -267,8 +266,7 @@ impl<S: Socket> Driver<S> {
             io,
             reader: Reader::new(true, limits, accepted.deflate),
             writer: Writer::default(),
-            early: read,
-            ahead: VecDeque::new(),
+            input: BytesMut::from(&read[..]),
             deflate: accepted.deflate,
             contexts: Contexts::default(),
             shared: connection.shared,
@@ -306,9 +304,17 @@ impl<S: Socket> Driver<S> {
             let mut progress = false;
             self.spend(cx, 1);
 
-            if let Some(user) = &mut self.user {
+            // An endpoint whose code waits in `serve` is called in place for each message:
+            // polling its code again changes nothing until no more messages come.
+            if let Some(user) = &mut self.user
+                && !self.shared.serves()
+            {
+                // The endpoint's own writes go straight to `pending` meanwhile.
+                let pending: *mut VecDeque<Outgoing> = &mut self.pending;
                 // A panic in ready code or `on_close` ends this connection only.
-                let polled = std::panic::catch_unwind(AssertUnwindSafe(|| user.as_mut().poll(cx)));
+                let polled = shared::running(&self.shared, pending, || {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| user.as_mut().poll(cx)))
+                });
                 let finished = match polled {
                     Ok(Poll::Pending) => None,
                     Ok(Poll::Ready(result)) => Some(Ok(result)),
@@ -626,22 +632,22 @@ impl<S: Socket> Driver<S> {
             let (code, reason) = error.close();
             ReadEnd::Fail(code, reason)
         };
-        if let Some(next) = self.ahead.pop_front() {
-            if self.ahead.is_empty() {
-                // Freed at once: an idle connection holds no buffer.
-                self.ahead = VecDeque::new();
-            }
-            return Poll::Ready(next.map_err(fail));
-        }
-        if !self.early.is_empty() {
-            let early = std::mem::take(&mut self.early);
-            if let Some(event) =
-                feed_all(&mut self.reader, &early, &mut self.ahead).map_err(fail)?
-            {
-                return Poll::Ready(Ok(event));
-            }
-        }
         loop {
+            if !self.input.is_empty() {
+                let event = self.reader.feed_from(&mut self.input).map_err(fail)?;
+                if self.input.is_empty() {
+                    // Lets go of the read buffer, which the next read may then reuse.
+                    self.input = BytesMut::new();
+                }
+                if let Some(event) = event {
+                    if matches!(event, Event::Close(_)) {
+                        // Nothing after a close frame is read.
+                        self.input = BytesMut::new();
+                    }
+                    return Poll::Ready(Ok(event));
+                }
+                continue;
+            }
             // A large payload under way: read it straight into its message.
             if let Some((buf, want)) = self.reader.direct(DIRECT_MIN) {
                 let spare = &mut buf.spare_capacity_mut()[..want];
@@ -662,23 +668,16 @@ impl<S: Socket> Driver<S> {
                 }
                 continue;
             }
-            let (io, reader, ahead) = (&mut self.io, &mut self.reader, &mut self.ahead);
-            let read = SCRATCH.with_borrow_mut(|scratch| {
-                let mut buf = ReadBuf::new(&mut scratch[..]);
-                match io.poll_read_some(cx, &mut buf) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(ReadEnd::Gone(Some(error)))),
-                    Poll::Ready(Ok(())) => {}
-                }
-                let read = buf.filled();
-                if read.is_empty() {
-                    return Poll::Ready(Err(ReadEnd::Gone(None)));
-                }
-                Poll::Ready(feed_all(reader, read, ahead).map_err(fail))
+            let io = &mut self.io;
+            let read = SCRATCH.with_borrow_mut(|chunk| match io.poll_read_into(cx, chunk) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(error)) => Poll::Ready(Err(ReadEnd::Gone(Some(error)))),
+                Poll::Ready(Ok(0)) => Poll::Ready(Err(ReadEnd::Gone(None))),
+                // This connection's view of what it read; the buffer keeps its room.
+                Poll::Ready(Ok(_)) => Poll::Ready(Ok(chunk.split())),
             });
             match read {
-                Poll::Ready(Ok(Some(event))) => return Poll::Ready(Ok(event)),
-                Poll::Ready(Ok(None)) => continue,
+                Poll::Ready(Ok(read)) => self.input = read,
                 Poll::Ready(Err(end)) => return Poll::Ready(Err(end)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -712,11 +711,27 @@ impl<S: Socket> Driver<S> {
             Event::Pong(_) => {}
             Event::Message(message) => {
                 // While closing, data frames are read and dropped (RFC 6455 §1.4).
-                if self.phase == Phase::Open {
+                if self.phase != Phase::Open {
+                } else if self.shared.serves() {
+                    self.serve(message);
+                } else {
                     self.shared.deliver(message);
                 }
             }
         }
+    }
+
+    /// Calls the endpoint's synchronous handler with `message`, in place.
+    fn serve(&mut self, message: Message) {
+        let handler = self.shared.handler();
+        let pending: *mut VecDeque<Outgoing> = &mut self.pending;
+        let handled = shared::running(&self.shared, pending, || {
+            // SAFETY: registered by the `Serve` future the endpoint's code waits in, which
+            // keeps it valid until it withdraws it; that code is not being polled now, and
+            // nothing else calls the handler. `serves()` said it is registered.
+            unsafe { (*(*handler).call)(message) }
+        });
+        self.shared.handled(handled);
     }
 
     fn read_failed(&mut self, code: CloseCode, reason: &str) {
@@ -773,44 +788,6 @@ impl<S: Socket> Driver<S> {
         self.close = None;
         self.shared.finish();
     }
-}
-
-/// Reads all of `input`: returns the first event it completes, and queues the events after
-/// it in `ahead`, up to a close or an error (queued too). A frame left unfinished stays in
-/// the reader. The endpoint still gets one message at a time, and the socket is read again
-/// only once `ahead` is empty.
-fn feed_all(
-    reader: &mut Reader,
-    mut input: &[u8],
-    ahead: &mut VecDeque<Result<Event, ReadError>>,
-) -> Result<Option<Event>, ReadError> {
-    let mut first = None;
-    while !input.is_empty() {
-        let (taken, event) = match reader.feed(input) {
-            Ok(fed) => fed,
-            Err(error) if first.is_none() => return Err(error),
-            Err(error) => {
-                ahead.push_back(Err(error));
-                break;
-            }
-        };
-        input = &input[taken..];
-        let Some(event) = event else {
-            // All of `input` was taken into an unfinished frame.
-            break;
-        };
-        let close = matches!(event, Event::Close(_));
-        if first.is_none() {
-            first = Some(event);
-        } else {
-            ahead.push_back(Ok(event));
-        }
-        if close {
-            // Nothing after a close frame is read.
-            break;
-        }
-    }
-    Ok(first)
 }
 
 /// A published message's compressed payload for this connection's window: made by the

@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::future::{Future, poll_fn};
+use std::marker::PhantomPinned;
 use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -14,9 +15,10 @@ use std::task::Poll;
 use futures_util::FutureExt;
 
 use crate::error::Error;
-use crate::message::{CloseCode, DecodeError, FromMessage, Message};
+use crate::message::{DecodeError, FromMessage, Message};
 use crate::request::{Reject, Request};
-use crate::shared::Shared;
+pub use crate::shared::Handled;
+use crate::shared::{Handler, Shared};
 
 /// A WebSocket endpoint: what `#[websocket("/path")]` generates from a function `name`, as a
 /// struct `name` (with a function `name` that returns it, which
@@ -212,6 +214,21 @@ impl Inbox {
         })
     }
 
+    /// Hands each message to `handler`, called in place by the connection's driver the
+    /// moment the message is read, until no more come: the message loop of an endpoint whose
+    /// sections are synchronous, with no hand-off and no wake-up per message.
+    pub fn serve<F>(&mut self, handler: F) -> Serve<'_, F>
+    where
+        F: FnMut(Message) -> Handled,
+    {
+        Serve {
+            inbox: self,
+            handler,
+            registered: None,
+            _pinned: PhantomPinned,
+        }
+    }
+
     /// Reads and drops messages until the connection closes (an endpoint with no `on_message`).
     pub async fn discard(&mut self) {
         while self.recv().await.is_some() {}
@@ -220,27 +237,13 @@ impl Inbox {
     /// Records how a section ended: an error or a panic closes the connection with 1011.
     pub fn handled(&self, outcome: Result<(), Failure>) {
         if let Err(failure) = outcome {
-            let endpoint = self.shared.endpoint;
-            match failure {
-                Failure::Error(error) => {
-                    tracing::error!(endpoint, %error, "section failed; closing with 1011")
-                }
-                Failure::Panic(panic) => {
-                    let panic = panic_message(&*panic);
-                    tracing::error!(endpoint, panic, "section panicked; closing with 1011")
-                }
-            }
-            self.shared
-                .close(CloseCode::INTERNAL_ERROR, "internal error");
-            self.shared.end_inbound();
+            self.shared.handled(Handled::Failed(failure));
         }
     }
 
     /// A message that could not be decoded and that no `on_error` section takes.
     pub fn reject(&self, error: DecodeError) {
-        tracing::debug!(endpoint = self.shared.endpoint, %error, "undecodable message");
-        self.shared.close(error.close_code(), error.message());
-        self.shared.end_inbound();
+        self.shared.handled(Handled::Rejected(error));
     }
 
     /// Records how `on_close` ended; the connection is already closed.
@@ -255,6 +258,69 @@ impl Inbox {
                 }
             }
         }
+    }
+}
+
+/// The message loop of [`Inbox::serve`]: while it waits, its handler is registered with the
+/// connection, and the driver calls it for each message; it ends when no more come.
+#[doc(hidden)]
+pub struct Serve<'a, F> {
+    inbox: &'a mut Inbox,
+    handler: F,
+    /// What the connection is given: a pointer to `handler`, stable while this future is
+    /// pinned.
+    registered: Option<Handler>,
+    _pinned: PhantomPinned,
+}
+
+impl<F> Future for Serve<'_, F>
+where
+    F: FnMut(Message) -> Handled,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<()> {
+        // SAFETY: nothing is moved out of the pinned future; `handler` stays where it is.
+        let this = unsafe { self.get_unchecked_mut() };
+        let shared = &this.inbox.shared;
+        if shared.inbound_ended() {
+            shared.set_handler(std::ptr::null());
+            return Poll::Ready(());
+        }
+        if this.registered.is_none() {
+            let call: *mut (dyn FnMut(Message) -> Handled + '_) = &mut this.handler;
+            // SAFETY: only the lifetime is erased. The driver calls the handler only while it
+            // is registered, on the connection's own task, between polls of the endpoint's
+            // code; this future withdraws it when it ends or is dropped, and, pinned, never
+            // moves it meanwhile.
+            let call = unsafe {
+                std::mem::transmute::<
+                    *mut (dyn FnMut(Message) -> Handled + '_),
+                    *mut (dyn FnMut(Message) -> Handled + 'static),
+                >(call)
+            };
+            let registered = this.registered.insert(Handler { call });
+            shared.set_handler(registered);
+        }
+        // No waker: the driver polls the endpoint's code again once the inbound side ends.
+        Poll::Pending
+    }
+}
+
+impl<F> Drop for Serve<'_, F> {
+    fn drop(&mut self) {
+        if self.registered.is_some() {
+            self.inbox.shared.set_handler(std::ptr::null());
+        }
+    }
+}
+
+/// What a section's outcome comes to for the connection, in [`Inbox::serve`]'s handler.
+#[doc(hidden)]
+pub fn handled(outcome: Result<(), Failure>) -> Handled {
+    match outcome {
+        Ok(()) => Handled::Done,
+        Err(failure) => Handled::Failed(failure),
     }
 }
 

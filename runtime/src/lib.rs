@@ -67,8 +67,8 @@ pub use http::{HeaderMap, Method, StatusCode, Uri};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::endpoint::{
-        Accept, Accepting, Connection, Failure, Inbox, Outcome, decode, run, run_async, run_close,
-        run_close_async,
+        Accept, Accepting, Connection, Failure, Handled, Inbox, Outcome, Serve, decode, handled,
+        run, run_async, run_close, run_close_async,
     };
     #[cfg(feature = "fuzz")]
     pub use crate::fuzz::FuzzHarness;

@@ -5,9 +5,10 @@
 //! driver and the endpoint code, which run in the same task). Atomic flags beside them answer
 //! the driver's frequent questions (anything queued? does the endpoint wait?) without a lock.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
@@ -49,6 +50,75 @@ pub(crate) struct Shared {
     /// except by the endpoint starting to wait on an empty slot, so that asking whether the
     /// endpoint waits, or starting to wait, takes no lock.
     inbound_state: AtomicU8,
+    /// The endpoint's synchronous message handler, while its code waits in
+    /// [`Inbox::serve`](crate::endpoint::Inbox::serve): the driver calls it for each message,
+    /// in place. Set and cleared by that future, read by the driver: both only in the
+    /// connection's own task.
+    handler: AtomicPtr<Handler>,
+}
+
+/// What handling one message came to.
+#[doc(hidden)]
+pub enum Handled {
+    /// Handled; the connection goes on.
+    Done,
+    /// The section failed (an `Err` or a panic): the connection closes with 1011.
+    Failed(crate::endpoint::Failure),
+    /// The message did not decode and no `on_error` took it: the connection closes with the
+    /// error's code.
+    Rejected(crate::message::DecodeError),
+}
+
+/// A synchronous message handler, as registered by [`Inbox::serve`].
+pub(crate) struct Handler {
+    /// The handler closure, its lifetime erased: valid while the `Serve` future that holds
+    /// it is alive (it clears the registration when dropped), which is pinned in the
+    /// endpoint's code for as long as it waits.
+    pub(crate) call: *mut (dyn FnMut(Message) -> Handled + 'static),
+}
+
+// SAFETY: the pointer points into the endpoint's code (the `Serve` future that holds the
+// handler), which is `Send` as a whole (a connection's code must be), so calling the handler
+// on whatever thread that code's task runs is sound.
+unsafe impl Send for Handler {}
+
+thread_local! {
+    /// The connection whose endpoint code runs on this thread right now (its driver calls a
+    /// section, or polls the endpoint's code), and the driver's list of messages to frame.
+    /// An `Out::write` on that connection appends to the list directly: no lock, no wake-up.
+    static RUNNING: Cell<Running> = const {
+        Cell::new(Running {
+            shared: std::ptr::null(),
+            pending: std::ptr::null_mut(),
+        })
+    };
+}
+
+#[derive(Clone, Copy)]
+struct Running {
+    shared: *const Shared,
+    pending: *mut VecDeque<Outgoing>,
+}
+
+/// Runs `code` (a section, or a poll of the endpoint's code) as the connection `shared`'s own
+/// code: its writes go straight to `pending`, which nothing else may touch meanwhile.
+pub(crate) fn running<R>(
+    shared: &Arc<Shared>,
+    pending: *mut VecDeque<Outgoing>,
+    code: impl FnOnce() -> R,
+) -> R {
+    struct Restore(Running);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RUNNING.set(self.0);
+        }
+    }
+    let running = Running {
+        shared: Arc::as_ptr(shared),
+        pending,
+    };
+    let _restore = Restore(RUNNING.replace(running));
+    code()
 }
 
 /// The driver runs (or will): writes need not wake it.
@@ -108,6 +178,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             ready_waiters: Notify::new(),
             inbound_state: AtomicU8::new(0),
+            handler: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
@@ -163,6 +234,20 @@ impl Shared {
         if self.closing.load(Ordering::Acquire) {
             return;
         }
+        // Written by the connection's own code, while nothing waits in the shared queue (which
+        // must go first): straight to the driver's list.
+        let running = RUNNING.get();
+        if std::ptr::eq(running.shared, self) && !self.queued.load(Ordering::Acquire) {
+            // SAFETY: `running` set this pointer to the driver's list for the duration of the
+            // code that runs now, on this thread, and the driver does not touch it meanwhile.
+            let pending = unsafe { &mut *running.pending };
+            if pending.len() < self.limit {
+                pending.push_back(message);
+            } else {
+                self.overflow();
+            }
+            return;
+        }
         let mut out = lock(&self.out);
         if out.shut {
             return;
@@ -173,6 +258,12 @@ impl Shared {
             return;
         }
         drop(out);
+        self.overflow();
+    }
+
+    /// The queue is full: the client does not read fast enough. Closes with 1008, and says
+    /// so.
+    fn overflow(&self) {
         // At most a line a second, however many slow clients a busy topic finds at once.
         static SLOW_CONSUMERS: RateLimit = RateLimit::new(Duration::from_secs(1));
         if let Some(others) = SLOW_CONSUMERS.check() {
@@ -351,7 +442,54 @@ impl Shared {
 
     /// Whether the endpoint waits for a message (the driver then reads the socket).
     pub(crate) fn wants_message(&self) -> bool {
-        self.inbound_state.load(Ordering::Acquire) & WAITING != 0
+        self.inbound_state.load(Ordering::Acquire) & WAITING != 0 || self.serves()
+    }
+
+    /// Whether a synchronous handler is registered and messages still come.
+    pub(crate) fn serves(&self) -> bool {
+        !self.handler.load(Ordering::Acquire).is_null() && !self.inbound_ended()
+    }
+
+    /// Registers (or, with null, withdraws) the endpoint's synchronous handler.
+    pub(crate) fn set_handler(&self, handler: *const Handler) {
+        self.handler.store(handler.cast_mut(), Ordering::Release);
+    }
+
+    /// The registered handler, for the driver to call.
+    pub(crate) fn handler(&self) -> *mut Handler {
+        self.handler.load(Ordering::Acquire)
+    }
+
+    /// Whether no more messages will come.
+    pub(crate) fn inbound_ended(&self) -> bool {
+        self.inbound_state.load(Ordering::Acquire) & ENDED != 0
+    }
+
+    /// Acts on how handling a message ended: a failure closes with 1011, a message that did
+    /// not decode with its code; either way no more messages are taken.
+    pub(crate) fn handled(&self, handled: Handled) {
+        match handled {
+            Handled::Done => {}
+            Handled::Failed(failure) => {
+                let endpoint = self.endpoint;
+                match failure {
+                    crate::endpoint::Failure::Error(error) => {
+                        tracing::error!(endpoint, %error, "section failed; closing with 1011")
+                    }
+                    crate::endpoint::Failure::Panic(panic) => {
+                        let panic = crate::endpoint::panic_message(&*panic);
+                        tracing::error!(endpoint, panic, "section panicked; closing with 1011")
+                    }
+                }
+                self.close(CloseCode::INTERNAL_ERROR, "internal error");
+                self.end_inbound();
+            }
+            Handled::Rejected(error) => {
+                tracing::debug!(endpoint = self.endpoint, %error, "undecodable message");
+                self.close(error.close_code(), error.message());
+                self.end_inbound();
+            }
+        }
     }
 
     /// Hands a received message to the endpoint, which waits for it.

@@ -17,11 +17,11 @@ impl ::wsock::__private::Endpoint for index {
             let mut inbox = cx.inbox();
             let connection = async move {
                 out.write("Hello!");
-                while let ::core::option::Option::Some(msg) = inbox.recv().await {
-                    match ::wsock::__private::decode::<String>(msg) {
-                        ::core::result::Result::Ok(msg) => {
-                            inbox
-                                .handled(
+                inbox
+                    .serve(|msg| {
+                        match ::wsock::__private::decode::<String>(msg) {
+                            ::core::result::Result::Ok(msg) => {
+                                ::wsock::__private::handled(
                                     ::wsock::__private::run(
                                         |event: String| {
                                             println!("{event}");
@@ -29,10 +29,13 @@ impl ::wsock::__private::Endpoint for index {
                                         msg,
                                     ),
                                 )
+                            }
+                            ::core::result::Result::Err(error) => {
+                                ::wsock::__private::Handled::Rejected(error)
+                            }
                         }
-                        ::core::result::Result::Err(error) => inbox.reject(error),
-                    }
-                }
+                    })
+                    .await;
                 inbox
                     .closed(
                         ::wsock::__private::run_close(|| {

@@ -16,17 +16,20 @@ impl ::wsock::__private::Endpoint for text {
             let out: Out<String> = cx.extract::<Out<String>>().await?;
             let mut inbox = cx.inbox();
             let connection = async move {
-                while let ::core::option::Option::Some(msg) = inbox.recv().await {
-                    match ::wsock::__private::decode::<String>(msg) {
-                        ::core::result::Result::Ok(msg) => {
-                            inbox
-                                .handled(
+                inbox
+                    .serve(|msg| {
+                        match ::wsock::__private::decode::<String>(msg) {
+                            ::core::result::Result::Ok(msg) => {
+                                ::wsock::__private::handled(
                                     ::wsock::__private::run(|text: String| out.write(text), msg),
                                 )
+                            }
+                            ::core::result::Result::Err(error) => {
+                                ::wsock::__private::Handled::Rejected(error)
+                            }
                         }
-                        ::core::result::Result::Err(error) => inbox.reject(error),
-                    }
-                }
+                    })
+                    .await;
             };
             ::core::result::Result::Ok(cx.connection(connection))
         })

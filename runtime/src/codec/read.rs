@@ -6,7 +6,7 @@
 //! The reader owns no socket: the connection feeds it what it read ([`Reader::feed`]), or
 //! reads a large payload straight into the message ([`Reader::direct`], [`Reader::filled`]).
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::codec::deflate::{self, Contexts, Deflate, InflateError};
 use crate::codec::frame::{Header, HeaderError, MAX_HEADER, OpCode, apply_mask};
@@ -190,6 +190,58 @@ impl Reader {
                 return Ok((at, None));
             }
         }
+    }
+
+    /// Reads from `input` as [`Reader::feed`] does, taking the bytes it used off `input`'s
+    /// front. A message in one whole unmasked-in-place frame is handed over as a slice of
+    /// `input`'s buffer, not a copy: reading it allocates nothing.
+    pub(crate) fn feed_from(&mut self, input: &mut BytesMut) -> Result<Option<Event>, Error> {
+        if self.head_len == 0
+            && self.frame.is_none()
+            && let Some(event) = self.whole_frame_from(input)?
+        {
+            return Ok(Some(event));
+        }
+        let (taken, event) = self.feed(input)?;
+        input.advance(taken);
+        Ok(event)
+    }
+
+    /// A whole uncompressed unfragmented data frame at the start of `input`, unmasked where
+    /// it lies and split off as the message's bytes. `None` for anything else.
+    fn whole_frame_from(&mut self, input: &mut BytesMut) -> Result<Option<Event>, Error> {
+        let Ok(Some((header, head_len))) = Header::parse(input) else {
+            return Ok(None);
+        };
+        let limit = self.limits.max_frame.min(self.limits.max_message) as u64;
+        let usual = header.fin
+            && !header.rsv1
+            && matches!(header.opcode, OpCode::Text | OpCode::Binary)
+            && header.mask.is_some() == self.masked
+            && self.message.is_none()
+            && header.len <= limit
+            && header.len <= (input.len() - head_len) as u64;
+        if !usual {
+            return Ok(None);
+        }
+        let end = head_len + header.len as usize;
+        if let Some(key) = header.mask {
+            apply_mask(&mut input[head_len..end], key, 0);
+        }
+        let text = header.opcode == OpCode::Text;
+        let payload = &input[head_len..end];
+        // Most text is ASCII, which this asks a word at a time.
+        if text && !payload.is_ascii() && std::str::from_utf8(payload).is_err() {
+            return Err(INVALID_UTF8);
+        }
+        input.advance(head_len);
+        let bytes = input.split_to(end - head_len).freeze();
+        Ok(Some(Event::Message(if text {
+            // Checked just above.
+            Message::Text(Text::from_utf8_unchecked(bytes))
+        } else {
+            Message::Binary(bytes)
+        })))
     }
 
     /// When a data frame's payload is under way with at least `min` bytes still to come:
