@@ -237,6 +237,9 @@ struct Driver<S> {
     /// The budget for this wake-up ran out (tokio's or ours): yield once the work at hand is
     /// written; the task is already woken to run again.
     out_of_budget: bool,
+    /// The socket had nothing to read in this wake-up: the task is woken when it has, so
+    /// asking again before then is a wasted look.
+    drained: bool,
     /// The client stopped reading and what it had not started to get was dropped.
     abandoned: bool,
 }
@@ -289,6 +292,7 @@ impl<S: Socket> Driver<S> {
             ready: false,
             work: 0,
             out_of_budget: false,
+            drained: false,
             abandoned: false,
         })
     }
@@ -300,6 +304,7 @@ impl<S: Socket> Driver<S> {
         mut signal: Pin<&mut impl Future>,
     ) -> Poll<()> {
         self.work = 0;
+        self.drained = false;
         loop {
             let mut progress = false;
             self.spend(cx, 1);
@@ -582,46 +587,49 @@ impl<S: Socket> Driver<S> {
         units
     }
 
+    /// Reads what the endpoint waits for. Messages for a synchronous handler are handled one
+    /// after the other, as long as they come and the budget lasts; anything else (a message
+    /// for the endpoint's future, a control frame, the end) is one step.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
-        let wanted = match self.phase {
-            Phase::Open => self.shared.wants_message(),
-            Phase::Closing => true,
-            Phase::Closed => false,
-        };
-        if !wanted {
-            return false;
-        }
-        // Each event read costs a unit of tokio's budget for this task: a client that never
-        // stops sending (a publisher at full speed) cannot keep its thread to itself.
-        let budget = match tokio::task::coop::poll_proceed(cx) {
-            Poll::Ready(budget) => budget,
-            Poll::Pending => {
-                self.out_of_budget = true;
-                return false;
+        let mut progress = false;
+        loop {
+            let wanted = match self.phase {
+                Phase::Open => self.shared.wants_message(),
+                Phase::Closing => true,
+                Phase::Closed => false,
+            };
+            // Each event read costs a unit of this wake-up's budget: a client that never
+            // stops sending cannot keep its thread to itself.
+            if !wanted || self.out_of_budget {
+                return progress;
             }
-        };
-        let read = self.read_event(cx);
-        if read.is_ready() {
-            budget.made_progress();
-        }
-        match read {
-            Poll::Pending => false,
-            Poll::Ready(Ok(event)) => {
-                self.frames_read += 1;
-                self.received(event);
-                true
-            }
-            Poll::Ready(Err(ReadEnd::Fail(code, reason))) => {
-                self.read_failed(code, reason);
-                true
-            }
-            Poll::Ready(Err(ReadEnd::Gone(error))) => {
-                match error {
-                    Some(error) => tracing::debug!(%error, "websocket connection ended"),
-                    None => tracing::debug!("the peer ended the connection"),
+            self.spend(cx, 1);
+            match self.read_event(cx) {
+                Poll::Pending => return progress,
+                Poll::Ready(Ok(Event::Message(message)))
+                    if self.phase == Phase::Open && self.shared.serves() =>
+                {
+                    self.frames_read += 1;
+                    self.serve(message);
+                    progress = true;
                 }
-                self.give_up();
-                true
+                Poll::Ready(Ok(event)) => {
+                    self.frames_read += 1;
+                    self.received(event);
+                    return true;
+                }
+                Poll::Ready(Err(ReadEnd::Fail(code, reason))) => {
+                    self.read_failed(code, reason);
+                    return true;
+                }
+                Poll::Ready(Err(ReadEnd::Gone(error))) => {
+                    match error {
+                        Some(error) => tracing::debug!(%error, "websocket connection ended"),
+                        None => tracing::debug!("the peer ended the connection"),
+                    }
+                    self.give_up();
+                    return true;
+                }
             }
         }
     }
@@ -668,6 +676,9 @@ impl<S: Socket> Driver<S> {
                 }
                 continue;
             }
+            if self.drained {
+                return Poll::Pending;
+            }
             let io = &mut self.io;
             let read = SCRATCH.with_borrow_mut(|chunk| match io.poll_read_into(cx, chunk) {
                 Poll::Pending => Poll::Pending,
@@ -679,7 +690,10 @@ impl<S: Socket> Driver<S> {
             match read {
                 Poll::Ready(Ok(read)) => self.input = read,
                 Poll::Ready(Err(end)) => return Poll::Ready(Err(end)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.drained = true;
+                    return Poll::Pending;
+                }
             }
         }
     }

@@ -228,6 +228,7 @@ impl Shared {
     }
 
     /// Queues a message; a full queue means the client does not keep up, and closes with 1008.
+    #[inline]
     pub(crate) fn push(&self, message: Outgoing) {
         // A closing connection takes nothing more; asked without the lock (a topic skips its
         // closed subscribers cheaply).
@@ -248,6 +249,11 @@ impl Shared {
             }
             return;
         }
+        self.push_shared(message);
+    }
+
+    /// Queues a message in the shared queue, under its lock, waking the driver if it sleeps.
+    fn push_shared(&self, message: Outgoing) {
         let mut out = lock(&self.out);
         if out.shut {
             return;
@@ -467,7 +473,15 @@ impl Shared {
 
     /// Acts on how handling a message ended: a failure closes with 1011, a message that did
     /// not decode with its code; either way no more messages are taken.
+    #[inline]
     pub(crate) fn handled(&self, handled: Handled) {
+        if !matches!(handled, Handled::Done) {
+            self.failed(handled);
+        }
+    }
+
+    #[cold]
+    fn failed(&self, handled: Handled) {
         match handled {
             Handled::Done => {}
             Handled::Failed(failure) => {

@@ -134,26 +134,30 @@ impl Header {
 }
 
 /// XORs `bytes` with the mask `key`, starting `offset` bytes into the payload (so a payload
-/// can be unmasked piece by piece). Sixteen bytes at a time, which the compiler turns into
-/// vector instructions.
+/// can be unmasked piece by piece).
 pub(crate) fn apply_mask(bytes: &mut [u8], key: [u8; 4], offset: usize) {
-    // The key as it stands `offset` bytes in: rotated by whole bytes.
-    let key = u32::from_le_bytes(key)
-        .rotate_right(8 * (offset % 4) as u32)
-        .to_le_bytes();
-    let mut wide = [0u8; 16];
-    for (i, byte) in wide.iter_mut().enumerate() {
-        *byte = key[i % 4];
-    }
+    unmask(bytes, key, offset);
+}
+
+/// `apply_mask`, which also says whether the unmasked bytes are all ASCII (most text is, and
+/// then needs no further UTF-8 check). Sixteen bytes at a time, as one 128-bit word.
+pub(crate) fn unmask(bytes: &mut [u8], key: [u8; 4], offset: usize) -> bool {
+    // The key as it stands `offset` bytes in: rotated by whole bytes, then repeated.
+    let key = u32::from_le_bytes(key).rotate_right(8 * (offset % 4) as u32);
+    let wide = u128::from(key) * 0x0000_0001_0000_0001_0000_0001_0000_0001;
+    let mut high = 0u128;
     let mut chunks = bytes.chunks_exact_mut(16);
     for chunk in &mut chunks {
-        for (byte, mask) in chunk.iter_mut().zip(wide) {
-            *byte ^= mask;
-        }
+        let word = u128::from_le_bytes(chunk.try_into().expect("16 bytes")) ^ wide;
+        high |= word;
+        chunk.copy_from_slice(&word.to_le_bytes());
     }
-    for (byte, mask) in chunks.into_remainder().iter_mut().zip(wide) {
+    let mut tail_high = 0u8;
+    for (byte, mask) in chunks.into_remainder().iter_mut().zip(wide.to_le_bytes()) {
         *byte ^= mask;
+        tail_high |= *byte;
     }
+    high & 0x8080_8080_8080_8080_8080_8080_8080_8080 == 0 && tail_high & 0x80 == 0
 }
 
 #[cfg(test)]
@@ -208,5 +212,25 @@ mod tests {
             step += 3;
         }
         assert_eq!(pieces, whole);
+    }
+
+    /// Unmasking tells whether the bytes are ASCII, wherever a high bit is: in a whole
+    /// 16-byte word or in the tail.
+    #[test]
+    fn unmasking_tells_ascii() {
+        let key = [0x12, 0x34, 0x56, 0x78];
+        for len in [0, 1, 15, 16, 17, 64, 70] {
+            for high in (0..len).map(Some).chain([None]) {
+                let mut plain = vec![b'a'; len];
+                if let Some(at) = high {
+                    plain[at] = 0xC3;
+                }
+                let mut masked = plain.clone();
+                apply_mask(&mut masked, key, 0);
+                let ascii = unmask(&mut masked, key, 0);
+                assert_eq!(masked, plain);
+                assert_eq!(ascii, high.is_none(), "len {len}, high byte at {high:?}");
+            }
+        }
     }
 }

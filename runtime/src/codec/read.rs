@@ -9,7 +9,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::codec::deflate::{self, Contexts, Deflate, InflateError};
-use crate::codec::frame::{Header, HeaderError, MAX_HEADER, OpCode, apply_mask};
+use crate::codec::frame::{Header, HeaderError, MAX_HEADER, OpCode, apply_mask, unmask};
 use crate::codec::utf8::Utf8;
 use crate::message::{CloseCode, Message, Text};
 
@@ -225,13 +225,14 @@ impl Reader {
             return Ok(None);
         }
         let end = head_len + header.len as usize;
-        if let Some(key) = header.mask {
-            apply_mask(&mut input[head_len..end], key, 0);
-        }
+        let payload = &mut input[head_len..end];
+        // Most text is ASCII, which unmasking tells on the way.
+        let ascii = match header.mask {
+            Some(key) => unmask(payload, key, 0),
+            None => payload.is_ascii(),
+        };
         let text = header.opcode == OpCode::Text;
-        let payload = &input[head_len..end];
-        // Most text is ASCII, which this asks a word at a time.
-        if text && !payload.is_ascii() && std::str::from_utf8(payload).is_err() {
+        if text && !ascii && std::str::from_utf8(payload).is_err() {
             return Err(INVALID_UTF8);
         }
         input.advance(head_len);
