@@ -12,14 +12,15 @@ use futures_util::FutureExt;
 use http::{Method, Response, StatusCode, header};
 
 use crate::app::App;
-use crate::codec::deflate::{self, Compression, Deflate};
-use crate::endpoint::{Accept, Connection, panic_message};
+use crate::checks;
+use crate::codec::deflate::{self, Deflate};
+use crate::config::Compression;
+use crate::endpoint::{Accept, Prepared, panic_message};
+use crate::mailbox::Mailbox;
 use crate::pages;
 use crate::request::{Head, Reject, Request};
 use crate::response::{self, Body, Refusal};
 use crate::router::BadPath;
-use crate::shared::Shared;
-use crate::upgrade;
 
 /// Where a request came from.
 #[derive(Clone, Copy, Debug)]
@@ -43,7 +44,7 @@ pub(crate) enum Dispatched {
 
 /// An accepted upgrade: the endpoint's code and what its connection loop needs to know.
 pub(crate) struct Accepted {
-    pub(crate) connection: Connection,
+    pub(crate) prepared: Prepared,
     /// permessage-deflate, when the client offered it and the server and endpoint allow it.
     pub(crate) deflate: Option<Deflate>,
     pub(crate) endpoint: &'static str,
@@ -69,8 +70,8 @@ async fn checked<B>(
     peer: Peer,
 ) -> Result<Dispatched, Refusal> {
     let config = &app.config;
-    upgrade::check_host(&req, &config.hosts, peer.over_loopback)?;
-    let websocket = upgrade::asks_for_websocket(&req);
+    checks::check_host(&req, &config.hosts, peer.over_loopback)?;
+    let websocket = checks::asks_for_websocket(&req);
     if !websocket && let Some(page) = app.pages.find(req.uri().path()) {
         return pages::page(req.method(), page).map(Dispatched::Page);
     }
@@ -94,9 +95,9 @@ async fn checked<B>(
         let console = pages::console(&req, route.name, route.path, route.protocols);
         return Ok(Dispatched::Page(console));
     }
-    let accept_key = upgrade::check(&req, websocket)?;
-    upgrade::check_origin(&req, &config.origins)?;
-    let protocol = upgrade::negotiate_protocol(&req, route.protocols)?;
+    let accept_key = checks::check(&req, websocket)?;
+    checks::check_origin(&req, &config.origins)?;
+    let protocol = checks::negotiate_protocol(&req, route.protocols)?;
     let compression = if route.compress {
         config.compression
     } else {
@@ -125,11 +126,11 @@ async fn checked<B>(
         protocol,
         context: Arc::clone(&app.context),
     });
-    let shared = Arc::new(Shared::new(route.name, config.queue_capacity));
-    let accepting = (route.accept)(Accept::new(request, shared));
+    let mailbox = Arc::new(Mailbox::new(route.name, config.queue_capacity));
+    let accepting = (route.accept)(Accept::new(request, mailbox));
     // A panic in an extractor refuses this client with 500; the server goes on.
-    let connection = match AssertUnwindSafe(accepting).catch_unwind().await {
-        Ok(Ok(connection)) => connection,
+    let prepared = match AssertUnwindSafe(accepting).catch_unwind().await {
+        Ok(Ok(prepared)) => prepared,
         Ok(Err(reject)) => return Err(refused(reject)),
         Err(panic) => {
             let panic = panic_message(&*panic);
@@ -145,7 +146,7 @@ async fn checked<B>(
         }
     };
     let accepted = Accepted {
-        connection,
+        prepared,
         deflate,
         endpoint: route.name,
         peer: peer.addr,

@@ -15,10 +15,10 @@ use std::task::Poll;
 use futures_util::FutureExt;
 
 use crate::error::Error;
+pub use crate::mailbox::Handled;
+use crate::mailbox::{Handler, Mailbox};
 use crate::message::{DecodeError, FromMessage, Message};
 use crate::request::{Reject, Request};
-pub use crate::shared::Handled;
-use crate::shared::{Handler, Shared};
 
 /// A WebSocket endpoint: what `#[websocket("/path")]` generates from a function `name`, as a
 /// struct `name` (with a function `name` that returns it, which
@@ -122,19 +122,19 @@ impl FromRequest for Request {
 
 /// The future `Endpoint::accept` returns.
 #[doc(hidden)]
-pub type Accepting = Pin<Box<dyn Future<Output = Result<Connection, Reject>> + Send>>;
+pub type Accepting = Pin<Box<dyn Future<Output = Result<Prepared, Reject>> + Send>>;
 
 /// The upgrade request as the generated code sees it before the upgrade, and the
 /// connection-to-be that `Out` parameters write to.
 #[doc(hidden)]
 pub struct Accept {
     request: Request,
-    shared: Arc<Shared>,
+    mailbox: Arc<Mailbox>,
 }
 
 impl Accept {
-    pub(crate) fn new(request: Request, shared: Arc<Shared>) -> Self {
-        Accept { request, shared }
+    pub(crate) fn new(request: Request, mailbox: Arc<Mailbox>) -> Self {
+        Accept { request, mailbox }
     }
 
     /// The request, for extractors.
@@ -143,8 +143,8 @@ impl Accept {
     }
 
     /// The connection's state: its outbound queue and inbound slot.
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    pub(crate) fn mailbox(&self) -> &Arc<Mailbox> {
+        &self.mailbox
     }
 
     /// Extracts one parameter.
@@ -170,19 +170,19 @@ impl Accept {
     /// The connection's inbound side, for the generated message loop.
     pub fn inbox(&self) -> Inbox {
         Inbox {
-            shared: Arc::clone(&self.shared),
+            mailbox: Arc::clone(&self.mailbox),
         }
     }
 
     /// Wraps the connection's code (ready code, message loop and `on_close`) as the
     /// connection that runs once the upgrade is done.
-    pub fn connection<F>(self, code: F) -> Connection
+    pub fn connection<F>(self, code: F) -> Prepared
     where
         F: Future + Send + 'static,
         F::Output: Outcome,
     {
-        Connection {
-            shared: self.shared,
+        Prepared {
+            mailbox: self.mailbox,
             code: Box::pin(async move { code.await.into_result() }),
         }
     }
@@ -190,8 +190,8 @@ impl Accept {
 
 /// An accepted connection: the endpoint's code, waiting for the upgraded socket.
 #[doc(hidden)]
-pub struct Connection {
-    pub(crate) shared: Arc<Shared>,
+pub struct Prepared {
+    pub(crate) mailbox: Arc<Mailbox>,
     pub(crate) code: Code,
 }
 
@@ -201,14 +201,14 @@ pub(crate) type Code = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 /// The inbound side of a connection, as the generated message loop uses it.
 #[doc(hidden)]
 pub struct Inbox {
-    shared: Arc<Shared>,
+    mailbox: Arc<Mailbox>,
 }
 
 impl Inbox {
     /// The next message; `None` once the connection is closing or closed.
     pub fn recv(&mut self) -> impl Future<Output = Option<Message>> + Send + '_ {
         // No waker is stored: the driver polls this future again right after delivering.
-        poll_fn(|_| match self.shared.take_message() {
+        poll_fn(|_| match self.mailbox.take_message() {
             Some(message) => Poll::Ready(message),
             None => Poll::Pending,
         })
@@ -237,19 +237,19 @@ impl Inbox {
     /// Records how a section ended: an error or a panic closes the connection with 1011.
     pub fn handled(&self, outcome: Result<(), Failure>) {
         if let Err(failure) = outcome {
-            self.shared.handled(Handled::Failed(failure));
+            self.mailbox.handled(Handled::Failed(failure));
         }
     }
 
     /// A message that could not be decoded and that no `on_error` section takes.
     pub fn reject(&self, error: DecodeError) {
-        self.shared.handled(Handled::Rejected(error));
+        self.mailbox.handled(Handled::Rejected(error));
     }
 
     /// Records how `on_close` ended; the connection is already closed.
     pub fn closed(&self, outcome: Result<(), Failure>) {
         if let Err(failure) = outcome {
-            let endpoint = self.shared.endpoint;
+            let endpoint = self.mailbox.endpoint;
             match failure {
                 Failure::Error(error) => tracing::error!(endpoint, %error, "on_close failed"),
                 Failure::Panic(panic) => {
@@ -282,9 +282,9 @@ where
     fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<()> {
         // SAFETY: nothing is moved out of the pinned future; `handler` stays where it is.
         let this = unsafe { self.get_unchecked_mut() };
-        let shared = &this.inbox.shared;
-        if shared.inbound_ended() {
-            shared.set_handler(std::ptr::null());
+        let mailbox = &this.inbox.mailbox;
+        if mailbox.inbound_ended() {
+            mailbox.set_handler(std::ptr::null());
             return Poll::Ready(());
         }
         if this.registered.is_none() {
@@ -300,7 +300,7 @@ where
                 >(call)
             };
             let registered = this.registered.insert(Handler { call });
-            shared.set_handler(registered);
+            mailbox.set_handler(registered);
         }
         // No waker: the driver polls the endpoint's code again once the inbound side ends.
         Poll::Pending
@@ -310,7 +310,7 @@ where
 impl<F> Drop for Serve<'_, F> {
     fn drop(&mut self) {
         if self.registered.is_some() {
-            self.inbox.shared.set_handler(std::ptr::null());
+            self.inbox.mailbox.set_handler(std::ptr::null());
         }
     }
 }

@@ -8,7 +8,7 @@ use tokio::io::DuplexStream;
 
 use crate::app::App;
 use crate::dispatch::Peer;
-use crate::handshake;
+use crate::http_conn;
 use crate::server::Server;
 
 /// A server that serves streams handed to it as if they had been accepted.
@@ -38,7 +38,7 @@ impl FuzzHarness {
         };
         let (counted, load) = self.app.registry.handshake();
         let overloaded = self.app.is_full(load);
-        handshake::serve(Arc::clone(&self.app), async { Ok(io) }, peer, overloaded).await;
+        http_conn::serve(Arc::clone(&self.app), async { Ok(io) }, peer, overloaded).await;
         drop(counted);
         self.app.registry.closed().await;
     }

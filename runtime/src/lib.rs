@@ -4,12 +4,13 @@
 //! Use it through the `wsock` crate, which adds the `#[websocket]` attribute.
 
 // The way of a request, top to bottom: `server` builds an `app`; `listen` accepts sockets and
-// `handshake` serves their HTTP side, or `service` takes requests from another server; both
-// hand each request to `dispatch`, which checks it (`upgrade`), answers with `pages` or a
+// `http_conn` serves their HTTP side, or `service` takes requests from another server; both
+// hand each request to `dispatch`, which checks it (`checks`), answers with `pages` or a
 // `response`, or runs the endpoint's extractors and starts the `connection`, tracked by the
 // `registry` until it ends.
 
 mod app;
+mod checks;
 mod codec;
 mod config;
 mod connection;
@@ -19,8 +20,9 @@ mod error;
 mod extract;
 #[cfg(feature = "fuzz")]
 mod fuzz;
-mod handshake;
+mod http_conn;
 mod listen;
+mod mailbox;
 mod message;
 mod out;
 mod pages;
@@ -33,7 +35,6 @@ mod router;
 mod server;
 mod service;
 mod session;
-mod shared;
 mod shutdown;
 mod states;
 #[cfg(feature = "test")]
@@ -41,9 +42,8 @@ pub mod test;
 #[cfg(feature = "tls")]
 mod tls;
 mod topics;
-mod upgrade;
 
-pub use crate::codec::deflate::Compression;
+pub use crate::config::Compression;
 pub use crate::endpoint::{Endpoint, FromPathParam, FromRequest};
 pub use crate::error::{Closed, Error};
 pub use crate::extract::{Query, State};
@@ -67,8 +67,8 @@ pub use http::{HeaderMap, Method, StatusCode, Uri};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::endpoint::{
-        Accept, Accepting, Connection, Failure, Handled, Inbox, Outcome, Serve, decode, handled,
-        run, run_async, run_close, run_close_async,
+        Accept, Accepting, Failure, Handled, Inbox, Outcome, Prepared, Serve, decode, handled, run,
+        run_async, run_close, run_close_async,
     };
     #[cfg(feature = "fuzz")]
     pub use crate::fuzz::FuzzHarness;

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::app::App;
 use crate::codec::socket::Socket;
 use crate::dispatch::Peer;
-use crate::handshake;
+use crate::http_conn;
 use crate::registry::Registry;
 
 /// A bound server, not yet serving: read its address, take a shutdown handle, then run it.
@@ -281,7 +281,7 @@ async fn accept_loop<T: Open>(
                         handshakes.spawn(async move {
                             let _counted = counted;
                             let open = transport.open(stream);
-                            handshake::serve(app, open, peer, overloaded).await;
+                            http_conn::serve(app, open, peer, overloaded).await;
                         });
                     }
                     Err(err) => {

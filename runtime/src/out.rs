@@ -7,10 +7,10 @@ use std::sync::Arc;
 use crate::codec::Outgoing;
 use crate::endpoint::{Accept, FromRequest};
 use crate::error::Closed;
+use crate::mailbox::Mailbox;
 use crate::message::{CloseCode, IntoMessage, Message};
 use crate::request::{Reject, Request};
-use crate::shared::Shared;
-use crate::topics::{Connection, Sealed, Subscriber};
+use crate::topics::{Recipient, Sealed, Subscriber};
 
 /// Sends messages of type `T` to one connection.
 ///
@@ -43,15 +43,15 @@ use crate::topics::{Connection, Sealed, Subscriber};
 /// }
 /// ```
 pub struct Out<T> {
-    shared: Arc<Shared>,
+    mailbox: Arc<Mailbox>,
     // `fn(T)`: the handle sends `T`s, it holds none, so it is `Send + Sync` whatever `T` is.
     _message: PhantomData<fn(T)>,
 }
 
 impl<T: IntoMessage> Out<T> {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(mailbox: Arc<Mailbox>) -> Self {
         Out {
-            shared,
+            mailbox,
             _message: PhantomData,
         }
     }
@@ -64,7 +64,7 @@ impl<T: IntoMessage> Out<T> {
     /// encoded (a `Json` value that does not serialize) closes the connection with 1011.
     pub fn write(&self, message: impl Into<T>) {
         if let Some(message) = self.encode(message.into()) {
-            self.shared.push(Outgoing::Message(message));
+            self.mailbox.push(Outgoing::Message(message));
         }
     }
 
@@ -73,7 +73,7 @@ impl<T: IntoMessage> Out<T> {
     /// Returns [`Closed`] if the connection is closed or closing; the message is then dropped.
     pub async fn send(&self, message: impl Into<T>) -> Result<(), Closed> {
         let message = self.encode(message.into()).ok_or(Closed)?;
-        self.shared.push_wait(Outgoing::Message(message)).await
+        self.mailbox.push_wait(Outgoing::Message(message)).await
     }
 
     /// The message to send; one that cannot be encoded closes the connection with 1011.
@@ -81,9 +81,9 @@ impl<T: IntoMessage> Out<T> {
         match message.into_message() {
             Ok(message) => Some(message),
             Err(error) => {
-                let endpoint = self.shared.endpoint;
+                let endpoint = self.mailbox.endpoint;
                 tracing::error!(endpoint, %error, "a message could not be encoded; closing with 1011");
-                self.shared
+                self.mailbox
                     .close(CloseCode::INTERNAL_ERROR, "a message could not be encoded");
                 None
             }
@@ -100,19 +100,19 @@ impl<T: IntoMessage> Out<T> {
     /// The reason is cut to 123 bytes, the most a close frame carries. Only the first close
     /// counts.
     pub fn close_with(&self, code: impl Into<CloseCode>, reason: &str) {
-        self.shared.close(code.into(), reason);
+        self.mailbox.close(code.into(), reason);
     }
 
     /// Whether the connection is closed or closing: writes are then dropped.
     pub fn is_closed(&self) -> bool {
-        self.shared.is_shut()
+        self.mailbox.is_shut()
     }
 }
 
 impl<T> Clone for Out<T> {
     fn clone(&self) -> Self {
         Out {
-            shared: Arc::clone(&self.shared),
+            mailbox: Arc::clone(&self.mailbox),
             _message: PhantomData,
         }
     }
@@ -121,8 +121,8 @@ impl<T> Clone for Out<T> {
 impl<T> fmt::Debug for Out<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Out")
-            .field("endpoint", &self.shared.endpoint)
-            .field("closed", &self.shared.is_shut())
+            .field("endpoint", &self.mailbox.endpoint)
+            .field("closed", &self.mailbox.is_shut())
             .finish()
     }
 }
@@ -136,14 +136,14 @@ impl<T: IntoMessage> FromRequest for Out<T> {
     }
 
     async fn from_accept(cx: &Accept) -> Result<Self, Reject> {
-        Ok(Out::new(Arc::clone(cx.shared())))
+        Ok(Out::new(Arc::clone(cx.mailbox())))
     }
 }
 
 impl<T> Sealed for Out<T> {}
 
 impl<T: IntoMessage> Subscriber<T> for Out<T> {
-    fn connection(&self) -> Connection<'_> {
-        Connection(&self.shared)
+    fn recipient(&self) -> Recipient<'_> {
+        Recipient(&self.mailbox)
     }
 }

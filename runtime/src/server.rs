@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, ToSocketAddrs};
 
 use crate::app::App;
-use crate::codec::deflate::Compression;
+use crate::checks;
+use crate::config::Compression;
 use crate::config::{Config, Hosts, Origins};
 use crate::endpoint::Endpoint;
 use crate::listen::{self, Bound, Handle, Transport};
@@ -19,7 +20,6 @@ use crate::router::Router;
 use crate::session::{SessionKey, Sessions};
 use crate::states::States;
 use crate::topics::{Broker, Topics};
-use crate::upgrade;
 
 /// A WebSocket server: endpoints by path, settings, and serving.
 ///
@@ -273,7 +273,7 @@ impl Server {
     /// address: it applies the loopback rule to requests whose peer is a loopback address
     /// (known with axum's `ConnectInfo`).
     pub fn allow_host(mut self, host: impl AsRef<str>) -> Self {
-        let name = upgrade::host_name(host.as_ref());
+        let name = checks::host_name(host.as_ref());
         match &mut self.config.hosts {
             Hosts::List(list) => list.push(name),
             Hosts::Any => {}

@@ -13,11 +13,11 @@ use hyper::upgrade::OnUpgrade;
 use tokio::net::TcpStream;
 
 use crate::app::App;
+use crate::checks;
 use crate::connection;
 use crate::dispatch::{Dispatched, Peer, dispatch};
 use crate::response::{Body, Refusal};
 use crate::server::Server;
-use crate::upgrade;
 
 /// A wsock server as a tower `Service`: its endpoints and pages inside another HTTP server
 /// (axum, or hyper itself), with everything the built-in server does (see
@@ -84,7 +84,7 @@ async fn answer<B>(app: &Arc<App>, mut req: http::Request<B>) -> http::Response<
         addr: addr.unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
         over_loopback: addr.is_some_and(|addr| addr.ip().is_loopback()),
     };
-    if upgrade::asks_for_websocket(&req) && app.is_full(app.registry.open()) {
+    if checks::asks_for_websocket(&req) && app.is_full(app.registry.open()) {
         let limit = app.config.max_connections;
         tracing::warn!(peer = %peer.addr, limit, "too many connections: 503");
         return Refusal::busy().into_response();

@@ -45,19 +45,19 @@ use http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncRead, DuplexStream};
 
 use crate::app::App;
-use crate::codec::Outgoing;
 use crate::codec::deflate::{self, Contexts, Deflate};
 use crate::codec::frame::OpCode;
-use crate::codec::read::{Event as Frame, Limits, Reader};
+use crate::codec::read::{Incoming, Limits, Reader};
 use crate::codec::write::Writer;
+use crate::codec::{Outgoing, Role};
 use crate::connection;
 use crate::dispatch::{Peer, dispatch};
 use crate::listen::{Handle, ShuttingDown};
+use crate::mailbox::Mailbox;
 use crate::message::{CloseCode, FromMessage, IntoMessage, Message, Text};
 use crate::server::Server;
 use crate::session::Session;
-use crate::shared::Shared;
-use crate::topics::{Connection as TopicConnection, Sealed, Subscriber, Topics};
+use crate::topics::{Recipient, Sealed, Subscriber, Topics};
 
 /// The default for every wait.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -180,7 +180,7 @@ impl TestServer {
     /// ```
     pub fn watch<T: IntoMessage>(&self, name: &str) -> TopicWatch<T> {
         let watch = TopicWatch {
-            shared: Arc::new(Shared::new("watch", usize::MAX)),
+            mailbox: Arc::new(Mailbox::new("watch", usize::MAX)),
             queue: VecDeque::new(),
             timeout: self.timeout,
             topic: name.to_owned(),
@@ -194,7 +194,7 @@ impl TestServer {
 /// What a topic receives, watched from a test: see [`TestServer::watch`]. Dropping it
 /// unsubscribes.
 pub struct TopicWatch<T> {
-    shared: Arc<Shared>,
+    mailbox: Arc<Mailbox>,
     queue: VecDeque<Outgoing>,
     timeout: Duration,
     topic: String,
@@ -204,8 +204,8 @@ pub struct TopicWatch<T> {
 impl<T> Sealed for TopicWatch<T> {}
 
 impl<T: IntoMessage> Subscriber<T> for TopicWatch<T> {
-    fn connection(&self) -> TopicConnection<'_> {
-        TopicConnection(&self.shared)
+    fn recipient(&self) -> Recipient<'_> {
+        Recipient(&self.mailbox)
     }
 }
 
@@ -265,8 +265,8 @@ impl<T> TopicWatch<T> {
                         Outgoing::Published(published) => published.message.clone(),
                     });
                 }
-                let _ = self.shared.drain(&mut self.queue);
-                if self.queue.is_empty() && self.shared.park(cx) {
+                let _ = self.mailbox.drain(&mut self.queue);
+                if self.queue.is_empty() && self.mailbox.park(cx) {
                     return Poll::Pending;
                 }
             }
@@ -277,7 +277,7 @@ impl<T> TopicWatch<T> {
 
 impl<T> Drop for TopicWatch<T> {
     fn drop(&mut self) {
-        self.shared.finish();
+        self.mailbox.finish();
     }
 }
 
@@ -388,19 +388,19 @@ impl Connect<'_> {
             .get(header::SEC_WEBSOCKET_EXTENSIONS)
             .and_then(|value| value.to_str().ok())
             .and_then(deflate::client_side);
-        let shared = Arc::clone(&accepted.connection.shared);
+        let mailbox = Arc::clone(&accepted.prepared.mailbox);
         connection::spawn_on(app, accepted, server_end);
         // Handed over once the ready code has run (what it set up is in place), or after the
         // timeout for ready code that waits on something slow.
-        let _ = tokio::time::timeout(server.timeout, shared.ready()).await;
+        let _ = tokio::time::timeout(server.timeout, mailbox.ready()).await;
         let limits = Limits {
             max_frame: usize::MAX,
             max_message: usize::MAX,
         };
         Ok(TestClient {
             io: client,
-            reader: Reader::new(false, limits, deflate),
-            writer: Writer::masking(),
+            reader: Reader::new(Role::Client, limits, deflate),
+            writer: Writer::new(Role::Client),
             deflate,
             contexts: Contexts::default(),
             read: Vec::new(),
@@ -854,10 +854,12 @@ impl TestClient {
                 self.read.drain(..taken);
                 match frame {
                     None => continue,
-                    Some(Frame::Ping(payload)) => self.writer.push(OpCode::Pong, false, payload),
-                    Some(Frame::Pong(payload)) if pongs => return Poll::Ready(Read::Pong(payload)),
-                    Some(Frame::Pong(_)) => continue,
-                    Some(Frame::Close(frame)) => {
+                    Some(Incoming::Ping(payload)) => self.writer.push(OpCode::Pong, false, payload),
+                    Some(Incoming::Pong(payload)) if pongs => {
+                        return Poll::Ready(Read::Pong(payload));
+                    }
+                    Some(Incoming::Pong(_)) => continue,
+                    Some(Incoming::Close(frame)) => {
                         let (code, reason) = frame.unwrap_or((CloseCode::NO_STATUS, String::new()));
                         if !self.close_sent {
                             // The closing handshake: the client answers with the same code.
@@ -869,7 +871,7 @@ impl TestClient {
                         self.closed = Some((code, reason.clone()));
                         return Poll::Ready(Read::Event(Got::Close(code, reason)));
                     }
-                    Some(Frame::Message(message)) => {
+                    Some(Incoming::Message(message)) => {
                         return Poll::Ready(Read::Event(Got::Message(message)));
                     }
                 }

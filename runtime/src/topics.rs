@@ -19,8 +19,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{Outgoing, Published};
 use crate::error::Error;
+use crate::mailbox::Mailbox;
 use crate::message::{IntoMessage, Message, Text};
-use crate::shared::Shared;
 
 /// A server's topics: take it as an endpoint parameter (`topics: Topics`), or from
 /// [`Server::topics`](crate::Server::topics) to publish from anywhere (a spawned task, an axum
@@ -73,7 +73,7 @@ struct Entry {
 /// Subscribers in slots that keep their place, so a subscription knows where it is.
 #[derive(Default)]
 struct Slots {
-    slots: Vec<Option<Arc<Shared>>>,
+    slots: Vec<Option<Arc<Mailbox>>>,
     free: Vec<usize>,
     count: usize,
 }
@@ -220,7 +220,7 @@ impl<T> fmt::Debug for Topic<T> {
 )]
 pub trait Subscriber<T>: Sealed {
     #[doc(hidden)]
-    fn connection(&self) -> Connection<'_>;
+    fn recipient(&self) -> Recipient<'_>;
 }
 
 /// Only wsock's types subscribe.
@@ -228,7 +228,7 @@ pub trait Sealed {}
 
 /// The connection a subscriber delivers to; not public API.
 #[doc(hidden)]
-pub struct Connection<'a>(pub(crate) &'a Arc<Shared>);
+pub struct Recipient<'a>(pub(crate) &'a Arc<Mailbox>);
 
 /// What can be published to a `Topic<T>`: a `T`, or a value that converts into one, as for
 /// `Out<T>::write`.
@@ -267,10 +267,10 @@ impl<T: IntoMessage> Topic<T> {
     /// until it unsubscribes or the connection ends. Subscribing twice is subscribing once;
     /// a connection that ended does not subscribe.
     pub fn subscribe(&self, out: &impl Subscriber<T>) {
-        let shared = out.connection().0;
+        let mailbox = out.recipient().0;
         let entry = &self.entry;
-        shared.hold(entry.key(), || {
-            let slot = entry.add(Arc::clone(shared));
+        mailbox.hold(entry.key(), || {
+            let slot = entry.add(Arc::clone(mailbox));
             Box::new(Subscription {
                 entry: Arc::clone(entry),
                 slot,
@@ -280,7 +280,7 @@ impl<T: IntoMessage> Topic<T> {
 
     /// Stops delivering this topic's messages to `out`'s connection.
     pub fn unsubscribe(&self, out: &impl Subscriber<T>) {
-        out.connection().0.release(self.entry.key());
+        out.recipient().0.release(self.entry.key());
     }
 
     /// How many connections of this node subscribe.
@@ -309,12 +309,12 @@ impl<T: IntoMessage> Topic<T> {
         except: &impl Subscriber<T>,
         message: impl Publish<T>,
     ) -> Result<(), PublishError> {
-        self.publish_from(Some(except.connection().0), message)
+        self.publish_from(Some(except.recipient().0), message)
     }
 
     fn publish_from(
         &self,
-        except: Option<&Arc<Shared>>,
+        except: Option<&Arc<Mailbox>>,
         message: impl Publish<T>,
     ) -> Result<(), PublishError> {
         let (message, remote) = self.prepare(message)?;
@@ -377,18 +377,18 @@ impl Entry {
             .count
     }
 
-    fn add(&self, shared: Arc<Shared>) -> usize {
+    fn add(&self, mailbox: Arc<Mailbox>) -> usize {
         let mut subscribers = self
             .subscribers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let slot = match subscribers.free.pop() {
             Some(slot) => {
-                subscribers.slots[slot] = Some(shared);
+                subscribers.slots[slot] = Some(mailbox);
                 slot
             }
             None => {
-                subscribers.slots.push(Some(shared));
+                subscribers.slots.push(Some(mailbox));
                 subscribers.slots.len() - 1
             }
         };
@@ -433,7 +433,7 @@ impl Entry {
     }
 
     /// Queues `message` for every subscriber but `except`.
-    fn deliver(&self, message: Message, except: Option<&Arc<Shared>>) {
+    fn deliver(&self, message: Message, except: Option<&Arc<Mailbox>>) {
         let subscribers = self
             .subscribers
             .read()
@@ -443,11 +443,11 @@ impl Entry {
         }
         // One shared copy for all, which also carries its compressed forms once made.
         let published = Arc::new(Published::new(message));
-        for shared in subscribers.slots.iter().flatten() {
-            if except.is_some_and(|except| Arc::ptr_eq(except, shared)) {
+        for mailbox in subscribers.slots.iter().flatten() {
+            if except.is_some_and(|except| Arc::ptr_eq(except, mailbox)) {
                 continue;
             }
-            shared.push(Outgoing::Published(Arc::clone(&published)));
+            mailbox.push(Outgoing::Published(Arc::clone(&published)));
         }
     }
 }

@@ -11,79 +11,10 @@ use std::cell::RefCell;
 use bytes::Bytes;
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
+use crate::config::Compression;
+
 /// The end of a sync-flushed deflate block, which permessage-deflate leaves off (§7.2.1).
 const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
-
-/// Compression (permessage-deflate) as a server offers it: give it to
-/// [`Server::compression`](crate::Server::compression).
-///
-/// On by default: a client that offers permessage-deflate (browsers, Python's `websockets`,
-/// Node's `ws` with `perMessageDeflate`) gets it, and messages of 1 KiB or more are sent
-/// compressed at level 1; smaller ones go as they are (compressing them costs more CPU than it
-/// saves bytes). Neither side keeps a compression context between messages, so a connection
-/// holds no compression state between messages: an idle one costs nothing more.
-///
-/// ```
-/// use wsock::{Compression, Server};
-///
-/// let server = Server::new().compression(Compression::default().threshold(256).level(6));
-/// let plain = Server::new().compression(Compression::off());
-/// ```
-///
-/// An endpoint can refuse it for itself: `#[websocket("/vault", compress = false)]`, for
-/// endpoints that send secrets next to text an attacker controls (compression can leak such
-/// secrets through message sizes, as in CRIME and BREACH).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Compression {
-    enabled: bool,
-    threshold: usize,
-    level: u32,
-    context_takeover: bool,
-}
-
-impl Default for Compression {
-    fn default() -> Self {
-        Compression {
-            enabled: true,
-            threshold: 1024,
-            level: 1,
-            context_takeover: false,
-        }
-    }
-}
-
-impl Compression {
-    /// No compression: the offer is declined.
-    pub fn off() -> Self {
-        Compression {
-            enabled: false,
-            ..Compression::default()
-        }
-    }
-
-    /// Messages shorter than `bytes` are sent uncompressed. Default: 1024.
-    pub fn threshold(mut self, bytes: usize) -> Self {
-        self.threshold = bytes;
-        self
-    }
-
-    /// The compression level, from 1 (fastest) to 9 (smallest). Default: 1, which gets most
-    /// of the saving (1 KiB of JSON: about 280 bytes at 1, 215 at 6) at a third of the CPU
-    /// of level 6.
-    pub fn level(mut self, level: u32) -> Self {
-        self.level = level.clamp(1, 9);
-        self
-    }
-
-    /// Keeps the compression context between messages, on both sides, when the client
-    /// agrees: repeated text compresses far better, but each connection then holds a
-    /// compressor (about 380 KiB at the default window) and a decompressor (about 48 KiB)
-    /// for as long as it lives. Off by default.
-    pub fn context_takeover(mut self, keep: bool) -> Self {
-        self.context_takeover = keep;
-        self
-    }
-}
 
 /// What was agreed with one client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

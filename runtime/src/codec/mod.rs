@@ -15,6 +15,16 @@ use bytes::Bytes;
 
 use crate::message::Message;
 
+/// Which end of the connection a reader or writer is on: a client masks the frames it sends
+/// and the server requires them masked; the server's frames are never masked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Role {
+    Server,
+    /// The test kit's client.
+    #[cfg_attr(not(any(test, feature = "test")), allow(dead_code))]
+    Client,
+}
+
 /// What a connection's outbound queue holds.
 pub(crate) enum Outgoing {
     /// A message for this connection (`Out::write`).

@@ -8,6 +8,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::codec::Role;
 use crate::codec::deflate::{self, Contexts, Deflate, InflateError};
 use crate::codec::frame::{Header, HeaderError, MAX_HEADER, OpCode, apply_mask, unmask};
 use crate::codec::utf8::Utf8;
@@ -15,7 +16,7 @@ use crate::message::{CloseCode, Message, Text};
 
 /// What a read produced.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Event {
+pub(crate) enum Incoming {
     /// A whole data message.
     Message(Message),
     Ping(Bytes),
@@ -26,7 +27,7 @@ pub(crate) enum Event {
 
 /// Why the connection must be failed, and with which close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Error {
+pub(crate) enum ReadError {
     /// 1002.
     Protocol(&'static str),
     /// 1009.
@@ -35,12 +36,12 @@ pub(crate) enum Error {
     Invalid(&'static str),
 }
 
-impl Error {
+impl ReadError {
     pub(crate) fn close(self) -> (CloseCode, &'static str) {
         match self {
-            Error::Protocol(why) => (CloseCode::PROTOCOL, why),
-            Error::TooBig(why) => (CloseCode::TOO_BIG, why),
-            Error::Invalid(why) => (CloseCode::INVALID_PAYLOAD, why),
+            ReadError::Protocol(why) => (CloseCode::PROTOCOL, why),
+            ReadError::TooBig(why) => (CloseCode::TOO_BIG, why),
+            ReadError::Invalid(why) => (CloseCode::INVALID_PAYLOAD, why),
         }
     }
 }
@@ -113,12 +114,12 @@ struct Assembly {
     utf8: Utf8,
 }
 
-const INVALID_UTF8: Error = Error::Invalid("invalid UTF-8 in a text message");
+const INVALID_UTF8: ReadError = ReadError::Invalid("invalid UTF-8 in a text message");
 
 impl Assembly {
     /// Checks the bytes from `start` on as they arrive, for an uncompressed text message (a
     /// compressed one is checked as it is inflated).
-    fn check_utf8(&mut self, start: usize) -> Result<(), Error> {
+    fn check_utf8(&mut self, start: usize) -> Result<(), ReadError> {
         if self.text && !self.compressed {
             self.utf8
                 .feed(&self.bytes[start..])
@@ -133,7 +134,8 @@ impl Assembly {
 const AHEAD: usize = 64 << 10;
 
 impl Reader {
-    pub(crate) fn new(masked: bool, limits: Limits, deflate: Option<Deflate>) -> Self {
+    pub(crate) fn new(role: Role, limits: Limits, deflate: Option<Deflate>) -> Self {
+        let masked = role == Role::Server;
         Reader {
             masked,
             limits,
@@ -149,7 +151,7 @@ impl Reader {
 
     /// Reads from `input` until an event is complete; returns how many bytes it took and the
     /// event, if one completed. Bytes of an unfinished frame are kept.
-    pub(crate) fn feed(&mut self, input: &[u8]) -> Result<(usize, Option<Event>), Error> {
+    pub(crate) fn feed(&mut self, input: &[u8]) -> Result<(usize, Option<Incoming>), ReadError> {
         let mut at = 0;
         loop {
             if self.frame.is_none() {
@@ -195,7 +197,10 @@ impl Reader {
     /// Reads from `input` as [`Reader::feed`] does, taking the bytes it used off `input`'s
     /// front. A message in one whole unmasked-in-place frame is handed over as a slice of
     /// `input`'s buffer, not a copy: reading it allocates nothing.
-    pub(crate) fn feed_from(&mut self, input: &mut BytesMut) -> Result<Option<Event>, Error> {
+    pub(crate) fn feed_from(
+        &mut self,
+        input: &mut BytesMut,
+    ) -> Result<Option<Incoming>, ReadError> {
         if self.head_len == 0
             && self.frame.is_none()
             && let Some(event) = self.whole_frame_from(input)?
@@ -209,7 +214,7 @@ impl Reader {
 
     /// A whole uncompressed unfragmented data frame at the start of `input`, unmasked where
     /// it lies and split off as the message's bytes. `None` for anything else.
-    fn whole_frame_from(&mut self, input: &mut BytesMut) -> Result<Option<Event>, Error> {
+    fn whole_frame_from(&mut self, input: &mut BytesMut) -> Result<Option<Incoming>, ReadError> {
         let Ok(Some((header, head_len))) = Header::parse(input) else {
             return Ok(None);
         };
@@ -237,7 +242,7 @@ impl Reader {
         }
         input.advance(head_len);
         let bytes = input.split_to(end - head_len).freeze();
-        Ok(Some(Event::Message(if text {
+        Ok(Some(Incoming::Message(if text {
             // Checked just above.
             Message::Text(Text::from_utf8_unchecked(bytes))
         } else {
@@ -265,7 +270,7 @@ impl Reader {
 
     /// `n` bytes of the data frame under way were added at the end of its message's buffer
     /// (read straight into the buffer [`Reader::direct`] gave, or copied there).
-    pub(crate) fn filled(&mut self, n: usize) -> Result<Option<Event>, Error> {
+    pub(crate) fn filled(&mut self, n: usize) -> Result<Option<Incoming>, ReadError> {
         let frame = self.frame.as_mut().expect("a frame is under way");
         let message = self.message.as_mut().expect("a data frame is under way");
         let start = message.bytes.len() - n;
@@ -284,7 +289,7 @@ impl Reader {
     /// A whole unfragmented data frame at the start of `input`, read in one step: the common
     /// case, without the frame-by-frame bookkeeping. `None` for anything else (a fragment, a
     /// control frame, a frame not all here, anything to refuse), which the general path takes.
-    fn whole_frame(&mut self, input: &[u8]) -> Result<Option<(usize, Event)>, Error> {
+    fn whole_frame(&mut self, input: &[u8]) -> Result<Option<(usize, Incoming)>, ReadError> {
         let Ok(Some((header, head_len))) = Header::parse(input) else {
             return Ok(None);
         };
@@ -319,7 +324,7 @@ impl Reader {
 
     /// Parses a header from what was kept and `input`; returns how many bytes of `input` it
     /// took, or `None` when all of `input` was kept and more is needed.
-    fn header(&mut self, input: &[u8]) -> Result<Option<usize>, Error> {
+    fn header(&mut self, input: &[u8]) -> Result<Option<usize>, ReadError> {
         let parsed = if self.head_len == 0 {
             Header::parse(input)
         } else {
@@ -329,8 +334,8 @@ impl Reader {
             Header::parse(&self.head[..have + add])
         };
         let parsed = parsed.map_err(|error| match error {
-            HeaderError::ReservedBits => Error::Protocol("reserved bits set"),
-            HeaderError::UnknownOpcode => Error::Protocol("unknown opcode"),
+            HeaderError::ReservedBits => ReadError::Protocol("reserved bits set"),
+            HeaderError::UnknownOpcode => ReadError::Protocol("unknown opcode"),
         })?;
         let Some((header, len)) = parsed else {
             let have = usize::from(self.head_len);
@@ -348,9 +353,9 @@ impl Reader {
     }
 
     /// Checks a new frame's header against the state and the limits, before any payload.
-    fn begin(&mut self, header: Header) -> Result<(), Error> {
+    fn begin(&mut self, header: Header) -> Result<(), ReadError> {
         if header.mask.is_some() != self.masked {
-            return Err(Error::Protocol(if self.masked {
+            return Err(ReadError::Protocol(if self.masked {
                 "a client frame must be masked"
             } else {
                 "a server frame must not be masked"
@@ -365,41 +370,47 @@ impl Reader {
         let max_message = self.limits.wire_message(compressed) as u64;
         // A message in one frame over both limits is said to be a message over the limit.
         if matches!(header.opcode, OpCode::Text | OpCode::Binary) && header.len > max_message {
-            return Err(Error::TooBig("message over the size limit"));
+            return Err(ReadError::TooBig("message over the size limit"));
         }
         if header.len > self.limits.frame(compressed) as u64 {
-            return Err(Error::TooBig("frame over the size limit"));
+            return Err(ReadError::TooBig("frame over the size limit"));
         }
         match header.opcode {
             OpCode::Close | OpCode::Ping | OpCode::Pong => {
                 if !header.fin {
-                    return Err(Error::Protocol("a control frame cannot be fragmented"));
+                    return Err(ReadError::Protocol("a control frame cannot be fragmented"));
                 }
                 if header.len > 125 {
-                    return Err(Error::Protocol("a control frame carries at most 125 bytes"));
+                    return Err(ReadError::Protocol(
+                        "a control frame carries at most 125 bytes",
+                    ));
                 }
                 if header.rsv1 {
-                    return Err(Error::Protocol("RSV1 set on a control frame"));
+                    return Err(ReadError::Protocol("RSV1 set on a control frame"));
                 }
                 self.control.clear();
             }
             OpCode::Continuation => {
                 let Some(message) = &self.message else {
-                    return Err(Error::Protocol("a continuation frame without a message"));
+                    return Err(ReadError::Protocol(
+                        "a continuation frame without a message",
+                    ));
                 };
                 if header.rsv1 {
-                    return Err(Error::Protocol("RSV1 set on a continuation frame"));
+                    return Err(ReadError::Protocol("RSV1 set on a continuation frame"));
                 }
                 if message.bytes.len() as u64 + header.len > max_message {
-                    return Err(Error::TooBig("message over the size limit"));
+                    return Err(ReadError::TooBig("message over the size limit"));
                 }
             }
             OpCode::Text | OpCode::Binary => {
                 if self.message.is_some() {
-                    return Err(Error::Protocol("a new message before the last one ended"));
+                    return Err(ReadError::Protocol(
+                        "a new message before the last one ended",
+                    ));
                 }
                 if header.rsv1 && self.deflate.is_none() {
-                    return Err(Error::Protocol("RSV1 set without permessage-deflate"));
+                    return Err(ReadError::Protocol("RSV1 set without permessage-deflate"));
                 }
                 let ahead = usize::try_from(header.len).unwrap_or(usize::MAX).min(AHEAD);
                 self.message = Some(Assembly {
@@ -416,7 +427,7 @@ impl Reader {
 
     /// Takes payload bytes of the frame under way (all of them belong to it); ends the frame
     /// when they complete it.
-    fn payload(&mut self, bytes: &[u8]) -> Result<Option<Event>, Error> {
+    fn payload(&mut self, bytes: &[u8]) -> Result<Option<Incoming>, ReadError> {
         let frame = self.frame.as_mut().expect("a frame is under way");
         if !frame.header.opcode.is_control() {
             let message = self.message.as_mut().expect("a data frame is under way");
@@ -436,12 +447,12 @@ impl Reader {
         Ok(None)
     }
 
-    fn end_frame(&mut self) -> Result<Option<Event>, Error> {
+    fn end_frame(&mut self) -> Result<Option<Incoming>, ReadError> {
         let frame = self.frame.take().expect("a frame is under way");
         match frame.header.opcode {
-            OpCode::Ping => Ok(Some(Event::Ping(Bytes::copy_from_slice(&self.control)))),
-            OpCode::Pong => Ok(Some(Event::Pong(Bytes::copy_from_slice(&self.control)))),
-            OpCode::Close => close_frame(&self.control).map(|close| Some(Event::Close(close))),
+            OpCode::Ping => Ok(Some(Incoming::Ping(Bytes::copy_from_slice(&self.control)))),
+            OpCode::Pong => Ok(Some(Incoming::Pong(Bytes::copy_from_slice(&self.control)))),
+            OpCode::Close => close_frame(&self.control).map(|close| Some(Incoming::Close(close))),
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 if !frame.header.fin {
                     return Ok(None);
@@ -452,7 +463,7 @@ impl Reader {
         }
     }
 
-    fn message_end(&mut self, mut message: Assembly) -> Result<Event, Error> {
+    fn message_end(&mut self, mut message: Assembly) -> Result<Incoming, ReadError> {
         let bytes = if message.compressed {
             let deflate = self
                 .deflate
@@ -468,8 +479,8 @@ impl Reader {
                 &mut inflated,
             )
             .map_err(|error| match error {
-                InflateError::TooBig => Error::TooBig("message over the size limit"),
-                InflateError::Corrupt => Error::Invalid("invalid compressed data"),
+                InflateError::TooBig => ReadError::TooBig("message over the size limit"),
+                InflateError::Corrupt => ReadError::Invalid("invalid compressed data"),
             })?;
             if message.text {
                 message.utf8.feed(&inflated).map_err(|_| INVALID_UTF8)?;
@@ -482,27 +493,27 @@ impl Reader {
             message.utf8.finish().map_err(|_| INVALID_UTF8)?;
             // Checked piece by piece above.
             let text = Text::from_utf8_unchecked(Bytes::from(bytes));
-            Ok(Event::Message(Message::Text(text)))
+            Ok(Incoming::Message(Message::Text(text)))
         } else {
-            Ok(Event::Message(Message::Binary(Bytes::from(bytes))))
+            Ok(Incoming::Message(Message::Binary(Bytes::from(bytes))))
         }
     }
 }
 
 /// A close frame's payload: nothing, or a valid code and a UTF-8 reason.
-fn close_frame(payload: &[u8]) -> Result<Option<(CloseCode, String)>, Error> {
+fn close_frame(payload: &[u8]) -> Result<Option<(CloseCode, String)>, ReadError> {
     match payload {
         [] => Ok(None),
-        [_] => Err(Error::Protocol(
+        [_] => Err(ReadError::Protocol(
             "a close frame's payload is at least a two-byte code",
         )),
         [high, low, reason @ ..] => {
             let code = u16::from_be_bytes([*high, *low]);
             if !valid_close_code(code) {
-                return Err(Error::Protocol("invalid close code"));
+                return Err(ReadError::Protocol("invalid close code"));
             }
             let reason = std::str::from_utf8(reason)
-                .map_err(|_| Error::Invalid("invalid UTF-8 in a close reason"))?;
+                .map_err(|_| ReadError::Invalid("invalid UTF-8 in a close reason"))?;
             Ok(Some((CloseCode::from(code), reason.to_owned())))
         }
     }
@@ -551,8 +562,8 @@ mod tests {
     }
 
     /// Feeds `bytes` in pieces of `step`, collecting the events.
-    fn events(bytes: &[u8], step: usize) -> Result<Vec<Event>, Error> {
-        let mut reader = Reader::new(true, LIMITS, None);
+    fn events(bytes: &[u8], step: usize) -> Result<Vec<Incoming>, ReadError> {
+        let mut reader = Reader::new(Role::Server, LIMITS, None);
         let mut events = Vec::new();
         for piece in bytes.chunks(step) {
             let mut at = 0;
@@ -582,11 +593,11 @@ mod tests {
             assert_eq!(
                 events(&stream, step).unwrap(),
                 [
-                    Event::Ping(Bytes::from_static(b"ping?")),
-                    Event::Message(Message::text("Hello, wörld")),
-                    Event::Message(Message::text("")),
-                    Event::Message(Message::binary(vec![1u8, 2, 3])),
-                    Event::Close(Some((CloseCode::NORMAL, "bye".into()))),
+                    Incoming::Ping(Bytes::from_static(b"ping?")),
+                    Incoming::Message(Message::text("Hello, wörld")),
+                    Incoming::Message(Message::text("")),
+                    Incoming::Message(Message::binary(vec![1u8, 2, 3])),
+                    Incoming::Close(Some((CloseCode::NORMAL, "bye".into()))),
                 ],
                 "step {step}"
             );
@@ -595,39 +606,39 @@ mod tests {
 
     #[test]
     fn protocol_errors_are_found() {
-        let cases: [(&[u8], Error); 9] = [
-            (&frame(0x81, b"x")[..], Error::Protocol("")),
+        let cases: [(&[u8], ReadError); 9] = [
+            (&frame(0x81, b"x")[..], ReadError::Protocol("")),
             (
                 &[0x81, 0x01, b'x'],
-                Error::Protocol("a client frame must be masked"),
+                ReadError::Protocol("a client frame must be masked"),
             ),
             (
                 &frame(0x80, b"x"),
-                Error::Protocol("a continuation frame without a message"),
+                ReadError::Protocol("a continuation frame without a message"),
             ),
             (
                 &frame(0x09, b"x"),
-                Error::Protocol("a control frame cannot be fragmented"),
+                ReadError::Protocol("a control frame cannot be fragmented"),
             ),
             (
                 &frame(0x89, &[0; 126]),
-                Error::Protocol("a control frame carries at most 125 bytes"),
+                ReadError::Protocol("a control frame carries at most 125 bytes"),
             ),
             (
                 &frame(0xC1, b"x"),
-                Error::Protocol("RSV1 set without permessage-deflate"),
+                ReadError::Protocol("RSV1 set without permessage-deflate"),
             ),
             (
                 &frame(0x88, &[0x03]),
-                Error::Protocol("a close frame's payload is at least a two-byte code"),
+                ReadError::Protocol("a close frame's payload is at least a two-byte code"),
             ),
             (
                 &frame(0x88, &1005u16.to_be_bytes()),
-                Error::Protocol("invalid close code"),
+                ReadError::Protocol("invalid close code"),
             ),
             (
                 &frame(0x88, &[0x03, 0xe8, 0xff]),
-                Error::Invalid("invalid UTF-8 in a close reason"),
+                ReadError::Invalid("invalid UTF-8 in a close reason"),
             ),
         ];
         for (bytes, expected) in &cases[1..] {
@@ -637,14 +648,14 @@ mod tests {
         two.extend(frame(0x81, b"b"));
         assert_eq!(
             events(&two, 100).unwrap_err(),
-            Error::Protocol("a new message before the last one ended")
+            ReadError::Protocol("a new message before the last one ended")
         );
     }
 
     #[test]
     fn limits_are_checked_from_the_header() {
         let mut reader = Reader::new(
-            true,
+            Role::Server,
             Limits {
                 max_frame: 100,
                 max_message: 150,
@@ -656,11 +667,11 @@ mod tests {
         let header = [0x82, 0xFF, 0, 0, 0, 0, 4, 0, 0, 0, 1, 2, 3, 4];
         assert_eq!(
             reader.feed(&header),
-            Err(Error::TooBig("message over the size limit"))
+            Err(ReadError::TooBig("message over the size limit"))
         );
         // A frame of 120 bytes: over the frame limit only.
         let mut reader = Reader::new(
-            true,
+            Role::Server,
             Limits {
                 max_frame: 100,
                 max_message: 150,
@@ -669,10 +680,10 @@ mod tests {
         );
         assert_eq!(
             reader.feed(&frame(0x82, &[0; 120])),
-            Err(Error::TooBig("frame over the size limit"))
+            Err(ReadError::TooBig("frame over the size limit"))
         );
         let mut reader = Reader::new(
-            true,
+            Role::Server,
             Limits {
                 max_frame: 100,
                 max_message: 150,
@@ -684,18 +695,18 @@ mod tests {
         stream.extend(frame(0x80, &[0; 60]));
         assert_eq!(
             reader.feed(&stream),
-            Err(Error::TooBig("message over the size limit"))
+            Err(ReadError::TooBig("message over the size limit"))
         );
     }
 
     #[test]
     fn an_invalid_prefix_is_refused_before_the_frame_ends() {
-        let mut reader = Reader::new(true, LIMITS, None);
+        let mut reader = Reader::new(Role::Server, LIMITS, None);
         let full = frame(0x81, &[b"ok \xFF".as_slice(), &[b'x'; 1000]].concat());
         // Only the header and the first bytes have arrived.
         assert_eq!(
             reader.feed(&full[..14]),
-            Err(Error::Invalid("invalid UTF-8 in a text message"))
+            Err(ReadError::Invalid("invalid UTF-8 in a text message"))
         );
     }
 }

@@ -11,11 +11,12 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 
+use crate::codec::Role;
 use crate::codec::frame::{Header, MAX_HEADER, OpCode, apply_mask};
 
 /// Frames to write.
 ///
-/// The stream to write is `out` with each of `shared`'s payloads inserted at its place:
+/// The stream to write is `out` with each of `inserts`' payloads inserted at its place:
 /// `out[..at1]`, `payload1`, `out[at1..at2]`, `payload2`, .. , the rest of `out`.
 #[derive(Default)]
 pub(crate) struct Writer {
@@ -24,7 +25,7 @@ pub(crate) struct Writer {
     /// Bytes of `out` written.
     written: usize,
     /// Large payloads, each to be written after `out[..at]`, with how much of it is written.
-    shared: VecDeque<Insert>,
+    inserts: VecDeque<Insert>,
     /// The client's side masks its frames.
     mask: Option<MaskKeys>,
 }
@@ -52,18 +53,16 @@ thread_local! {
 }
 
 impl Writer {
-    /// A writer for the client's side (the test kit's), which masks every frame with a
-    /// fresh key.
-    #[cfg_attr(not(feature = "test"), allow(dead_code))]
-    pub(crate) fn masking() -> Self {
+    /// A writer for `role`'s side: the client's masks every frame with a fresh key.
+    pub(crate) fn new(role: Role) -> Self {
         Writer {
-            mask: Some(MaskKeys::new()),
+            mask: (role == Role::Client).then(MaskKeys::new),
             ..Writer::default()
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.written == self.out.len() && self.shared.is_empty()
+        self.written == self.out.len() && self.inserts.is_empty()
     }
 
     /// Queues a frame.
@@ -97,7 +96,7 @@ impl Writer {
                 apply_mask(&mut self.out[start..], key, 0);
             }
             None if payload.len() <= COPY_MAX => self.out.extend_from_slice(&payload),
-            None => self.shared.push_back(Insert {
+            None => self.inserts.push_back(Insert {
                 at: self.out.len(),
                 payload,
                 written: 0,
@@ -112,7 +111,7 @@ impl Writer {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         while !self.is_empty() {
-            let written = if self.shared.is_empty() {
+            let written = if self.inserts.is_empty() {
                 Pin::new(&mut *io).poll_write(cx, &self.out[self.written..])
             } else {
                 let (slices, count) = self.gather();
@@ -136,7 +135,7 @@ impl Writer {
         let mut slices = [IoSlice::new(&[]); SLICES];
         let mut count = 0;
         let mut from = self.written;
-        for insert in &self.shared {
+        for insert in &self.inserts {
             if count + 2 > SLICES {
                 return (slices, count);
             }
@@ -159,7 +158,7 @@ impl Writer {
     fn advance(&mut self, mut n: usize) {
         while n > 0 {
             let until = self
-                .shared
+                .inserts
                 .front()
                 .map_or(self.out.len(), |insert| insert.at);
             let from_out = (until - self.written).min(n);
@@ -169,7 +168,7 @@ impl Writer {
                 return;
             }
             let insert = self
-                .shared
+                .inserts
                 .front_mut()
                 .expect("written bytes belong to the stream");
             let left = insert.payload.len() - insert.written;
@@ -178,7 +177,7 @@ impl Writer {
                 return;
             }
             n -= left;
-            self.shared.pop_front();
+            self.inserts.pop_front();
         }
     }
 
@@ -189,7 +188,7 @@ impl Writer {
         }
         let mut out = std::mem::take(&mut self.out);
         self.written = 0;
-        self.shared = VecDeque::new();
+        self.inserts = VecDeque::new();
         if out.capacity() <= KEEP_MAX {
             out.clear();
             SPARE.with_borrow_mut(|spare| {
@@ -209,7 +208,7 @@ impl Writer {
         while at < self.out.len() {
             if at >= self.written {
                 self.out.truncate(at);
-                self.shared.truncate(inserts);
+                self.inserts.truncate(inserts);
                 return;
             }
             let Ok(Some((header, head_len))) = Header::parse(&self.out[at..]) else {
@@ -217,7 +216,7 @@ impl Writer {
             };
             let payload_at = at + head_len;
             if self
-                .shared
+                .inserts
                 .get(inserts)
                 .is_some_and(|insert| insert.at == payload_at)
             {
@@ -233,7 +232,7 @@ impl Writer {
     pub(crate) fn clear(&mut self) {
         self.out.clear();
         self.written = 0;
-        self.shared.clear();
+        self.inserts.clear();
     }
 }
 
@@ -262,7 +261,7 @@ impl MaskKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::read::{Event, Limits, Reader};
+    use crate::codec::read::{Incoming, Limits, Reader};
     use crate::message::Message;
 
     /// A socket that takes at most `step` bytes per write.
@@ -323,9 +322,9 @@ mod tests {
         for masked in [false, true] {
             for step in [1, 5, 1000, usize::MAX] {
                 let mut writer = if masked {
-                    Writer::masking()
+                    Writer::new(Role::Client)
                 } else {
-                    Writer::default()
+                    Writer::new(Role::Server)
                 };
                 // Payloads up to COPY_MAX are copied into one plain write; a larger one goes
                 // out from its own bytes, in a vectored write (masked ones are always copied).
@@ -347,7 +346,11 @@ mod tests {
                         max_frame: 1 << 20,
                         max_message: 1 << 20,
                     };
-                    let mut reader = Reader::new(masked, limits, None);
+                    let mut reader = Reader::new(
+                        if masked { Role::Server } else { Role::Client },
+                        limits,
+                        None,
+                    );
                     let mut events = Vec::new();
                     let mut at = 0;
                     while at < socket.out.len() {
@@ -358,9 +361,9 @@ mod tests {
                     assert_eq!(
                         events,
                         [
-                            Event::Message(Message::text("hello")),
-                            Event::Message(Message::Binary(big)),
-                            Event::Ping(Bytes::new()),
+                            Incoming::Message(Message::text("hello")),
+                            Incoming::Message(Message::Binary(big)),
+                            Incoming::Ping(Bytes::new()),
                         ],
                         "masked {masked}, step {step}, size {size}"
                     );
@@ -375,7 +378,7 @@ mod tests {
     fn unstarted_frames_are_dropped_and_a_started_one_is_kept() {
         let big = Bytes::from(vec![9u8; 10_000]);
         for step in [1, 3, 7, 200, 5_000, 10_010] {
-            let mut writer = Writer::default();
+            let mut writer = Writer::new(Role::Server);
             writer.push(OpCode::Text, false, Bytes::from_static(b"first"));
             writer.push(OpCode::Binary, false, big.clone());
             writer.push(OpCode::Text, false, Bytes::from_static(b"last"));
@@ -399,7 +402,7 @@ mod tests {
                 max_frame: 1 << 20,
                 max_message: 1 << 20,
             };
-            let mut reader = Reader::new(false, limits, None);
+            let mut reader = Reader::new(Role::Client, limits, None);
             let mut events = Vec::new();
             let mut at = 0;
             while at < socket.out.len() {
@@ -416,9 +419,9 @@ mod tests {
                 3
             };
             let all = [
-                Event::Message(Message::text("first")),
-                Event::Message(Message::Binary(big.clone())),
-                Event::Message(Message::text("last")),
+                Incoming::Message(Message::text("first")),
+                Incoming::Message(Message::Binary(big.clone())),
+                Incoming::Message(Message::text("last")),
             ];
             assert_eq!(events, all[..expected], "step {step}");
         }

@@ -1,9 +1,13 @@
-//! The state one connection shares between its `Out` handles, its inbox and its driver.
+//! A connection's mailbox: what its `Out` handles, its endpoint's code and its driver share.
+//! The outbound queue, the close asked for, the inbound slot for an endpoint that awaits its
+//! messages, the synchronous handler of one that does not, and the guards the connection
+//! holds (its subscriptions).
 //!
 //! Two small mutexes, each held for a few instructions: the outbound queue (written by any
 //! task holding an `Out`, drained by the driver) and the inbound slot (a hand-off between the
 //! driver and the endpoint code, which run in the same task). Atomic flags beside them answer
 //! the driver's frequent questions (anything queued? does the endpoint wait?) without a lock.
+//! Writes made by the connection's own code skip the queue (see `running`).
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -19,7 +23,7 @@ use crate::error::Closed;
 use crate::message::{CloseCode, Message};
 use crate::ratelimit::RateLimit;
 
-pub(crate) struct Shared {
+pub(crate) struct Mailbox {
     pub(crate) endpoint: &'static str,
     limit: usize,
     /// A close was asked for (or the connection ended): the driver starts its close timer.
@@ -88,7 +92,7 @@ thread_local! {
     /// An `Out::write` on that connection appends to the list directly: no lock, no wake-up.
     static RUNNING: Cell<Running> = const {
         Cell::new(Running {
-            shared: std::ptr::null(),
+            mailbox: std::ptr::null(),
             pending: std::ptr::null_mut(),
         })
     };
@@ -96,14 +100,14 @@ thread_local! {
 
 #[derive(Clone, Copy)]
 struct Running {
-    shared: *const Shared,
+    mailbox: *const Mailbox,
     pending: *mut VecDeque<Outgoing>,
 }
 
 /// Runs `code` (a section, or a poll of the endpoint's code) as the connection `shared`'s own
 /// code: its writes go straight to `pending`, which nothing else may touch meanwhile.
 pub(crate) fn running<R>(
-    shared: &Arc<Shared>,
+    mailbox: &Arc<Mailbox>,
     pending: *mut VecDeque<Outgoing>,
     code: impl FnOnce() -> R,
 ) -> R {
@@ -114,7 +118,7 @@ pub(crate) fn running<R>(
         }
     }
     let running = Running {
-        shared: Arc::as_ptr(shared),
+        mailbox: Arc::as_ptr(mailbox),
         pending,
     };
     let _restore = Restore(RUNNING.replace(running));
@@ -156,9 +160,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Shared {
+impl Mailbox {
     pub(crate) fn new(endpoint: &'static str, limit: usize) -> Self {
-        Shared {
+        Mailbox {
             endpoint,
             limit: limit.max(1),
             closing: AtomicBool::new(false),
@@ -238,7 +242,7 @@ impl Shared {
         // Written by the connection's own code, while nothing waits in the shared queue (which
         // must go first): straight to the driver's list.
         let running = RUNNING.get();
-        if std::ptr::eq(running.shared, self) && !self.queued.load(Ordering::Acquire) {
+        if std::ptr::eq(running.mailbox, self) && !self.queued.load(Ordering::Acquire) {
             // SAFETY: `running` set this pointer to the driver's list for the duration of the
             // code that runs now, on this thread, and the driver does not touch it meanwhile.
             let pending = unsafe { &mut *running.pending };
@@ -552,7 +556,7 @@ impl Shared {
     }
 }
 
-struct WaitingGuard<'a>(&'a Shared);
+struct WaitingGuard<'a>(&'a Mailbox);
 
 impl Drop for WaitingGuard<'_> {
     fn drop(&mut self) {
@@ -605,66 +609,66 @@ mod tests {
     /// drained) wake nothing, and the queue it drains holds them all, in order.
     #[test]
     fn writes_wake_a_parked_driver_only() {
-        let shared = Shared::new("/t", 16);
+        let mailbox = Mailbox::new("/t", 16);
         let count = Arc::new(Count::default());
         let waker = Waker::from(Arc::clone(&count));
         let cx = Context::from_waker(&waker);
         let mut pending = VecDeque::new();
 
         // Running: the driver drained, so its own writes do not wake it.
-        assert!(shared.drain(&mut pending).is_none());
-        shared.push(text("a"));
+        assert!(mailbox.drain(&mut pending).is_none());
+        mailbox.push(text("a"));
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
         // It must not sleep with a message queued.
-        assert!(!shared.park(&cx));
-        assert!(shared.drain(&mut pending).is_none());
+        assert!(!mailbox.park(&cx));
+        assert!(mailbox.drain(&mut pending).is_none());
         assert_eq!(texts(&mut pending), ["a"]);
 
         // Parked: the first write wakes it, the second does not (it is no longer parked).
-        assert!(shared.park(&cx));
-        shared.push(text("b"));
-        shared.push(text("c"));
+        assert!(mailbox.park(&cx));
+        mailbox.push(text("b"));
+        mailbox.push(text("c"));
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert!(shared.drain(&mut pending).is_none());
+        assert!(mailbox.drain(&mut pending).is_none());
         assert_eq!(texts(&mut pending), ["b", "c"]);
 
         // A close asked for wakes a parked driver too, and is handed over once.
-        assert!(shared.park(&cx));
-        shared.close(CloseCode::NORMAL, "bye");
+        assert!(mailbox.park(&cx));
+        mailbox.close(CloseCode::NORMAL, "bye");
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
-        let close = shared.drain(&mut pending).expect("the close");
+        let close = mailbox.drain(&mut pending).expect("the close");
         assert_eq!((close.0.as_u16(), close.1.as_str()), (1000, "bye"));
-        assert!(shared.drain(&mut pending).is_none());
+        assert!(mailbox.drain(&mut pending).is_none());
     }
 
     /// The inbound slot: the endpoint waits, the driver delivers; a message delivered before
     /// the end is still handed over, and after it the endpoint learns that none will come.
     #[test]
     fn inbound_hand_off() {
-        let shared = Shared::new("/t", 16);
-        assert!(!shared.wants_message());
-        assert!(shared.take_message().is_none());
-        assert!(shared.wants_message());
+        let mailbox = Mailbox::new("/t", 16);
+        assert!(!mailbox.wants_message());
+        assert!(mailbox.take_message().is_none());
+        assert!(mailbox.wants_message());
         // Waiting again changes nothing.
-        assert!(shared.take_message().is_none());
+        assert!(mailbox.take_message().is_none());
 
-        shared.deliver(Message::Text("one".into()));
-        assert!(!shared.wants_message());
-        let Some(Some(Message::Text(one))) = shared.take_message() else {
+        mailbox.deliver(Message::Text("one".into()));
+        assert!(!mailbox.wants_message());
+        let Some(Some(Message::Text(one))) = mailbox.take_message() else {
             panic!("the delivered message");
         };
         assert_eq!(one, "one");
-        assert!(!shared.wants_message());
+        assert!(!mailbox.wants_message());
 
-        assert!(shared.take_message().is_none());
-        shared.deliver(Message::Text("two".into()));
-        shared.end_inbound();
-        assert!(!shared.wants_message());
+        assert!(mailbox.take_message().is_none());
+        mailbox.deliver(Message::Text("two".into()));
+        mailbox.end_inbound();
+        assert!(!mailbox.wants_message());
         assert!(matches!(
-            shared.take_message(),
+            mailbox.take_message(),
             Some(Some(Message::Text(_)))
         ));
-        assert!(matches!(shared.take_message(), Some(None)));
-        assert!(!shared.wants_message());
+        assert!(matches!(mailbox.take_message(), Some(None)));
+        assert!(!mailbox.wants_message());
     }
 }

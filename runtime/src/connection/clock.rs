@@ -1,0 +1,186 @@
+//! A connection's time: the keep-alive clock (ping a silent peer, give up on one silent for
+//! too long), the close deadline (how long a closing connection waits for its peer), and the
+//! budget of one wake-up (how much work the task does before it lets the others run).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Context;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+/// The connection's settings for time.
+#[derive(Clone, Copy)]
+pub(super) struct Timing {
+    /// How long a closing connection waits for the peer.
+    pub(super) close_timeout: Duration,
+    /// Silence after which the server pings.
+    pub(super) ping_interval: Duration,
+    /// Silence after which the server gives up on the peer.
+    pub(super) idle_timeout: Duration,
+}
+
+/// What a keep-alive check found.
+pub(super) enum Check {
+    /// The peer was heard recently enough.
+    Alive,
+    /// The peer is silent: ping it.
+    Ping,
+    /// The peer was silent for this long, past the idle timeout: close.
+    Idle(Duration),
+}
+
+/// The keep-alive and close timers.
+pub(super) struct Clock {
+    timing: Timing,
+    /// When the peer was last known to be alive, as of the last keep-alive check.
+    last_heard: Instant,
+    /// Frames read as of the last check: counting frames is cheaper than reading the clock
+    /// for every frame.
+    frames_at_check: u64,
+    /// Fires at the next keep-alive check; re-armed lazily, not on every frame. Inline: the
+    /// clock lives in the connection's box, which it never leaves (see `Driver::new`), so the
+    /// timer is pinned there.
+    keepalive: Sleep,
+    /// `keepalive` was polled since its last reset, so the timer holds this task's waker:
+    /// until it fires, checking it is a load, not a poll.
+    keepalive_armed: bool,
+    /// When a closing connection stops waiting on its peer.
+    close_by: Option<Instant>,
+    /// The timer for `close_by`, made once the connection has to wait for it.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl Clock {
+    pub(super) fn new(timing: Timing) -> Self {
+        Clock {
+            timing,
+            last_heard: Instant::now(),
+            frames_at_check: 0,
+            keepalive: tokio::time::sleep(timing.ping_interval),
+            keepalive_armed: false,
+            close_by: None,
+            deadline: None,
+        }
+    }
+
+    fn keepalive(&mut self) -> Pin<&mut Sleep> {
+        // SAFETY: the clock is made in the connection's box (`Driver::new`) and never moved
+        // out of it, so the timer inside it never moves once polled.
+        unsafe { Pin::new_unchecked(&mut self.keepalive) }
+    }
+
+    /// Whether the keep-alive timer fired. It is polled only when it holds no waker of ours.
+    pub(super) fn keepalive_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.keepalive_armed && !self.keepalive.is_elapsed() {
+            return false;
+        }
+        self.keepalive_armed = true;
+        self.keepalive().poll(cx).is_ready()
+    }
+
+    /// The keep-alive timer fired: is the peer alive? `frames_read` counts the frames read so
+    /// far; `reading` says whether the connection reads its socket at all now (while the
+    /// endpoint is busy in a section it does not, so silence proves nothing). Sets the timer
+    /// for the next check.
+    pub(super) fn check(&mut self, frames_read: u64, reading: bool) -> Check {
+        let now = Instant::now();
+        if frames_read != self.frames_at_check || !reading {
+            self.frames_at_check = frames_read;
+            self.last_heard = now;
+        }
+        let silent = now.saturating_duration_since(self.last_heard);
+        let timing = self.timing;
+        if silent >= timing.idle_timeout {
+            // From here the close timer bounds the connection; the keep-alive rests.
+            self.keepalive().reset(now + timing.idle_timeout);
+            self.keepalive_armed = false;
+            return Check::Idle(silent);
+        }
+        let next_ping = self.last_heard + timing.ping_interval;
+        let next = if next_ping > now {
+            next_ping
+        } else {
+            now + timing.ping_interval
+        };
+        let next = next.min(self.last_heard + timing.idle_timeout);
+        self.keepalive().reset(next);
+        self.keepalive_armed = false;
+        if silent >= timing.ping_interval {
+            Check::Ping
+        } else {
+            Check::Alive
+        }
+    }
+
+    /// Starts the close timer, unless it runs already.
+    pub(super) fn arm_close(&mut self) {
+        if self.close_by.is_none() {
+            self.close_by = Some(Instant::now() + self.timing.close_timeout);
+        }
+    }
+
+    /// Whether the close timer ran out. Its timer is made only here, when the connection
+    /// waits on its peer while closing: most closes finish at once and never need one.
+    pub(super) fn close_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(close_by) = self.close_by else {
+            return false;
+        };
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(close_by)));
+        if deadline.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.deadline = None;
+        self.close_by = None;
+        true
+    }
+}
+
+/// How much one wake-up of the connection may do before it yields to the scheduler: a turn
+/// of its loop costs one unit, framing a message one, and compressing one more per KiB
+/// (compressing is the dearest work a connection does: 256 KiB take about half a
+/// millisecond). tokio's own budget bounds the socket's reads and writes; this bounds
+/// everything else, so that no connection, whatever state it is in, keeps its thread from
+/// the other connections for long.
+const WORK_PER_WAKE: usize = 256;
+
+/// The work done in one wake-up.
+#[derive(Default)]
+pub(super) struct Budget {
+    /// In units of `WORK_PER_WAKE`.
+    work: usize,
+    /// The budget ran out (tokio's or ours): yield once the work at hand is written; the
+    /// task is already woken to run again.
+    spent: bool,
+}
+
+impl Budget {
+    /// A new wake-up.
+    pub(super) fn start(&mut self) {
+        self.work = 0;
+    }
+
+    /// Counts `units` of work; once the budget is spent, the task is woken to go on after
+    /// the others had their turn.
+    pub(super) fn spend(&mut self, cx: &mut Context<'_>, units: usize) {
+        self.work += units;
+        if self.work >= WORK_PER_WAKE && !self.spent {
+            self.spent = true;
+            // Woken as tokio's own budget wakes a task: after the scheduler has looked for
+            // sockets that became ready, so the others run before this connection goes on.
+            let yielded = std::pin::pin!(tokio::task::yield_now());
+            let _ = yielded.poll(cx);
+        }
+    }
+
+    pub(super) fn is_spent(&self) -> bool {
+        self.spent
+    }
+
+    /// Yielding now: the next wake-up has a whole budget.
+    pub(super) fn yielded(&mut self) {
+        self.spent = false;
+    }
+}

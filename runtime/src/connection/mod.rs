@@ -1,0 +1,523 @@
+//! A connection's life, from the upgraded socket to its end: one task per connection.
+//!
+//! The driver owns the WebSocket stream and polls, in one task and without channels: the
+//! endpoint's future (ready code, sections, `on_close`), the outbound queue, the socket and
+//! the shutdown signal. It reads the socket only while the endpoint waits for a message, so
+//! messages are handled one at a time and a busy endpoint pushes back on the client through
+//! TCP. It writes everything queued before flushing once, after reading every frame already
+//! buffered, so a burst of messages costs one write system call.
+
+mod clock;
+mod input;
+mod output;
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::codec::Outgoing;
+use crate::codec::frame::OpCode;
+use crate::codec::read::{Incoming, Limits};
+use crate::codec::socket::Socket;
+use crate::connection::clock::{Budget, Check, Clock, Timing};
+use crate::connection::input::{Input, ReadEnd};
+use crate::connection::output::Output;
+use crate::dispatch::Accepted;
+use crate::endpoint::{Code, panic_message};
+use crate::error::Error;
+use crate::mailbox::{self, Mailbox};
+use crate::message::{CloseCode, Message};
+use crate::shutdown::Shutdown;
+
+/// Runs an accepted connection on the socket hyper hands over after the 101, in a task of its
+/// own. `T` is the socket type hyper served: taking it back from the upgrade skips hyper's
+/// dynamic IO.
+pub(crate) fn spawn_upgraded<T>(app: &Arc<App>, accepted: Accepted, on_upgrade: OnUpgrade)
+where
+    T: Socket + Send + 'static,
+{
+    let task_app = Arc::clone(app);
+    let (endpoint, peer) = (accepted.endpoint, accepted.peer);
+    // Captured boxed: an async block keeps room for what it captures for its whole life (as
+    // long as the connection), while a local's room is shared with what is awaited later.
+    let accepted = Box::new(accepted);
+    spawn(app, endpoint, peer, async move {
+        let accepted = unbox(accepted);
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(error = %err, "upgrade failed");
+                return;
+            }
+        };
+        match upgraded.downcast::<TokioIo<T>>() {
+            Ok(parts) => {
+                // Copied out and dropped now: the bytes share hyper's whole read buffer.
+                let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+                let read = read_buf.to_vec();
+                drop(read_buf);
+                // A stream over TCP (TLS) is shut down before it is dropped, so that it says
+                // goodbye (TLS's close_notify); a bare socket closes by being dropped.
+                let shut_down =
+                    std::any::TypeId::of::<T>() != std::any::TypeId::of::<tokio::net::TcpStream>();
+                run(io.into_inner(), read, accepted, task_app, shut_down).await;
+            }
+            Err(upgraded) => {
+                run(TokioIo::new(upgraded), Vec::new(), accepted, task_app, true).await;
+            }
+        }
+    });
+}
+
+/// Moves a value out of its box and frees the box now (`*boxed` in an async block frees it
+/// only when the block ends).
+#[allow(clippy::boxed_local)]
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
+/// Runs an accepted connection on a stream already upgraded (the test kit's pipe), in a task
+/// of its own.
+#[cfg_attr(not(feature = "test"), allow(dead_code))]
+pub(crate) fn spawn_on<IO>(app: &Arc<App>, accepted: Accepted, io: IO)
+where
+    IO: Socket + Send + 'static,
+{
+    let (endpoint, peer) = (accepted.endpoint, accepted.peer);
+    let running = run(io, Vec::new(), accepted, Arc::clone(app), false);
+    spawn(app, endpoint, peer, running);
+}
+
+/// Spawns a connection's task, registered with the server's registry (for graceful shutdown
+/// and `max_connections`) and in a `ws` span with its endpoint, peer and id.
+fn spawn(
+    app: &Arc<App>,
+    endpoint: &'static str,
+    peer: std::net::SocketAddr,
+    connection: impl Future<Output = ()> + Send + 'static,
+) {
+    let id = app.registry.next_id();
+    let span = tracing::debug_span!("ws", endpoint, %peer, id);
+    app.registry.spawn(id, connection.instrument(span));
+}
+
+/// The connection loop over an upgraded stream; `read` holds bytes already read past the
+/// HTTP request. `shut_down`: shut the stream down at the end, rather than only drop it.
+///
+/// The driver is made here, before the loop's future: the future holds the boxed driver and
+/// not, besides it, the stream and the rest it was made of.
+fn run<IO: Socket>(
+    io: IO,
+    read: Vec<u8>,
+    accepted: Accepted,
+    app: Arc<App>,
+    shut_down: bool,
+) -> impl Future<Output = ()> {
+    let config = &app.config;
+    let timing = Timing {
+        close_timeout: config.close_timeout,
+        ping_interval: config.ping_interval,
+        idle_timeout: config.idle_timeout,
+    };
+    let limits = Limits {
+        max_frame: accepted.max_frame_size,
+        max_message: accepted.max_message_size,
+    };
+    let mut driver = Driver::new(io, read, accepted, limits, timing);
+    async move {
+        tracing::debug!("websocket open");
+        drive(&mut driver, app.registry.shutdown()).await;
+        if shut_down {
+            let goodbye = poll_fn(|cx| Pin::new(&mut driver.io).poll_shutdown(cx));
+            let _ = tokio::time::timeout(app.config.close_timeout, goodbye).await;
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    Closing,
+    /// No more frames will be read; at most a final flush remains.
+    Closed,
+}
+
+/// One connection: its socket, the parts that read it, write it and keep its time, and the
+/// endpoint's code with the mailbox it shares with that code.
+struct Driver<S> {
+    io: S,
+    input: Input,
+    output: Output,
+    clock: Clock,
+    budget: Budget,
+    mailbox: Arc<Mailbox>,
+    /// The endpoint's code, until it completes.
+    user: Option<Code>,
+    phase: Phase,
+    shutdown_seen: bool,
+    /// The shutdown signal was polled once, so this task's waker is registered with it.
+    shutdown_registered: bool,
+    /// The close code that ended the connection, for the log.
+    code: Option<u16>,
+    /// The ready code has run (said once, to whoever waits for it).
+    ready: bool,
+}
+
+async fn drive<S: Socket>(driver: &mut Driver<S>, shutdown: &Shutdown) {
+    let signal = shutdown.signal();
+    let mut signal = std::pin::pin!(signal);
+    poll_fn(|cx| driver.poll(cx, shutdown, signal.as_mut())).await;
+    driver.mailbox.finish();
+    tracing::debug!(code = driver.code, "websocket closed");
+}
+
+impl<S: Socket> Driver<S> {
+    /// The driver, in the box it stays in: its keep-alive timer is pinned there. (Boxed, the
+    /// task's future also holds a pointer rather than the driver once per await point.)
+    fn new(io: S, read: Vec<u8>, accepted: Accepted, limits: Limits, timing: Timing) -> Box<Self> {
+        let prepared = accepted.prepared;
+        Box::new(Driver {
+            io,
+            input: Input::new(read, limits, accepted.deflate),
+            output: Output::new(accepted.deflate),
+            clock: Clock::new(timing),
+            budget: Budget::default(),
+            mailbox: prepared.mailbox,
+            user: Some(prepared.code),
+            phase: Phase::Open,
+            shutdown_seen: false,
+            shutdown_registered: false,
+            code: None,
+            ready: false,
+        })
+    }
+
+    /// One wake-up: turns of the loop (the endpoint's code, the shutdown signal, writing,
+    /// reading) until nothing moves or the budget is spent; then the timers, one write of
+    /// everything framed, and a last look at the queue before sleeping.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        shutdown: &Shutdown,
+        mut signal: Pin<&mut impl Future>,
+    ) -> Poll<()> {
+        self.budget.start();
+        self.input.woken();
+        loop {
+            let mut progress = false;
+            self.budget.spend(cx, 1);
+
+            // An endpoint whose code waits in `serve` is called in place for each message:
+            // polling its code again changes nothing until no more messages come.
+            if let Some(user) = &mut self.user
+                && !self.mailbox.serves()
+            {
+                // The endpoint's own writes go straight to `pending` meanwhile.
+                let pending: *mut VecDeque<Outgoing> = &mut self.output.pending;
+                // A panic in ready code or `on_close` ends this connection only.
+                let polled = mailbox::running(&self.mailbox, pending, || {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| user.as_mut().poll(cx)))
+                });
+                let finished = match polled {
+                    Ok(Poll::Pending) => None,
+                    Ok(Poll::Ready(result)) => Some(Ok(result)),
+                    Err(panic) => Some(Err(panic)),
+                };
+                if let Some(result) = finished {
+                    self.user = None;
+                    progress = true;
+                    self.user_finished(result);
+                }
+                if !self.ready && (self.user.is_none() || self.mailbox.wants_message()) {
+                    self.ready = true;
+                    self.mailbox.set_ready();
+                }
+            }
+
+            // The signal is polled once, to register the task's waker; after that an atomic
+            // load tells, which keeps the signal's lock off the per-message path.
+            let shut = !self.shutdown_seen
+                && if self.shutdown_registered {
+                    shutdown.is_triggered()
+                } else {
+                    self.shutdown_registered = true;
+                    signal.as_mut().poll(cx).is_ready()
+                };
+            if shut {
+                self.shutdown_seen = true;
+                self.mailbox
+                    .close(CloseCode::GOING_AWAY, "server shutting down");
+            }
+
+            if self.mailbox.is_closing() {
+                // Bounds the whole ending: writing what is queued, the close frame, the peer's.
+                self.clock.arm_close();
+                if self.mailbox.is_abandoned() && !self.output.abandoned {
+                    // The client stopped reading: what it has not started to get is dropped,
+                    // and the close (1008) goes next.
+                    self.output.abandon();
+                }
+            }
+            progress |= self.poll_write(cx);
+            progress |= self.poll_read(cx);
+
+            if !progress || self.budget.is_spent() {
+                // Checked once per wake-up, not per message: polling a timer is not free.
+                if self.phase == Phase::Open && self.clock.keepalive_fired(cx) {
+                    self.keep_alive();
+                    continue;
+                }
+                // One write for everything this wake-up produced.
+                if !self.output.is_written() {
+                    self.flush(cx);
+                }
+                if self.user.is_none() && self.phase == Phase::Closed && self.output.is_written() {
+                    return Poll::Ready(());
+                }
+                if self.clock.close_passed(cx) {
+                    tracing::debug!("the connection did not finish closing in time: dropping it");
+                    self.give_up();
+                    continue;
+                }
+                if self.budget.is_spent() {
+                    // This task is woken again once the others had their turn.
+                    self.budget.yielded();
+                    return Poll::Pending;
+                }
+                // Before sleeping, a last look at the outbound queue, which registers this
+                // task to be woken by the next write. Writes made while the task runs (the
+                // endpoint's, in this very poll) wake nothing: this look finds them. While the
+                // socket is full, only a close wakes it (messages wait for the socket).
+                if self.phase == Phase::Open {
+                    let parked = if self.output.blocked && !self.output.abandoned {
+                        // Waiting for the socket: a close known already waits behind what is
+                        // queued (the close timer bounds it); only a new one must wake us.
+                        self.mailbox.is_closing() || self.mailbox.park_until_close(cx)
+                    } else if !self.output.pending.is_empty() {
+                        // The socket took what blocked the last turn's framing: go on framing.
+                        false
+                    } else {
+                        self.mailbox.park(cx)
+                    };
+                    if !parked {
+                        continue;
+                    }
+                }
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Writes out what is framed; a failed write ends the connection.
+    fn flush(&mut self, cx: &mut Context<'_>) {
+        if let Err(error) = self.output.flush(&mut self.io, cx) {
+            tracing::debug!(%error, "websocket write failed");
+            self.give_up();
+        }
+    }
+
+    /// The keep-alive timer fired: ping a silent peer, close one silent for too long.
+    fn keep_alive(&mut self) {
+        let reading = self.mailbox.wants_message();
+        match self.clock.check(self.input.frames_read, reading) {
+            Check::Alive => {}
+            Check::Ping => self.output.control(OpCode::Ping, Bytes::new()),
+            Check::Idle(silent) => {
+                tracing::debug!(?silent, "peer silent for too long: closing");
+                self.mailbox.close(CloseCode::GOING_AWAY, "idle timeout");
+            }
+        }
+    }
+
+    fn user_finished(&mut self, result: std::thread::Result<Result<(), Error>>) {
+        let endpoint = self.mailbox.endpoint;
+        match result {
+            Ok(Ok(())) => self.mailbox.close(CloseCode::NORMAL, ""),
+            Ok(Err(error)) => {
+                tracing::error!(endpoint, %error, "endpoint failed; closing with 1011");
+                self.mailbox
+                    .close(CloseCode::INTERNAL_ERROR, "internal error");
+            }
+            Err(panic) => {
+                let panic = panic_message(&*panic);
+                tracing::error!(endpoint, panic, "endpoint panicked; closing with 1011");
+                self.mailbox
+                    .close(CloseCode::INTERNAL_ERROR, "internal error");
+            }
+        }
+    }
+
+    /// Frames queued messages, as many as this wake-up's budget allows, then any close asked
+    /// for.
+    ///
+    /// Returns whether the connection changed phase (a close was sent, or the socket
+    /// failed), which the endpoint and the reader must see. Nothing else counts as progress:
+    /// framing messages is not (nothing else waits on it, and the queue is looked at again
+    /// before parking), and neither is a write the socket did not take, whatever phase the
+    /// connection is in (the task parks until the socket can take more).
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> bool {
+        let phase = self.phase;
+        self.write(cx);
+        self.phase != phase
+    }
+
+    fn write(&mut self, cx: &mut Context<'_>) {
+        if self.output.blocked && !self.output.abandoned {
+            // The socket was full: write what waits before taking more from the queue.
+            self.flush(cx);
+            if self.output.blocked || self.phase == Phase::Closed {
+                return;
+            }
+        }
+        if self.output.pending.is_empty() {
+            if self.phase != Phase::Open {
+                return;
+            }
+            let close = self.mailbox.drain(&mut self.output.pending);
+            if self.output.pending.is_empty() && close.is_none() {
+                return;
+            }
+            self.output.close = close.or(self.output.close.take());
+        }
+        while !self.budget.is_spent()
+            && let Some(outgoing) = self.output.pending.pop_front()
+        {
+            let units = self.output.frame(outgoing);
+            self.budget.spend(cx, units);
+        }
+        if self.output.pending.is_empty()
+            && let Some((code, reason)) = self.output.close.take()
+        {
+            self.send_close(code, &reason);
+            if self.phase != Phase::Closed {
+                self.phase = Phase::Closing;
+            }
+        }
+    }
+
+    /// Reads what the endpoint waits for. Messages for a synchronous handler are handled one
+    /// after the other, as long as they come and the budget lasts; anything else (a message
+    /// for the endpoint's future, a control frame, the end) is one step.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            let wanted = match self.phase {
+                Phase::Open => self.mailbox.wants_message(),
+                Phase::Closing => true,
+                Phase::Closed => false,
+            };
+            // Each event read costs a unit of this wake-up's budget: a client that never
+            // stops sending cannot keep its thread to itself.
+            if !wanted || self.budget.is_spent() {
+                return progress;
+            }
+            self.budget.spend(cx, 1);
+            match self.input.next(&mut self.io, cx) {
+                Poll::Pending => return progress,
+                Poll::Ready(Ok(Incoming::Message(message)))
+                    if self.phase == Phase::Open && self.mailbox.serves() =>
+                {
+                    self.serve(message);
+                    progress = true;
+                }
+                Poll::Ready(Ok(event)) => {
+                    self.received(event);
+                    return true;
+                }
+                Poll::Ready(Err(ReadEnd::Fail(code, reason))) => {
+                    self.read_failed(code, reason);
+                    return true;
+                }
+                Poll::Ready(Err(ReadEnd::Gone(error))) => {
+                    match error {
+                        Some(error) => tracing::debug!(%error, "websocket connection ended"),
+                        None => tracing::debug!("the peer ended the connection"),
+                    }
+                    self.give_up();
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn received(&mut self, event: Incoming) {
+        match event {
+            Incoming::Close(frame) => {
+                self.code = Some(frame.as_ref().map_or(1005, |(code, _)| code.as_u16()));
+                if self.phase == Phase::Open {
+                    // The answer echoes the client's code and reason (none for none); then
+                    // the connection ends.
+                    self.output.pending.clear();
+                    match &frame {
+                        Some((code, reason)) => self.output.close_frame(*code, reason),
+                        None => self.output.control(OpCode::Close, Bytes::new()),
+                    }
+                    self.clock.arm_close();
+                }
+                self.phase = Phase::Closed;
+                self.output.pending.clear();
+                self.mailbox.finish();
+            }
+            Incoming::Ping(payload) => self.output.control(OpCode::Pong, payload),
+            Incoming::Pong(_) => {}
+            Incoming::Message(message) => {
+                // While closing, data frames are read and dropped (RFC 6455 §1.4).
+                if self.phase != Phase::Open {
+                } else if self.mailbox.serves() {
+                    self.serve(message);
+                } else {
+                    self.mailbox.deliver(message);
+                }
+            }
+        }
+    }
+
+    /// Calls the endpoint's synchronous handler with `message`, in place.
+    fn serve(&mut self, message: Message) {
+        let handler = self.mailbox.handler();
+        let pending: *mut VecDeque<Outgoing> = &mut self.output.pending;
+        let handled = mailbox::running(&self.mailbox, pending, || {
+            // SAFETY: registered by the `Serve` future the endpoint's code waits in, which
+            // keeps it valid until it withdraws it; that code is not being polled now, and
+            // nothing else calls the handler. `serves()` said it is registered.
+            unsafe { (*(*handler).call)(message) }
+        });
+        self.mailbox.handled(handled);
+    }
+
+    fn read_failed(&mut self, code: CloseCode, reason: &str) {
+        tracing::debug!(code = code.as_u16(), %reason, "closing on a bad frame");
+        self.output.pending.clear();
+        self.output.close = None;
+        self.mailbox.finish();
+        if self.phase == Phase::Open {
+            self.send_close(code, reason);
+        }
+        // The stream cannot be read after an error: don't wait for the peer's close frame.
+        self.phase = Phase::Closed;
+    }
+
+    fn send_close(&mut self, code: CloseCode, reason: &str) {
+        self.code = Some(code.as_u16());
+        self.output.close_frame(code, reason);
+        self.clock.arm_close();
+    }
+
+    /// Ends the connection where it stands: nothing more is written or read.
+    fn give_up(&mut self) {
+        self.phase = Phase::Closed;
+        self.output.clear();
+        self.mailbox.finish();
+    }
+}

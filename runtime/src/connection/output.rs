@@ -1,0 +1,133 @@
+//! A connection's output: messages taken from its queue, framed (compressed when that was
+//! agreed, a published message once per window for all its subscribers) into the codec's
+//! writer, and written out.
+
+use std::collections::VecDeque;
+use std::io;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+use crate::codec::deflate::{self, Contexts, Deflate};
+use crate::codec::frame::OpCode;
+use crate::codec::socket::Socket;
+use crate::codec::write::Writer;
+use crate::codec::{Outgoing, Published, Role};
+use crate::message::{CloseCode, Message};
+
+pub(super) struct Output {
+    writer: Writer,
+    /// Compression agreed with the client, if any (the endpoint allowing it).
+    deflate: Option<Deflate>,
+    /// The compression contexts kept between messages, with context takeover.
+    contexts: Contexts,
+    /// Messages taken from the queue, not yet framed. The endpoint's own writes, made while
+    /// the connection's task runs its code, land here directly.
+    pub(super) pending: VecDeque<Outgoing>,
+    /// A close asked for, sent once `pending` is written.
+    pub(super) close: Option<(CloseCode, String)>,
+    /// The socket took only part of what was written: write it out before framing more, so
+    /// that a client that does not read fills the outbound queue (and meets its limit).
+    pub(super) blocked: bool,
+    /// The client stopped reading and what it had not started to get was dropped.
+    pub(super) abandoned: bool,
+}
+
+impl Output {
+    pub(super) fn new(deflate: Option<Deflate>) -> Self {
+        Output {
+            writer: Writer::new(Role::Server),
+            deflate,
+            contexts: Contexts::default(),
+            pending: VecDeque::new(),
+            close: None,
+            blocked: false,
+            abandoned: false,
+        }
+    }
+
+    /// Nothing framed waits to be written.
+    pub(super) fn is_written(&self) -> bool {
+        self.writer.is_empty()
+    }
+
+    /// Frames one message: compressed when compression was agreed and the message is long
+    /// enough; a published message is compressed once for all its subscribers. Returns the
+    /// work it took, in units of the wake-up's budget.
+    pub(super) fn frame(&mut self, outgoing: Outgoing) -> usize {
+        let (message, published) = match outgoing {
+            Outgoing::Message(message) => (message, None),
+            Outgoing::Published(published) => (published.message.clone(), Some(published)),
+        };
+        let (opcode, payload) = match message {
+            Message::Text(text) => (OpCode::Text, text.into_bytes()),
+            Message::Binary(bytes) => (OpCode::Binary, bytes),
+        };
+        let Some(deflate) = self
+            .deflate
+            .as_ref()
+            .filter(|d| payload.len() >= d.threshold)
+        else {
+            self.writer.push(opcode, false, payload);
+            return 1;
+        };
+        let units = 1 + payload.len() / 1024;
+        let compressed = match published {
+            Some(published) if !deflate.server_takeover => deflated(&published, deflate, &payload),
+            _ => deflate::compress(&payload, deflate, &mut self.contexts),
+        };
+        match compressed {
+            Some(compressed) => self.writer.push(opcode, true, compressed),
+            None => self.writer.push(opcode, false, payload),
+        }
+        units
+    }
+
+    /// Frames a control frame (ping, pong, close).
+    pub(super) fn control(&mut self, opcode: OpCode, payload: Bytes) {
+        self.writer.push(opcode, false, payload);
+    }
+
+    /// Frames a close with `code` and `reason`.
+    pub(super) fn close_frame(&mut self, code: CloseCode, reason: &str) {
+        let mut payload = Vec::with_capacity(2 + reason.len());
+        payload.extend_from_slice(&code.as_u16().to_be_bytes());
+        payload.extend_from_slice(reason.as_bytes());
+        self.control(OpCode::Close, payload.into());
+    }
+
+    /// The client stopped reading: what it has not started to get is dropped (a frame under
+    /// way is finished, so that the close that goes next is read as one).
+    pub(super) fn abandon(&mut self) {
+        self.abandoned = true;
+        self.pending.clear();
+        self.writer.drop_unstarted();
+    }
+
+    /// Drops everything: nothing more is written.
+    pub(super) fn clear(&mut self) {
+        self.writer.clear();
+        self.blocked = false;
+        self.pending.clear();
+        self.close = None;
+    }
+
+    /// Writes out what is framed; what the socket does not take now waits for it (this task
+    /// is woken when it can take more).
+    pub(super) fn flush<S: Socket>(&mut self, io: &mut S, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.writer.poll_flush(io, cx) {
+            Poll::Ready(Ok(())) => self.blocked = false,
+            Poll::Pending => self.blocked = true,
+            Poll::Ready(Err(error)) => return Err(error),
+        }
+        Ok(())
+    }
+}
+
+/// A published message's compressed payload for this connection's window: made by the
+/// first subscriber that needs it, shared by the others.
+fn deflated(published: &Published, deflate: &Deflate, payload: &Bytes) -> Option<Bytes> {
+    published.deflated(deflate.window, || {
+        deflate::compress(payload, deflate, &mut Contexts::default())
+    })
+}
