@@ -18,6 +18,7 @@ use crate::config::Compression;
 use crate::endpoint::{Accept, Prepared, panic_message};
 use crate::mailbox::Mailbox;
 use crate::pages;
+use crate::registry::Handshake;
 use crate::request::{Head, Reject, Request};
 use crate::response::{self, Body, Refusal};
 use crate::router::BadPath;
@@ -53,8 +54,23 @@ pub(crate) struct Accepted {
     pub(crate) max_frame_size: usize,
 }
 
-/// Answers one request: checks it, finds the endpoint, and runs its extractors.
-pub(crate) async fn dispatch<B>(app: &Arc<App>, req: http::Request<B>, peer: Peer) -> Dispatched {
+/// Answers one request: admits it, checks it, finds the endpoint, and runs its extractors.
+///
+/// Every way in (the accept loop, the tower `Service`, the test kit, the fuzz harness) comes
+/// here with its request counted as a `handshake`, so one rule admits them all: while the
+/// open WebSocket connections and the handshakes under way reach `max_connections`, every
+/// request is answered 503.
+pub(crate) async fn dispatch<B>(
+    app: &Arc<App>,
+    req: http::Request<B>,
+    peer: Peer,
+    handshake: &Handshake,
+) -> Dispatched {
+    if app.is_full(handshake.load()) {
+        let limit = app.config.max_connections;
+        tracing::warn!(peer = %peer.addr, limit, "too many connections: 503");
+        return Dispatched::Refused(Refusal::busy());
+    }
     match checked(app, req, peer).await {
         Ok(dispatched) => dispatched,
         Err(refusal) => {

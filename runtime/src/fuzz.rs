@@ -36,10 +36,8 @@ impl FuzzHarness {
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             over_loopback: true,
         };
-        let (counted, load) = self.app.registry.handshake();
-        let overloaded = self.app.is_full(load);
-        http_conn::serve(Arc::clone(&self.app), async { Ok(io) }, peer, overloaded).await;
-        drop(counted);
+        let handshake = self.app.registry.handshake();
+        http_conn::serve(Arc::clone(&self.app), async { Ok(io) }, peer, handshake).await;
         self.app.registry.closed().await;
     }
 }

@@ -16,34 +16,28 @@ use crate::app::App;
 use crate::codec::socket::Socket;
 use crate::connection;
 use crate::dispatch::{Peer, dispatch};
-use crate::response::Refusal;
+use crate::registry::Handshake;
 
 /// Serves one socket until its request is answered: `open` yields the stream to speak HTTP
-/// on. `overloaded` (over `max_connections`) answers 503 to the request.
+/// on; `handshake` counts it, from the moment it was accepted, until it is answered.
 pub(crate) async fn serve<IO>(
     app: Arc<App>,
     open: impl Future<Output = io::Result<IO>>,
     peer: Peer,
-    overloaded: bool,
+    handshake: Handshake,
 ) where
     IO: Socket + Send + 'static,
 {
     let config = &app.config;
-    if overloaded {
-        let limit = config.max_connections;
-        tracing::warn!(peer = %peer.addr, limit, "too many connections: 503");
-    }
+    let handshake = Arc::new(handshake);
     let service = {
         let app = Arc::clone(&app);
         service_fn(move |mut req| {
-            let app = Arc::clone(&app);
+            let (app, handshake) = (Arc::clone(&app), Arc::clone(&handshake));
             async move {
-                if overloaded {
-                    return Ok::<_, Infallible>(Refusal::busy().into_response());
-                }
                 let on_upgrade = hyper::upgrade::on(&mut req);
-                let dispatched = dispatch(&app, req, peer).await;
-                Ok(dispatched.respond(|accepted| {
+                let dispatched = dispatch(&app, req, peer, &handshake).await;
+                Ok::<_, Infallible>(dispatched.respond(|accepted| {
                     connection::spawn_upgraded::<IO>(&app, accepted, on_upgrade);
                 }))
             }

@@ -270,18 +270,16 @@ async fn accept_loop<T: Open>(
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addr)) => {
-                        let (counted, load) = registry.handshake();
+                        let handshake = registry.handshake();
                         if !nodelay_inherited {
                             // Small frames go out at once, not held back by Nagle's algorithm.
                             let _ = stream.set_nodelay(true);
                         }
                         let (app, transport) = (Arc::clone(&app), Arc::clone(&transport));
                         let peer = Peer { addr, over_loopback };
-                        let overloaded = app.is_full(load);
                         handshakes.spawn(async move {
-                            let _counted = counted;
                             let open = transport.open(stream);
-                            http_conn::serve(app, open, peer, overloaded).await;
+                            http_conn::serve(app, open, peer, handshake).await;
                         });
                     }
                     Err(err) => {

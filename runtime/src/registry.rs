@@ -54,11 +54,16 @@ impl Registry {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// Counts a handshake under way until the guard drops; returns the load before it.
-    pub(crate) fn handshake(self: &Arc<Self>) -> (Handshake, usize) {
+    /// Counts a handshake under way (a request on its way to `dispatch`, from the moment
+    /// its connection was accepted) until the guard drops. The guard knows the load it met:
+    /// the open connections and the other handshakes.
+    pub(crate) fn handshake(self: &Arc<Self>) -> Handshake {
         let before = self.handshakes.fetch_add(1, Ordering::Relaxed);
         let load = before + self.count.load(Ordering::Relaxed);
-        (Handshake(Arc::clone(self)), load)
+        Handshake {
+            registry: Arc::clone(self),
+            load,
+        }
     }
 
     /// Runs a connection in a task of its own, entered until the task ends.
@@ -140,11 +145,21 @@ impl Drop for Entry {
 }
 
 /// A handshake under way, counted against `max_connections` until it ends.
-pub(crate) struct Handshake(Arc<Registry>);
+pub(crate) struct Handshake {
+    registry: Arc<Registry>,
+    /// The open connections and other handshakes when this one began.
+    load: usize,
+}
+
+impl Handshake {
+    pub(crate) fn load(&self) -> usize {
+        self.load
+    }
+}
 
 impl Drop for Handshake {
     fn drop(&mut self) {
-        self.0.handshakes.fetch_sub(1, Ordering::Relaxed);
+        self.registry.handshakes.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -163,11 +178,11 @@ mod tests {
         });
         registry.spawn(registry.next_id(), std::future::pending());
         assert_eq!(registry.open(), 2);
-        let (handshake, load) = registry.handshake();
-        assert_eq!(load, 2);
-        assert_eq!(registry.handshake().1, 3);
+        let handshake = registry.handshake();
+        assert_eq!(handshake.load(), 2);
+        assert_eq!(registry.handshake().load(), 3);
         drop(handshake);
-        assert_eq!(registry.handshake().1, 2);
+        assert_eq!(registry.handshake().load(), 2);
 
         let started = tokio::time::Instant::now();
         registry.drain(Duration::from_secs(10)).await;

@@ -13,7 +13,6 @@ use hyper::upgrade::OnUpgrade;
 use tokio::net::TcpStream;
 
 use crate::app::App;
-use crate::checks;
 use crate::connection;
 use crate::dispatch::{Dispatched, Peer, dispatch};
 use crate::response::{Body, Refusal};
@@ -43,8 +42,8 @@ impl Server {
     ///
     /// - the path is the one the server in front hands over (under axum's
     ///   `nest_service("/ws", ..)`, a request for `/ws/chat` reaches the endpoint at `/chat`);
-    /// - `max_connections` counts the WebSocket connections this service opened (the server
-    ///   in front counts its own);
+    /// - `max_connections` counts the WebSocket connections this service opened and the
+    ///   requests it is answering (the server in front counts its own connections);
     /// - [`Request::peer_addr`](crate::Request::peer_addr) is the address in the request's
     ///   extensions, from axum's `ConnectInfo<SocketAddr>` (serve with
     ///   `into_make_service_with_connect_info::<SocketAddr>()`) or a plain `SocketAddr` a
@@ -84,13 +83,9 @@ async fn answer<B>(app: &Arc<App>, mut req: http::Request<B>) -> http::Response<
         addr: addr.unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
         over_loopback: addr.is_some_and(|addr| addr.ip().is_loopback()),
     };
-    if checks::asks_for_websocket(&req) && app.is_full(app.registry.open()) {
-        let limit = app.config.max_connections;
-        tracing::warn!(peer = %peer.addr, limit, "too many connections: 503");
-        return Refusal::busy().into_response();
-    }
+    let handshake = app.registry.handshake();
     let on_upgrade = req.extensions_mut().remove::<OnUpgrade>();
-    match (dispatch(app, req, peer).await, on_upgrade) {
+    match (dispatch(app, req, peer, &handshake).await, on_upgrade) {
         (Dispatched::Upgrade(..), None) => {
             tracing::error!(
                 "an upgrade was accepted, but the server in front cannot hand the connection \

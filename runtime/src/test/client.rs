@@ -1,477 +1,24 @@
-//! The test kit (the `test` feature, for dev-dependencies): connect to a server's endpoints in
-//! process, with no port, through the server's own dispatch and connection loop, over
-//! in-memory pipes.
-//!
-//! ```
-//! use wsock::prelude::*;
-//! use wsock::test::TestServer;
-//!
-//! #[websocket("/echo")]
-//! fn echo(out: Out<String>) {
-//!     on_message(|text: String| out.write(text));
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let app = TestServer::new(Server::new().route(echo));
-//! let mut client = app.connect("/echo").await.unwrap();
-//! client.send("hello").await;
-//! assert_eq!(client.recv::<String>().await, "hello");
-//! client.close(CloseCode::NORMAL).await;
-//! # }
-//! ```
-//!
-//! Every wait has a timeout (1 s unless [`TestServer::timeout`] says otherwise), and a failed
-//! expectation panics with what came instead and the line of the test that expected it:
-//! `expected a message within 1s (at tests/chat.rs:20:9); the connection closed with 1008:
-//! outbound queue full`. Under `#[tokio::test(start_paused = true)]` the clock only moves when
-//! everything waits, so tests of keep-alive, idle and close timeouts take no wall time.
+//! The test client: what it sends, and what it expects to receive, each wait bounded by the
+//! server's timeout.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::future::{Future, IntoFuture, poll_fn};
-use std::marker::PhantomData;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::future::{Future, poll_fn};
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
+use http::header::{self, HeaderName};
 use tokio::io::{AsyncRead, DuplexStream};
 
-use crate::app::App;
 use crate::codec::deflate::{self, Contexts, Deflate};
 use crate::codec::frame::OpCode;
-use crate::codec::read::{Incoming, Limits, Reader};
+use crate::codec::read::{Incoming, Reader};
 use crate::codec::write::Writer;
-use crate::codec::{Outgoing, Role};
-use crate::connection;
-use crate::dispatch::{Peer, dispatch};
-use crate::listen::{Handle, ShuttingDown};
-use crate::mailbox::Mailbox;
 use crate::message::{CloseCode, FromMessage, IntoMessage, Message, Text};
-use crate::server::Server;
-use crate::session::Session;
-use crate::topics::{Recipient, Sealed, Subscriber, Topics};
-
-/// The default for every wait.
-const TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The key every test client sends (RFC 6455's example).
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
-/// A server to test, built from the same [`Server`] the app runs (routes, pages, state,
-/// settings, session key), served in process: no port, no TLS, no other process.
-///
-/// Connections go through the server's real dispatch (origins, hosts, subprotocols, guards and
-/// extractors, `max_connections`) and its real connection loop (queues, limits, keep-alive,
-/// close codes); only the socket is an in-memory pipe. By default a client sends
-/// `Host: localhost` and no `Origin`, from the peer address `127.0.0.1`.
-pub struct TestServer {
-    app: Arc<App>,
-    timeout: Duration,
-}
-
-impl TestServer {
-    /// Serves `server` in process.
-    pub fn new(server: Server) -> TestServer {
-        TestServer {
-            app: server.into_app(),
-            timeout: TIMEOUT,
-        }
-    }
-
-    /// How long every wait of the clients made from now on lasts before it fails.
-    /// Default: 1 s.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Connects to `path` (with its query string), as a client with no special headers.
-    /// A refusal comes back as [`Refused`], with its status and body.
-    ///
-    /// It returns once the endpoint's ready code has run (up to where it waits for its
-    /// first message), so what the ready code set up (a subscription, a first message) is in
-    /// place.
-    pub async fn connect(&self, path: &str) -> Result<TestClient, Refused> {
-        self.request(path).await
-    }
-
-    /// A connection to `path` (with its query string) to set up before connecting: headers,
-    /// origin, session, cookies, subprotocols, peer address. Await it to connect.
-    ///
-    /// ```
-    /// # use wsock::prelude::*;
-    /// # use wsock::test::TestServer;
-    /// #[websocket("/me")]
-    /// fn me(out: Out<String>, session: Session) {
-    ///     out.write(session.get("user").unwrap_or("nobody").to_owned());
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let app = TestServer::new(Server::new().route(me));
-    /// let ada: Session = [("user", "ada")].into_iter().collect();
-    /// let mut client = app.request("/me").session(&ada).await.unwrap();
-    /// assert_eq!(client.recv::<String>().await, "ada");
-    ///
-    /// let refused = app.request("/me").origin("https://evil.example").await.unwrap_err();
-    /// assert_eq!(refused.status(), 403);
-    /// # }
-    /// ```
-    pub fn request(&self, path: &str) -> Connect<'_> {
-        static PORTS: AtomicU16 = AtomicU16::new(40_000);
-        let port = PORTS.fetch_add(1, Ordering::Relaxed).max(1024);
-        Connect {
-            server: self,
-            path: path.to_owned(),
-            headers: HeaderMap::new(),
-            peer: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        }
-    }
-
-    /// Shuts the server down as [`Handle::shutdown`] does: 1001 to every client, every
-    /// `on_close` runs. Await the result to wait for them.
-    pub fn shutdown(&self) -> ShuttingDown {
-        self.handle().shutdown()
-    }
-
-    /// The server's shutdown handle.
-    pub fn handle(&self) -> Handle {
-        Handle::new(&self.app.registry, self.app.config.shutdown_timeout)
-    }
-
-    /// How many connections are open.
-    pub fn open_connections(&self) -> usize {
-        self.app.registry.open()
-    }
-
-    /// The server's topics: publish to them as the app does.
-    pub fn topics(&self) -> Topics {
-        self.app.context.topics.clone()
-    }
-
-    /// Watches the topic `name` (of message type `T`) as a subscriber would, without a
-    /// client: what is published to it from now on comes out of the watch's `recv`.
-    ///
-    /// ```
-    /// # use wsock::prelude::*;
-    /// # use wsock::test::TestServer;
-    /// #[websocket("/say/{room}")]
-    /// fn say(room: String, topics: Topics) {
-    ///     let room = topics.topic::<String>(format!("room:{room}"));
-    ///     on_message(|text: String| room.publish(text));
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let app = TestServer::new(Server::new().route(say));
-    /// let mut lobby = app.watch::<String>("room:lobby");
-    /// let mut client = app.connect("/say/lobby").await.unwrap();
-    /// client.send("hello").await;
-    /// assert_eq!(lobby.recv::<String>().await, "hello");
-    /// # }
-    /// ```
-    pub fn watch<T: IntoMessage>(&self, name: &str) -> TopicWatch<T> {
-        let watch = TopicWatch {
-            mailbox: Arc::new(Mailbox::new("watch", usize::MAX)),
-            queue: VecDeque::new(),
-            timeout: self.timeout,
-            topic: name.to_owned(),
-            _message: PhantomData,
-        };
-        self.topics().topic::<T>(name).subscribe(&watch);
-        watch
-    }
-}
-
-/// What a topic receives, watched from a test: see [`TestServer::watch`]. Dropping it
-/// unsubscribes.
-pub struct TopicWatch<T> {
-    mailbox: Arc<Mailbox>,
-    queue: VecDeque<Outgoing>,
-    timeout: Duration,
-    topic: String,
-    _message: PhantomData<fn(T)>,
-}
-
-impl<T> Sealed for TopicWatch<T> {}
-
-impl<T: IntoMessage> Subscriber<T> for TopicWatch<T> {
-    fn recipient(&self) -> Recipient<'_> {
-        Recipient(&self.mailbox)
-    }
-}
-
-impl<T> TopicWatch<T> {
-    /// Receives the next message published to the topic, as `U`.
-    ///
-    /// # Panics
-    /// If nothing is published within the timeout, or the message does not decode as `U`.
-    #[track_caller]
-    pub fn recv<U: FromMessage>(&mut self) -> impl Future<Output = U> + '_ {
-        let at = Location::caller();
-        async move {
-            let timeout = self.timeout;
-            let Some(message) = self.next(timeout).await else {
-                panic!(
-                    "expected a message on the topic {:?} within {timeout:?} (at {at}); \
-                     nothing was published",
-                    self.topic
-                );
-            };
-            let shown = describe(&message);
-            U::from_message(message).unwrap_or_else(|err| {
-                panic!(
-                    "expected a message that decodes as `{}` (at {at}); the topic {:?} got \
-                     {shown}, which does not: {err}",
-                    short_type_name::<U>(),
-                    self.topic
-                )
-            })
-        }
-    }
-
-    /// Expects nothing to be published to the topic for `quiet`.
-    ///
-    /// # Panics
-    /// If a message is published.
-    #[track_caller]
-    pub fn expect_nothing(&mut self, quiet: Duration) -> impl Future<Output = ()> + '_ {
-        let at = Location::caller();
-        async move {
-            if let Some(message) = self.next(quiet).await {
-                panic!(
-                    "expected nothing on the topic {:?} for {quiet:?} (at {at}); got {}",
-                    self.topic,
-                    describe(&message)
-                );
-            }
-        }
-    }
-
-    async fn next(&mut self, wait: Duration) -> Option<Message> {
-        let next = poll_fn(|cx| {
-            loop {
-                if let Some(outgoing) = self.queue.pop_front() {
-                    return Poll::Ready(match outgoing {
-                        Outgoing::Message(message) => message,
-                        Outgoing::Published(published) => published.message.clone(),
-                    });
-                }
-                let _ = self.mailbox.drain(&mut self.queue);
-                if self.queue.is_empty() && self.mailbox.park(cx) {
-                    return Poll::Pending;
-                }
-            }
-        });
-        tokio::time::timeout(wait, next).await.ok()
-    }
-}
-
-impl<T> Drop for TopicWatch<T> {
-    fn drop(&mut self) {
-        self.mailbox.finish();
-    }
-}
-
-impl<T> fmt::Debug for TopicWatch<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TopicWatch")
-            .field("topic", &self.topic)
-            .finish()
-    }
-}
-
-/// A connection being set up: see [`TestServer::request`]. Await it to connect.
-pub struct Connect<'a> {
-    server: &'a TestServer,
-    path: String,
-    headers: HeaderMap,
-    peer: SocketAddr,
-}
-
-impl Connect<'_> {
-    /// Adds a request header.
-    ///
-    /// # Panics
-    /// If the name or value is not valid in an HTTP header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        let name = HeaderName::try_from(name).expect("a valid header name");
-        let value = HeaderValue::try_from(value).expect("a valid header value");
-        self.headers.append(name, value);
-        self
-    }
-
-    /// Sends `Origin`, as a browser page from `origin` does (`"https://app.example.com"`).
-    pub fn origin(self, origin: &str) -> Self {
-        self.header("origin", origin)
-    }
-
-    /// Adds a cookie.
-    pub fn cookie(self, name: &str, value: &str) -> Self {
-        self.header("cookie", &format!("{name}={value}"))
-    }
-
-    /// Sends `session` in the session cookie, signed with the server's key.
-    pub fn session(self, session: &Session) -> Self {
-        let cookie = self.server.app.context.sessions.cookie(session);
-        let pair = cookie.split(';').next().unwrap_or_default().to_owned();
-        self.header("cookie", &pair)
-    }
-
-    /// Offers a subprotocol (`Sec-WebSocket-Protocol`); call again to offer more, preferred
-    /// first.
-    pub fn protocol(self, protocol: &str) -> Self {
-        self.header("sec-websocket-protocol", protocol)
-    }
-
-    /// Connects from this address (`Request::peer_addr`). Default: `127.0.0.1` and a port of
-    /// its own. A loopback address also means `Host` is checked as on a loopback server.
-    pub fn peer_addr(mut self, peer: SocketAddr) -> Self {
-        self.peer = peer;
-        self
-    }
-
-    async fn connect(self) -> Result<TestClient, Refused> {
-        let Connect {
-            server,
-            path,
-            mut headers,
-            peer,
-        } = self;
-        let app = &server.app;
-        let defaults = [
-            (header::HOST, "localhost"),
-            (header::UPGRADE, "websocket"),
-            (header::CONNECTION, "Upgrade"),
-            (header::SEC_WEBSOCKET_VERSION, "13"),
-            (header::SEC_WEBSOCKET_KEY, KEY),
-        ];
-        for (name, value) in defaults {
-            if !headers.contains_key(&name) {
-                headers.insert(name, HeaderValue::from_static(value));
-            }
-        }
-        let mut request = http::Request::builder()
-            .uri(&path)
-            .body(())
-            .unwrap_or_else(|err| panic!("{path:?} is not a request path: {err}"));
-        *request.headers_mut() = headers;
-        let peer = Peer {
-            addr: peer,
-            over_loopback: peer.ip().is_loopback(),
-        };
-        if app.is_full(app.registry.open()) {
-            return Err(Refused::from(
-                crate::response::Refusal::busy().into_response(),
-            ));
-        }
-        let (client, server_end) = tokio::io::duplex(64 << 10);
-        let mut accepted = None;
-        let response = dispatch(app, request, peer).await.respond(|connection| {
-            accepted = Some(connection);
-        });
-        let Some(accepted) = accepted else {
-            return Err(Refused::from(response));
-        };
-        let headers = response.headers().clone();
-        // The client speaks deflate when it offered it (a test's own header) and the server
-        // agreed, as a browser would.
-        let deflate = headers
-            .get(header::SEC_WEBSOCKET_EXTENSIONS)
-            .and_then(|value| value.to_str().ok())
-            .and_then(deflate::client_side);
-        let mailbox = Arc::clone(&accepted.prepared.mailbox);
-        connection::spawn_on(app, accepted, server_end);
-        // Handed over once the ready code has run (what it set up is in place), or after the
-        // timeout for ready code that waits on something slow.
-        let _ = tokio::time::timeout(server.timeout, mailbox.ready()).await;
-        let limits = Limits {
-            max_frame: usize::MAX,
-            max_message: usize::MAX,
-        };
-        Ok(TestClient {
-            io: client,
-            reader: Reader::new(Role::Client, limits, deflate),
-            writer: Writer::new(Role::Client),
-            deflate,
-            contexts: Contexts::default(),
-            read: Vec::new(),
-            close_sent: false,
-            timeout: server.timeout,
-            headers,
-            received: VecDeque::new(),
-            closed: None,
-        })
-    }
-}
-
-impl<'a> IntoFuture for Connect<'a> {
-    type Output = Result<TestClient, Refused>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.connect())
-    }
-}
-
-/// A connection the server refused before the upgrade: the HTTP status and body it answered
-/// with.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Refused {
-    status: StatusCode,
-    body: String,
-    headers: HeaderMap,
-}
-
-impl Refused {
-    /// The response status (`403`, `404`, ..).
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The response body, without its final newline: the reason, as the client reads it.
-    pub fn body(&self) -> &str {
-        self.body.strip_suffix('\n').unwrap_or(&self.body)
-    }
-
-    /// The response headers.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-}
-
-impl From<http::Response<String>> for Refused {
-    fn from(response: http::Response<String>) -> Self {
-        let (parts, body) = response.into_parts();
-        Refused {
-            status: parts.status,
-            body,
-            headers: parts.headers,
-        }
-    }
-}
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "refused with {}: {}", self.status, self.body())
-    }
-}
-
-impl fmt::Debug for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl std::error::Error for Refused {}
 
 /// What the server sent, as [`TestClient::next`] returns it: a message, its close, or the
 /// end of the connection.
@@ -520,7 +67,7 @@ impl fmt::Display for Got {
 }
 
 /// `T`'s name without module paths: `Json<Point>`, not `wsock_runtime::message::Json<..>`.
-fn short_type_name<T>() -> String {
+pub(super) fn short_type_name<T>() -> String {
     let full = std::any::type_name::<T>();
     let mut short = String::with_capacity(full.len());
     let mut word = String::new();
@@ -538,7 +85,7 @@ fn short_type_name<T>() -> String {
 }
 
 /// A message, as a failure message shows it: its kind and (the start of) its payload.
-fn describe(message: &Message) -> String {
+pub(super) fn describe(message: &Message) -> String {
     const SHOWN: usize = 200;
     match message {
         Message::Text(text) => {
@@ -556,28 +103,28 @@ fn describe(message: &Message) -> String {
     }
 }
 
-/// A client connected to a [`TestServer`]: send, receive as a type, expect a close or
+/// A client connected to a [`TestServer`](super::TestServer): send, receive as a type, expect a close or
 /// nothing at all; every wait has the server's timeout, and a failed expectation panics with
 /// what came instead and the line that expected it.
 pub struct TestClient {
-    io: DuplexStream,
-    reader: Reader,
-    writer: Writer,
+    pub(super) io: DuplexStream,
+    pub(super) reader: Reader,
+    pub(super) writer: Writer,
     /// permessage-deflate, when the client offered it and the server agreed: every message
     /// it sends is compressed.
-    deflate: Option<Deflate>,
-    contexts: Contexts,
+    pub(super) deflate: Option<Deflate>,
+    pub(super) contexts: Contexts,
     /// Bytes read and not yet taken by the reader.
-    read: Vec<u8>,
+    pub(super) read: Vec<u8>,
     /// This client sent its close frame.
-    close_sent: bool,
-    timeout: Duration,
+    pub(super) close_sent: bool,
+    pub(super) timeout: Duration,
     /// The handshake response's headers.
-    headers: HeaderMap,
+    pub(super) headers: HeaderMap,
     /// Messages read while waiting for a pong, for the next `recv`.
-    received: VecDeque<Message>,
+    pub(super) received: VecDeque<Message>,
     /// How the connection ended, once it did.
-    closed: Option<(CloseCode, String)>,
+    pub(super) closed: Option<(CloseCode, String)>,
 }
 
 impl TestClient {
