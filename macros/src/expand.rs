@@ -109,29 +109,22 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
         quote!(let #pat: #ty = #extract;)
     });
     let code = connection_code(endpoint, locals);
-    let protocols: Vec<_> = endpoint.args.values(parse::PROTOCOL).collect();
-    let protocols = (!protocols.is_empty())
-        .then(|| quote!(const PROTOCOLS: &'static [&'static str] = &[#(#protocols),*];));
-    let max_message_size = endpoint
-        .args
-        .values(parse::MAX_MESSAGE_SIZE)
-        .next()
-        .map(|size| {
-            let size = parse::parse_size(size).expect("validate checks sizes");
-            let some = paths::some();
-            quote!(const MAX_MESSAGE_SIZE: ::core::option::Option<usize> = #some(#size);)
-        });
+    let options = &endpoint.args.options;
+    let protocols = (!options.protocols.is_empty()).then(|| {
+        // The literals as written, with the user's spans.
+        let protocols = options.protocols.iter().map(|protocol| &protocol.lit);
+        quote!(const PROTOCOLS: &'static [&'static str] = &[#(#protocols),*];)
+    });
+    let max_message_size = options.max_message_size.map(|size| {
+        let some = paths::some();
+        quote!(const MAX_MESSAGE_SIZE: ::core::option::Option<usize> = #some(#size);)
+    });
     // compress = false
-    let compress = endpoint
-        .args
-        .values(parse::COMPRESS)
-        .next()
-        .filter(|value| matches!(value, syn::Lit::Bool(flag) if !flag.value))
-        .map(|_| {
-            quote!(
-                const COMPRESS: bool = false;
-            )
-        });
+    let compress = (options.compress == Some(false)).then(|| {
+        quote!(
+            const COMPRESS: bool = false;
+        )
+    });
     // The connection's future must be `Send`: spanned at the function's name, so that an
     // `Rc` held across an await is reported there, not at the attribute.
     let fn_span = endpoint.func.sig.ident.span();
@@ -307,7 +300,7 @@ fn prepare_closure(section: &Section) -> ExprClosure {
         && let Some(param) = closure.inputs.first_mut()
         && !matches!(param, Pat::Type(_))
     {
-        let ty: syn::Type = syn::parse2(paths::decode_error()).expect("a path is a type");
+        let ty = syn::Type::Verbatim(paths::decode_error());
         *param = Pat::Type(syn::PatType {
             attrs: Vec::new(),
             pat: Box::new(param.clone()),
@@ -317,11 +310,19 @@ fn prepare_closure(section: &Section) -> ExprClosure {
     }
     if matches!(closure.output, ReturnType::Default) && returns_result(&closure.body) {
         let (result, error) = (paths::result(), paths::error());
-        let ty: syn::Type = syn::parse_quote!(#result<(), #error>);
+        let ty = syn::Type::Verbatim(quote!(#result<(), #error>));
         closure.output = ReturnType::Type(Default::default(), Box::new(ty));
         if !matches!(&*closure.body, Expr::Block(_)) {
-            let body = &closure.body;
-            closure.body = Box::new(syn::parse_quote!({ #body }));
+            // `{ body }`, built rather than parsed back from tokens.
+            let body = std::mem::replace(&mut *closure.body, Expr::Verbatim(TokenStream::new()));
+            closure.body = Box::new(Expr::Block(syn::ExprBlock {
+                attrs: Vec::new(),
+                label: None,
+                block: syn::Block {
+                    brace_token: Default::default(),
+                    stmts: vec![Stmt::Expr(body, None)],
+                },
+            }));
         }
     }
     closure

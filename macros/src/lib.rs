@@ -162,12 +162,15 @@ fn websocket_impl(
             return quote::quote!(#error #item);
         }
     };
-    let path = syn::parse2::<parse::WebsocketArgs>(args.clone())
-        .ok()
-        .map(|a| a.path.lit);
-    match parse::endpoint(args, &func).and_then(|e| validate::endpoint(&e).map(|()| e)) {
-        Ok(endpoint) => expand::endpoint(&endpoint),
-        Err(error) => fallback::endpoint(&func, path.as_ref(), error),
+    // The attribute's arguments are parsed here, once: the stand-ins take the path from the
+    // model, as `expand` takes every option.
+    let endpoint = match parse::endpoint(args, &func) {
+        Ok(endpoint) => endpoint,
+        Err(error) => return fallback::endpoint(&func, None, error),
+    };
+    match validate::endpoint(&endpoint) {
+        Ok(()) => expand::endpoint(&endpoint),
+        Err(error) => fallback::endpoint(&func, Some(&endpoint.args.path.lit), error),
     }
 }
 

@@ -28,36 +28,121 @@ pub(crate) struct EndpointFn {
 }
 
 /// The attribute's arguments: `("/chat", protocol = "chat.v1", max_message_size = "4MiB",
-/// compress = false)`.
+/// compress = false)`, parsed once into typed values.
 pub(crate) struct WebsocketArgs {
     pub(crate) path: RoutePath,
-    /// `key = value` after the path, as written; `validate` checks the keys and values.
-    pub(crate) options: Vec<AttrOption>,
-}
-
-pub(crate) struct AttrOption {
-    pub(crate) key: Ident,
-    pub(crate) value: syn::Lit,
+    pub(crate) options: Options,
 }
 
 /// The option keys the attribute knows.
-pub(crate) const PROTOCOL: &str = "protocol";
-pub(crate) const MAX_MESSAGE_SIZE: &str = "max_message_size";
-pub(crate) const COMPRESS: &str = "compress";
+const PROTOCOL: &str = "protocol";
+const MAX_MESSAGE_SIZE: &str = "max_message_size";
+const COMPRESS: &str = "compress";
 pub(crate) const OPTION_KEYS: [&str; 3] = [PROTOCOL, MAX_MESSAGE_SIZE, COMPRESS];
 
-impl WebsocketArgs {
-    /// The values given for one key, in order.
-    pub(crate) fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a syn::Lit> + 'a {
-        self.options
-            .iter()
-            .filter(move |o| o.key == key)
-            .map(|o| &o.value)
+/// The `key = value` options after the path, each value parsed into its type as it is read:
+/// `expand` takes these as they are, with no text left to parse. What cannot be used is kept
+/// as written, in `problems`, for `validate` to report at the user's tokens.
+#[derive(Default)]
+pub(crate) struct Options {
+    /// `protocol = "chat.v1"`, repeatable: the subprotocols, preferred first, each once.
+    pub(crate) protocols: Vec<Protocol>,
+    /// `max_message_size = "4MiB"`: the endpoint's limit on incoming messages, in bytes
+    /// (above zero).
+    pub(crate) max_message_size: Option<usize>,
+    /// `compress = false`: whether the endpoint offers permessage-deflate.
+    pub(crate) compress: Option<bool>,
+    /// The options that cannot be used, in the order written.
+    pub(crate) problems: Vec<OptionProblem>,
+}
+
+/// `protocol = "chat.v1"`.
+pub(crate) struct Protocol {
+    /// The subprotocol's name, an HTTP token.
+    pub(crate) name: String,
+    /// The literal as written, with the user's span.
+    pub(crate) lit: LitStr,
+}
+
+/// An option that cannot be used, with the tokens at fault.
+pub(crate) enum OptionProblem {
+    /// `protocol = <value>`, where the value is not a string holding an HTTP token.
+    BadProtocol(syn::Lit),
+    /// A protocol already listed.
+    DuplicateProtocol(Protocol),
+    /// `max_message_size = <value>`, where the value is not a size above zero.
+    BadSize(syn::Lit),
+    /// `compress = <value>`, where the value is not `true` or `false`.
+    BadCompress(syn::Lit),
+    /// A second `max_message_size` or `compress`: the key.
+    Repeated(Ident),
+    /// A key the attribute does not know.
+    Unknown(Ident),
+}
+
+impl Options {
+    /// Types the options, in the order written.
+    fn new(written: Vec<(Ident, syn::Lit)>) -> Self {
+        let mut options = Options::default();
+        // Whether `max_message_size` and `compress` came before, valid or not.
+        let (mut size_given, mut compress_given) = (false, false);
+        for (key, value) in written {
+            let problem = match key.to_string().as_str() {
+                PROTOCOL => match value {
+                    syn::Lit::Str(lit) if is_token(&lit.value()) => {
+                        let protocol = Protocol {
+                            name: lit.value(),
+                            lit,
+                        };
+                        if options.protocols.iter().any(|p| p.name == protocol.name) {
+                            Some(OptionProblem::DuplicateProtocol(protocol))
+                        } else {
+                            options.protocols.push(protocol);
+                            None
+                        }
+                    }
+                    value => Some(OptionProblem::BadProtocol(value)),
+                },
+                MAX_MESSAGE_SIZE if size_given => Some(OptionProblem::Repeated(key)),
+                MAX_MESSAGE_SIZE => {
+                    size_given = true;
+                    match parse_size(&value) {
+                        Some(size) => {
+                            options.max_message_size = Some(size);
+                            None
+                        }
+                        None => Some(OptionProblem::BadSize(value)),
+                    }
+                }
+                COMPRESS if compress_given => Some(OptionProblem::Repeated(key)),
+                COMPRESS => {
+                    compress_given = true;
+                    match value {
+                        syn::Lit::Bool(flag) => {
+                            options.compress = Some(flag.value);
+                            None
+                        }
+                        value => Some(OptionProblem::BadCompress(value)),
+                    }
+                }
+                _ => Some(OptionProblem::Unknown(key)),
+            };
+            options.problems.extend(problem);
+        }
+        options
     }
 }
 
+/// An HTTP token (RFC 7230), as a subprotocol name must be.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// `"4MiB"`, `"64KiB"`, `"1MB"`, `"512"` or `512`: a size in bytes.
-pub(crate) fn parse_size(value: &syn::Lit) -> Option<usize> {
+fn parse_size(value: &syn::Lit) -> Option<usize> {
     let text = match value {
         syn::Lit::Str(text) => text.value(),
         syn::Lit::Int(int) => int.base10_digits().to_owned(),
@@ -216,7 +301,7 @@ impl Parse for WebsocketArgs {
                 "expected the endpoint's path as a string literal, like `\"/chat\"`",
             )
         })?;
-        let mut options = Vec::new();
+        let mut written = Vec::new();
         while !input.is_empty() {
             input.parse::<Token![,]>().map_err(|err| {
                 syn::Error::new(
@@ -245,11 +330,11 @@ impl Parse for WebsocketArgs {
                     format!("expected a literal value, like `{key} = \"..\"`"),
                 )
             })?;
-            options.push(AttrOption { key, value });
+            written.push((key, value));
         }
         Ok(WebsocketArgs {
             path: RoutePath::new(lit),
-            options,
+            options: Options::new(written),
         })
     }
 }
@@ -435,8 +520,75 @@ mod tests {
         assert!(parse(quote!(chat), func.clone()).is_err());
         assert!(parse(quote!("/", protocol), func.clone()).is_err());
         let endpoint = parse(quote!("/", protocol = "a", protocol = "b",), func).unwrap();
-        let protocols: Vec<_> = endpoint.args.values(PROTOCOL).collect();
-        assert_eq!(protocols.len(), 2);
+        let protocols: Vec<_> = endpoint
+            .args
+            .options
+            .protocols
+            .iter()
+            .map(|p| &p.name)
+            .collect();
+        assert_eq!(protocols, ["a", "b"]);
+    }
+
+    #[test]
+    fn types_options_once() {
+        let options = |args: TokenStream| syn::parse2::<WebsocketArgs>(args).unwrap().options;
+        let typed = options(quote!(
+            "/",
+            protocol = "chat.v2",
+            protocol = "chat.v1",
+            max_message_size = "4MiB",
+            compress = false
+        ));
+        let names: Vec<_> = typed.protocols.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["chat.v2", "chat.v1"]);
+        assert_eq!(typed.max_message_size, Some(4 << 20));
+        assert_eq!(typed.compress, Some(false));
+        assert!(typed.problems.is_empty());
+
+        let untyped = options(quote!("/"));
+        assert!(untyped.protocols.is_empty());
+        assert_eq!((untyped.max_message_size, untyped.compress), (None, None));
+
+        // Unusable options are kept in order, as written; a key given again is repeated even
+        // when its first value was unusable, and neither value is typed.
+        let bad = options(quote!(
+            "/",
+            protocol = "a b",
+            protocol = "x",
+            protocol = "x",
+            max_message_size = "0",
+            max_message_size = "1KiB",
+            compress = "no",
+            compress = true,
+            compres = false
+        ));
+        let kinds: Vec<_> = bad
+            .problems
+            .iter()
+            .map(|problem| match problem {
+                OptionProblem::BadProtocol(_) => "bad protocol",
+                OptionProblem::DuplicateProtocol(_) => "duplicate protocol",
+                OptionProblem::BadSize(_) => "bad size",
+                OptionProblem::BadCompress(_) => "bad compress",
+                OptionProblem::Repeated(_) => "repeated",
+                OptionProblem::Unknown(_) => "unknown",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "bad protocol",
+                "duplicate protocol",
+                "bad size",
+                "repeated",
+                "bad compress",
+                "repeated",
+                "unknown"
+            ]
+        );
+        assert_eq!(bad.protocols.len(), 1);
+        assert_eq!((bad.max_message_size, bad.compress), (None, None));
     }
 
     #[test]

@@ -7,8 +7,7 @@ use syn::{Expr, ExprClosure, FnArg, Pat, Stmt};
 
 use crate::errors::{Errors, did_you_mean};
 use crate::parse::{
-    COMPRESS, EndpointFn, MAX_MESSAGE_SIZE, OPTION_KEYS, PROTOCOL, SECTION_NAMES, Section,
-    SectionKind, call_ident, parse_size,
+    EndpointFn, OPTION_KEYS, OptionProblem, SECTION_NAMES, Section, SectionKind, call_ident,
 };
 
 pub(crate) fn endpoint(endpoint: &EndpointFn) -> syn::Result<()> {
@@ -41,76 +40,43 @@ fn check_path(endpoint: &EndpointFn, errors: &mut Errors) {
     }
 }
 
-/// Options are known keys with valid values, each given once (`protocol` may repeat).
+/// Options are known keys with valid values, each given once (`protocol` may repeat): `parse`
+/// typed the usable ones and kept the rest, as written and in order.
 fn check_options(endpoint: &EndpointFn, errors: &mut Errors) {
-    let args = &endpoint.args;
-    for (index, option) in args.options.iter().enumerate() {
-        let key = option.key.to_string();
-        match key.as_str() {
-            PROTOCOL => match &option.value {
-                syn::Lit::Str(protocol) if is_token(&protocol.value()) => {
-                    let value = protocol.value();
-                    let same = |o: &&crate::parse::AttrOption| {
-                        o.key == PROTOCOL
-                            && matches!(&o.value, syn::Lit::Str(s) if s.value() == value)
-                    };
-                    if args.options[..index].iter().any(|o| same(&o)) {
-                        errors.spanned(
-                            &option.value,
-                            format!("the protocol {value:?} is listed twice"),
-                        );
-                    }
-                }
-                value => errors.spanned(
-                    value,
-                    "expected a subprotocol name as a string, like `protocol = \"chat.v1\"` \
-                     (letters, digits and `!#$%&'*+-.^_`|~`)",
-                ),
-            },
-            MAX_MESSAGE_SIZE => {
-                if args.options[..index]
-                    .iter()
-                    .any(|o| o.key == MAX_MESSAGE_SIZE)
-                {
-                    errors.spanned(&option.key, "`max_message_size` is given twice");
-                } else if parse_size(&option.value).is_none() {
-                    errors.spanned(
-                        &option.value,
-                        "expected a size above zero, like `max_message_size = \"4MiB\"` (units: \
-                         B, KiB, MiB, GiB, KB, MB, GB) or a number of bytes",
-                    );
-                }
-            }
-            COMPRESS => {
-                // compress = false
-                if args.options[..index].iter().any(|o| o.key == COMPRESS) {
-                    errors.spanned(&option.key, "`compress` is given twice");
-                } else if !matches!(option.value, syn::Lit::Bool(_)) {
-                    errors.spanned(
-                        &option.value,
-                        "expected `true` or `false`, like `compress = false` (no compression \
-                         for this endpoint)",
-                    );
-                }
-            }
-            _ => {
-                let hint = did_you_mean(&key, &OPTION_KEYS)
+    for problem in &endpoint.args.options.problems {
+        match problem {
+            OptionProblem::BadProtocol(value) => errors.spanned(
+                value,
+                "expected a subprotocol name as a string, like `protocol = \"chat.v1\"` \
+                 (letters, digits and `!#$%&'*+-.^_`|~`)",
+            ),
+            OptionProblem::DuplicateProtocol(protocol) => errors.spanned(
+                &protocol.lit,
+                format!("the protocol {:?} is listed twice", protocol.name),
+            ),
+            OptionProblem::BadSize(value) => errors.spanned(
+                value,
+                "expected a size above zero, like `max_message_size = \"4MiB\"` (units: \
+                 B, KiB, MiB, GiB, KB, MB, GB) or a number of bytes",
+            ),
+            // compress = false
+            OptionProblem::BadCompress(value) => errors.spanned(
+                value,
+                "expected `true` or `false`, like `compress = false` (no compression \
+                 for this endpoint)",
+            ),
+            OptionProblem::Repeated(key) => errors.spanned(key, format!("`{key}` is given twice")),
+            OptionProblem::Unknown(key) => {
+                let name = key.to_string();
+                let hint = did_you_mean(&name, &OPTION_KEYS)
                     .map(|known| format!(", did you mean `{known}`?"))
                     .unwrap_or_else(|| {
                         ": the options are `protocol`, `max_message_size` and `compress`".to_owned()
                     });
-                errors.spanned(&option.key, format!("unknown argument `{key}`{hint}"));
+                errors.spanned(key, format!("unknown argument `{name}`{hint}"));
             }
         }
     }
-}
-
-/// An HTTP token (RFC 7230), as a subprotocol name must be.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Each `{name}` appears once, and names a parameter of the function.
