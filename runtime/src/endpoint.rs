@@ -3,7 +3,6 @@
 //! Everything here but `Endpoint` is reached by generated code through `wsock::__private`
 //! and is not part of the public API.
 
-use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::marker::PhantomPinned;
 use std::ops::ControlFlow;
@@ -14,7 +13,7 @@ use std::task::Poll;
 
 use futures_util::FutureExt;
 
-use crate::error::Error;
+use crate::error::{Error, Failure, panic_message};
 pub use crate::mailbox::Handled;
 use crate::mailbox::{Handler, Mailbox};
 use crate::message::{DecodeError, FromMessage, Message};
@@ -330,13 +329,6 @@ pub fn decode<T: FromMessage>(message: Message) -> Result<T, DecodeError> {
     T::from_message(message)
 }
 
-/// How a section failed.
-#[doc(hidden)]
-pub enum Failure {
-    Error(Error),
-    Panic(Box<dyn Any + Send>),
-}
-
 // The section runners. Generated code passes each section's closure, written anew for every
 // call, so that it borrows the ready code's variables for that call only. A panic is caught
 // (the connection then closes with 1011) and the outcome becomes a `Result`.
@@ -416,16 +408,5 @@ impl<E: Into<Error>> Outcome for Result<(), E> {
     }
     fn into_result(self) -> Result<(), Error> {
         self.map_err(Into::into)
-    }
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    if let Some(text) = panic.downcast_ref::<&'static str>() {
-        text
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text
-    } else {
-        "a non-text panic payload"
     }
 }

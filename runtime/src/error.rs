@@ -1,5 +1,6 @@
 //! The one error type of user code, and the errors the runtime reports.
 
+use std::any::Any;
 use std::fmt;
 
 /// The error type of endpoint code: any error converts into it with `?`.
@@ -98,3 +99,21 @@ impl fmt::Display for Closed {
 }
 
 impl std::error::Error for Closed {}
+
+/// How a section failed.
+#[doc(hidden)]
+pub enum Failure {
+    Error(Error),
+    Panic(Box<dyn Any + Send>),
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(text) = panic.downcast_ref::<&'static str>() {
+        text
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text
+    } else {
+        "a non-text panic payload"
+    }
+}

@@ -67,9 +67,10 @@ pub use http::{HeaderMap, Method, StatusCode, Uri};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::endpoint::{
-        Accept, Accepting, Failure, Handled, Inbox, Outcome, Prepared, Serve, decode, handled, run,
+        Accept, Accepting, Handled, Inbox, Outcome, Prepared, Serve, decode, handled, run,
         run_async, run_close, run_close_async,
     };
+    pub use crate::error::Failure;
     #[cfg(feature = "fuzz")]
     pub use crate::fuzz::FuzzHarness;
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::codec::Outgoing;
-use crate::error::Closed;
+use crate::error::{Closed, Failure, panic_message};
 use crate::message::{CloseCode, Message};
 use crate::ratelimit::RateLimit;
 
@@ -67,7 +67,7 @@ pub enum Handled {
     /// Handled; the connection goes on.
     Done,
     /// The section failed (an `Err` or a panic): the connection closes with 1011.
-    Failed(crate::endpoint::Failure),
+    Failed(Failure),
     /// The message did not decode and no `on_error` took it: the connection closes with the
     /// error's code.
     Rejected(crate::message::DecodeError),
@@ -491,11 +491,11 @@ impl Mailbox {
             Handled::Failed(failure) => {
                 let endpoint = self.endpoint;
                 match failure {
-                    crate::endpoint::Failure::Error(error) => {
+                    Failure::Error(error) => {
                         tracing::error!(endpoint, %error, "section failed; closing with 1011")
                     }
-                    crate::endpoint::Failure::Panic(panic) => {
-                        let panic = crate::endpoint::panic_message(&*panic);
+                    Failure::Panic(panic) => {
+                        let panic = panic_message(&*panic);
                         tracing::error!(endpoint, panic, "section panicked; closing with 1011")
                     }
                 }

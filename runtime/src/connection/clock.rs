@@ -164,6 +164,7 @@ impl Budget {
 
     /// Counts `units` of work; once the budget is spent, the task is woken to go on after
     /// the others had their turn.
+    #[inline(always)]
     pub(super) fn spend(&mut self, cx: &mut Context<'_>, units: usize) {
         self.work += units;
         if self.work >= WORK_PER_WAKE && !self.spent {

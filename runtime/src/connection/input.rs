@@ -72,6 +72,8 @@ impl Input {
     }
 
     /// The next event: from bytes already read, or from the socket.
+    // Called once, in the driver's read loop: inlined there, as it was written there.
+    #[inline(always)]
     pub(super) fn next<S: Socket>(
         &mut self,
         io: &mut S,

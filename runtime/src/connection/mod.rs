@@ -32,8 +32,8 @@ use crate::connection::clock::{Budget, Check, Clock, Timing};
 use crate::connection::input::{Input, ReadEnd};
 use crate::connection::output::Output;
 use crate::dispatch::Accepted;
-use crate::endpoint::{Code, panic_message};
-use crate::error::Error;
+use crate::endpoint::Code;
+use crate::error::{Error, panic_message};
 use crate::mailbox::{self, Mailbox};
 use crate::message::{CloseCode, Message};
 use crate::shutdown::Shutdown;
@@ -484,6 +484,7 @@ impl<S: Socket> Driver<S> {
     }
 
     /// Calls the endpoint's synchronous handler with `message`, in place.
+    #[inline(always)]
     fn serve(&mut self, message: Message) {
         let handler = self.mailbox.handler();
         let pending: *mut VecDeque<Outgoing> = &mut self.output.pending;

@@ -54,6 +54,7 @@ impl Output {
     /// Frames one message: compressed when compression was agreed and the message is long
     /// enough; a published message is compressed once for all its subscribers. Returns the
     /// work it took, in units of the wake-up's budget.
+    #[inline(always)]
     pub(super) fn frame(&mut self, outgoing: Outgoing) -> usize {
         let (message, published) = match outgoing {
             Outgoing::Message(message) => (message, None),

@@ -7,10 +7,12 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 
+use crate::app::App;
 use crate::codec::Role;
 use crate::codec::deflate::{self, Contexts};
 use crate::codec::read::{Limits, Reader};
@@ -19,11 +21,15 @@ use crate::connection;
 use crate::dispatch::{Peer, dispatch};
 use crate::session::Session;
 use crate::test::client::TestClient;
-use crate::test::{KEY, TestServer};
+
+/// The key every test client sends (RFC 6455's example).
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// A connection being set up: see [`TestServer::request`](super::TestServer::request). Await it to connect.
 pub struct Connect<'a> {
-    pub(super) server: &'a TestServer,
+    pub(super) app: &'a Arc<App>,
+    /// The server's timeout, for the client's waits.
+    pub(super) timeout: Duration,
     pub(super) path: String,
     pub(super) headers: HeaderMap,
     pub(super) peer: SocketAddr,
@@ -53,7 +59,7 @@ impl Connect<'_> {
 
     /// Sends `session` in the session cookie, signed with the server's key.
     pub fn session(self, session: &Session) -> Self {
-        let cookie = self.server.app.context.sessions.cookie(session);
+        let cookie = self.app.context.sessions.cookie(session);
         let pair = cookie.split(';').next().unwrap_or_default().to_owned();
         self.header("cookie", &pair)
     }
@@ -73,12 +79,12 @@ impl Connect<'_> {
 
     async fn connect(self) -> Result<TestClient, Refused> {
         let Connect {
-            server,
+            app,
+            timeout,
             path,
             mut headers,
             peer,
         } = self;
-        let app = &server.app;
         let defaults = [
             (header::HOST, "localhost"),
             (header::UPGRADE, "websocket"),
@@ -122,7 +128,7 @@ impl Connect<'_> {
         connection::spawn_on(app, accepted, server_end);
         // Handed over once the ready code has run (what it set up is in place), or after the
         // timeout for ready code that waits on something slow.
-        let _ = tokio::time::timeout(server.timeout, mailbox.ready()).await;
+        let _ = tokio::time::timeout(timeout, mailbox.ready()).await;
         let limits = Limits {
             max_frame: usize::MAX,
             max_message: usize::MAX,
@@ -135,7 +141,7 @@ impl Connect<'_> {
             contexts: Contexts::default(),
             read: Vec::new(),
             close_sent: false,
-            timeout: server.timeout,
+            timeout,
             headers,
             received: VecDeque::new(),
             closed: None,

@@ -54,9 +54,6 @@ pub use watch::TopicWatch;
 /// The default for every wait.
 const TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The key every test client sends (RFC 6455's example).
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
 /// A server to test, built from the same [`Server`] the app runs (routes, pages, state,
 /// settings, session key), served in process: no port, no TLS, no other process.
 ///
@@ -121,7 +118,8 @@ impl TestServer {
         static PORTS: AtomicU16 = AtomicU16::new(40_000);
         let port = PORTS.fetch_add(1, Ordering::Relaxed).max(1024);
         Connect {
-            server: self,
+            app: &self.app,
+            timeout: self.timeout,
             path: path.to_owned(),
             headers: HeaderMap::new(),
             peer: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
