@@ -626,3 +626,34 @@ async fn shutdown_with_a_thousand_connections_sends_1001_to_all_and_runs_every_o
         "on_close count"
     );
 }
+
+/// Messages that arrive in one read with the client's close (or right before a bad frame) are
+/// all answered before the close: the replies a synchronous section wrote are not dropped by
+/// the close that follows them in the same batch.
+#[tokio::test]
+async fn replies_to_messages_read_with_the_close_go_out_before_it() {
+    let server = TestServer::start(endpoints()).await;
+    for (end, code) in [
+        (raw_frame(0x88, &1000u16.to_be_bytes()), 1000),
+        // A continuation with nothing to continue: a protocol error.
+        (raw_frame(0x80, b"?"), 1002),
+    ] {
+        let mut stream = raw_upgrade(server.addr, "/echo").await;
+        let mut burst = Vec::new();
+        for i in 0..5 {
+            burst.extend(raw_frame(0x81, format!("message {i}").as_bytes()));
+        }
+        burst.extend(end);
+        stream.write_all(&burst).await.unwrap();
+        for i in 0..5 {
+            let (first, payload) = raw_read_frame(&mut stream).await;
+            assert_eq!(
+                (first, String::from_utf8(payload).unwrap()),
+                (0x81, format!("message {i}")),
+                "before the close {code}"
+            );
+        }
+        assert_eq!(raw_close_code(&mut stream).await, code);
+    }
+    server.stop().await;
+}

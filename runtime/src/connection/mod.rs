@@ -456,9 +456,10 @@ impl<S: Socket> Driver<S> {
             Incoming::Close(frame) => {
                 self.code = Some(frame.as_ref().map_or(1005, |(code, _)| code.as_u16()));
                 if self.phase == Phase::Open {
-                    // The answer echoes the client's code and reason (none for none); then
-                    // the connection ends.
-                    self.output.pending.clear();
+                    // What the endpoint answered to the messages read before the close goes
+                    // out first; then the answer, which echoes the client's code and reason
+                    // (none for none); then the connection ends.
+                    self.output.frame_pending();
                     match &frame {
                         Some((code, reason)) => self.output.close_frame(*code, reason),
                         None => self.output.control(OpCode::Close, Bytes::new()),
@@ -499,12 +500,14 @@ impl<S: Socket> Driver<S> {
 
     fn read_failed(&mut self, code: CloseCode, reason: &str) {
         tracing::debug!(code = code.as_u16(), %reason, "closing on a bad frame");
-        self.output.pending.clear();
         self.output.close = None;
         self.mailbox.finish();
         if self.phase == Phase::Open {
+            // The answers to the good messages before the bad frame go out before the close.
+            self.output.frame_pending();
             self.send_close(code, reason);
         }
+        self.output.pending.clear();
         // The stream cannot be read after an error: don't wait for the peer's close frame.
         self.phase = Phase::Closed;
     }

@@ -84,6 +84,14 @@ impl Output {
         units
     }
 
+    /// Frames everything taken from the queue, whatever the budget: the endpoint's answers
+    /// to the messages read before the connection's end, which go out before the close.
+    pub(super) fn frame_pending(&mut self) {
+        while let Some(outgoing) = self.pending.pop_front() {
+            self.frame(outgoing);
+        }
+    }
+
     /// Frames a control frame (ping, pong, close).
     pub(super) fn control(&mut self, opcode: OpCode, payload: Bytes) {
         self.writer.push(opcode, false, payload);
