@@ -34,7 +34,7 @@ use crate::connection::output::Output;
 use crate::dispatch::Accepted;
 use crate::endpoint::Code;
 use crate::error::{Error, panic_message};
-use crate::mailbox::{self, Mailbox};
+use crate::mailbox::{self, Handled, Mailbox};
 use crate::message::{CloseCode, Message};
 use crate::shutdown::Shutdown;
 
@@ -411,9 +411,13 @@ impl<S: Socket> Driver<S> {
     /// for the endpoint's future, a control frame, the end) is one step.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
+        // The last message went to the synchronous handler, which handled it: the handler
+        // still takes messages (only its own failure, or the driver, ends them; and only
+        // the endpoint's code, not polled meanwhile, withdraws it).
+        let mut serving = false;
         loop {
             let wanted = match self.phase {
-                Phase::Open => self.mailbox.wants_message(),
+                Phase::Open => serving || self.mailbox.wants_message(),
                 Phase::Closing => true,
                 Phase::Closed => false,
             };
@@ -426,9 +430,9 @@ impl<S: Socket> Driver<S> {
             match self.input.next(&mut self.io, cx) {
                 Poll::Pending => return progress,
                 Poll::Ready(Ok(Incoming::Message(message)))
-                    if self.phase == Phase::Open && self.mailbox.serves() =>
+                    if self.phase == Phase::Open && (serving || self.mailbox.serves()) =>
                 {
-                    self.serve(message);
+                    serving = self.serve(message);
                     progress = true;
                 }
                 Poll::Ready(Ok(event)) => {
@@ -484,9 +488,10 @@ impl<S: Socket> Driver<S> {
         }
     }
 
-    /// Calls the endpoint's synchronous handler with `message`, in place.
+    /// Calls the endpoint's synchronous handler with `message`, in place. Whether the
+    /// section handled it (rather than failed, or refused an undecodable message).
     #[inline(always)]
-    fn serve(&mut self, message: Message) {
+    fn serve(&mut self, message: Message) -> bool {
         let handler = self.mailbox.handler();
         let pending: *mut VecDeque<Outgoing> = &mut self.output.pending;
         let handled = mailbox::running(&self.mailbox, pending, || {
@@ -495,7 +500,9 @@ impl<S: Socket> Driver<S> {
             // nothing else calls the handler. `serves()` said it is registered.
             unsafe { (*(*handler).call)(message) }
         });
+        let done = matches!(handled, Handled::Done);
         self.mailbox.handled(handled);
+        done
     }
 
     fn read_failed(&mut self, code: CloseCode, reason: &str) {
