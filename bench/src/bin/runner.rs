@@ -3,20 +3,42 @@
 //! medians and their ratios to the naive tokio-tungstenite server.
 //!
 //! `cargo run --release -p wsock-bench --bin runner -- [--rounds 3] [--secs 5] [--long]
-//! [--only WORD]`
+//! [--only WORD] [--servers WORD,WORD] [--uws DIR]`
 //!
 //! `cargo run --release -p wsock-bench --bin runner -- --fanout [--step-secs 5] [--subs N]
-//! [--only WORD]`
+//! [--only WORD] [--uws DIR]`
 //!
 //! `cargo run --release -p wsock-bench --bin runner -- --redis-flood [--step-secs 10]`
 //!
 //! `cargo run --release -p wsock-bench --bin runner -- --callgrind [--messages 50000]
-//! [--callgrind-dir DIR] [--only WORD]`
+//! [--callgrind-dir DIR] [--only WORD] [--uws DIR]`
 //!
 //! `--long` adds the 19,000-idle-connections hold (60 s, wsock only). `--only WORD` runs only
 //! the workloads whose name holds WORD (any case): `--only tls` the two TLS rows, `--only
 //! idle` the three idle rows, `--only json` the two JSON rows, `--only compression` those
-//! two too, `--only deflate` the idle row with deflate.
+//! two too, `--only deflate` the idle row with deflate. `--servers WORD,WORD` (echo table
+//! only) runs only the servers whose name holds one of the words (any case; `uws` for
+//! uWebSockets, `wsock` also for the wsock-only and TLS rows): `--servers wsock,uws`; a server
+//! left out shows `-`, and so do its ratios.
+//!
+//! uWebSockets (C++, github.com/uNetworking/uWebSockets) is an optional peer, in the echo
+//! table, the fan-out ladder and the instruction count, when `--uws DIR` or the environment
+//! variable `UWS_BIN=DIR` names the directory that holds its four programs (`--uws` wins);
+//! without either, the runner prints one line saying its rows are skipped. Build them with
+//! `../shared/peers/uws/build.sh` (beside this repository; it says what it builds): with
+//! checkouts of uWebSockets and, in its `uSockets/` folder, github.com/uNetworking/uSockets,
+//! `UWS_SRC=<uWebSockets checkout> OUT_DIR=DIR bash ../shared/peers/uws/build.sh` makes
+//! `uws-echo` and `uws-fanout` (-O3 -march=native -flto, no TLS, no zlib; for the timed
+//! runs) and `uws-echo-v3`, `uws-fanout-v3` (x86-64-v3, for callgrind, which runs no
+//! AVX-512); g++ with C++20 and make. `uws-echo PORT` (BenchEcho.cpp) echoes text and binary
+//! on every path; `uws-fanout PORT` (BenchFanout.cpp) subscribes `/sub` to one topic and
+//! publishes every `/pub` message to it with uWebSockets' own pub/sub. Both listen on
+//! 127.0.0.1 at the port they are given and print `Listening on port N`: the runner binds
+//! 127.0.0.1:0 for a free port, lets it go and passes it (another try on another port if the
+//! peer does not listen), then pins, measures and kills the peer as the other servers. Its
+//! column is `uWebSockets` in the echo table (with `uWebSockets / naive`), where it takes part
+//! in every row but the TLS and deflate ones (wsock only); its rows are `uWebSockets` in the
+//! fan-out tables and the instruction count (`--only uws` picks it there).
 //!
 //! Compression (permessage-deflate, which wsock negotiates by default when a client offers
 //! it): "1 KiB JSON text, 10 conns, 4 in flight" runs the load's `--json` messages (1,024
@@ -40,11 +62,12 @@
 //! the kernel) from its start to its exit. Two runs per server, one for M messages and one for
 //! 2M (M: `--messages`, default 50,000), give the server's instructions per echoed message,
 //! (Ir(2M) - Ir(M)) / M: start-up, the 10 handshakes and the shutdown cancel out. The servers
-//! are wsock's `echo` example and the naive baseline (`--only wsock` or `--only naive` runs one);
-//! a run fails unless the load got exactly N correct echoes. For wsock it also lists the 10
-//! functions with the most self instructions per message, and the 10 of wsock's own
-//! functions with the most inclusive instructions per message (the same difference, per
-//! function, from `callgrind_annotate`). The callgrind files stay in `--callgrind-dir`
+//! are wsock's `echo` example, the naive baseline and, with `--uws`, uWebSockets' `uws-echo-v3`
+//! (`--only wsock`, `--only naive` or `--only uws` runs one); a run fails unless the load got
+//! exactly N correct echoes. For wsock it also lists the 10 functions with the most self
+//! instructions per message, and the 10 of wsock's own functions with the most inclusive
+//! instructions per message (the same difference, per function, from `callgrind_annotate`);
+//! for uWebSockets the first list. The callgrind files stay in `--callgrind-dir`
 //! (default: a new directory under the system's temporary directory, printed at the end),
 //! named `SERVER-N.callgrind.out`. Under valgrind a server runs 20 to 50 times slower (the
 //! naive one, which zeroes a large read buffer for every read, slower still): with M =
@@ -76,11 +99,15 @@
 //! capacity 1024) and `wsock+redis`: two `wsock_fanout` nodes linked through a
 //! `redis-server` the runner starts once (`--port <free> --save '' --appendonly no --dir
 //! <temporary directory>`, stopped at the end), the subscribers split between the nodes and
-//! the publisher on the first. Every server process, Redis included, is pinned to core 0,
+//! the publisher on the first; with `--uws`, a fourth, `uWebSockets` (`uws-fanout`, one node,
+//! as `wsock`). Every server process, Redis included, is pinned to core 0,
 //! the load to core 1. Each step: sync, 1 s warm-up, `--step-secs` measured (default 5), up
-//! to 5 s of drain. Prints a table per subscriber count and, per server, the highest rate
+//! to 5 s of drain. Prints a table per subscriber count (with each server's peak memory,
+//! `VmHWM`, taken before it is stopped) and, per server, the highest rate
 //! that was lossless (no gap, no message missing after the drain, no subscriber closed) and
-//! kept up (deliveries/s within 5 % of the target). `--subs N` runs one subscriber count;
+//! kept up (deliveries/s within 5 % of the target). `--subs N` runs one subscriber count, at
+//! the publish rates that target 100k, 300k and 1M deliveries/s and at full speed (the
+//! ladder's own for 1,000 and 10,000; `--subs 100`: 1,000, 3,000, 10,000 publishes/s);
 //! `--only WORD` there picks the servers whose name holds WORD (`--only redis`); `--rounds`,
 //! `--secs` and `--long` do not apply (one pass over the ladder; only the bench binaries are
 //! built). The load
@@ -107,6 +134,41 @@ struct Server {
     binary: PathBuf,
     /// Arguments after the address.
     args: Vec<String>,
+    /// Takes a port instead of an address (127.0.0.1 implied) and prints `Listening on port
+    /// N` once bound, as the uWebSockets peers do: the runner picks a free port for it.
+    port_arg: bool,
+}
+
+/// The uWebSockets peer's name in the tables (`--only uws` picks it too).
+const UWS: &str = "uWebSockets";
+
+/// Whether `--only WORD` (lowercase) picks the server `name`: its name holds WORD, any case;
+/// `uws` also picks uWebSockets.
+fn picks(name: &str, word: &str) -> bool {
+    name.to_lowercase().contains(word) || (name == UWS && word == "uws")
+}
+
+/// The uWebSockets peer's binary `name` (`uws-echo`, `uws-fanout`, their `-v3` builds) in the
+/// directory given by `--uws` or `UWS_BIN`; it must be there.
+fn uws_binary(dir: &Path, name: &str) -> PathBuf {
+    let binary = dir.join(name);
+    assert!(
+        binary.is_file(),
+        "{} is missing: build the uWebSockets peers with ../shared/peers/uws/build.sh \
+         (see the header)",
+        binary.display()
+    );
+    binary
+}
+
+/// The uWebSockets echo peer (`uws-echo`, or `uws-echo-v3` for callgrind).
+fn uws_server(dir: &Path, binary: &str) -> Server {
+    Server {
+        name: UWS,
+        binary: uws_binary(dir, binary),
+        args: Vec::new(),
+        port_arg: true,
+    }
 }
 
 struct Workload {
@@ -186,6 +248,10 @@ fn main() {
     let mut callgrind = false;
     let mut messages = 50_000u64;
     let mut callgrind_dir: Option<PathBuf> = None;
+    let mut uws: Option<PathBuf> = std::env::var_os("UWS_BIN")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from);
+    let mut picked_servers: Option<Vec<String>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -220,14 +286,35 @@ fn main() {
             "--callgrind-dir" => {
                 callgrind_dir = Some(args.next().expect("--callgrind-dir DIR").into())
             }
+            "--uws" => uws = Some(args.next().expect("--uws DIR").into()),
+            "--servers" => {
+                picked_servers = Some(
+                    args.next()
+                        .expect("--servers WORD,WORD")
+                        .to_lowercase()
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
             _ => panic!(
-                "usage: runner [--rounds N] [--secs S] [--long] [--only WORD] | runner --fanout \
-                 [--step-secs S] [--subs N] [--only WORD] | runner --redis-flood [--step-secs S] \
-                 | runner --callgrind [--messages M] [--callgrind-dir DIR] [--only WORD]"
+                "usage: runner [--rounds N] [--secs S] [--long] [--only WORD] [--servers \
+                 WORD,WORD] | runner --fanout [--step-secs S] [--subs N] [--only WORD] | runner \
+                 --redis-flood [--step-secs S] | runner --callgrind [--messages M] \
+                 [--callgrind-dir DIR] [--only WORD]; each but --redis-flood with [--uws DIR]"
             ),
         }
     }
     raise_open_files();
+    // The optional uWebSockets peer: not for --redis-flood (wsock's Redis broker only).
+    let uws = uws.map(|dir| std::path::absolute(&dir).unwrap_or(dir));
+    if uws.is_none() && !redis_flood {
+        eprintln!(
+            "uWebSockets rows skipped: to add them, build its peers (UWS_SRC=<uWebSockets \
+             checkout> OUT_DIR=DIR ../shared/peers/uws/build.sh) and set UWS_BIN=DIR or pass \
+             --uws DIR"
+        );
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -250,7 +337,13 @@ fn main() {
         if redis_flood {
             return fanout::flood(&target, step_secs);
         }
-        return fanout::ladder(&target, step_secs, fanout_subs, only.as_deref());
+        return fanout::ladder(
+            &target,
+            step_secs,
+            fanout_subs,
+            only.as_deref(),
+            uws.as_deref(),
+        );
     }
     build(&[
         "build",
@@ -267,25 +360,42 @@ fn main() {
         let dir = callgrind_dir.unwrap_or_else(|| {
             std::env::temp_dir().join(format!("wsock-bench-callgrind-{}", std::process::id()))
         });
-        return callgrind::run(&target, messages, &dir, only.as_deref());
+        return callgrind::run(&target, messages, &dir, only.as_deref(), uws.as_deref());
     }
-    let servers = [
+    let mut servers = vec![
         Server {
             name: "naive",
             binary: target.join("naive"),
             args: Vec::new(),
+            port_arg: false,
         },
         Server {
             name: "axum",
             binary: target.join("axum_echo"),
             args: Vec::new(),
+            port_arg: false,
         },
         Server {
             name: "wsock",
             binary: target.join("examples").join("echo"),
             args: Vec::new(),
+            port_arg: false,
         },
     ];
+    if let Some(dir) = &uws {
+        servers.push(uws_server(dir, "uws-echo"));
+    }
+    let with_uws = uws.is_some();
+    // `--servers`: the servers of the echo rounds (the TLS rows are wsock's).
+    let picked: Vec<&Server> = servers
+        .iter()
+        .filter(|server| {
+            picked_servers
+                .as_ref()
+                .is_none_or(|words| words.iter().any(|word| picks(server.name, word)))
+        })
+        .collect();
+    assert!(!picked.is_empty(), "--servers matches no server");
     let tls_files = TlsFiles::new();
     let tls_server = Server {
         name: "wsock",
@@ -294,6 +404,7 @@ fn main() {
             tls_files.cert.display().to_string(),
             tls_files.key.display().to_string(),
         ],
+        port_arg: false,
     };
     let load = target.join("load");
     let s = secs.to_string();
@@ -469,13 +580,21 @@ fn main() {
     for round in 0..rounds {
         for (wi, workload) in workloads.iter().enumerate() {
             // Interleave: rotate the server order each round.
-            let order: Vec<&Server> = if workload.tls {
-                vec![&tls_server]
-            } else if workload.wsock_only {
-                servers.iter().filter(|s| s.name == "wsock").collect()
+            let order: Vec<&Server> = if workload.tls || workload.wsock_only {
+                // Against wsock only, and only if `--servers` keeps it.
+                let server = if workload.tls {
+                    &tls_server
+                } else {
+                    &servers[2]
+                };
+                if picked.iter().any(|s| s.name == "wsock") {
+                    vec![server]
+                } else {
+                    Vec::new()
+                }
             } else {
-                (0..servers.len())
-                    .map(|si| &servers[(si + round) % servers.len()])
+                (0..picked.len())
+                    .map(|si| picked[(si + round) % picked.len()])
                     .collect()
             };
             for server in order {
@@ -526,7 +645,7 @@ fn main() {
         }
     }
     if rounds > 0 {
-        print_table(rounds, secs, &workloads, &results);
+        print_table(rounds, secs, &workloads, &results, with_uws);
     }
     if long {
         let (mut child, addr) = start(&servers[2]);
@@ -559,16 +678,35 @@ fn main() {
 
 type Results<'a> = BTreeMap<usize, BTreeMap<&'a str, BTreeMap<&'a str, Vec<f64>>>>;
 
-fn print_table(rounds: usize, secs: f64, workloads: &[Workload], results: &Results<'_>) {
+fn print_table(
+    rounds: usize,
+    secs: f64,
+    workloads: &[Workload],
+    results: &Results<'_>,
+    with_uws: bool,
+) {
     println!();
     println!(
-        "Medians of {rounds} interleaved rounds ({secs} s each); ratio = wsock / naive (axum / naive)."
+        "Medians of {rounds} interleaved rounds ({secs} s each); ratio = wsock / naive (axum / naive{}).",
+        if with_uws {
+            ", uWebSockets / naive"
+        } else {
+            ""
+        }
     );
     println!();
-    println!(
-        "| workload | metric | naive tokio-tungstenite | axum 0.8 | wsock | wsock / naive | axum / naive |"
-    );
-    println!("|---|---|---|---|---|---|---|");
+    if with_uws {
+        println!(
+            "| workload | metric | naive tokio-tungstenite | axum 0.8 | wsock | uWebSockets | \
+             wsock / naive | axum / naive | uWebSockets / naive |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+    } else {
+        println!(
+            "| workload | metric | naive tokio-tungstenite | axum 0.8 | wsock | wsock / naive | axum / naive |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+    }
     for (wi, workload) in workloads.iter().enumerate() {
         for (metric, _) in workload.metrics {
             let median = |server: &str| -> Option<f64> {
@@ -590,19 +728,38 @@ fn print_table(rounds: usize, secs: f64, workloads: &[Workload], results: &Resul
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
                 _ => "-".into(),
             };
-            println!(
-                "| {} | {metric} | {} | {} | {} | {} | {} |",
-                workload.name,
-                show(naive),
-                show(axum),
-                show(wsock),
-                ratio(wsock, naive),
-                ratio(axum, naive)
-            );
+            if with_uws {
+                let uws = median(UWS);
+                println!(
+                    "| {} | {metric} | {} | {} | {} | {} | {} | {} | {} |",
+                    workload.name,
+                    show(naive),
+                    show(axum),
+                    show(wsock),
+                    show(uws),
+                    ratio(wsock, naive),
+                    ratio(axum, naive),
+                    ratio(uws, naive)
+                );
+            } else {
+                println!(
+                    "| {} | {metric} | {} | {} | {} | {} | {} |",
+                    workload.name,
+                    show(naive),
+                    show(axum),
+                    show(wsock),
+                    ratio(wsock, naive),
+                    ratio(axum, naive)
+                );
+            }
         }
     }
     println!();
     println!("{NOTES}");
+    if with_uws {
+        println!();
+        println!("{UWS_NOTES}");
+    }
 }
 
 /// What the less obvious metrics mean, printed under the table.
@@ -619,6 +776,13 @@ from the load and per echo from the server. The compression-on row and the idle 
 deflate are wsock only (the baselines do not negotiate permessage-deflate): compare them with
 the compression-off row and the plain idle row.";
 
+/// The uWebSockets column, printed under the table when it is there.
+const UWS_NOTES: &str = "\
+uWebSockets: the C++ library's echo peer (uws-echo, from ../shared/peers/uws/BenchEcho.cpp:
+uWS::App, one thread, compression disabled, built -O3 -march=native -flto without TLS or
+zlib), started on a free port and measured as the others. It takes part in every row but the
+TLS rows and the two deflate rows (wsock only; it is built without zlib).";
+
 /// Starts a server on core 0 at 127.0.0.1:0; returns it and the address it printed.
 fn start(server: &Server) -> (Child, String) {
     start_under(&[], server)
@@ -626,33 +790,67 @@ fn start(server: &Server) -> (Child, String) {
 
 /// `start`, the server run by `wrapper` (a program and its arguments, the server's path and
 /// arguments following them), as valgrind runs it.
+///
+/// A server that takes a port (`port_arg`, the uWebSockets peers, which print the port they
+/// were given, 0 included) gets a free one: bound at 127.0.0.1:0 here and let go. Another
+/// process may take it in between; the peer then exits without listening, and it is started
+/// again on another port (up to 5 tries).
 fn start_under(wrapper: &[String], server: &Server) -> (Child, String) {
     let binary = &server.binary;
-    let mut child = Command::new("taskset")
-        .args(["-c", "0"])
-        .args(wrapper)
-        .arg(binary)
-        .arg("127.0.0.1:0")
-        .args(&server.args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server exited before listening")
-            .unwrap();
-        if let Some(addr) = line.split("listening addr=").nth(1) {
-            break addr.trim().to_owned();
-        }
-    };
-    // Keep draining the server's output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    for _ in 0..5 {
+        let port = server.port_arg.then(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port()
+        });
+        let mut child = Command::new("taskset")
+            .args(["-c", "0"])
+            .args(wrapper)
+            .arg(binary)
+            .arg(port.map_or_else(|| "127.0.0.1:0".to_owned(), |port| port.to_string()))
+            .args(&server.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let Some(line) = lines.next() else {
+                break None;
+            };
+            let line = line.unwrap();
+            if let Some(addr) = line.split("listening addr=").nth(1) {
+                break Some(addr.trim().to_owned());
+            }
+            if let Some(port) = port
+                && line.trim() == format!("Listening on port {port}")
+            {
+                break Some(format!("127.0.0.1:{port}"));
+            }
+        };
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                port.is_some(),
+                "{} exited before listening",
+                binary.display()
+            );
+            eprintln!(
+                "{} did not listen on port {}; trying another port",
+                server.name,
+                port.unwrap_or(0)
+            );
+            continue;
+        };
+        // Keep draining the server's output so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        return (child, addr);
+    }
+    panic!("{} did not listen on any of 5 free ports", binary.display());
 }
 
 /// A process's peak resident memory in KiB (`VmHWM` in `/proc/PID/status`).
@@ -708,14 +906,21 @@ mod fanout {
     use std::process::{Child, Command, Stdio};
     use std::time::Duration;
 
-    use super::{Server, start};
+    use super::{Server, UWS, picks, start, uws_binary};
 
-    /// The servers, in the tables' order.
+    /// The servers, in the tables' order (uWebSockets after them, with `--uws`).
     const SERVERS: [&str; 3] = ["broadcast", "wsock", "wsock+redis"];
 
     /// Per subscriber count, the publish rates (0: full speed).
     const LADDER: [(usize, [u32; 4]); 2] =
         [(1_000, [100, 300, 1_000, 0]), (10_000, [10, 30, 100, 0])];
+
+    /// `--subs N`: the publish rates that target 100k, 300k and 1M deliveries/s, and full
+    /// speed (the ladder's own rates for 1,000 and 10,000).
+    fn rates_for(subs: usize) -> [u32; 4] {
+        let rate = |deliveries: usize| (deliveries / subs.max(1)).max(1) as u32;
+        [rate(100_000), rate(300_000), rate(1_000_000), 0]
+    }
 
     /// A deliveries/s figure within this share of the target kept up.
     const KEPT_UP: f64 = 0.95;
@@ -789,21 +994,33 @@ mod fanout {
         subs: usize,
         rate: u32,
         secs: f64,
-        redis: &Redis,
+        redis: Option<&Redis>,
+        uws: Option<&Path>,
     ) -> Figures {
         let fanout = |args: Vec<String>| Server {
             name: "wsock",
             binary: target.join("wsock_fanout"),
             args,
+            port_arg: false,
         };
         let servers = match server {
             "broadcast" => vec![Server {
                 name: "broadcast",
                 binary: target.join("broadcast"),
                 args: Vec::new(),
+                port_arg: false,
             }],
             "wsock" => vec![fanout(Vec::new())],
-            _ => vec![fanout(vec![redis.url()]), fanout(vec![redis.url()])],
+            UWS => vec![Server {
+                name: UWS,
+                binary: uws_binary(uws.expect("--uws"), "uws-fanout"),
+                args: Vec::new(),
+                port_arg: true,
+            }],
+            _ => {
+                let url = redis.expect("Redis for wsock+redis").url();
+                vec![fanout(vec![url.clone()]), fanout(vec![url])]
+            }
         };
         let (mut children, addrs): (Vec<Child>, Vec<String>) = servers.iter().map(start).unzip();
         let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
@@ -828,7 +1045,7 @@ mod fanout {
         ]
         .map(str::to_owned)
         .to_vec();
-        if server == "wsock+redis" {
+        if let Some(redis) = redis.filter(|_| server == "wsock+redis") {
             args.extend(["--broker-pid".to_owned(), redis.child.id().to_string()]);
         }
         let output = Command::new("taskset")
@@ -837,6 +1054,11 @@ mod fanout {
             .args(&args)
             .output()
             .expect("the load runs");
+        // The server processes' peak memory over the step (not Redis's), before they go.
+        let peak_kib: f64 = children
+            .iter()
+            .map(|child| super::peak_kib(child.id()).unwrap_or(f64::NAN))
+            .sum();
         for child in &mut children {
             let _ = child.kill();
             let _ = child.wait();
@@ -847,16 +1069,24 @@ mod fanout {
         } else {
             format!("{rate}/s")
         };
-        eprintln!("fanout | {subs} subs | {rate_shown} | {server} | {line}");
+        eprintln!(
+            "fanout | {subs} subs | {rate_shown} | {server} | {line} | server peak {:.1} MiB",
+            peak_kib / 1024.0
+        );
         if !output.status.success() {
             eprintln!("{}", String::from_utf8_lossy(&output.stderr).trim());
         }
-        line.split_whitespace()
+        let mut figures: Figures = line
+            .split_whitespace()
             .filter_map(|pair| {
                 let (key, value) = pair.split_once('=')?;
                 Some((key.to_owned(), value.parse().ok()?))
             })
-            .collect()
+            .collect();
+        if !figures.is_empty() && peak_kib.is_finite() {
+            figures.insert("server_peak_mib".to_owned(), peak_kib / 1024.0);
+        }
+        figures
     }
 
     /// Whether a step lost nothing (and every connection took part); `false` without figures.
@@ -906,6 +1136,7 @@ mod fanout {
                 name: "wsock",
                 binary: target.join("wsock_fanout"),
                 args: args.clone(),
+                port_arg: false,
             };
             let (mut a, a_addr) = start(&node());
             let (mut b, b_addr) = start(&node());
@@ -980,18 +1211,28 @@ mod fanout {
         }
     }
 
-    pub(super) fn ladder(target: &Path, secs: f64, only_subs: Option<usize>, only: Option<&str>) {
+    pub(super) fn ladder(
+        target: &Path,
+        secs: f64,
+        only_subs: Option<usize>,
+        only: Option<&str>,
+        uws: Option<&Path>,
+    ) {
         let servers: Vec<&str> = SERVERS
             .into_iter()
-            .filter(|name| only.is_none_or(|word| name.contains(word)))
+            .chain(uws.map(|_| UWS))
+            .filter(|name| only.is_none_or(|word| picks(name, word)))
             .collect();
         assert!(!servers.is_empty(), "--only matches no server");
-        let ladder: Vec<(usize, [u32; 4])> = LADDER
-            .into_iter()
-            .filter(|(subs, _)| only_subs.is_none_or(|n| n == *subs))
-            .collect();
-        assert!(!ladder.is_empty(), "--subs: 1000 or 10000");
-        let redis = Redis::start();
+        let ladder: Vec<(usize, [u32; 4])> = match only_subs {
+            None => LADDER.to_vec(),
+            Some(subs) => {
+                assert!(subs > 0, "--subs N: at least 1");
+                vec![(subs, rates_for(subs))]
+            }
+        };
+        // Only the `wsock+redis` steps need Redis.
+        let redis = servers.contains(&"wsock+redis").then(Redis::start);
         // results[(subs, rate, server)]
         let mut results: BTreeMap<(usize, u32, &str), Figures> = BTreeMap::new();
         let mut turn = 0;
@@ -1000,7 +1241,7 @@ mod fanout {
                 // Interleaved: the order of the servers turns at every step.
                 for i in 0..servers.len() {
                     let server = servers[(i + turn) % servers.len()];
-                    let figures = step(target, server, *subs, rate, secs, &redis);
+                    let figures = step(target, server, *subs, rate, secs, redis.as_ref(), uws);
                     results.insert((*subs, rate, server), figures);
                 }
                 turn += 1;
@@ -1032,9 +1273,10 @@ mod fanout {
             println!(
                 "| publishes/s | target deliveries/s | server | deliveries/s | lost | closed | \
                  p50 µs | p99 µs | server µs/delivery | Redis µs/delivery | server CPU % | \
-                 core 0 busy % | load CPU % | pub stall ms | pub pong ms | verdict |"
+                 core 0 busy % | load CPU % | pub stall ms | pub pong ms | server peak MiB | \
+                 verdict |"
             );
-            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             for &rate in rates {
                 for &server in servers {
                     let Some(figures) = results.get(&(*subs, rate, server)) else {
@@ -1064,7 +1306,7 @@ mod fanout {
                     };
                     println!(
                         "| {publishes} | {target} | {server} | {} | {} | {} | {} | {} | {} | {redis} \
-                         | {} | {} | {} | {} | {} | {verdict} |",
+                         | {} | {} | {} | {} | {} | {} | {verdict} |",
                         show(figures, "deliveries_per_s"),
                         show(figures, "lost"),
                         show(figures, "closed"),
@@ -1076,6 +1318,7 @@ mod fanout {
                         show(figures, "load_cpu_pct"),
                         show(figures, "pub_stall_max_ms"),
                         show(figures, "pub_pong_max_ms"),
+                        show(figures, "server_peak_mib"),
                     );
                 }
             }
@@ -1117,7 +1360,19 @@ mod fanout {
         }
         println!();
         println!("{NOTES}");
+        if servers.contains(&UWS) {
+            println!();
+            println!("{UWS_NOTES}");
+        }
     }
+
+    const UWS_NOTES: &str = "\
+uWebSockets = uws-fanout (../shared/peers/uws/BenchFanout.cpp): the C++ library's built-in \
+pub/sub, one thread; /sub subscribes to one topic on open, every /pub message is \
+app.publish()ed to it (queued per subscriber, each subscriber's batch written corked once per \
+loop iteration); compression disabled, maxBackpressure 64 MiB without closing (a subscriber \
+over it misses messages, which the load counts as lost, and is never closed). Built -O3 \
+-march=native -flto without TLS or zlib; started on a free port, measured as the others.";
 
     const NOTES: &str = "\
 deliveries/s: messages received by all subscribers together in the measured window. lost: \
@@ -1133,7 +1388,9 @@ process, interrupts, softirq), from /proc/stat. load CPU %: the load generator's
 pub stall ms: the longest the publisher's socket refused writes while it had messages to \
 send; pub pong ms: the slowest answer to the ping it sends every 100 ms (the publisher's own \
 connection staying served; at full speed the ping waits behind the publishes already in the \
-socket buffers, so both figures there say how far the server let the publisher run ahead). verdict: ok = lossless and at least 95 % of the target rate; \
+socket buffers, so both figures there say how far the server let the publisher run ahead). server peak MiB: \
+the server processes' peak resident memory (VmHWM, from /proc) at the end of the step, both \
+nodes' summed for wsock+redis, Redis's not included. verdict: ok = lossless and at least 95 % of the target rate; \
 behind = lossless only because the drain caught up (a longer step would lose or close); \
 LOSSY otherwise. Servers: broadcast = tokio-tungstenite + tokio::sync::broadcast (capacity \
 1024, a task per subscriber, Lagged skips); wsock = wsock_fanout (queue_capacity 1024); \
@@ -1148,7 +1405,7 @@ mod callgrind {
     use std::process::{Child, Command};
     use std::time::{Duration, Instant};
 
-    use super::{Server, start_under};
+    use super::{Server, UWS, picks, start_under, uws_server};
 
     /// How long a server under valgrind may take to exit after SIGINT.
     const EXIT_WITHIN: Duration = Duration::from_secs(180);
@@ -1303,25 +1560,35 @@ mod callgrind {
         per_message
     }
 
-    pub(super) fn run(target: &Path, messages: u64, dir: &Path, only: Option<&str>) {
+    pub(super) fn run(
+        target: &Path,
+        messages: u64,
+        dir: &Path,
+        only: Option<&str>,
+        uws: Option<&Path>,
+    ) {
         std::fs::create_dir_all(dir).expect("a directory for the callgrind files");
-        let servers = [
+        let mut servers = vec![
             Server {
                 name: "wsock",
                 binary: target.join("examples").join("echo"),
                 args: Vec::new(),
+                port_arg: false,
             },
             Server {
                 name: "naive",
                 binary: target.join("naive"),
                 args: Vec::new(),
+                port_arg: false,
             },
         ];
+        // The x86-64-v3 build: valgrind does not run AVX-512.
+        servers.extend(uws.map(|dir| uws_server(dir, "uws-echo-v3")));
         let mut per_message = Vec::new();
         let mut files = Vec::new();
         for server in servers
             .iter()
-            .filter(|s| only.is_none_or(|word| s.name.contains(word)))
+            .filter(|s| only.is_none_or(|word| picks(s.name, word)))
         {
             let once = measure(server, messages, dir, target);
             let twice = measure(server, 2 * messages, dir, target);
@@ -1347,14 +1614,20 @@ mod callgrind {
             println!();
             println!("naive / wsock: {:.2}x", naive / wsock);
         }
-        for (name, once, twice) in files.iter().filter(|f| f.0 == "wsock") {
+        if let (Some(wsock), Some(uws)) = (of("wsock"), of(UWS)) {
+            println!();
+            println!("wsock / uWebSockets: {:.2}x", wsock / uws);
+        }
+        for (name, once, twice) in files.iter().filter(|f| f.0 == "wsock" || f.0 == UWS) {
             let total = of(name).unwrap_or(f64::NAN);
             // Inclusive, the runtime's frames hold everything: wsock's own functions only.
+            // uWebSockets (-O3 -flto, inlined into a few frames): self instructions only.
             let lists = [
                 (false, "", "self instructions"),
                 (true, "wsock", "inclusive instructions, wsock's functions"),
             ];
-            for (inclusive, within, what) in lists {
+            let lists = &lists[..if *name == UWS { 1 } else { 2 }];
+            for &(inclusive, within, what) in lists {
                 println!();
                 println!(
                     "{name}: top 10 functions by {what}, per message ((Ir(2M) - Ir(M)) / M per \
