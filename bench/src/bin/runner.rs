@@ -25,9 +25,10 @@
 //! table, the fan-out ladder and the instruction count, when `--uws DIR` or the environment
 //! variable `UWS_BIN=DIR` names the directory that holds its four programs (`--uws` wins);
 //! without either, the runner prints one line saying its rows are skipped. Build them with
-//! `../shared/peers/uws/build.sh` (beside this repository; it says what it builds): with
-//! checkouts of uWebSockets and, in its `uSockets/` folder, github.com/uNetworking/uSockets,
-//! `UWS_SRC=<uWebSockets checkout> OUT_DIR=DIR bash ../shared/peers/uws/build.sh` makes
+//! the peers' `uws/build.sh`, kept with `BenchEcho.cpp` and `BenchFanout.cpp` outside this
+//! repository (it says what it builds): with checkouts of uWebSockets and, in its
+//! `uSockets/` folder, github.com/uNetworking/uSockets,
+//! `UWS_SRC=<uWebSockets checkout> OUT_DIR=DIR bash uws/build.sh` makes
 //! `uws-echo` and `uws-fanout` (-O3 -march=native -flto, no TLS, no zlib; for the timed
 //! runs) and `uws-echo-v3`, `uws-fanout-v3` (x86-64-v3, for callgrind, which runs no
 //! AVX-512); g++ with C++20 and make. `uws-echo PORT` (BenchEcho.cpp) echoes text and binary
@@ -154,7 +155,7 @@ fn uws_binary(dir: &Path, name: &str) -> PathBuf {
     let binary = dir.join(name);
     assert!(
         binary.is_file(),
-        "{} is missing: build the uWebSockets peers with ../shared/peers/uws/build.sh \
+        "{} is missing: build the uWebSockets peers with the peers' uws/build.sh \
          (see the header)",
         binary.display()
     );
@@ -311,7 +312,7 @@ fn main() {
     if uws.is_none() && !redis_flood {
         eprintln!(
             "uWebSockets rows skipped: to add them, build its peers (UWS_SRC=<uWebSockets \
-             checkout> OUT_DIR=DIR ../shared/peers/uws/build.sh) and set UWS_BIN=DIR or pass \
+             checkout> OUT_DIR=DIR uws/build.sh, see the runner's header) and set UWS_BIN=DIR or pass \
              --uws DIR"
         );
     }
@@ -778,7 +779,7 @@ the compression-off row and the plain idle row.";
 
 /// The uWebSockets column, printed under the table when it is there.
 const UWS_NOTES: &str = "\
-uWebSockets: the C++ library's echo peer (uws-echo, from ../shared/peers/uws/BenchEcho.cpp:
+uWebSockets: the C++ library's echo peer (uws-echo, from the peers' BenchEcho.cpp:
 uWS::App, one thread, compression disabled, built -O3 -march=native -flto without TLS or
 zlib), started on a free port and measured as the others. It takes part in every row but the
 TLS rows and the two deflate rows (wsock only; it is built without zlib).";
@@ -1367,7 +1368,7 @@ mod fanout {
     }
 
     const UWS_NOTES: &str = "\
-uWebSockets = uws-fanout (../shared/peers/uws/BenchFanout.cpp): the C++ library's built-in \
+uWebSockets = uws-fanout (the peers' BenchFanout.cpp): the C++ library's built-in \
 pub/sub, one thread; /sub subscribes to one topic on open, every /pub message is \
 app.publish()ed to it (queued per subscriber, each subscriber's batch written corked once per \
 loop iteration); compression disabled, maxBackpressure 64 MiB without closing (a subscriber \
