@@ -104,7 +104,7 @@ struct Running {
     pending: *mut VecDeque<Outgoing>,
 }
 
-/// Runs `code` (a section, or a poll of the endpoint's code) as the connection `shared`'s own
+/// Runs `code` (a section, or a poll of the endpoint's code) as the connection `mailbox`'s own
 /// code: its writes go straight to `pending`, which nothing else may touch meanwhile.
 pub(crate) fn running<R>(
     mailbox: &Arc<Mailbox>,

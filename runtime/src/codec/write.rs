@@ -317,6 +317,23 @@ mod tests {
 
     /// What a writer writes, masked or not, reads back as the same frames whatever the
     /// socket takes per write.
+    /// What a reader on `role`'s side reads from `wire`: every event, in order.
+    fn read_back(wire: &[u8], role: Role) -> Vec<Incoming> {
+        let limits = Limits {
+            max_frame: 1 << 20,
+            max_message: 1 << 20,
+        };
+        let mut reader = Reader::new(role, limits, None);
+        let mut events = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let (taken, event) = reader.feed(&wire[at..]).unwrap();
+            at += taken;
+            events.extend(event);
+        }
+        events
+    }
+
     #[test]
     fn frames_written_in_pieces_read_back_whole() {
         for masked in [false, true] {
@@ -342,24 +359,9 @@ mod tests {
                     assert!(writer.poll_flush(&mut socket, &mut cx).is_ready());
                     assert!(writer.is_empty());
                     assert_eq!(socket.vectored > 0, size > COPY_MAX && !masked);
-                    let limits = Limits {
-                        max_frame: 1 << 20,
-                        max_message: 1 << 20,
-                    };
-                    let mut reader = Reader::new(
-                        if masked { Role::Server } else { Role::Client },
-                        limits,
-                        None,
-                    );
-                    let mut events = Vec::new();
-                    let mut at = 0;
-                    while at < socket.out.len() {
-                        let (taken, event) = reader.feed(&socket.out[at..]).unwrap();
-                        at += taken;
-                        events.extend(event);
-                    }
+                    let reader = if masked { Role::Server } else { Role::Client };
                     assert_eq!(
-                        events,
+                        read_back(&socket.out, reader),
                         [
                             Incoming::Message(Message::text("hello")),
                             Incoming::Message(Message::Binary(big)),
@@ -398,18 +400,7 @@ mod tests {
             writer.drop_unstarted();
             socket.step = usize::MAX;
             assert!(writer.poll_flush(&mut socket, &mut cx).is_ready());
-            let limits = Limits {
-                max_frame: 1 << 20,
-                max_message: 1 << 20,
-            };
-            let mut reader = Reader::new(Role::Client, limits, None);
-            let mut events = Vec::new();
-            let mut at = 0;
-            while at < socket.out.len() {
-                let (taken, event) = reader.feed(&socket.out[at..]).unwrap();
-                at += taken;
-                events.extend(event);
-            }
+            let events = read_back(&socket.out, Role::Client);
             // "first" is 7 bytes on the wire; the big frame 10,004.
             let expected = if step <= 7 {
                 1

@@ -57,10 +57,10 @@ pub(super) struct Input {
 
 impl Input {
     /// `read`: bytes the client sent right behind its HTTP request.
-    pub(super) fn new(read: Vec<u8>, limits: Limits, deflate: Option<Deflate>) -> Self {
+    pub(super) fn new(read: BytesMut, limits: Limits, deflate: Option<Deflate>) -> Self {
         Input {
             reader: Reader::new(Role::Server, limits, deflate),
-            buffered: BytesMut::from(&read[..]),
+            buffered: read,
             drained: false,
             frames_read: 0,
         }

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::Instrument;
@@ -63,7 +63,7 @@ where
             Ok(parts) => {
                 // Copied out and dropped now: the bytes share hyper's whole read buffer.
                 let hyper::upgrade::Parts { io, read_buf, .. } = parts;
-                let read = read_buf.to_vec();
+                let read = BytesMut::from(&read_buf[..]);
                 drop(read_buf);
                 // A stream over TCP (TLS) is shut down before it is dropped, so that it says
                 // goodbye (TLS's close_notify); a bare socket closes by being dropped.
@@ -72,7 +72,14 @@ where
                 run(io.into_inner(), read, accepted, task_app, shut_down).await;
             }
             Err(upgraded) => {
-                run(TokioIo::new(upgraded), Vec::new(), accepted, task_app, true).await;
+                run(
+                    TokioIo::new(upgraded),
+                    BytesMut::new(),
+                    accepted,
+                    task_app,
+                    true,
+                )
+                .await;
             }
         }
     });
@@ -93,7 +100,7 @@ where
     IO: Socket + Send + 'static,
 {
     let (endpoint, peer) = (accepted.endpoint, accepted.peer);
-    let running = run(io, Vec::new(), accepted, Arc::clone(app), false);
+    let running = run(io, BytesMut::new(), accepted, Arc::clone(app), false);
     spawn(app, endpoint, peer, running);
 }
 
@@ -117,7 +124,7 @@ fn spawn(
 /// not, besides it, the stream and the rest it was made of.
 fn run<IO: Socket>(
     io: IO,
-    read: Vec<u8>,
+    read: BytesMut,
     accepted: Accepted,
     app: Arc<App>,
     shut_down: bool,
@@ -185,7 +192,7 @@ async fn drive<S: Socket>(driver: &mut Driver<S>, shutdown: &Shutdown) {
 impl<S: Socket> Driver<S> {
     /// The driver, in the box it stays in: its keep-alive timer is pinned there. (Boxed, the
     /// task's future also holds a pointer rather than the driver once per await point.)
-    fn new(io: S, read: Vec<u8>, accepted: Accepted, limits: Limits, timing: Timing) -> Box<Self> {
+    fn new(io: S, read: BytesMut, accepted: Accepted, limits: Limits, timing: Timing) -> Box<Self> {
         let prepared = accepted.prepared;
         Box::new(Driver {
             io,
@@ -477,11 +484,10 @@ impl<S: Socket> Driver<S> {
             Incoming::Ping(payload) => self.output.control(OpCode::Pong, payload),
             Incoming::Pong(_) => {}
             Incoming::Message(message) => {
-                // While closing, data frames are read and dropped (RFC 6455 §1.4).
-                if self.phase != Phase::Open {
-                } else if self.mailbox.serves() {
-                    self.serve(message);
-                } else {
+                // For the endpoint's future: a synchronous handler's messages are served in
+                // `poll_read`. While closing, data frames are read and dropped (RFC 6455
+                // §1.4).
+                if self.phase == Phase::Open {
                     self.mailbox.deliver(message);
                 }
             }
