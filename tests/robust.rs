@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use wsock::prelude::*;
@@ -655,5 +655,39 @@ async fn replies_to_messages_read_with_the_close_go_out_before_it() {
         }
         assert_eq!(raw_close_code(&mut stream).await, code);
     }
+    server.stop().await;
+}
+
+/// Frames the client sends in the same write as its upgrade request (read by the server
+/// along with the request) are the connection's first messages.
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_read() {
+    let server = TestServer::start(endpoints()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut bytes = format!(
+        "GET /echo HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    bytes.extend(raw_frame(0x81, b"first"));
+    bytes.extend(raw_frame(0x82, b"second"));
+    stream.write_all(&bytes).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
+            .await
+            .expect("no handshake response in time")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    assert_eq!(raw_read_frame(&mut stream).await, (0x81, b"first".to_vec()));
+    assert_eq!(
+        raw_read_frame(&mut stream).await,
+        (0x82, b"second".to_vec())
+    );
+    drop(stream);
     server.stop().await;
 }
