@@ -92,7 +92,7 @@ impl Bound {
         let mut signal = std::pin::pin!(signal);
         tokio::select! {
             done = &mut serving.0 => return finished(done),
-            () = &mut signal => registry.shutdown().trigger(),
+            () = &mut signal => registry.shut_down(),
         }
         finished((&mut serving.0).await)
     }
@@ -136,7 +136,7 @@ impl Handle {
     /// axum itself neither closes nor waits for upgraded connections. The built-in server's
     /// [`Bound::run`] returns once the same is done.
     pub fn shutdown(&self) -> ShuttingDown {
-        self.registry.shutdown().trigger();
+        self.registry.shut_down();
         let (registry, timeout) = (Arc::clone(&self.registry), self.timeout);
         ShuttingDown(Box::pin(async move { registry.drain(timeout).await }))
     }

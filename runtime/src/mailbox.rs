@@ -39,14 +39,14 @@ pub(crate) struct Mailbox {
     /// lock; while the driver runs it is clear, and writes wake nothing, as the driver looks
     /// at the queue again before it sleeps.
     parked: AtomicU8,
-    /// Senders waiting in `Out::send` for room in the queue.
+    /// Wakes senders waiting in `Out::send` for room in the queue, and whoever waits for
+    /// `ready` (the test kit): one list for both, as each waiter checks again what it waits
+    /// for when woken.
     room: Notify,
     /// The received message, handed from the driver to the endpoint.
     inbound: Mutex<Option<Message>>,
     /// The ready code has run: the endpoint waits for its first message, or its code ended.
     ready: AtomicBool,
-    /// Who waits for `ready` (the test kit, before it hands a client over).
-    ready_waiters: Notify,
     /// What the connection holds until it ends (its topic subscriptions: dropping one leaves
     /// the topic), by key; `None` once the connection ended.
     held: Mutex<Option<Vec<(usize, Held)>>>,
@@ -143,10 +143,14 @@ const ENDED: u8 = 4;
 /// A guard the connection keeps until it ends, or until it is released.
 pub(crate) type Held = Box<dyn Send + Sync>;
 
+/// A close asked for: its code and reason. Boxed, as it is rare and the connection's state
+/// holds room for one from its first moment to its last.
+pub(crate) type CloseRequest = Box<(CloseCode, String)>;
+
 struct Outbound {
     queue: VecDeque<Outgoing>,
     /// A close asked for and not yet taken by the driver: sent once the queue is written.
-    close: Option<(CloseCode, String)>,
+    close: Option<CloseRequest>,
     /// No more messages are accepted: a close was asked for, or the connection ended.
     shut: bool,
     /// Tasks parked in `Out::send`, so the driver only notifies when someone waits.
@@ -180,7 +184,6 @@ impl Mailbox {
             inbound: Mutex::new(None),
             held: Mutex::new(Some(Vec::new())),
             ready: AtomicBool::new(false),
-            ready_waiters: Notify::new(),
             inbound_state: AtomicU8::new(0),
             handler: AtomicPtr::new(std::ptr::null_mut()),
         }
@@ -189,17 +192,21 @@ impl Mailbox {
     /// The ready code has run (the driver says so once).
     pub(crate) fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
-        self.ready_waiters.notify_waiters();
+        self.room.notify_waiters();
     }
 
     /// Completes once the ready code has run.
     #[cfg_attr(not(feature = "test"), allow(dead_code))]
     pub(crate) async fn ready(&self) {
-        let notified = self.ready_waiters.notified();
-        let mut notified = std::pin::pin!(notified);
-        // Registered before the check, so a `set_ready` in between is not missed.
-        notified.as_mut().enable();
-        if !self.ready.load(Ordering::Acquire) {
+        loop {
+            let notified = self.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a `set_ready` in between is not missed.
+            notified.as_mut().enable();
+            if self.ready.load(Ordering::Acquire) {
+                return;
+            }
+            // Woken by `set_ready`, or by room in the queue (which says nothing of ready).
             notified.await;
         }
     }
@@ -324,7 +331,7 @@ impl Mailbox {
             return;
         }
         out.shut = true;
-        out.close = Some((code, truncate_reason(reason)));
+        out.close = Some(Box::new((code, truncate_reason(reason))));
         self.closing.store(true, Ordering::Release);
         self.announce(out, true);
         // Senders waiting for room now get `Closed` instead of waiting for a drain.
@@ -337,7 +344,7 @@ impl Mailbox {
         out.queue.clear();
         out.queue.shrink_to_fit();
         out.shut = true;
-        out.close = Some((code, truncate_reason(reason)));
+        out.close = Some(Box::new((code, truncate_reason(reason))));
         self.closing.store(true, Ordering::Release);
         self.abandoned.store(true, Ordering::Release);
         self.announce(out, true);
@@ -346,7 +353,7 @@ impl Mailbox {
 
     /// The driver takes every queued message into `into` (which must be empty), and any close
     /// asked for. The driver runs: writes need not wake it until it parks again.
-    pub(crate) fn drain(&self, into: &mut VecDeque<Outgoing>) -> Option<(CloseCode, String)> {
+    pub(crate) fn drain(&self, into: &mut VecDeque<Outgoing>) -> Option<CloseRequest> {
         debug_assert!(into.is_empty());
         self.parked.store(AWAKE, Ordering::Relaxed);
         if !self.queued.load(Ordering::Acquire) {

@@ -3,9 +3,10 @@
 //!
 //! Each WebSocket connection runs in a task of its own, entered here when it is spawned and
 //! removed when the task ends, by a guard inside the task, so no sweep is ever needed. A
-//! shutdown triggers the signal every connection watches (each then closes with 1001 and
-//! runs its `on_close`), waits for the count to reach zero, and past the deadline aborts the
-//! tasks still running.
+//! shutdown closes every open connection's mailbox with 1001 (each connection then says
+//! goodbye and runs its `on_close`), waits for the count to reach zero, and past the
+//! deadline aborts the tasks still running. Connections watch no signal of their own: the
+//! mailbox they already wait on is how the shutdown reaches them.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,13 +19,15 @@ use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use crate::mailbox::Mailbox;
+use crate::message::CloseCode;
 use crate::shutdown::Shutdown;
 
 #[derive(Default)]
 pub(crate) struct Registry {
     shutdown: Shutdown,
-    /// Running connection tasks by id; `None` until the task's abort handle is known.
-    open: Mutex<HashMap<u64, Option<AbortHandle>>>,
+    /// Running connection tasks by id.
+    open: Mutex<HashMap<u64, Slot>>,
     /// `open.len()`, readable without the lock.
     count: AtomicUsize,
     /// TCP connections of the accept loop still in their handshake (TLS and HTTP).
@@ -33,6 +36,16 @@ pub(crate) struct Registry {
     idle: Notify,
     next_id: AtomicU64,
 }
+
+/// A running connection: how to close it, and how to abort it.
+struct Slot {
+    mailbox: Arc<Mailbox>,
+    /// `None` until the task's abort handle is known.
+    task: Option<AbortHandle>,
+}
+
+/// The close every connection gets when the server shuts down.
+const SHUTTING_DOWN: (CloseCode, &str) = (CloseCode::GOING_AWAY, "server shutting down");
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding the lock; poisoning would only come from a bug.
@@ -66,8 +79,9 @@ impl Registry {
         }
     }
 
-    /// Runs a connection in a task of its own, entered until the task ends.
-    pub(crate) fn spawn<F>(self: &Arc<Self>, id: u64, connection: F)
+    /// Runs a connection in a task of its own, entered until the task ends; a shutdown closes
+    /// it through `mailbox`.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, id: u64, mailbox: &Arc<Mailbox>, connection: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -82,14 +96,34 @@ impl Registry {
         // `map`, not an async block that awaits `connection`: such a block would hold the
         // future twice (as captured, and as awaited), doubling every connection's task.
         let task = tokio::spawn(connection.map(move |()| drop(entry)));
-        open.insert(id, Some(task.abort_handle()));
+        let slot = Slot {
+            mailbox: Arc::clone(mailbox),
+            task: Some(task.abort_handle()),
+        };
+        open.insert(id, slot);
+        drop(open);
+        // Spawned after `shut_down` looked at the open connections: closed here. (The flag is
+        // set before `shut_down` takes the lock, and read here after it was released.)
+        if self.shutdown.is_triggered() {
+            mailbox.close(SHUTTING_DOWN.0, SHUTTING_DOWN.1);
+        }
+    }
+
+    /// Starts a shutdown: new connections are refused (`dispatch` reads the signal) and every
+    /// open one is closed with 1001.
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.trigger();
+        let open = lock(&self.open);
+        for slot in open.values() {
+            slot.mailbox.close(SHUTTING_DOWN.0, SHUTTING_DOWN.1);
+        }
     }
 
     /// Triggers the shutdown (every connection closes with 1001 and runs its `on_close`),
     /// then waits until no connection is left, or until `timeout` passed, when it aborts
     /// what still runs.
     pub(crate) async fn drain(&self, timeout: Duration) {
-        self.shutdown.trigger();
+        self.shut_down();
         if tokio::time::timeout(timeout, self.closed()).await.is_err() {
             let remaining = self.abort_all();
             tracing::warn!(
@@ -118,7 +152,7 @@ impl Registry {
     /// Aborts every connection task; returns how many there were.
     pub(crate) fn abort_all(&self) -> usize {
         let open = lock(&self.open);
-        for task in open.values().flatten() {
+        for task in open.values().filter_map(|slot| slot.task.as_ref()) {
             task.abort();
         }
         open.len()
@@ -172,11 +206,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn drain_waits_then_aborts() {
         let registry = Arc::new(Registry::default());
-        let quick = Arc::clone(&registry);
-        registry.spawn(registry.next_id(), async move {
-            quick.shutdown().signal().await;
+        let mailboxes = [(); 2].map(|()| Arc::new(Mailbox::new("test", 16)));
+        let quick = Arc::clone(&mailboxes[0]);
+        registry.spawn(registry.next_id(), &mailboxes[0], async move {
+            // Ends once the shutdown closed its mailbox.
+            while !quick.is_closing() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         });
-        registry.spawn(registry.next_id(), std::future::pending());
+        registry.spawn(registry.next_id(), &mailboxes[1], std::future::pending());
         assert_eq!(registry.open(), 2);
         let handshake = registry.handshake();
         assert_eq!(handshake.load(), 2);
@@ -188,6 +226,7 @@ mod tests {
         registry.drain(Duration::from_secs(10)).await;
         assert_eq!(registry.open(), 0);
         assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert!(mailboxes.iter().all(|mailbox| mailbox.is_closing()));
         // Nothing open: draining again returns at once.
         registry.drain(Duration::from_secs(10)).await;
         assert_eq!(started.elapsed(), Duration::from_secs(10));

@@ -30,71 +30,74 @@ pub(super) enum Check {
     Idle(Duration),
 }
 
-/// The keep-alive and close timers.
+/// The keep-alive and close timers, on one timer: the keep-alive's while the connection is
+/// open, the close deadline's once it closes (an ending connection pings no one).
 pub(super) struct Clock {
-    timing: Timing,
     /// When the peer was last known to be alive, as of the last keep-alive check.
     last_heard: Instant,
     /// Frames read as of the last check: counting frames is cheaper than reading the clock
     /// for every frame.
     frames_at_check: u64,
-    /// Fires at the next keep-alive check; re-armed lazily, not on every frame. Inline: the
-    /// clock lives in the connection's box, which it never leaves (see `Driver::new`), so the
-    /// timer is pinned there.
-    keepalive: Sleep,
-    /// `keepalive` was polled since its last reset, so the timer holds this task's waker:
-    /// until it fires, checking it is a load, not a poll.
-    keepalive_armed: bool,
-    /// When a closing connection stops waiting on its peer.
-    close_by: Option<Instant>,
-    /// The timer for `close_by`, made once the connection has to wait for it.
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// Fires at the next keep-alive check (re-armed lazily, not on every frame), or at the
+    /// close deadline. Inline: the clock lives in the connection's box, which it never leaves
+    /// (see `Driver::new`), so the timer is pinned there.
+    timer: Sleep,
+    /// `timer` was polled since its last reset, so it holds this task's waker: until it
+    /// fires, checking it is a load, not a poll.
+    armed: bool,
+    /// `timer` is the close deadline.
+    closing: bool,
 }
 
 impl Clock {
-    pub(super) fn new(timing: Timing) -> Self {
+    pub(super) fn new(ping_interval: Duration) -> Self {
         Clock {
-            timing,
             last_heard: Instant::now(),
             frames_at_check: 0,
-            keepalive: tokio::time::sleep(timing.ping_interval),
-            keepalive_armed: false,
-            close_by: None,
-            deadline: None,
+            timer: tokio::time::sleep(ping_interval),
+            armed: false,
+            closing: false,
         }
     }
 
-    fn keepalive(&mut self) -> Pin<&mut Sleep> {
+    fn timer(&mut self) -> Pin<&mut Sleep> {
         // SAFETY: the clock is made in the connection's box (`Driver::new`) and never moved
         // out of it, so the timer inside it never moves once polled.
-        unsafe { Pin::new_unchecked(&mut self.keepalive) }
+        unsafe { Pin::new_unchecked(&mut self.timer) }
     }
 
-    /// Whether the keep-alive timer fired. It is polled only when it holds no waker of ours.
-    pub(super) fn keepalive_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.keepalive_armed && !self.keepalive.is_elapsed() {
+    fn reset(&mut self, at: Instant) {
+        self.timer().reset(at);
+        self.armed = false;
+    }
+
+    /// Whether the timer fired. It is polled only when it holds no waker of ours.
+    fn fired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.armed && !self.timer.is_elapsed() {
             return false;
         }
-        self.keepalive_armed = true;
-        self.keepalive().poll(cx).is_ready()
+        self.armed = true;
+        self.timer().poll(cx).is_ready()
+    }
+
+    /// Whether the keep-alive timer fired (never, once the connection closes).
+    pub(super) fn keepalive_fired(&mut self, cx: &mut Context<'_>) -> bool {
+        !self.closing && self.fired(cx)
     }
 
     /// The keep-alive timer fired: is the peer alive? `frames_read` counts the frames read so
     /// far; `reading` says whether the connection reads its socket at all now (while the
     /// endpoint is busy in a section it does not, so silence proves nothing). Sets the timer
     /// for the next check.
-    pub(super) fn check(&mut self, frames_read: u64, reading: bool) -> Check {
+    pub(super) fn check(&mut self, frames_read: u64, reading: bool, timing: Timing) -> Check {
         let now = Instant::now();
         if frames_read != self.frames_at_check || !reading {
             self.frames_at_check = frames_read;
             self.last_heard = now;
         }
         let silent = now.saturating_duration_since(self.last_heard);
-        let timing = self.timing;
         if silent >= timing.idle_timeout {
-            // From here the close timer bounds the connection; the keep-alive rests.
-            self.keepalive().reset(now + timing.idle_timeout);
-            self.keepalive_armed = false;
+            // The close that follows sets the timer to its deadline.
             return Check::Idle(silent);
         }
         let next_ping = self.last_heard + timing.ping_interval;
@@ -103,9 +106,7 @@ impl Clock {
         } else {
             now + timing.ping_interval
         };
-        let next = next.min(self.last_heard + timing.idle_timeout);
-        self.keepalive().reset(next);
-        self.keepalive_armed = false;
+        self.reset(next.min(self.last_heard + timing.idle_timeout));
         if silent >= timing.ping_interval {
             Check::Ping
         } else {
@@ -113,27 +114,25 @@ impl Clock {
         }
     }
 
-    /// Starts the close timer, unless it runs already.
-    pub(super) fn arm_close(&mut self) {
-        if self.close_by.is_none() {
-            self.close_by = Some(Instant::now() + self.timing.close_timeout);
+    /// Starts the close deadline, unless it runs already.
+    pub(super) fn arm_close(&mut self, timing: Timing) {
+        if !self.closing {
+            self.restart_close(timing);
         }
     }
 
-    /// Whether the close timer ran out. Its timer is made only here, when the connection
-    /// waits on its peer while closing: most closes finish at once and never need one.
+    /// Starts the close deadline afresh (for the goodbye after the close handshake).
+    pub(super) fn restart_close(&mut self, timing: Timing) {
+        self.closing = true;
+        self.reset(Instant::now() + timing.close_timeout);
+    }
+
+    /// Whether the close deadline passed: said once per deadline.
     pub(super) fn close_passed(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(close_by) = self.close_by else {
-            return false;
-        };
-        let deadline = self
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(close_by)));
-        if deadline.as_mut().poll(cx).is_pending() {
+        if !self.closing || !self.fired(cx) {
             return false;
         }
-        self.deadline = None;
-        self.close_by = None;
+        self.closing = false;
         true
     }
 }

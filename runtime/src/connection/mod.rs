@@ -1,8 +1,8 @@
 //! A connection's life, from the upgraded socket to its end: one task per connection.
 //!
 //! The driver owns the WebSocket stream and polls, in one task and without channels: the
-//! endpoint's future (ready code, sections, `on_close`), the outbound queue, the socket and
-//! the shutdown signal. It reads the socket only while the endpoint waits for a message, so
+//! endpoint's future (ready code, sections, `on_close`), the mailbox (outbound queue and close
+//! requests, a server shutdown's among them) and the socket. It reads the socket only while the endpoint waits for a message, so
 //! messages are handled one at a time and a busy endpoint pushes back on the client through
 //! TCP. It writes everything queued before flushing once, after reading every frame already
 //! buffered, so a burst of messages costs one write system call.
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::Instrument;
@@ -36,7 +37,6 @@ use crate::endpoint::Code;
 use crate::error::{Error, panic_message};
 use crate::mailbox::{self, Handled, Mailbox};
 use crate::message::{CloseCode, Message};
-use crate::shutdown::Shutdown;
 
 /// Runs an accepted connection on the socket hyper hands over after the 101, in a task of its
 /// own. `T` is the socket type hyper served: taking it back from the upgrade skips hyper's
@@ -45,13 +45,13 @@ pub(crate) fn spawn_upgraded<T>(app: &Arc<App>, accepted: Accepted, on_upgrade: 
 where
     T: Socket + Send + 'static,
 {
-    let task_app = Arc::clone(app);
     let (endpoint, peer) = (accepted.endpoint, accepted.peer);
+    let mailbox = Arc::clone(&accepted.prepared.mailbox);
     // Captured boxed: an async block keeps room for what it captures for its whole life (as
     // long as the connection), while a local's room is shared with what is awaited later.
-    let accepted = Box::new(accepted);
-    spawn(app, endpoint, peer, async move {
-        let accepted = unbox(accepted);
+    // Unboxed only once the upgrade is done, so that room is not held while waiting for it.
+    let start = Box::new((accepted, Arc::clone(app)));
+    spawn(app, endpoint, peer, &mailbox, async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => {
@@ -59,7 +59,10 @@ where
                 return;
             }
         };
-        match upgraded.downcast::<TokioIo<T>>() {
+        let (accepted, app) = unbox(start);
+        // The connection's future is made in the match and awaited after it, so the task
+        // does not keep room for hyper's upgrade parts while the connection runs.
+        let running = match upgraded.downcast::<TokioIo<T>>() {
             Ok(parts) => {
                 // Copied out and dropped now: the bytes share hyper's whole read buffer.
                 let hyper::upgrade::Parts { io, read_buf, .. } = parts;
@@ -69,19 +72,17 @@ where
                 // goodbye (TLS's close_notify); a bare socket closes by being dropped.
                 let shut_down =
                     std::any::TypeId::of::<T>() != std::any::TypeId::of::<tokio::net::TcpStream>();
-                run(io.into_inner(), read, accepted, task_app, shut_down).await;
+                Either::Left(run(io.into_inner(), read, accepted, app, shut_down))
             }
-            Err(upgraded) => {
-                run(
-                    TokioIo::new(upgraded),
-                    BytesMut::new(),
-                    accepted,
-                    task_app,
-                    true,
-                )
-                .await;
-            }
-        }
+            Err(upgraded) => Either::Right(run(
+                TokioIo::new(upgraded),
+                BytesMut::new(),
+                accepted,
+                app,
+                true,
+            )),
+        };
+        running.await;
     });
 }
 
@@ -100,28 +101,32 @@ where
     IO: Socket + Send + 'static,
 {
     let (endpoint, peer) = (accepted.endpoint, accepted.peer);
+    let mailbox = Arc::clone(&accepted.prepared.mailbox);
     let running = run(io, BytesMut::new(), accepted, Arc::clone(app), false);
-    spawn(app, endpoint, peer, running);
+    spawn(app, endpoint, peer, &mailbox, running);
 }
 
-/// Spawns a connection's task, registered with the server's registry (for graceful shutdown
-/// and `max_connections`) and in a `ws` span with its endpoint, peer and id.
+/// Spawns a connection's task, registered with the server's registry (for graceful shutdown,
+/// which closes `mailbox`, and `max_connections`) and in a `ws` span with its endpoint, peer
+/// and id.
 fn spawn(
     app: &Arc<App>,
     endpoint: &'static str,
     peer: std::net::SocketAddr,
+    mailbox: &Arc<Mailbox>,
     connection: impl Future<Output = ()> + Send + 'static,
 ) {
     let id = app.registry.next_id();
     let span = tracing::debug_span!("ws", endpoint, %peer, id);
-    app.registry.spawn(id, connection.instrument(span));
+    app.registry.spawn(id, mailbox, connection.instrument(span));
 }
 
 /// The connection loop over an upgraded stream; `read` holds bytes already read past the
 /// HTTP request. `shut_down`: shut the stream down at the end, rather than only drop it.
 ///
 /// The driver is made here, before the loop's future: the future holds the boxed driver and
-/// not, besides it, the stream and the rest it was made of.
+/// not, besides it, the stream and the rest it was made of. Every timer the connection needs
+/// is the one in the driver's clock, so the task's future holds none: it stays small.
 fn run<IO: Socket>(
     io: IO,
     read: BytesMut,
@@ -129,23 +134,25 @@ fn run<IO: Socket>(
     app: Arc<App>,
     shut_down: bool,
 ) -> impl Future<Output = ()> {
-    let config = &app.config;
-    let timing = Timing {
-        close_timeout: config.close_timeout,
-        ping_interval: config.ping_interval,
-        idle_timeout: config.idle_timeout,
-    };
     let limits = Limits {
         max_frame: accepted.max_frame_size,
         max_message: accepted.max_message_size,
     };
-    let mut driver = Driver::new(io, read, accepted, limits, timing);
+    let mut driver = Driver::new(io, read, accepted, limits, app);
     async move {
         tracing::debug!("websocket open");
-        drive(&mut driver, app.registry.shutdown()).await;
+        drive(&mut driver).await;
         if shut_down {
-            let goodbye = poll_fn(|cx| Pin::new(&mut driver.io).poll_shutdown(cx));
-            let _ = tokio::time::timeout(app.config.close_timeout, goodbye).await;
+            // Bounded by the close timeout, afresh.
+            driver.clock.restart_close(driver.timing());
+            poll_fn(|cx| {
+                let said = Pin::new(&mut driver.io).poll_shutdown(cx).is_ready();
+                if said || driver.clock.close_passed(cx) {
+                    return Poll::Ready(());
+                }
+                Poll::Pending
+            })
+            .await;
         }
     }
 }
@@ -169,22 +176,19 @@ struct Driver<S> {
     clock: Clock,
     budget: Budget,
     mailbox: Arc<Mailbox>,
+    /// The server's settings (the timers' durations).
+    app: Arc<App>,
     /// The endpoint's code, until it completes.
     user: Option<Code>,
     phase: Phase,
-    shutdown_seen: bool,
-    /// The shutdown signal was polled once, so this task's waker is registered with it.
-    shutdown_registered: bool,
     /// The close code that ended the connection, for the log.
     code: Option<u16>,
     /// The ready code has run (said once, to whoever waits for it).
     ready: bool,
 }
 
-async fn drive<S: Socket>(driver: &mut Driver<S>, shutdown: &Shutdown) {
-    let signal = shutdown.signal();
-    let mut signal = std::pin::pin!(signal);
-    poll_fn(|cx| driver.poll(cx, shutdown, signal.as_mut())).await;
+async fn drive<S: Socket>(driver: &mut Driver<S>) {
+    poll_fn(|cx| driver.poll(cx)).await;
     driver.mailbox.finish();
     tracing::debug!(code = driver.code, "websocket closed");
 }
@@ -192,33 +196,37 @@ async fn drive<S: Socket>(driver: &mut Driver<S>, shutdown: &Shutdown) {
 impl<S: Socket> Driver<S> {
     /// The driver, in the box it stays in: its keep-alive timer is pinned there. (Boxed, the
     /// task's future also holds a pointer rather than the driver once per await point.)
-    fn new(io: S, read: BytesMut, accepted: Accepted, limits: Limits, timing: Timing) -> Box<Self> {
+    fn new(io: S, read: BytesMut, accepted: Accepted, limits: Limits, app: Arc<App>) -> Box<Self> {
         let prepared = accepted.prepared;
         Box::new(Driver {
             io,
             input: Input::new(read, limits, accepted.deflate),
             output: Output::new(accepted.deflate),
-            clock: Clock::new(timing),
+            clock: Clock::new(app.config.ping_interval),
             budget: Budget::default(),
             mailbox: prepared.mailbox,
+            app,
             user: Some(prepared.code),
             phase: Phase::Open,
-            shutdown_seen: false,
-            shutdown_registered: false,
             code: None,
             ready: false,
         })
     }
 
-    /// One wake-up: turns of the loop (the endpoint's code, the shutdown signal, writing,
-    /// reading) until nothing moves or the budget is spent; then the timers, one write of
-    /// everything framed, and a last look at the queue before sleeping.
-    fn poll(
-        &mut self,
-        cx: &mut Context<'_>,
-        shutdown: &Shutdown,
-        mut signal: Pin<&mut impl Future>,
-    ) -> Poll<()> {
+    /// The timers' durations, from the server's settings.
+    fn timing(&self) -> Timing {
+        let config = &self.app.config;
+        Timing {
+            close_timeout: config.close_timeout,
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+
+    /// One wake-up: turns of the loop (the endpoint's code, writing, reading) until nothing
+    /// moves or the budget is spent; then the timers, one write of everything framed, and a
+    /// last look at the queue before sleeping.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.budget.start();
         self.input.woken();
         loop {
@@ -252,24 +260,11 @@ impl<S: Socket> Driver<S> {
                 }
             }
 
-            // The signal is polled once, to register the task's waker; after that an atomic
-            // load tells, which keeps the signal's lock off the per-message path.
-            let shut = !self.shutdown_seen
-                && if self.shutdown_registered {
-                    shutdown.is_triggered()
-                } else {
-                    self.shutdown_registered = true;
-                    signal.as_mut().poll(cx).is_ready()
-                };
-            if shut {
-                self.shutdown_seen = true;
-                self.mailbox
-                    .close(CloseCode::GOING_AWAY, "server shutting down");
-            }
-
+            // A close asked for (by the endpoint, a slow consumer's queue, the server's
+            // shutdown) bounds the whole ending: writing what is queued, the close frame, the
+            // peer's.
             if self.mailbox.is_closing() {
-                // Bounds the whole ending: writing what is queued, the close frame, the peer's.
-                self.clock.arm_close();
+                self.clock.arm_close(self.timing());
                 if self.mailbox.is_abandoned() && !self.output.abandoned {
                     // The client stopped reading: what it has not started to get is dropped,
                     // and the close (1008) goes next.
@@ -337,7 +332,10 @@ impl<S: Socket> Driver<S> {
     /// The keep-alive timer fired: ping a silent peer, close one silent for too long.
     fn keep_alive(&mut self) {
         let reading = self.mailbox.wants_message();
-        match self.clock.check(self.input.frames_read, reading) {
+        match self
+            .clock
+            .check(self.input.frames_read, reading, self.timing())
+        {
             Check::Alive => {}
             Check::Ping => self.output.control(OpCode::Ping, Bytes::new()),
             Check::Idle(silent) => {
@@ -404,8 +402,9 @@ impl<S: Socket> Driver<S> {
             self.budget.spend(cx, units);
         }
         if self.output.pending.is_empty()
-            && let Some((code, reason)) = self.output.close.take()
+            && let Some(close) = self.output.close.take()
         {
+            let (code, reason) = *close;
             self.send_close(code, &reason);
             if self.phase != Phase::Closed {
                 self.phase = Phase::Closing;
@@ -475,7 +474,7 @@ impl<S: Socket> Driver<S> {
                         Some((code, reason)) => self.output.close_frame(*code, reason),
                         None => self.output.control(OpCode::Close, Bytes::new()),
                     }
-                    self.clock.arm_close();
+                    self.clock.arm_close(self.timing());
                 }
                 self.phase = Phase::Closed;
                 self.output.pending.clear();
@@ -528,7 +527,7 @@ impl<S: Socket> Driver<S> {
     fn send_close(&mut self, code: CloseCode, reason: &str) {
         self.code = Some(code.as_u16());
         self.output.close_frame(code, reason);
-        self.clock.arm_close();
+        self.clock.arm_close(self.timing());
     }
 
     /// Ends the connection where it stands: nothing more is written or read.

@@ -13,6 +13,7 @@ use crate::codec::frame::OpCode;
 use crate::codec::socket::Socket;
 use crate::codec::write::Writer;
 use crate::codec::{Outgoing, Published, Role};
+use crate::mailbox::CloseRequest;
 use crate::message::{CloseCode, Message};
 
 pub(super) struct Output {
@@ -25,7 +26,7 @@ pub(super) struct Output {
     /// the connection's task runs its code, land here directly.
     pub(super) pending: VecDeque<Outgoing>,
     /// A close asked for, sent once `pending` is written.
-    pub(super) close: Option<(CloseCode, String)>,
+    pub(super) close: Option<CloseRequest>,
     /// The socket took only part of what was written: write it out before framing more, so
     /// that a client that does not read fills the outbound queue (and meets its limit).
     pub(super) blocked: bool,
