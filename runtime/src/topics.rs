@@ -11,7 +11,6 @@ use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 
@@ -190,14 +189,16 @@ impl fmt::Debug for Topics {
 /// publish to them. Cloning is cheap.
 pub struct Topic<T> {
     entry: Arc<Entry>,
-    _message: PhantomData<fn(T)>,
+    /// `T`'s encoder, as in `Out`: the methods need no bound, so a type that is not a message
+    /// type is one error, where the topic is taken.
+    encode: fn(T) -> Result<Message, Error>,
 }
 
 impl<T> Clone for Topic<T> {
     fn clone(&self) -> Self {
         Topic {
             entry: Arc::clone(&self.entry),
-            _message: PhantomData,
+            encode: self.encode,
         }
     }
 }
@@ -254,10 +255,12 @@ impl<T: IntoMessage> Topic<T> {
     fn new(entry: Arc<Entry>) -> Self {
         Topic {
             entry,
-            _message: PhantomData,
+            encode: T::into_message,
         }
     }
+}
 
+impl<T> Topic<T> {
     /// The topic's name.
     pub fn name(&self) -> &str {
         &self.entry.name
@@ -351,10 +354,7 @@ impl<T: IntoMessage> Topic<T> {
         &self,
         message: impl Publish<T>,
     ) -> Result<(Message, Option<(&Arc<dyn Broker>, Bytes)>), PublishError> {
-        let message = message
-            .into_topic_message()
-            .into_message()
-            .map_err(PublishError::Encode)?;
+        let message = (self.encode)(message.into_topic_message()).map_err(PublishError::Encode)?;
         let hub = &self.entry.hub;
         let remote = hub
             .broker
