@@ -18,6 +18,8 @@ mod dispatch;
 mod endpoint;
 mod error;
 mod extract;
+#[cfg(feature = "axum")]
+mod foreign;
 #[cfg(feature = "fuzz")]
 mod fuzz;
 mod http_conn;
@@ -71,6 +73,8 @@ pub mod __private {
         run_async, run_close, run_close_async,
     };
     pub use crate::error::Failure;
+    #[cfg(feature = "axum")]
+    pub use crate::foreign::*;
     #[cfg(feature = "fuzz")]
     pub use crate::fuzz::FuzzHarness;
 }
