@@ -55,8 +55,8 @@ pub use wsock_runtime::test;
 pub mod prelude {
     pub use crate::sections::{on_close, on_error, on_message};
     pub use crate::{
-        CloseCode, DecodeError, Error, FromRequest, Json, Message, Out, Query, Reject, Request,
-        Server, Session, State, Text, Topic, Topics, websocket,
+        CloseCode, DecodeError, Error, FromPathParam, FromRequest, Json, Message, Out, Query,
+        Reject, Request, Server, Session, State, Text, Topic, Topics, websocket,
     };
 }
 

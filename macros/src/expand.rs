@@ -103,7 +103,7 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
         // At the type, all of it: "`X` cannot be a parameter of a websocket endpoint" points
         // there, once (`extract` boxes its future, so no other type names the extractor).
         let extract = match path_param_name(endpoint, pat) {
-            Some(name) => quote_spanned!(ty.span()=> #cx.path_param::<#ty>(#name)?),
+            Some(name) => quote_spanned!(ty.span()=> #cx.path_param::<#ty>(#name).await?),
             None => quote_spanned!(ty.span()=> #cx.extract::<#ty>().await?),
         };
         quote!(let #pat: #ty = #extract;)

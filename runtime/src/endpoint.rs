@@ -45,26 +45,110 @@ pub trait Endpoint: Send + Sync + 'static {
     fn accept(cx: Accept) -> Accepting;
 }
 
-/// A type a `{name}` segment of an endpoint's path can be parsed as: any `FromStr` type.
+/// A type a `{name}` segment of an endpoint's path resolves to: a parameter named like the
+/// segment (`id: T` for `"/polls/{id}/live"`) takes the segment, percent-decoded, as a `T`,
+/// before the upgrade.
+///
+/// Every `FromStr` type is one, parsed from the segment: `String`, numbers, your own
+/// `FromStr` types. A segment that does not parse refuses the client with 400, naming the
+/// parameter.
+///
+/// Implement it to resolve the segment against your data instead: the resource the path
+/// names, looked up once, with the request and the server's state at hand, refusing the
+/// client with any status (404 for an unknown id) and no WebSocket. The endpoint then gets
+/// the resource itself, and nothing parses the id twice.
+///
+/// ```no_run
+/// use std::collections::HashMap;
+/// use std::sync::{Arc, Mutex};
+/// use wsock::prelude::*;
+///
+/// /// The server's rooms, by id: `Server::state(Rooms::default())`.
+/// #[derive(Default)]
+/// struct Rooms(Mutex<HashMap<u64, Arc<Room>>>);
+///
+/// struct Room {
+///     name: String,
+/// }
+///
+/// /// A room that exists: `{room}` resolved against the rooms, once, before the upgrade.
+/// struct KnownRoom(Arc<Room>);
+///
+/// impl FromPathParam for KnownRoom {
+///     async fn from_path_param(id: &str, req: &Request) -> Result<Self, Reject> {
+///         let State(rooms) = State::<Rooms>::from_request(req).await?; // 500 (and a log) if missing
+///         let room = id.parse().ok().and_then(|id| rooms.0.lock().unwrap().get(&id).cloned());
+///         // An unknown room: 404 with a body, and no WebSocket.
+///         room.map(KnownRoom)
+///             .ok_or_else(|| Reject::not_found().with_body(format!("no room {id}")))
+///     }
+/// }
+///
+/// #[websocket("/rooms/{room}")]
+/// fn join(room: KnownRoom, out: Out<String>) {
+///     out.write(format!("welcome to {}", room.0.name));
+/// }
+/// ```
+///
+/// A type that is neither `FromStr` nor implements this trait is a compile error at the
+/// parameter's type that says so.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be parsed from a path segment",
+    message = "`{Self}` cannot be a path parameter",
     label = "the type of a `{{..}}` path parameter",
-    note = "path parameters are parsed with `FromStr`: use `String`, a number, or a type that \
-            implements `FromStr` with a displayable error"
+    note = "a path parameter's type is parsed with `FromStr` (`String`, a number, a type that \
+            implements `FromStr` with a displayable error), or resolved by an impl of \
+            `wsock::FromPathParam` (to look the resource up and refuse an unknown one with 404)"
 )]
-pub trait FromPathParam: Sized {
-    /// Parses the segment's percent-decoded text.
-    fn from_path_param(text: &str) -> Result<Self, String>;
+pub trait FromPathParam: Sized + Send {
+    /// Resolves `segment`, the segment's percent-decoded text, or refuses the client with
+    /// the `Reject`'s status and body.
+    fn from_path_param(
+        segment: &str,
+        req: &Request,
+    ) -> impl Future<Output = Result<Self, Reject>> + Send;
+
+    /// Resolves the segment of the parameter `name`: refusals of `FromStr` types name it.
+    #[doc(hidden)]
+    fn from_named_param(
+        name: &'static str,
+        segment: &str,
+        req: &Request,
+    ) -> impl Future<Output = Result<Self, Reject>> + Send {
+        let _ = name;
+        Self::from_path_param(segment, req)
+    }
 }
 
 impl<T> FromPathParam for T
 where
+    T: std::str::FromStr + Send,
+    T::Err: std::fmt::Display,
+{
+    async fn from_path_param(segment: &str, _: &Request) -> Result<Self, Reject> {
+        parse_segment(segment)
+            .map_err(|error| Reject::bad_request().with_body(format!("{segment:?}: {error}")))
+    }
+
+    async fn from_named_param(
+        name: &'static str,
+        segment: &str,
+        _: &Request,
+    ) -> Result<Self, Reject> {
+        parse_segment(segment).map_err(|error| {
+            Reject::bad_request().with_body(format!(
+                "invalid path parameter `{name}` ({segment:?}): {error}"
+            ))
+        })
+    }
+}
+
+/// Parses a segment with `FromStr`; the error as text.
+fn parse_segment<T>(segment: &str) -> Result<T, String>
+where
     T: std::str::FromStr,
     T::Err: std::fmt::Display,
 {
-    fn from_path_param(text: &str) -> Result<Self, String> {
-        text.parse().map_err(|error: T::Err| error.to_string())
-    }
+    segment.parse().map_err(|error: T::Err| error.to_string())
 }
 
 /// A type an endpoint parameter can be extracted as, from the upgrade request, before the
@@ -73,6 +157,10 @@ where
 /// Implement it for guards: a parameter of that type makes the endpoint refuse clients the
 /// guard rejects, with an HTTP error response and no WebSocket (Play's `WebSocket.reject`).
 /// Extraction may be async.
+///
+/// For the resource a path names (an unknown room → 404), implement [`FromPathParam`] for
+/// the `{room}` parameter's type instead: it gets the segment with the request, and nothing
+/// parses it twice.
 ///
 /// ```no_run
 /// use wsock::prelude::*;
@@ -156,14 +244,17 @@ impl Accept {
         Box::pin(T::from_accept(self))
     }
 
-    /// Parses one path parameter; a value that does not parse refuses the client with 400.
-    pub fn path_param<T: FromPathParam>(&self, name: &'static str) -> Result<T, Reject> {
-        let value = self.request.path_param(name).unwrap_or_default();
-        T::from_path_param(value).map_err(|error| {
-            Reject::bad_request().with_body(format!(
-                "invalid path parameter `{name}` ({value:?}): {error}"
-            ))
-        })
+    /// Resolves one path parameter, or refuses the client (400 for a segment that does not
+    /// parse, or what the type's own resolution says).
+    ///
+    /// The future is boxed, as `extract`'s is: for a type that is not one, the only error is
+    /// the one at the type.
+    pub fn path_param<T: FromPathParam + 'static>(
+        &self,
+        name: &'static str,
+    ) -> Pin<Box<dyn Future<Output = Result<T, Reject>> + Send + '_>> {
+        let segment = self.request.path_param(name).unwrap_or_default();
+        Box::pin(T::from_named_param(name, segment, &self.request))
     }
 
     /// The connection's inbound side, for the generated message loop.

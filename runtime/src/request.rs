@@ -159,6 +159,10 @@ impl Request {
     }
 
     /// A path parameter's value, percent-decoded: `room` for `#[websocket("/rooms/{room}")]`.
+    ///
+    /// An endpoint takes it as a parameter of that name instead (`room: String`); to refuse
+    /// an unknown room with 404, give that parameter a type of your own that implements
+    /// [`FromPathParam`](crate::FromPathParam): it looks the room up once, before the upgrade.
     pub fn path_param(&self, name: &str) -> Option<&str> {
         self.head
             .params

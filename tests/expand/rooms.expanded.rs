@@ -13,8 +13,8 @@ impl ::wsock::__private::Endpoint for join {
     const NAME: &'static str = "join";
     fn accept(cx: ::wsock::__private::Accept) -> ::wsock::__private::Accepting {
         ::std::boxed::Box::pin(async move {
-            let room: String = cx.path_param::<String>("room")?;
-            let seat: u16 = cx.path_param::<u16>("seat")?;
+            let room: String = cx.path_param::<String>("room").await?;
+            let seat: u16 = cx.path_param::<u16>("seat").await?;
             let out: Out<String> = cx.extract::<Out<String>>().await?;
             let mut inbox = cx.inbox();
             let connection = async move {

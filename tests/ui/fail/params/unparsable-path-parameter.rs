@@ -3,7 +3,7 @@ use wsock::prelude::*;
 struct Room;
 
 #[websocket("/rooms/{room}")]
-fn join(room: Room, out: Out<String>) { //~ ERROR `Room` cannot be parsed from a path segment
+fn join(room: Room, out: Out<String>) { //~ ERROR `Room` cannot be a path parameter
     let _ = room;
     out.write("hi");
 }
