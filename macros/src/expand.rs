@@ -194,13 +194,53 @@ fn connection_code(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
     });
     let done = parse::declared_output(&endpoint.func)
         .map(|ty| quote_spanned!(ty.span()=> <#ty as #outcome_trait>::ok()));
+    let message_limit =
+        section(SectionKind::Message).and_then(|on_message| message_limit(on_message, inbox));
     quote! {
+        #message_limit
         #(#ready)*
         #tail
         #message_loop
         #on_close
         #done
     }
+}
+
+/// The message limit the `on_message` type asks for, said before the ready code runs (and so
+/// before any message is read); in the connection's code, where types declared in the body
+/// are in scope. `Inbound` gives `None` for a type that is not a message type, which is then
+/// reported once, where messages are decoded. A type left to inference (`_`) has no limit.
+fn message_limit(on_message: &Section, inbox: &syn::Ident) -> Option<TokenStream> {
+    let Some(Pat::Type(param)) = section_closure(on_message).inputs.first() else {
+        return None;
+    };
+    let ty = &param.ty;
+    if is_inferred(ty) {
+        return None;
+    }
+    let (inbound, not_inbound) = (paths::inbound(), paths::not_inbound());
+    Some(quote! {
+        #inbox.message_limit({
+            use #not_inbound as _;
+            <#inbound<#ty>>::MAX_MESSAGE_SIZE
+        });
+    })
+}
+
+/// Whether a type has a part left to inference: `_`, or `impl Trait`.
+fn is_inferred(ty: &syn::Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_infer(&mut self, _: &'ast syn::TypeInfer) {
+            self.0 = true;
+        }
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_type(ty);
+    finder.0
 }
 
 /// The message loop. With synchronous sections it is a handler the connection calls in place

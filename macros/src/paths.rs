@@ -34,6 +34,14 @@ pub(crate) fn decode() -> TokenStream {
     quote!(::wsock::__private::decode)
 }
 
+pub(crate) fn inbound() -> TokenStream {
+    quote!(::wsock::__private::Inbound)
+}
+
+pub(crate) fn not_inbound() -> TokenStream {
+    quote!(::wsock::__private::NotInbound)
+}
+
 pub(crate) fn handled() -> TokenStream {
     quote!(::wsock::__private::handled)
 }

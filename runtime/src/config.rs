@@ -3,12 +3,18 @@
 
 use std::time::Duration;
 
+/// The largest incoming message when neither the endpoint, its inbound type nor the server
+/// says otherwise.
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 << 20;
+
 pub(crate) struct Config {
     pub(crate) queue_capacity: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
-    pub(crate) max_message_size: usize,
+    /// Set by `Server::max_message_size`; unset, an endpoint's inbound type decides, or
+    /// `DEFAULT_MAX_MESSAGE_SIZE`.
+    pub(crate) max_message_size: Option<usize>,
     pub(crate) max_frame_size: usize,
     pub(crate) max_connections: usize,
     pub(crate) ping_interval: Duration,
@@ -26,7 +32,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(10),
-            max_message_size: 16 << 20,
+            max_message_size: None,
             max_frame_size: 16 << 20,
             max_connections: 10_000,
             ping_interval: Duration::from_secs(30),

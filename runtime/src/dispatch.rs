@@ -14,7 +14,7 @@ use http::{Method, Response, StatusCode, header};
 use crate::app::App;
 use crate::checks;
 use crate::codec::deflate::{self, Deflate};
-use crate::config::Compression;
+use crate::config::{Compression, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::endpoint::{Accept, Prepared};
 use crate::error::panic_message;
 use crate::mailbox::Mailbox;
@@ -53,6 +53,9 @@ pub(crate) struct Accepted {
     pub(crate) peer: SocketAddr,
     pub(crate) max_message_size: usize,
     pub(crate) max_frame_size: usize,
+    /// Neither the endpoint nor the server set the message limit: the endpoint's inbound
+    /// type may (`FromMessage::MAX_MESSAGE_SIZE`, which the connection's code says).
+    pub(crate) limit_by_type: bool,
 }
 
 /// Answers one request: admits it, checks it, finds the endpoint, and runs its extractors.
@@ -162,14 +165,18 @@ async fn checked<B>(
             ));
         }
     };
+    // The endpoint's own limit, or the server's, or (when neither is set) its inbound type's,
+    // or the default.
+    let max_message_size = route.max_message_size.or(config.max_message_size);
     let accepted = Accepted {
         prepared,
         deflate,
         endpoint: route.name,
         peer: peer.addr,
+        max_message_size: max_message_size.unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
         // An endpoint's own message limit also bounds (or lifts) its frame limit.
-        max_message_size: route.max_message_size.unwrap_or(config.max_message_size),
         max_frame_size: route.max_message_size.unwrap_or(config.max_frame_size),
+        limit_by_type: max_message_size.is_none(),
     };
     Ok(Dispatched::Upgrade(
         response::switching(&accept_key, protocol, extensions),

@@ -319,6 +319,15 @@ impl Inbox {
         }
     }
 
+    /// The limit the `on_message` type asks for (`FromMessage::MAX_MESSAGE_SIZE`, through
+    /// [`Inbound`]), said first thing in the connection's code: it applies from the first
+    /// message on, unless the endpoint or the server sets a limit.
+    pub fn message_limit(&self, limit: Option<usize>) {
+        if let Some(limit) = limit {
+            self.mailbox.set_message_limit(limit);
+        }
+    }
+
     /// Reads and drops messages until the connection closes (an endpoint with no `on_message`).
     pub async fn discard(&mut self) {
         while self.recv().await.is_some() {}
@@ -413,6 +422,24 @@ pub fn handled(outcome: Result<(), Failure>) -> Handled {
         Err(failure) => Handled::Failed(failure),
     }
 }
+
+/// `<Inbound<T>>::MAX_MESSAGE_SIZE`: `T`'s own message limit if `T` is a message type, `None`
+/// (from [`NotInbound`], in scope where it is read) if it is not, so that a type that is not
+/// one is reported once, where messages are decoded, and not here too.
+#[doc(hidden)]
+pub struct Inbound<T>(std::marker::PhantomData<T>);
+
+impl<T: FromMessage> Inbound<T> {
+    pub const MAX_MESSAGE_SIZE: Option<usize> = T::MAX_MESSAGE_SIZE;
+}
+
+/// The fallback of [`Inbound`], for types that are not message types.
+#[doc(hidden)]
+pub trait NotInbound {
+    const MAX_MESSAGE_SIZE: Option<usize> = None;
+}
+
+impl<T> NotInbound for Inbound<T> {}
 
 /// Decodes a message as the `on_message` type.
 #[doc(hidden)]

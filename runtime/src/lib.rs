@@ -69,8 +69,8 @@ pub use http::{HeaderMap, Method, StatusCode, Uri};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::endpoint::{
-        Accept, Accepting, Handled, Inbox, Outcome, Prepared, Serve, decode, handled, run,
-        run_async, run_close, run_close_async,
+        Accept, Accepting, Handled, Inbound, Inbox, NotInbound, Outcome, Prepared, Serve, decode,
+        handled, run, run_async, run_close, run_close_async,
     };
     pub use crate::error::Failure;
     #[cfg(feature = "axum")]

@@ -11,7 +11,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
 use std::time::Duration;
@@ -59,6 +59,9 @@ pub(crate) struct Mailbox {
     /// in place. Set and cleared by that future, read by the driver: both only in the
     /// connection's own task.
     handler: AtomicPtr<Handler>,
+    /// The message limit the endpoint's inbound type asks for, when the endpoint and the
+    /// server set none; 0 for none. Said by the endpoint's code before its first message.
+    message_limit: AtomicUsize,
 }
 
 /// What handling one message came to.
@@ -186,7 +189,18 @@ impl Mailbox {
             ready: AtomicBool::new(false),
             inbound_state: AtomicU8::new(0),
             handler: AtomicPtr::new(std::ptr::null_mut()),
+            message_limit: AtomicUsize::new(0),
         }
+    }
+
+    /// The message limit of the endpoint's inbound type (`FromMessage::MAX_MESSAGE_SIZE`).
+    pub(crate) fn set_message_limit(&self, limit: usize) {
+        self.message_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// The message limit the endpoint's inbound type asked for, if any.
+    pub(crate) fn message_limit(&self) -> Option<usize> {
+        Some(self.message_limit.load(Ordering::Relaxed)).filter(|limit| *limit > 0)
     }
 
     /// The ready code has run (the driver says so once).

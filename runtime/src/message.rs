@@ -293,6 +293,12 @@ impl std::error::Error for DecodeError {}
     note = "use `String`, `Vec<u8>`, `wsock::Bytes`, `wsock::Json<T>` or `wsock::Message`"
 )]
 pub trait FromMessage: Sized + Send + 'static {
+    /// The largest message an endpoint whose `on_message` takes this type accepts, when
+    /// neither the endpoint (`max_message_size = ".."`) nor the server
+    /// ([`Server::max_message_size`](crate::Server::max_message_size)) sets one; `None` for
+    /// the server's default, 16 MiB. [`Json<T>`] says 64 KiB.
+    const MAX_MESSAGE_SIZE: Option<usize> = None;
+
     /// Converts a received message, or says why it cannot.
     fn from_message(message: Message) -> Result<Self, DecodeError>;
 }
@@ -396,7 +402,9 @@ impl IntoMessage for Vec<u8> {
 /// `T` serialized, as a text frame (serde).
 ///
 /// A binary frame closes the connection with 1003, text that is not a `T` with 1007 (the close
-/// reason says what was wrong), unless an `on_error` section takes them.
+/// reason says what was wrong), unless an `on_error` section takes them. An endpoint whose
+/// `on_message` takes `Json<T>` accepts messages of up to 64 KiB, unless the endpoint
+/// (`max_message_size = ".."`) or the server sets a limit: a larger one closes with 1009.
 ///
 /// ```no_run
 /// use serde::{Deserialize, Serialize};
@@ -437,6 +445,11 @@ impl<T> std::ops::Deref for Json<T> {
 }
 
 impl<T: serde::de::DeserializeOwned + Send + 'static> FromMessage for Json<T> {
+    /// JSON protocols send small messages (a command, a vote, a chat line): 64 KiB holds a
+    /// thousand times more, and keeps what one client can make the server buffer and parse
+    /// small. Set `max_message_size` on the endpoint or the server for larger documents.
+    const MAX_MESSAGE_SIZE: Option<usize> = Some(64 << 10);
+
     fn from_message(message: Message) -> Result<Self, DecodeError> {
         match message {
             Message::Text(text) => serde_json::from_str(text.as_str())

@@ -197,9 +197,12 @@ impl Server {
     }
 
     /// The largest message a client may send, in bytes; a larger one closes the connection
-    /// with 1009. Default: 16 MiB.
+    /// with 1009. Default: 16 MiB, and 64 KiB for endpoints whose `on_message` takes
+    /// [`Json<T>`](crate::Json) (see [`FromMessage::MAX_MESSAGE_SIZE`](crate::FromMessage)).
+    /// Set here, it applies to every endpoint, JSON or not; an endpoint's own
+    /// `max_message_size = ".."` wins over it.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.config.max_message_size = bytes;
+        self.config.max_message_size = Some(bytes);
         self
     }
 

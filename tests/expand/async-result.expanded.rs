@@ -17,6 +17,11 @@ impl ::wsock::__private::Endpoint for count {
             let req: Request = cx.extract::<Request>().await?;
             let mut inbox = cx.inbox();
             let connection = async move {
+                inbox
+                    .message_limit({
+                        use ::wsock::__private::NotInbound as _;
+                        <::wsock::__private::Inbound<String>>::MAX_MESSAGE_SIZE
+                    });
                 let start: u64 = req.query_param("start").unwrap_or_default().parse()?;
                 let mut count = start;
                 while let ::core::option::Option::Some(msg) = inbox.recv().await {

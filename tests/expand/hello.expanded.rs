@@ -16,6 +16,11 @@ impl ::wsock::__private::Endpoint for index {
             let out: Out<String> = cx.extract::<Out<String>>().await?;
             let mut inbox = cx.inbox();
             let connection = async move {
+                inbox
+                    .message_limit({
+                        use ::wsock::__private::NotInbound as _;
+                        <::wsock::__private::Inbound<String>>::MAX_MESSAGE_SIZE
+                    });
                 out.write("Hello!");
                 inbox
                     .serve(|msg| {

@@ -17,6 +17,11 @@ impl ::wsock::__private::Endpoint for text {
             let mut inbox = cx.inbox();
             let connection = async move {
                 inbox
+                    .message_limit({
+                        use ::wsock::__private::NotInbound as _;
+                        <::wsock::__private::Inbound<String>>::MAX_MESSAGE_SIZE
+                    });
+                inbox
                     .serve(|msg| {
                         match ::wsock::__private::decode::<String>(msg) {
                             ::core::result::Result::Ok(msg) => {

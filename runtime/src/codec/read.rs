@@ -134,6 +134,11 @@ impl Assembly {
 const AHEAD: usize = 64 << 10;
 
 impl Reader {
+    /// Changes the message limit, before the first data frame is read.
+    pub(crate) fn set_max_message(&mut self, max_message: usize) {
+        self.limits.max_message = max_message;
+    }
+
     pub(crate) fn new(role: Role, limits: Limits, deflate: Option<Deflate>) -> Self {
         let masked = role == Role::Server;
         Reader {

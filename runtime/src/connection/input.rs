@@ -66,6 +66,11 @@ impl Input {
         }
     }
 
+    /// The limit of the endpoint's inbound type, set before its first message is read.
+    pub(super) fn set_max_message(&mut self, max_message: usize) {
+        self.reader.set_max_message(max_message);
+    }
+
     /// A new wake-up: the socket may have something to read again.
     pub(super) fn woken(&mut self) {
         self.drained = false;

@@ -185,6 +185,8 @@ struct Driver<S> {
     code: Option<u16>,
     /// The ready code has run (said once, to whoever waits for it).
     ready: bool,
+    /// Neither the endpoint nor the server set a message limit: the inbound type's applies.
+    limit_by_type: bool,
 }
 
 async fn drive<S: Socket>(driver: &mut Driver<S>) {
@@ -210,6 +212,7 @@ impl<S: Socket> Driver<S> {
             phase: Phase::Open,
             code: None,
             ready: false,
+            limit_by_type: accepted.limit_by_type,
         })
     }
 
@@ -257,6 +260,13 @@ impl<S: Socket> Driver<S> {
                 if !self.ready && (self.user.is_none() || self.mailbox.wants_message()) {
                     self.ready = true;
                     self.mailbox.set_ready();
+                    // Nothing is read before the endpoint first waits for a message: the
+                    // limit its code asked for holds from the first message on.
+                    if self.limit_by_type
+                        && let Some(limit) = self.mailbox.message_limit()
+                    {
+                        self.input.set_max_message(limit);
+                    }
                 }
             }
 
