@@ -49,11 +49,14 @@ use proc_macro::TokenStream;
 ///   A segment `{name}` is a path parameter: `#[websocket("/rooms/{room}")]`.
 /// - **Options** may follow the path: `protocol = "chat.v1"` (repeatable, preferred first: the
 ///   subprotocols it speaks), `max_message_size = "4MiB"` (its own limit on incoming messages),
-///   `compress = false` (no permessage-deflate for this endpoint).
+///   `compress = false` (no permessage-deflate for this endpoint). Without `max_message_size`,
+///   the server's limit applies, or, when the server sets none either, the `on_message`
+///   type's: 64 KiB for `Json<T>`, 16 MiB for the others.
 /// - **Parameters** are extracted from the HTTP upgrade request before the handshake is
 ///   accepted; if one refuses, the client gets an HTTP error and no WebSocket:
 ///   - a parameter named like a `{segment}` takes that segment, parsed with `FromStr` (400 if
-///     it does not parse);
+///     it does not parse), or resolved by its type's `wsock::FromPathParam` impl, which gets
+///     the request too and may refuse with any status (404 for an unknown resource);
 ///   - `Out<T>`: the outbound handle, `T` the outbound message type;
 ///   - `Request`: the request head; `Session`: the signed session; `Query<T>`: the query
 ///     string (serde); `State<T>`: state given to `Server::state`;
@@ -95,6 +98,7 @@ use proc_macro::TokenStream;
 ///             let out: Out<String> = cx.extract::<Out<String>>().await?;  // before the upgrade
 ///             let mut inbox = cx.inbox();
 ///             let connection = async move {
+///                 inbox.message_limit(/* `String`'s own limit, if any */);
 ///                 /* the ready code */
 ///                 while let Some(msg) = inbox.recv().await {
 ///                     match decode::<String>(msg) {                // the message type
@@ -136,8 +140,10 @@ use proc_macro::TokenStream;
 ///   its type, an attribute on a section, a `let` after the first section.
 ///
 /// The type checker adds, at your tokens and in wsock's words: a message type that cannot be
-/// received or sent, a parameter type that is not an extractor, and a path parameter type that
-/// is not `FromStr`. A connection runs on any worker thread, so a value that is not `Send`
+/// received or sent, a parameter type that is not an extractor, a path parameter type that
+/// is neither `FromStr` nor `FromPathParam`, and a parameter or message type that is axum's
+/// `State`, `Json` or `Query` (or `http::Request`), hiding the prelude's name of wsock's: the
+/// error says to write `wsock::State<T>` (with wsock's `axum` feature). A connection runs on any worker thread, so a value that is not `Send`
 /// (an `Rc`, a `RefCell` borrow, a `std::sync::MutexGuard`) cannot live across an `.await` of
 /// the ready code or an async section: rustc reports it at the function's name, with notes
 /// naming the variable and the section whose await it crosses.
