@@ -51,20 +51,26 @@ fn chat_server(rooms: &Rooms) -> Server {
         .route(chat)
 }
 
+/// The whole app: the REST route, then the chat merged in; and wsock's handle, for the
+/// graceful shutdown.
+fn app(rooms: &Rooms) -> (axum::Router, wsock::Handle) {
+    let ws = chat_server(rooms);
+    let handle = ws.handle();
+    let app = axum::Router::new()
+        .route("/api/rooms", get(list_rooms))
+        .with_state(rooms.clone())
+        .merge(ws.into_router());
+    (app, handle)
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_target(false).init();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
-    let rooms = Rooms::default();
-    let ws = chat_server(&rooms);
-    let handle = ws.handle();
+    let (app, handle) = app(&Rooms::default());
     let shutdown = handle.shutdown_on_ctrl_c(); // Ctrl-C caught from here on
-    let app = axum::Router::new()
-        .route("/api/rooms", get(list_rooms))
-        .with_state(rooms)
-        .merge(ws.into_router());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
     axum::serve(
@@ -76,30 +82,34 @@ async fn main() -> std::io::Result<()> {
     .await
 }
 
-/// The endpoint (with wsock's test kit, `cargo test --features test,axum`) and the REST
-/// handler, on the same rooms.
+/// The whole app as `main` serves it, with wsock's test kit (`cargo test --features
+/// test,axum`): the endpoint and the REST route, on one port.
 #[cfg(all(test, feature = "test"))]
 mod tests {
     use super::*;
-    use wsock::test::TestServer;
+    use serde_json::{Value, json};
+    use wsock::test::TestRouter;
 
     #[tokio::test]
     async fn the_rest_route_counts_who_the_endpoint_let_in() {
-        let rooms = Rooms::default();
-        let app = TestServer::new(chat_server(&rooms));
+        let (app, _handle) = app(&Rooms::default());
+        let app = TestRouter::new(app);
         let mut ada = app.connect("/chat/lobby?name=ada").await.unwrap();
         let mut bob = app.connect("/chat/lobby?name=bob").await.unwrap();
         let mut eve = app.connect("/chat/attic?name=eve").await.unwrap();
         for client in [&mut ada, &mut bob, &mut eve] {
-            let welcome = client.recv::<wsock::Json<serde_json::Value>>().await.0;
+            let welcome = client.recv::<wsock::Json<Value>>().await.0;
             assert_eq!(welcome["type"], "welcome");
         }
-        let axum::Json(list) = list_rooms(State(rooms.clone())).await;
-        let counts: Vec<_> = list
-            .rooms
-            .iter()
-            .map(|r| (r.room.as_str(), r.members))
-            .collect();
-        assert_eq!(counts, [("attic", 1), ("lobby", 2)]);
+        let refused = app.connect("/chat/lobby").await.unwrap_err();
+        assert_eq!(refused.status(), 400);
+        assert_eq!(refused.body(), "choose a name: ?name=..");
+
+        let rooms = app.get("/api/rooms").await;
+        assert_eq!(rooms.status(), 200);
+        assert_eq!(
+            rooms.json::<Value>(),
+            json!({"rooms": [{"room": "attic", "members": 1}, {"room": "lobby", "members": 2}]})
+        );
     }
 }

@@ -75,28 +75,74 @@ fn server() -> Server {
         .queue_capacity(2)
 }
 
-/// The panic message of `failing`, which must panic.
-async fn failure(failing: impl Future<Output = ()> + Send + 'static) -> String {
+/// How an expectation failed: the panic's message, and where the panic was reported (the
+/// `file:line:column` a test's output shows and an editor jumps to).
+struct Failed {
+    message: String,
+    at: String,
+}
+
+thread_local! {
+    /// Where the last panic on this thread was reported.
+    static PANICKED_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Records each panic's location for [`failure`], then reports it as before.
+fn record_panic_locations() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let at = info.location().map(ToString::to_string);
+            PANICKED_AT.with(|slot| *slot.borrow_mut() = at);
+            report(info);
+        }));
+    });
+}
+
+/// How `failing`, which must panic, failed. (`#[tokio::test]` runs the spawned task on the
+/// test's own thread, where the hook records the location.)
+async fn failure(failing: impl Future<Output = ()> + Send + 'static) -> Failed {
+    record_panic_locations();
+    PANICKED_AT.with(|slot| slot.borrow_mut().take());
     let error = tokio::spawn(failing)
         .await
         .expect_err("the expectation should have failed");
     let payload = error.into_panic();
-    match payload.downcast::<String>() {
+    let message = match payload.downcast::<String>() {
         Ok(message) => *message,
         Err(payload) => payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .unwrap_or_default(),
-    }
+    };
+    let at = PANICKED_AT
+        .with(|slot| slot.borrow_mut().take())
+        .expect("the panic hook saw the panic");
+    Failed { message, at }
 }
 
-/// Checks a failure message: `{before} (at tests/kit.rs:{line}:<column>); {after}`.
+/// Checks a failure: its message is `{before} (at tests/kit.rs:{line}:<column>); {after}`,
+/// and the panic itself is reported at that line of this file, not inside the kit.
 #[track_caller]
-fn assert_failure(message: &str, before: &str, line: u32, after: &str) {
+fn assert_failure(failed: &Failed, before: &str, line: u32, after: &str) {
+    let message = &failed.message;
     let start = format!("{before} (at {}:{line}:", file!());
     assert!(
         message.starts_with(&start) && message.ends_with(&format!("); {after}")),
         "the failure message\n  {message}\nis not\n  {start}<column>); {after}"
+    );
+    assert_panicked_at(failed, line);
+}
+
+/// Checks that the panic was reported at `line` of this file.
+#[track_caller]
+fn assert_panicked_at(failed: &Failed, line: u32) {
+    let here = format!("{}:{line}:", file!());
+    assert!(
+        failed.at.starts_with(&here),
+        "the panic was reported at {}, not at {here}<column>",
+        failed.at
     );
 }
 
@@ -190,12 +236,12 @@ async fn expecting_a_message_and_getting_a_close_says_so() {
     let app = TestServer::new(server());
     let mut client = app.connect("/flood").await.unwrap();
     let line = line!() + 2;
-    let message = failure(async move {
+    let failed = failure(async move {
         let _ = client.recv::<String>().await;
     })
     .await;
     assert_failure(
-        &message,
+        &failed,
         "expected a message within 1s",
         line,
         "the connection closed with 1008: outbound queue full",
@@ -207,12 +253,12 @@ async fn expecting_a_message_that_never_comes_times_out() {
     let app = TestServer::new(server());
     let mut client = app.connect("/echo").await.unwrap();
     let line = line!() + 2;
-    let message = failure(async move {
+    let failed = failure(async move {
         let _ = client.recv::<String>().await;
     })
     .await;
     assert_failure(
-        &message,
+        &failed,
         "expected a message within 1s",
         line,
         "nothing came",
@@ -223,12 +269,12 @@ async fn expecting_a_message_that_never_comes_times_out() {
     let mut client = app.connect("/echo").await.unwrap();
     client.set_timeout(Duration::from_millis(250));
     let line = line!() + 2;
-    let message = failure(async move {
+    let failed = failure(async move {
         let _ = client.recv::<String>().await;
     })
     .await;
     assert_failure(
-        &message,
+        &failed,
         "expected a message within 250ms",
         line,
         "nothing came",
@@ -240,7 +286,7 @@ async fn a_message_that_does_not_decode_is_shown() {
     let app = TestServer::new(server());
     let mut client = app.connect("/says-hi").await.unwrap();
     let line = line!() + 2;
-    let message = failure(async move {
+    let failed = failure(async move {
         let _ = client.recv::<Json<Point>>().await;
     })
     .await;
@@ -248,11 +294,13 @@ async fn a_message_that_does_not_decode_is_shown() {
         "expected a message that decodes as `Json<Point>` (at {}:{line}:",
         file!()
     );
+    let message = &failed.message;
     assert!(message.starts_with(&start), "{message}");
     assert!(
         message.contains("); got a text message \"hi\", which does not: invalid JSON"),
         "{message}"
     );
+    assert_panicked_at(&failed, line);
 }
 
 #[tokio::test]
@@ -260,12 +308,12 @@ async fn expecting_a_close_and_getting_a_message_or_another_code_says_so() {
     let app = TestServer::new(server());
     let mut client = app.connect("/says-hi").await.unwrap();
     let line = line!() + 2;
-    let message = failure(async move {
+    let failed = failure(async move {
         let _ = client.expect_close(1000).await;
     })
     .await;
     assert_failure(
-        &message,
+        &failed,
         "expected a close with 1000 within 1s",
         line,
         "got a text message \"hi\"",
@@ -273,12 +321,12 @@ async fn expecting_a_close_and_getting_a_message_or_another_code_says_so() {
 
     let mut client = app.connect("/bye").await.unwrap();
     let line = line!() + 2;
-    let message = failure(async move {
+    let failed = failure(async move {
         let _ = client.expect_close(1000).await;
     })
     .await;
     assert_failure(
-        &message,
+        &failed,
         "expected a close with 1000 within 1s",
         line,
         "the connection closed with 4000: bye now",
@@ -294,9 +342,9 @@ async fn expecting_nothing_and_getting_a_message_says_so() {
     client.expect_nothing(Duration::from_secs(5)).await;
     client.send("unexpected").await;
     let line = line!() + 1;
-    let message = failure(async move { client.expect_nothing(Duration::from_secs(5)).await }).await;
+    let failed = failure(async move { client.expect_nothing(Duration::from_secs(5)).await }).await;
     assert_failure(
-        &message,
+        &failed,
         "expected nothing for 5s",
         line,
         "got a text message \"unexpected\"",
@@ -414,4 +462,184 @@ async fn a_message_at_the_limit_passes_and_one_over_is_refused_with_1009() {
     let mut client = app.connect("/measure").await.unwrap();
     client.send(vec![0u8; 16 << 20]).await;
     client.expect_close(CloseCode::TOO_BIG).await;
+}
+
+/// Every expectation that fails, waiting or not, is reported at the test's line: what an
+/// editor jumps to from the test's output is the test, never the kit.
+#[tokio::test(start_paused = true)]
+async fn every_failure_is_reported_at_the_line_of_the_test() {
+    let app = TestServer::new(server());
+    let mut lobby = app.watch::<String>("room:lobby");
+    let line = line!() + 2;
+    let failed = failure(async move {
+        let _ = lobby.recv::<String>().await;
+    })
+    .await;
+    assert_failure(
+        &failed,
+        "expected a message on the topic \"room:lobby\" within 1s",
+        line,
+        "nothing was published",
+    );
+
+    // Failing before any wait: a message that cannot be encoded (JSON keys are strings).
+    let mut client = app.connect("/echo").await.unwrap();
+    let line = line!() + 3;
+    let failed = failure(async move {
+        let keyed_by_pairs = std::collections::HashMap::from([((1, 2), 3)]);
+        client.send(Json(keyed_by_pairs)).await;
+    })
+    .await;
+    let start = format!("cannot encode the message (at {}:{line}:", file!());
+    assert!(failed.message.starts_with(&start), "{}", failed.message);
+    assert_panicked_at(&failed, line);
+
+    // Setting a connection up: a header that is not one.
+    let line = line!() + 2;
+    let failed = failure(async move {
+        let _ = app.request("/echo").header("no spaces", "in names").await;
+    })
+    .await;
+    assert!(
+        failed.message.contains("a valid header name"),
+        "{}",
+        failed.message
+    );
+    assert_panicked_at(&failed, line);
+}
+
+/// A whole axum app, served by the kit: its WebSocket endpoints (wsock's router, merged)
+/// and its REST routes, on one loopback port.
+#[cfg(feature = "axum")]
+mod router {
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::State;
+    use axum::routing::{get, post};
+    use wsock::test::TestRouter;
+
+    use super::*;
+
+    /// Who joined, as the endpoint writes it and the REST route reads it.
+    #[derive(Clone, Default)]
+    struct Joined(Arc<Mutex<Vec<String>>>);
+
+    impl Joined {
+        fn add(&self, name: &str) {
+            self.0.lock().unwrap().push(name.to_owned());
+        }
+    }
+
+    /// Names come from the query; a missing one is refused with 400 and a reason.
+    #[websocket("/join")]
+    fn join(out: Out<String>, joined: wsock::State<Joined>, query: Query<Name>) {
+        joined.add(&query.name);
+        out.write(format!("welcome {}", query.name));
+        on_message(|text: String| out.write(format!("{}: {text}", query.name)));
+    }
+
+    #[derive(Deserialize)]
+    struct Name {
+        name: String,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Members {
+        members: Vec<String>,
+    }
+
+    /// The app as its `main` would build it: REST routes, then wsock's router merged in.
+    fn app() -> (axum::Router, Server) {
+        let joined = Joined::default();
+        let ws = server().state(joined.clone()).route(join);
+        let members = async |State(joined): State<Joined>| {
+            let members = joined.0.lock().unwrap().clone();
+            axum::Json(Members { members })
+        };
+        let shout = async |body: String| body.to_uppercase();
+        let rest = axum::Router::new()
+            .route("/api/members", get(members))
+            .route("/api/shout", post(shout))
+            .with_state(joined);
+        (rest, ws)
+    }
+
+    #[tokio::test]
+    async fn serves_the_merged_app_endpoints_and_rest_routes_alike() {
+        let (rest, ws) = app();
+        let sessions = ws.sessions();
+        let handle = ws.handle();
+        let app = TestRouter::new(rest.merge(ws.into_router())).sessions(sessions);
+
+        let mut ada = app.connect("/join?name=ada").await.unwrap();
+        assert_eq!(ada.recv::<String>().await, "welcome ada");
+        ada.send("hi").await;
+        assert_eq!(ada.recv::<String>().await, "ada: hi");
+
+        // The REST route reads what the endpoint wrote.
+        let members = app.get("/api/members").await;
+        assert_eq!(members.status(), 200);
+        assert_eq!(members.header("content-type"), Some("application/json"));
+        assert_eq!(members.json::<Members>().members, ["ada"]);
+        let shouted = app
+            .http(wsock::Method::POST, "/api/shout")
+            .header("content-type", "text/plain")
+            .body("hello")
+            .await;
+        assert_eq!(shouted.text(), "HELLO");
+        assert_eq!(app.get("/api/nothing").await.status(), 404);
+
+        // A refusal comes back as from a TestServer; so does a path axum has no route for.
+        let refused = app.connect("/join").await.unwrap_err();
+        assert_eq!(refused.status(), 400);
+        assert!(refused.body().contains("missing field `name`"), "{refused}");
+        let refused = app
+            .request("/join?name=eve")
+            .origin("https://evil.example")
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status(), 403);
+        assert_eq!(app.connect("/nowhere").await.unwrap_err().status(), 404);
+
+        // Over real TCP: the peer is the client's socket; headers, subprotocols and sessions
+        // go as with a TestServer.
+        let user: Session = [("user", "bob")].into_iter().collect();
+        let peer: SocketAddr = "127.0.0.2:0".parse().unwrap();
+        let mut bob = app
+            .request("/who?room=blue")
+            .cookie("theme", "dark")
+            .session(&user)
+            .protocol("chat.v1")
+            .peer_addr(peer)
+            .await
+            .unwrap();
+        assert_eq!(bob.protocol(), Some("chat.v1"));
+        let who = bob.recv::<String>().await;
+        let (peer, rest) = who.split_once(' ').unwrap();
+        assert!(peer.starts_with("127.0.0.2:"), "{who}");
+        assert_eq!(rest, "/who room=blue - dark bob chat.v1");
+
+        // The server's own handle shuts the WebSockets down, with 1001.
+        handle.shutdown().await;
+        assert_eq!(ada.expect_close(1001).await, "server shutting down");
+    }
+
+    /// A failure on a served app is reported at the test's line too.
+    #[tokio::test]
+    async fn a_failure_over_tcp_is_reported_at_the_line_of_the_test() {
+        let (rest, ws) = app();
+        let app = TestRouter::new(rest.merge(ws.into_router()));
+        let mut client = app.connect("/join?name=ada").await.unwrap();
+        let line = line!() + 2;
+        let failed = failure(async move {
+            let _ = client.expect_close(1000).await;
+        })
+        .await;
+        assert_failure(
+            &failed,
+            "expected a close with 1000 within 1s",
+            line,
+            "got a text message \"welcome ada\"",
+        );
+    }
 }

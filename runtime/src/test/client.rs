@@ -12,13 +12,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{self, HeaderName};
-use tokio::io::{AsyncRead, DuplexStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::codec::Role;
 use crate::codec::deflate::{self, Contexts, Deflate};
 use crate::codec::frame::OpCode;
-use crate::codec::read::{Incoming, Reader};
+use crate::codec::read::{Incoming, Limits, Reader};
 use crate::codec::write::Writer;
 use crate::message::{CloseCode, FromMessage, IntoMessage, Message, Text};
+use crate::test::expect::Expect;
 
 /// What the server sent, as [`TestClient::next`] returns it: a message, its close, or the
 /// end of the connection.
@@ -107,27 +109,59 @@ pub(super) fn describe(message: &Message) -> String {
 /// nothing at all; every wait has the server's timeout, and a failed expectation panics with
 /// what came instead and the line that expected it.
 pub struct TestClient {
-    pub(super) io: DuplexStream,
-    pub(super) reader: Reader,
-    pub(super) writer: Writer,
+    io: Box<dyn Io>,
+    reader: Reader,
+    writer: Writer,
     /// permessage-deflate, when the client offered it and the server agreed: every message
     /// it sends is compressed.
-    pub(super) deflate: Option<Deflate>,
-    pub(super) contexts: Contexts,
+    deflate: Option<Deflate>,
+    contexts: Contexts,
     /// Bytes read and not yet taken by the reader.
-    pub(super) read: Vec<u8>,
+    read: Vec<u8>,
     /// This client sent its close frame.
-    pub(super) close_sent: bool,
-    pub(super) timeout: Duration,
+    close_sent: bool,
+    timeout: Duration,
     /// The handshake response's headers.
-    pub(super) headers: HeaderMap,
+    headers: HeaderMap,
     /// Messages read while waiting for a pong, for the next `recv`.
-    pub(super) received: VecDeque<Message>,
+    received: VecDeque<Message>,
     /// How the connection ended, once it did.
-    pub(super) closed: Option<(CloseCode, String)>,
+    closed: Option<(CloseCode, String)>,
 }
 
+/// The client's end of the connection: an in-memory pipe, or an upgraded TCP socket.
+pub(super) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
 impl TestClient {
+    /// A client on an upgraded connection whose handshake response had `headers`.
+    pub(super) fn new(io: Box<dyn Io>, headers: HeaderMap, timeout: Duration) -> Self {
+        // The client speaks deflate when it offered it (a test's own header) and the server
+        // agreed, as a browser would.
+        let deflate = headers
+            .get(header::SEC_WEBSOCKET_EXTENSIONS)
+            .and_then(|value| value.to_str().ok())
+            .and_then(deflate::client_side);
+        let limits = Limits {
+            max_frame: usize::MAX,
+            max_message: usize::MAX,
+        };
+        TestClient {
+            io,
+            reader: Reader::new(Role::Client, limits, deflate),
+            writer: Writer::new(Role::Client),
+            deflate,
+            contexts: Contexts::default(),
+            read: Vec::new(),
+            close_sent: false,
+            timeout,
+            headers,
+            received: VecDeque::new(),
+            closed: None,
+        }
+    }
+
     /// How long this client's waits last before they fail.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
@@ -167,14 +201,16 @@ impl TestClient {
     #[track_caller]
     pub fn send<T: IntoMessage>(&mut self, message: T) -> impl Future<Output = ()> + '_ {
         let at = Location::caller();
-        let message = message
-            .into_message()
-            .unwrap_or_else(|err| panic!("cannot encode the message (at {at}): {err}"));
+        let message = match message.into_message() {
+            Ok(message) => message,
+            // Here, not in a closure: the panic is reported at the caller's line.
+            Err(err) => panic!("cannot encode the message (at {at}): {err}"),
+        };
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.into_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
-        async move {
+        Expect::new(async move {
             let (rsv1, payload) = match &self.deflate {
                 Some(deflate) => {
                     let compressed =
@@ -183,13 +219,14 @@ impl TestClient {
                 }
                 None => (false, payload),
             };
-            if let Err(Unsent::Stalled) = self.write(opcode, rsv1, payload).await {
-                panic!(
+            match self.write(opcode, rsv1, payload).await {
+                Err(Unsent::Stalled) => Err(format!(
                     "could not send a message within {:?} (at {at}): the server did not read it",
                     self.timeout
-                );
+                )),
+                Ok(()) | Err(Unsent::Gone) => Ok(()),
             }
-        }
+        })
     }
 
     /// Receives the next message as `T`: `String`, `Vec<u8>`, `Json<E>`, [`Message`], ..
@@ -200,25 +237,27 @@ impl TestClient {
     #[track_caller]
     pub fn recv<T: FromMessage>(&mut self) -> impl Future<Output = T> + '_ {
         let at = Location::caller();
-        async move {
+        Expect::new(async move {
             let timeout = self.timeout;
             match self.next_event(timeout).await {
                 Some(Got::Message(message)) => {
                     let shown = describe(&message);
-                    T::from_message(message).unwrap_or_else(|err| {
-                        panic!(
+                    T::from_message(message).map_err(|err| {
+                        format!(
                             "expected a message that decodes as `{}` (at {at}); got {shown}, \
                              which does not: {err}",
                             short_type_name::<T>()
                         )
                     })
                 }
-                Some(other) => {
-                    panic!("expected a message within {timeout:?} (at {at}); {other}")
-                }
-                None => panic!("expected a message within {timeout:?} (at {at}); nothing came"),
+                Some(other) => Err(format!(
+                    "expected a message within {timeout:?} (at {at}); {other}"
+                )),
+                None => Err(format!(
+                    "expected a message within {timeout:?} (at {at}); nothing came"
+                )),
             }
-        }
+        })
     }
 
     /// Expects the server to close the connection with `code`; returns the close reason.
@@ -232,18 +271,18 @@ impl TestClient {
         code: impl Into<CloseCode>,
     ) -> impl Future<Output = String> + '_ {
         let (at, code) = (Location::caller(), code.into());
-        async move {
+        Expect::new(async move {
             let timeout = self.timeout;
             match self.next_event(timeout).await {
-                Some(Got::Close(got, reason)) if got == code => reason,
-                Some(other) => {
-                    panic!("expected a close with {code} within {timeout:?} (at {at}); {other}")
-                }
-                None => panic!(
+                Some(Got::Close(got, reason)) if got == code => Ok(reason),
+                Some(other) => Err(format!(
+                    "expected a close with {code} within {timeout:?} (at {at}); {other}"
+                )),
+                None => Err(format!(
                     "expected a close with {code} within {timeout:?} (at {at}); nothing came"
-                ),
+                )),
             }
-        }
+        })
     }
 
     /// Expects no message and no close for `quiet` (a short time, or a long one under
@@ -254,11 +293,12 @@ impl TestClient {
     #[track_caller]
     pub fn expect_nothing(&mut self, quiet: Duration) -> impl Future<Output = ()> + '_ {
         let at = Location::caller();
-        async move {
-            if let Some(event) = self.next_event(quiet).await {
-                panic!("expected nothing for {quiet:?} (at {at}); {event}");
+        Expect::new(async move {
+            match self.next_event(quiet).await {
+                Some(event) => Err(format!("expected nothing for {quiet:?} (at {at}); {event}")),
+                None => Ok(()),
             }
-        }
+        })
     }
 
     /// Closes the connection with `code` and waits for the server's answering close.
@@ -284,28 +324,30 @@ impl TestClient {
         let (at, code) = (Location::caller(), code.into());
         let mut payload = code.as_u16().to_be_bytes().to_vec();
         payload.extend_from_slice(reason.as_bytes());
-        async move {
+        Expect::new(async move {
             let timeout = self.timeout;
             // A server that ended the connection already answers with what it sent before.
             if self.closed.is_none()
                 && let Err(Unsent::Stalled) = self.write(OpCode::Close, false, payload.into()).await
             {
-                panic!(
+                return Err(format!(
                     "could not send the close within {timeout:?} (at {at}): the server did not \
                      read it"
-                );
+                ));
             }
             loop {
                 match self.next_event(timeout).await {
                     Some(Got::Message(_)) => continue,
-                    Some(Got::Close(..) | Got::Ended(_)) => return,
-                    None => panic!(
-                        "expected the server to answer the close within {timeout:?} (at {at}); \
-                         nothing came"
-                    ),
+                    Some(Got::Close(..) | Got::Ended(_)) => return Ok(()),
+                    None => {
+                        return Err(format!(
+                            "expected the server to answer the close within {timeout:?} (at \
+                             {at}); nothing came"
+                        ));
+                    }
                 }
             }
-        }
+        })
     }
 
     /// Pings the server and waits for its pong (with the same payload, up to 125 bytes).
@@ -317,13 +359,13 @@ impl TestClient {
     pub fn ping(&mut self, payload: &[u8]) -> impl Future<Output = ()> + '_ {
         let at = Location::caller();
         let payload = bytes::Bytes::copy_from_slice(payload);
-        async move {
+        Expect::new(async move {
             let timeout = self.timeout;
             if let Err(Unsent::Stalled) = self.write(OpCode::Ping, false, payload.clone()).await {
-                panic!(
+                return Err(format!(
                     "could not send the ping within {timeout:?} (at {at}): the server did not \
                      read it"
-                );
+                ));
             }
             let pong = tokio::time::timeout(timeout, async {
                 loop {
@@ -336,11 +378,15 @@ impl TestClient {
                 }
             });
             match pong.await {
-                Ok(Ok(())) => {}
-                Ok(Err(event)) => panic!("expected a pong within {timeout:?} (at {at}); {event}"),
-                Err(_) => panic!("expected a pong within {timeout:?} (at {at}); nothing came"),
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(event)) => Err(format!(
+                    "expected a pong within {timeout:?} (at {at}); {event}"
+                )),
+                Err(_) => Err(format!(
+                    "expected a pong within {timeout:?} (at {at}); nothing came"
+                )),
             }
-        }
+        })
     }
 
     /// The next thing the server sends: a message, its close or the end, or `None` if

@@ -13,6 +13,7 @@ use crate::codec::Outgoing;
 use crate::mailbox::Mailbox;
 use crate::message::{FromMessage, IntoMessage, Message};
 use crate::test::client::{describe, short_type_name};
+use crate::test::expect::Expect;
 use crate::topics::{Recipient, Sealed, Subscriber};
 
 /// What a topic receives, watched from a test: see [`TestServer::watch`](super::TestServer::watch). Dropping it
@@ -41,25 +42,25 @@ impl<T> TopicWatch<T> {
     #[track_caller]
     pub fn recv<U: FromMessage>(&mut self) -> impl Future<Output = U> + '_ {
         let at = Location::caller();
-        async move {
+        Expect::new(async move {
             let timeout = self.timeout;
             let Some(message) = self.next(timeout).await else {
-                panic!(
+                return Err(format!(
                     "expected a message on the topic {:?} within {timeout:?} (at {at}); \
                      nothing was published",
                     self.topic
-                );
+                ));
             };
             let shown = describe(&message);
-            U::from_message(message).unwrap_or_else(|err| {
-                panic!(
+            U::from_message(message).map_err(|err| {
+                format!(
                     "expected a message that decodes as `{}` (at {at}); the topic {:?} got \
                      {shown}, which does not: {err}",
                     short_type_name::<U>(),
                     self.topic
                 )
             })
-        }
+        })
     }
 
     /// Expects nothing to be published to the topic for `quiet`.
@@ -69,15 +70,16 @@ impl<T> TopicWatch<T> {
     #[track_caller]
     pub fn expect_nothing(&mut self, quiet: Duration) -> impl Future<Output = ()> + '_ {
         let at = Location::caller();
-        async move {
-            if let Some(message) = self.next(quiet).await {
-                panic!(
+        Expect::new(async move {
+            match self.next(quiet).await {
+                Some(message) => Err(format!(
                     "expected nothing on the topic {:?} for {quiet:?} (at {at}); got {}",
                     self.topic,
                     describe(&message)
-                );
+                )),
+                None => Ok(()),
             }
-        }
+        })
     }
 
     async fn next(&mut self, wait: Duration) -> Option<Message> {
