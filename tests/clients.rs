@@ -203,6 +203,22 @@ async fn chromium_uses_the_dev_console() {
     run_client(&mut example, "node", &["browser.mjs", "console", &url]).await;
 }
 
+/// The chat example's console at /chat/lobby, without a name: the guard's 400 and its reason
+/// show in the page, though browsers hide a refused upgrade's answer from scripts.
+#[tokio::test]
+async fn chromium_console_shows_why_the_upgrade_was_refused() {
+    if !available("chromium console refusal", missing_browser()) {
+        return;
+    }
+    if !cfg!(debug_assertions) {
+        return; // no console in release builds
+    }
+    let _browser = BROWSER.lock().await;
+    let mut example = Example::start("chat").await;
+    let url = format!("http://{}/", example.addr);
+    run_client(&mut example, "node", &["browser.mjs", "refused", &url]).await;
+}
+
 #[tokio::test]
 async fn chromium_chats_between_two_tabs() {
     if !available("chromium chat", missing_browser()) {

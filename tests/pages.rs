@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{TestServer, next_text, raw_http, send, status_of};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{TestServer, connect_with, next_text, raw_http, send, status_of};
 use wsock::prelude::*;
 
 #[websocket("/echo")]
@@ -153,6 +156,135 @@ async fn pages_are_served_to_plain_gets_and_share_paths_with_endpoints() {
     );
     let escaped = raw_http(server.addr, &get("/%65cho")).await;
     assert_eq!(body(&escaped), "<p>the echo page");
+    server.stop().await;
+}
+
+/// Counts how often the `named` endpoint's ready code ran.
+#[derive(Clone, Default)]
+struct Ran(Arc<AtomicUsize>);
+
+impl Ran {
+    fn once(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A name from the query, as the chat example's guard takes it.
+struct Nick(String);
+
+impl FromRequest for Nick {
+    async fn from_request(req: &Request) -> Result<Self, Reject> {
+        match req.query_param("name") {
+            Some(name) => Ok(Nick(name)),
+            None => Err(Reject::bad_request().with_body("choose a name: ?name=..")),
+        }
+    }
+}
+
+#[websocket("/named", protocol = "chat.v1")]
+fn named(out: Out<String>, nick: Nick, ran: State<Ran>) {
+    ran.once();
+    out.write(nick.0);
+}
+
+/// The dev console's probe of `path`, with `extra` header lines.
+fn probe(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Wsock-Console: probe\r\n{extra}\r\n")
+        .into_bytes()
+}
+
+/// The console's probe gets what the upgrade got (browsers hide that from the page): a
+/// guard's status and body, the subprotocol check, the host check; never an upgrade, and no
+/// endpoint code beyond the extractors. Only the console's own origin gets an answer.
+#[tokio::test]
+async fn the_console_probe_answers_what_the_upgrade_got() {
+    let ran = Ran::default();
+    let server = TestServer::start(
+        Server::new()
+            .route(named)
+            .state(ran.clone())
+            .dev_console(true),
+    )
+    .await;
+    let same_origin = "Sec-Fetch-Site: same-origin\r\nX-Wsock-Protocol: chat.v1\r\n";
+
+    let response = raw_http(server.addr, &probe("/named", same_origin)).await;
+    assert_eq!(status_of(&response), 400, "{response}");
+    assert_eq!(body(&response), "choose a name: ?name=..\n");
+    assert_eq!(header(&response, "x-wsock-console"), Some("probe"));
+    assert_eq!(header(&response, "cache-control"), Some("no-store"));
+    assert_eq!(header(&response, "access-control-allow-origin"), None);
+
+    // The subprotocol the console offered counts, as on the upgrade.
+    let response = raw_http(server.addr, &probe("/named?name=ada", "")).await;
+    assert_eq!(status_of(&response), 400, "{response}");
+    assert!(
+        body(&response).starts_with("no acceptable subprotocol"),
+        "{response}"
+    );
+    let response = raw_http(server.addr, &probe("/named?name=ada", same_origin)).await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert_eq!(header(&response, "x-wsock-console"), Some("probe"));
+    assert!(
+        body(&response).starts_with("the upgrade would be accepted"),
+        "{response}"
+    );
+    assert_eq!(ran.count(), 0, "a probe runs no endpoint code");
+
+    // Every check of the upgrade: an unknown path, a host that is not allowed.
+    let response = raw_http(server.addr, &probe("/nowhere", same_origin)).await;
+    assert_eq!(status_of(&response), 404, "{response}");
+    assert_eq!(header(&response, "x-wsock-console"), Some("probe"));
+    let evil_host = b"GET /named HTTP/1.1\r\nHost: evil.example\r\nX-Wsock-Console: probe\r\n\r\n";
+    let response = raw_http(server.addr, evil_host).await;
+    assert_eq!(status_of(&response), 403, "{response}");
+
+    // From another site or origin it is no probe: the plain GET's answer (the console page).
+    for elsewhere in [
+        "Sec-Fetch-Site: cross-site\r\n",
+        "Sec-Fetch-Site: same-site\r\n",
+        "Origin: http://localhost:1\r\n",
+    ] {
+        let response = raw_http(server.addr, &probe("/named", elsewhere)).await;
+        assert_eq!(status_of(&response), 200, "{elsewhere}: {response}");
+        assert_eq!(header(&response, "x-wsock-console"), None, "{elsewhere}");
+        assert!(body(&response).contains("wsock dev console"), "{elsewhere}");
+    }
+    // And a page of another origin never gets past the CORS preflight its header needs.
+    let preflight = b"OPTIONS /named HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://localhost:1\r\n\
+        Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: x-wsock-console\r\n\r\n";
+    let response = raw_http(server.addr, preflight).await;
+    assert!(status_of(&response) >= 400, "{response}");
+    assert!(
+        !response
+            .to_ascii_lowercase()
+            .contains("access-control-allow"),
+        "{response}"
+    );
+
+    // With a name and the subprotocol, the same URL connects, and the ready code runs once.
+    let protocol = [("sec-websocket-protocol", "chat.v1")];
+    let mut ws = connect_with(server.addr, "/named?name=ada", &protocol).await;
+    assert_eq!(next_text(&mut ws).await, "ada");
+    assert_eq!(ran.count(), 1);
+    drop(ws);
+    server.stop().await;
+
+    // Without the console, there is no probe either.
+    let server = TestServer::start(
+        Server::new()
+            .route(named)
+            .state(Ran::default())
+            .dev_console(false),
+    )
+    .await;
+    let response = raw_http(server.addr, &probe("/named", same_origin)).await;
+    assert_eq!(status_of(&response), 426, "{response}");
+    assert_eq!(header(&response, "x-wsock-console"), None);
     server.stop().await;
 }
 

@@ -64,30 +64,45 @@ pub(crate) struct Accepted {
 /// here with its request counted as a `handshake`, so one rule admits them all: while the
 /// open WebSocket connections and the handshakes under way reach `max_connections`, every
 /// request is answered 503.
+///
+/// The dev console's probe (see `pages::take_probe`) comes here too and goes the same way,
+/// but is never upgraded: it is answered with the refusal the upgrade got, or a note that it
+/// would be accepted.
 pub(crate) async fn dispatch<B>(
     app: &Arc<App>,
-    req: http::Request<B>,
+    mut req: http::Request<B>,
     peer: Peer,
     handshake: &Handshake,
 ) -> Dispatched {
-    if app.is_full(handshake.load()) {
+    let probe = app.config.dev_console && pages::take_probe(&mut req);
+    let dispatched = if app.is_full(handshake.load()) {
         let limit = app.config.max_connections;
         tracing::warn!(peer = %peer.addr, limit, "too many connections: 503");
-        return Dispatched::Refused(Refusal::busy());
-    }
-    match checked(app, req, peer).await {
-        Ok(dispatched) => dispatched,
-        Err(refusal) => {
-            tracing::debug!(peer = %peer.addr, %refusal, "refused");
-            Dispatched::Refused(refusal)
+        Dispatched::Refused(Refusal::busy())
+    } else {
+        match checked(app, req, peer, probe).await {
+            Ok(dispatched) => dispatched,
+            Err(refusal) => {
+                tracing::debug!(peer = %peer.addr, %refusal, "refused");
+                Dispatched::Refused(refusal)
+            }
         }
+    };
+    match dispatched {
+        Dispatched::Refused(refusal) if probe => {
+            Dispatched::Page(pages::probe_answer(Some(refusal.into_response())))
+        }
+        dispatched => dispatched,
     }
 }
 
+/// Checks a request and runs the endpoint's extractors. A `probe` is checked as the upgrade
+/// it stands for (it cannot carry the upgrade's own headers) and gets its answer as a page.
 async fn checked<B>(
     app: &Arc<App>,
     req: http::Request<B>,
     peer: Peer,
+    probe: bool,
 ) -> Result<Dispatched, Refusal> {
     let config = &app.config;
     checks::check_host(&req, &config.hosts, peer.over_loopback)?;
@@ -111,11 +126,14 @@ async fn checked<B>(
         }
     };
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
-    if !websocket && read_only && config.dev_console {
+    if !websocket && read_only && config.dev_console && !probe {
         let console = pages::console(&req, route.name, route.path, route.protocols);
         return Ok(Dispatched::Page(console));
     }
-    let accept_key = checks::check(&req, websocket)?;
+    let accept_key = match probe {
+        false => checks::check(&req, websocket)?,
+        true => String::new(),
+    };
     checks::check_origin(&req, &config.origins)?;
     let protocol = checks::negotiate_protocol(&req, route.protocols)?;
     let compression = if route.compress {
@@ -165,6 +183,11 @@ async fn checked<B>(
             ));
         }
     };
+    if probe {
+        // Accepted: the endpoint's code is dropped unrun.
+        drop(prepared);
+        return Ok(Dispatched::Page(pages::probe_answer(None)));
+    }
     // The endpoint's own limit, or the server's, or (when neither is set) its inbound type's,
     // or the default.
     let max_message_size = route.max_message_size.or(config.max_message_size);

@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 
 use http::header::{self, HeaderValue};
-use http::{Method, Response};
+use http::{Method, Response, StatusCode};
 
+use crate::checks;
+use crate::config::Origins;
 use crate::percent;
 use crate::response::{self, Body, Refusal};
 
@@ -85,21 +87,87 @@ pub(crate) fn console<B>(
         .replace("{{PROTOCOLS}}", &escape(&protocols.join(",")))
         .replace("{{AUTOCONNECT}}", if invited { "true" } else { "false" });
     let mut response = response::html(page);
-    // Inline script and style, WebSockets, its own empty icon, no other network access, and
-    // no framing by other pages (clickjacking).
+    // Inline script and style, WebSockets and its own origin (the probe), its own empty icon,
+    // no other network access, and no framing by other pages (clickjacking).
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-             img-src data:; connect-src ws: wss:; base-uri 'none'; form-action 'none'; \
-             frame-ancestors 'none'",
+             img-src data:; connect-src 'self' ws: wss:; base-uri 'none'; \
+             form-action 'none'; frame-ancestors 'none'",
         ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// The header that marks the console's probe (`X-Wsock-Console: probe`), and its answer.
+const PROBE: &str = "x-wsock-console";
+/// The subprotocol the console offered, on its probe: `Sec-` headers are the browser's alone.
+const PROBE_PROTOCOL: &str = "x-wsock-protocol";
+
+/// Whether `req` is the dev console's probe: after a WebSocket of the console failed before
+/// it opened, the page asks again with a plain `GET` of the same URL, because browsers hide
+/// a refused upgrade's answer from page code. The probe gets the status and body the upgrade
+/// got (see `dispatch`); the caller checks that the console is on.
+///
+/// Only the console's own page may ask. A page of another site cannot send the header
+/// without a CORS preflight, which wsock never grants, and a browser says where a request
+/// comes from: `Sec-Fetch-Site` must be `same-origin` when present, and `Origin` (browsers
+/// send it on cross-origin requests) must name this host. Clients that are not browsers may
+/// probe too, and learn nothing an upgrade request would not tell them.
+///
+/// For a probe, the subprotocol the console offered moves to `Sec-WebSocket-Protocol`, so
+/// that the probe is checked as the upgrade was.
+pub(crate) fn take_probe<B>(req: &mut http::Request<B>) -> bool {
+    let headers = req.headers();
+    let asked = headers
+        .get(PROBE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"probe"));
+    let same_origin = matches!(
+        headers.get("sec-fetch-site").map(HeaderValue::as_bytes),
+        None | Some(b"same-origin")
+    );
+    let probe = asked
+        && same_origin
+        && req.method() == Method::GET
+        && checks::check_origin(req, &Origins::SameHost).is_ok();
+    if probe {
+        let headers = req.headers_mut();
+        headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+        let offered: Vec<HeaderValue> = headers.get_all(PROBE_PROTOCOL).iter().cloned().collect();
+        for protocol in offered {
+            headers.append(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+        }
+    }
+    probe
+}
+
+/// The answer to the console's probe: what the upgrade was answered (a refusal's status and
+/// body), marked as the probe's answer, or, when the upgrade would be accepted now, 200 with
+/// a note saying so.
+pub(crate) fn probe_answer(answer: Option<Response<Body>>) -> Response<Body> {
+    let mut response = answer.unwrap_or_else(|| {
+        response::plain(
+            StatusCode::OK,
+            "the upgrade would be accepted: the server did not refuse it\n",
+        )
+    });
+    let headers = response.headers_mut();
+    headers.insert(PROBE, HeaderValue::from_static("probe"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
     );
     response
 }

@@ -5,6 +5,7 @@
 //        node browser.mjs chat http://127.0.0.1:A/ http://127.0.0.1:B/
 //                                     (two chat servers sharing a Redis: ada on A, bob on B)
 //        node browser.mjs login http://127.0.0.1:PORT/     (the login example's page)
+//        node browser.mjs refused http://127.0.0.1:PORT/   (the chat example's console, refused)
 //
 // With SCREENSHOT=dir, each mode saves a screenshot of its page there, at its busiest.
 // Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
@@ -110,6 +111,47 @@ async function devConsole() {
   console.log("ok the console shows 1001 (going away) when the server shuts down");
 }
 
+// The chat example's console, opened without a name: the endpoint's guard refuses the
+// upgrade with 400 and a reason, which the console shows (browsers hide it from pages; the
+// console asks its server with a probe). A page of another origin cannot read that probe.
+async function refused() {
+  const tab = await page(await browser.newContext(CONTEXT));
+  const response = await tab.goto(`${base}chat/lobby`);
+  if (response.status() !== 200) throw new Error(`the console page answered ${response.status()}`);
+  await see(tab, "#status", "refused: 400 Bad Request: choose a name: ?name=..");
+  await see(tab, "#refusal-status", "400 Bad Request");
+  await see(tab, "#refusal-body", "choose a name: ?name=..");
+  await see(tab, "#log", "the server refused the upgrade with 400 Bad Request: choose a name: ?name=..");
+  console.log("ok the console shows the refusal's status and body");
+  await screenshot(tab, "console-refused");
+
+  // With a name, the same console connects; the refusal note goes away.
+  await tab.fill("#url", (await tab.inputValue("#url")) + "?name=ada");
+  await tab.click("#connect");
+  await see(tab, "#status", "open");
+  if (await tab.isVisible("#refusal")) throw new Error("the refusal note stayed up after a connection opened");
+  console.log("ok with ?name=ada the console connects");
+
+  // Another origin (localhost instead of 127.0.0.1, same server) cannot read the probe: the
+  // custom header needs a CORS preflight, which the server never grants.
+  const other = await page(await browser.newContext(CONTEXT));
+  await other.goto(base.replace("127.0.0.1", "localhost"));
+  const crossSite = await other.evaluate(async (url) => {
+    try {
+      const answer = await fetch(url, { headers: { "X-Wsock-Console": "probe" } });
+      return `read ${answer.status}: ${await answer.text()}`;
+    } catch (error) {
+      return `blocked: ${error.message}`;
+    }
+  }, `${base}chat/lobby`);
+  if (!crossSite.startsWith("blocked")) throw new Error(`another origin read the probe: ${crossSite}`);
+  console.log(`ok another origin cannot read the probe (${crossSite})`);
+
+  console.log("READY shutdown");
+  await see(tab, "#status", "closed 1001 (going away)");
+  console.log("ok the console shows 1001 (going away) when the server shuts down");
+}
+
 async function chat() {
   const ada = await page(await browser.newContext(CONTEXT));
   const bob = await page(await browser.newContext(CONTEXT));
@@ -188,7 +230,8 @@ try {
   if (mode === "console") await devConsole();
   else if (mode === "chat") await chat();
   else if (mode === "login") await login();
-  else throw new Error(`unknown mode ${mode}: use console, chat or login`);
+  else if (mode === "refused") await refused();
+  else throw new Error(`unknown mode ${mode}: use console, refused, chat or login`);
   console.log(`all browser ${mode} checks passed`);
 } finally {
   await browser.close();
