@@ -128,7 +128,13 @@ impl Server {
     /// The console talks to the endpoint like any client would: guards, origins and limits
     /// apply. It connects by itself only when the user opened it (typed or bookmarked, or
     /// from a page of this site, per the browser's `Sec-Fetch-Site`); opened from another
-    /// site it waits for a click on Connect, and other sites cannot frame it. It shows
+    /// site it waits for a click on Connect, and other sites cannot frame it. When a
+    /// connection fails before it opens, the console shows why: browsers hide a refused
+    /// upgrade's answer from pages, so it repeats the request as a plain same-origin `GET`
+    /// marked `X-Wsock-Console: probe`, which the server checks as it checked the upgrade
+    /// (guards and extractors included, the endpoint's own code never) and answers with the
+    /// refusal's status and body. Only with the console on, and only for the console's own
+    /// origin (`Sec-Fetch-Site`, `Origin`; no CORS). It shows
     /// anyone who can reach the URL the endpoint's name, path pattern and subprotocols,
     /// before any guard runs: keep it off on servers others can reach.
     pub fn dev_console(mut self, enabled: bool) -> Self {

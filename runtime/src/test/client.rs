@@ -22,6 +22,9 @@ use crate::codec::write::Writer;
 use crate::message::{CloseCode, FromMessage, IntoMessage, Message, Text};
 use crate::test::expect::Expect;
 
+/// The default for every wait.
+pub(super) const TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What the server sent, as [`TestClient::next`] returns it: a message, its close, or the
 /// end of the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -67,10 +67,8 @@ pub use rest::{HttpRequest, HttpResponse};
 pub use router::TestRouter;
 pub use watch::TopicWatch;
 
+use client::TIMEOUT;
 use connect::Target;
-
-/// The default for every wait.
-const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A server to test, built from the same [`Server`] the app runs (routes, pages, state,
 /// settings, session key), served in process: no port, no TLS, no other process.

@@ -9,9 +9,9 @@ use http::{HeaderMap, Method};
 use tokio::task::JoinHandle;
 
 use crate::session::Sessions;
+use crate::test::client::{TIMEOUT, TestClient};
 use crate::test::connect::{Connect, Refused, Target};
 use crate::test::rest::HttpRequest;
-use crate::test::{TIMEOUT, TestClient};
 
 /// An axum `Router` that merged wsock's ([`Server::into_router`](crate::Server::into_router)),
 /// served as the app serves it: `axum::serve` with `ConnectInfo<SocketAddr>`, on a port of
