@@ -41,9 +41,9 @@ pub use wsock_macros::websocket;
 pub use wsock_runtime::{
     Bound, Broker, BrokerError, BrokerFuture, Bytes, CloseCode, Closed, Compression, DecodeError,
     Endpoint, Error, FromMessage, FromPathParam, FromRequest, Handle, HeaderMap, IntoMessage, Json,
-    Message, Method, Out, Publish, PublishError, Query, Reject, Request, SESSION_COOKIE, SameSite,
-    Server, Session, SessionKey, Sessions, ShuttingDown, Sink, State, StatusCode, Subscriber, Text,
-    Topic, Topics, Uri, WsService,
+    ListenError, Listener, Message, Method, Out, Publish, PublishError, Query, Reject, Request,
+    SESSION_COOKIE, SameSite, Server, Session, SessionKey, Sessions, ShuttingDown, Sink, State,
+    StatusCode, Subscriber, Text, Topic, Topics, Uri, WsService,
 };
 
 #[cfg(feature = "tls")]

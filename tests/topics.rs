@@ -139,6 +139,82 @@ async fn a_topic_carries_one_type_and_a_value_that_does_not_encode_is_an_error()
     assert!(matches!(error, wsock::PublishError::Encode(_)), "{error}");
 }
 
+/// The listener's next message, within 5 s.
+async fn within(listener: &mut wsock::Listener<Json<Said>>) -> Said {
+    let recv = tokio::time::timeout(Duration::from_secs(5), listener.recv());
+    recv.await.expect("no message within 5 s").unwrap().0
+}
+
+/// Server code listens to a topic: it gets what endpoints and the server publish, typed, in
+/// order, once each; it counts as a subscriber until dropped.
+#[tokio::test]
+async fn a_listener_gets_every_message_typed_until_dropped() {
+    let server = server();
+    let blue = server.topics().topic::<Json<Said>>("room:blue");
+    let mut listener = blue.listen();
+    assert_eq!(listener.topic(), "room:blue");
+    assert!(listener.try_recv().is_none());
+    let app = TestServer::new(server);
+    let mut ada = app.connect("/rooms/blue?name=ada").await.unwrap();
+    assert_eq!(blue.subscribers(), 2);
+    ada.send("hello").await;
+    assert_eq!(within(&mut listener).await, from("ada", "hello"));
+    blue.publish(Json(from("server", "tea is ready"))).unwrap();
+    assert_eq!(within(&mut listener).await, from("server", "tea is ready"));
+    assert!(listener.try_recv().is_none());
+    // Waiting in a task of its own, as server code does.
+    let waiting = tokio::spawn(async move {
+        let got = listener.recv().await.unwrap().0;
+        (got, listener)
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    blue.publish(Json(from("server", "later"))).unwrap();
+    let (got, listener) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the listener was not woken")
+        .unwrap();
+    assert_eq!(got, from("server", "later"));
+    drop(listener);
+    assert_eq!(blue.subscribers(), 1);
+    // The connection got the server's two, as the listener did.
+    assert_eq!(said(&mut ada).await, from("server", "tea is ready"));
+    assert_eq!(said(&mut ada).await, from("server", "later"));
+    ada.expect_nothing(Duration::from_millis(20)).await;
+}
+
+/// A listener that falls a full queue behind is dropped from the topic and says `Lagged`
+/// from then on; the publisher never waits, and the connections subscribed get everything.
+#[tokio::test]
+async fn a_listener_that_falls_behind_says_lagged_and_slows_nobody() {
+    let app = TestServer::new(server());
+    let news = app.topics().topic::<String>("news");
+    let mut slow = news.listen_with_capacity(8);
+    let mut keeping_up = news.listen();
+    let mut watch = app.watch::<String>("news");
+    for i in 0..20 {
+        news.publish(format!("{i}")).unwrap();
+    }
+    for i in 0..20 {
+        assert_eq!(watch.recv::<String>().await, format!("{i}"));
+        assert_eq!(keeping_up.recv().await.unwrap(), format!("{i}"));
+    }
+    for _ in 0..2 {
+        let lagged = tokio::time::timeout(Duration::from_secs(5), slow.recv()).await;
+        assert!(
+            matches!(lagged, Ok(Err(wsock::ListenError::Lagged))),
+            "{lagged:?}"
+        );
+    }
+    assert!(matches!(
+        slow.try_recv(),
+        Some(Err(wsock::ListenError::Lagged))
+    ));
+    // Dropped from the topic: the watch and `keeping_up` remain.
+    assert_eq!(news.subscribers(), 2);
+    news.publish("after".to_owned()).unwrap();
+    assert_eq!(keeping_up.recv().await.unwrap(), "after");
+}
+
 /// A subscriber that stops reading is closed with 1008 when its queue is full; the others
 /// get every message, in order, and the publisher never waits.
 #[tokio::test]

@@ -23,6 +23,10 @@ use crate::error::{Closed, Failure, panic_message};
 use crate::message::{CloseCode, Message};
 use crate::ratelimit::RateLimit;
 
+/// The endpoint name of a topic listener's mailbox (server code reading a topic, no
+/// connection), for its logs.
+pub(crate) const LISTENER: &str = "topic listener";
+
 pub(crate) struct Mailbox {
     pub(crate) endpoint: &'static str,
     limit: usize,
@@ -297,7 +301,13 @@ impl Mailbox {
     fn overflow(&self) {
         // At most a line a second, however many slow clients a busy topic finds at once.
         static SLOW_CONSUMERS: RateLimit = RateLimit::new(Duration::from_secs(1));
-        if let Some(others) = SLOW_CONSUMERS.check() {
+        if self.endpoint == LISTENER {
+            tracing::warn!(
+                limit = self.limit,
+                "slow topic listener: its queue is full, the code reading it does not keep up; \
+                 it is dropped from the topic (its next recv says Lagged)"
+            );
+        } else if let Some(others) = SLOW_CONSUMERS.check() {
             tracing::warn!(
                 endpoint = self.endpoint,
                 limit = self.limit,
