@@ -55,6 +55,32 @@ async fn ctrl_c_shuts_the_example_down_gracefully() {
     assert!(status.success(), "the example exited with {status}");
 }
 
+/// A second Ctrl-C while the connections drain drops them at once: a client that never
+/// answers the server's close would otherwise hold the shutdown for the close timeout (5 s).
+#[tokio::test]
+async fn a_second_ctrl_c_exits_at_once() {
+    let mut example = Example::start("hello").await;
+    // Upgraded, then silent: it reads nothing and never answers the close.
+    let _silent = common::raw_upgrade(example.addr, "/").await;
+    // Its ready code ran ("Hello!" queued) before the first Ctrl-C.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    example.interrupt();
+    example.expect_output("Ctrl-C: shutting down").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = std::time::Instant::now();
+    example.interrupt();
+    example
+        .expect_output("Ctrl-C again: dropping the remaining connections")
+        .await;
+    let status = example.wait().await;
+    let took = second.elapsed();
+    assert!(status.success(), "the example exited with {status}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the example took {took:?} to exit after the second Ctrl-C"
+    );
+}
+
 #[tokio::test]
 async fn echo_example_echoes_text_and_binary() {
     let example = Example::start("echo").await;

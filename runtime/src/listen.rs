@@ -72,6 +72,16 @@ impl Bound {
     /// accepting there would hand every new connection over to another thread. Dropping this
     /// future stops the server at once (no graceful close).
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> io::Result<()> {
+        self.run_until_hurried(signal, std::future::pending()).await
+    }
+
+    /// [`run_until`](Bound::run_until), and when `hurry` completes while the connections
+    /// drain, they are dropped at once (a second Ctrl-C).
+    pub(crate) async fn run_until_hurried(
+        self,
+        signal: impl Future<Output = ()>,
+        hurry: impl Future<Output = ()>,
+    ) -> io::Result<()> {
         let registry = Arc::clone(&self.app.registry);
         let serving = match self.transport {
             Transport::Plain => tokio::spawn(accept_loop(
@@ -94,8 +104,23 @@ impl Bound {
             done = &mut serving.0 => return finished(done),
             () = &mut signal => registry.shut_down(),
         }
+        let mut hurry = std::pin::pin!(hurry);
+        tokio::select! {
+            done = &mut serving.0 => return finished(done),
+            () = &mut hurry => hurried(&registry),
+        }
+        // The drain ends as soon as the aborted tasks are gone.
         finished((&mut serving.0).await)
     }
+}
+
+/// Drops every open connection now, mid-drain.
+fn hurried(registry: &Registry) {
+    let dropped = registry.abort_all();
+    tracing::warn!(
+        dropped,
+        "Ctrl-C again: dropping the remaining connections without waiting for them"
+    );
 }
 
 /// Shuts a server down gracefully; cheap to clone.
@@ -144,11 +169,19 @@ impl Handle {
     /// Waits for Ctrl-C, then shuts down as [`Handle::shutdown`] does and waits for the end:
     /// for axum's `with_graceful_shutdown(handle.shutdown_on_ctrl_c())`. Ctrl-C is caught
     /// from this call on, so call it before the server starts listening.
+    ///
+    /// A second Ctrl-C while the connections drain drops the remaining ones at once, and the
+    /// future completes (axum then stops as soon as its own HTTP connections are done).
     pub fn shutdown_on_ctrl_c(&self) -> ShuttingDown {
-        let (ctrl_c, handle) = (ctrl_c(), self.clone());
+        let (first, handle) = (ctrl_c(), self.clone());
         ShuttingDown(Box::pin(async move {
-            ctrl_c.await;
-            handle.shutdown().await;
+            first.await;
+            let draining = handle.shutdown();
+            let again = ctrl_c();
+            tokio::select! {
+                () = draining => {}
+                () = again => hurried(&handle.registry),
+            }
         }))
     }
 
@@ -177,7 +210,8 @@ impl std::fmt::Debug for ShuttingDown {
 }
 
 /// Completes at Ctrl-C (SIGINT), which is caught from this call on, not from the first poll
-/// (until then, Ctrl-C would end the process).
+/// (until then, Ctrl-C would end the process). Made once the first one came, it completes at
+/// the next.
 pub(crate) fn ctrl_c() -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let mut ctrl_c = Box::pin(async {
         if tokio::signal::ctrl_c().await.is_ok() {

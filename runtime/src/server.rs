@@ -445,13 +445,17 @@ impl Server {
     }
 
     /// Binds the address and serves until Ctrl-C, then shuts down gracefully: every
-    /// connection is closed with 1001 and its `on_close` runs.
+    /// connection is closed with 1001 and its `on_close` runs. A second Ctrl-C while they
+    /// close drops the remaining ones at once, and `serve` returns.
     pub async fn serve(self, addr: impl ToSocketAddrs) -> io::Result<()> {
         // Ctrl-C is caught from before the server listens: a client that connects at once and
         // is followed by a Ctrl-C still gets its 1001, not a killed process.
         let ctrl_c = crate::listen::ctrl_c();
         let bound = self.bind(addr).await?;
         tracing::info!(addr = %bound.local_addr(), "wsock listening");
-        bound.run_until(ctrl_c).await
+        // Made when the first Ctrl-C came (the hurry is polled only after it), so it waits
+        // for the next one.
+        let again = async { crate::listen::ctrl_c().await };
+        bound.run_until_hurried(ctrl_c, again).await
     }
 }
