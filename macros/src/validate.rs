@@ -116,7 +116,8 @@ fn check_path_params(endpoint: &EndpointFn, errors: &mut Errors) {
                 args,
                 format!(
                     "add a parameter `{name}: T` for the path's `{{{name}}}`, with `T` parsed \
-                     from the segment (`String`, `u32`, any `FromStr` type)"
+                     from the segment (`String`, `u32`, any `FromStr` type) or resolved from it \
+                     (a type of yours implementing `FromPathParam`)"
                 ),
             );
         }
