@@ -108,8 +108,8 @@
 //! that was lossless (no gap, no message missing after the drain, no subscriber closed) and
 //! kept up (deliveries/s within 5 % of the target). `--subs N` runs one subscriber count, at
 //! the publish rates that target 100k, 300k and 1M deliveries/s and at full speed (the
-//! ladder's own for 1,000 and 10,000; `--subs 100`: 1,000, 3,000, 10,000 publishes/s);
-//! `--only WORD` there picks the servers whose name holds WORD (`--only redis`); `--rounds`,
+//! ladder's own for 1,000 and 10,000; `--subs 100`: 1,000, 3,000, 10,000 publishes/s), or at
+//! `--rates R,R,..` publishes/s (`--subs 10000 --rates 200`: 2M deliveries/s); `--only WORD` there picks the servers whose name holds WORD (`--only redis`); `--rounds`,
 //! `--secs` and `--long` do not apply (one pass over the ladder; only the bench binaries are
 //! built). The load
 //! holds 10,001 connections at 10,000 subscribers, and a server as many: the raised
@@ -246,6 +246,7 @@ fn main() {
     let mut redis_flood = false;
     let mut step_secs = 5.0;
     let mut fanout_subs: Option<usize> = None;
+    let mut fanout_rates: Option<Vec<u32>> = None;
     let mut callgrind = false;
     let mut messages = 50_000u64;
     let mut callgrind_dir: Option<PathBuf> = None;
@@ -275,6 +276,11 @@ fn main() {
             }
             "--subs" => {
                 fanout_subs = Some(args.next().and_then(|v| v.parse().ok()).expect("--subs N"))
+            }
+            "--rates" => {
+                let rates = args.next().expect("--rates R,R,..");
+                let rates = rates.split(',').map(|rate| rate.parse().expect("--rates R,R,.."));
+                fanout_rates = Some(rates.collect());
             }
             "--callgrind" => callgrind = true,
             "--messages" => {
@@ -342,6 +348,7 @@ fn main() {
             &target,
             step_secs,
             fanout_subs,
+            fanout_rates,
             only.as_deref(),
             uws.as_deref(),
         );
@@ -1216,6 +1223,7 @@ mod fanout {
         target: &Path,
         secs: f64,
         only_subs: Option<usize>,
+        only_rates: Option<Vec<u32>>,
         only: Option<&str>,
         uws: Option<&Path>,
     ) {
@@ -1225,11 +1233,11 @@ mod fanout {
             .filter(|name| only.is_none_or(|word| picks(name, word)))
             .collect();
         assert!(!servers.is_empty(), "--only matches no server");
-        let ladder: Vec<(usize, [u32; 4])> = match only_subs {
-            None => LADDER.to_vec(),
+        let ladder: Vec<(usize, Vec<u32>)> = match only_subs {
+            None => LADDER.map(|(subs, rates)| (subs, rates.to_vec())).to_vec(),
             Some(subs) => {
                 assert!(subs > 0, "--subs N: at least 1");
-                vec![(subs, rates_for(subs))]
+                vec![(subs, only_rates.unwrap_or_else(|| rates_for(subs).to_vec()))]
             }
         };
         // Only the `wsock+redis` steps need Redis.
@@ -1254,7 +1262,7 @@ mod fanout {
 
     fn print_tables(
         secs: f64,
-        ladder: &[(usize, [u32; 4])],
+        ladder: &[(usize, Vec<u32>)],
         servers: &[&str],
         results: &BTreeMap<(usize, u32, &str), Figures>,
     ) {
