@@ -12,6 +12,7 @@
 //! crowd for everyone else.
 
 use crate::endpoint::FromRequest;
+use crate::error::Error;
 use crate::message::{DecodeError, FromMessage, IntoMessage, Message};
 use crate::request::{Reject, Request};
 
@@ -96,7 +97,7 @@ impl<T> IntoMessage for axum::Json<T>
 where
     T: AxumJsonIsNotWsocks,
 {
-    fn into_message(self) -> Result<Message, crate::Error> {
+    fn into_message(self) -> Result<Message, Error> {
         unreachable!("no type implements `AxumJsonIsNotWsocks`")
     }
 }
