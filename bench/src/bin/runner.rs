@@ -279,7 +279,9 @@ fn main() {
             }
             "--rates" => {
                 let rates = args.next().expect("--rates R,R,..");
-                let rates = rates.split(',').map(|rate| rate.parse().expect("--rates R,R,.."));
+                let rates = rates
+                    .split(',')
+                    .map(|rate| rate.parse().expect("--rates R,R,.."));
                 fanout_rates = Some(rates.collect());
             }
             "--callgrind" => callgrind = true,
