@@ -274,7 +274,8 @@ async fn the_console_probe_answers_what_the_upgrade_got() {
     drop(ws);
     server.stop().await;
 
-    // Without the console, there is no probe either.
+    // Without the console, the client module (on by default) answers the probe for wsock's
+    // client; with neither, there is no probe.
     let server = TestServer::start(
         Server::new()
             .route(named)
@@ -283,8 +284,81 @@ async fn the_console_probe_answers_what_the_upgrade_got() {
     )
     .await;
     let response = raw_http(server.addr, &probe("/named", same_origin)).await;
+    assert_eq!(status_of(&response), 400, "{response}");
+    assert_eq!(header(&response, "x-wsock-console"), Some("probe"));
+    server.stop().await;
+    let server = TestServer::start(
+        Server::new()
+            .route(named)
+            .state(Ran::default())
+            .dev_console(false)
+            .client_module(false),
+    )
+    .await;
+    let response = raw_http(server.addr, &probe("/named", same_origin)).await;
     assert_eq!(status_of(&response), 426, "{response}");
     assert_eq!(header(&response, "x-wsock-console"), None);
+    server.stop().await;
+}
+
+/// The JavaScript client at `/_wsock/client.js`: the embedded build, as a module, cached by
+/// its `ETag`; behind the host check; off with `client_module(false)` unless the console needs
+/// it; a page at the same path wins.
+#[tokio::test]
+async fn the_client_module_is_served_at_its_fixed_path() {
+    let script = include_str!("../runtime/src/client.js");
+    let server = TestServer::start(Server::new().route(echo).dev_console(false)).await;
+    let response = raw_http(server.addr, &get("/_wsock/client.js")).await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert_eq!(
+        header(&response, "content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(
+        header(&response, "cache-control"),
+        Some("public, max-age=3600")
+    );
+    assert_eq!(header(&response, "x-content-type-options"), Some("nosniff"));
+    assert_eq!(body(&response), script);
+    assert!(script.contains("export function connect"));
+    let tag = header(&response, "etag").expect("an ETag").to_owned();
+    let again = format!(
+        "GET /_wsock/client.js HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: {tag}\r\n\r\n"
+    );
+    let response = raw_http(server.addr, again.as_bytes()).await;
+    assert_eq!(status_of(&response), 304, "{response}");
+    assert_eq!(body(&response), "");
+    let post = b"POST /_wsock/client.js HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(status_of(&raw_http(server.addr, post).await), 405);
+    let evil_host = b"GET /_wsock/client.js HTTP/1.1\r\nHost: evil.example\r\n\r\n";
+    assert_eq!(status_of(&raw_http(server.addr, evil_host).await), 403);
+    server.stop().await;
+
+    let off = Server::new()
+        .route(echo)
+        .dev_console(false)
+        .client_module(false);
+    let server = TestServer::start(off).await;
+    let response = raw_http(server.addr, &get("/_wsock/client.js")).await;
+    assert_eq!(status_of(&response), 404, "{response}");
+    server.stop().await;
+    let console = Server::new()
+        .route(echo)
+        .dev_console(true)
+        .client_module(false);
+    let server = TestServer::start(console).await;
+    let response = raw_http(server.addr, &get("/_wsock/client.js")).await;
+    assert_eq!(
+        status_of(&response),
+        200,
+        "the console needs it: {response}"
+    );
+    server.stop().await;
+
+    let mine = Server::new().route(echo).page("/_wsock/client.js", "mine");
+    let server = TestServer::start(mine).await;
+    let response = raw_http(server.addr, &get("/_wsock/client.js")).await;
+    assert_eq!(body(&response), "mine");
     server.stop().await;
 }
 

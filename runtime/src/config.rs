@@ -19,9 +19,13 @@ pub(crate) struct Config {
     pub(crate) max_connections: usize,
     pub(crate) ping_interval: Duration,
     pub(crate) idle_timeout: Duration,
+    /// `Server::heartbeat`: off unless set.
+    pub(crate) heartbeat: Option<Duration>,
     pub(crate) origins: Origins,
     pub(crate) hosts: Hosts,
     pub(crate) dev_console: bool,
+    /// `Server::client_module`.
+    pub(crate) client_module: bool,
     pub(crate) compression: Compression,
 }
 
@@ -37,9 +41,11 @@ impl Default for Config {
             max_connections: 10_000,
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            heartbeat: None,
             origins: Origins::SameHost,
             hosts: Hosts::Auto,
             dev_console: cfg!(debug_assertions),
+            client_module: true,
             compression: Compression::default(),
         }
     }

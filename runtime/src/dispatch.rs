@@ -65,7 +65,7 @@ pub(crate) struct Accepted {
 /// open WebSocket connections and the handshakes under way reach `max_connections`, every
 /// request is answered 503.
 ///
-/// The dev console's probe (see `pages::take_probe`) comes here too and goes the same way,
+/// The probe of the dev console or of the client (see `pages::take_probe`) comes here too and goes the same way,
 /// but is never upgraded: it is answered with the refusal the upgrade got, or a note that it
 /// would be accepted.
 pub(crate) async fn dispatch<B>(
@@ -74,7 +74,8 @@ pub(crate) async fn dispatch<B>(
     peer: Peer,
     handshake: &Handshake,
 ) -> Dispatched {
-    let probe = app.config.dev_console && pages::take_probe(&mut req);
+    let config = &app.config;
+    let probe = (config.dev_console || config.client_module) && pages::take_probe(&mut req);
     let dispatched = if app.is_full(handshake.load()) {
         let limit = app.config.max_connections;
         tracing::warn!(peer = %peer.addr, limit, "too many connections: 503");
@@ -109,6 +110,12 @@ async fn checked<B>(
     let websocket = checks::asks_for_websocket(&req);
     if !websocket && let Some(page) = app.pages.find(req.uri().path()) {
         return pages::page(req.method(), page).map(Dispatched::Page);
+    }
+    if !websocket
+        && (config.client_module || config.dev_console)
+        && req.uri().path() == pages::CLIENT_PATH
+    {
+        return pages::client(&req).map(Dispatched::Page);
     }
     let (route, params) = match app.router.find(req.uri().path()) {
         Ok(Some(found)) => found,

@@ -59,6 +59,65 @@ pub(crate) fn page(method: &Method, page: &str) -> Result<Response<Body>, Refusa
     ))
 }
 
+/// Where the server serves its JavaScript client (`Server::client_module`).
+pub(crate) const CLIENT_PATH: &str = "/_wsock/client.js";
+
+/// The client, as `client/` builds it (CI checks that this file is that build).
+const CLIENT: &str = include_str!("client.js");
+
+/// The client's `ETag`: a hash of its text, made at compile time.
+const CLIENT_TAG: u64 = {
+    // FNV-1a: any change to the text changes the tag.
+    let bytes = CLIENT.as_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash = (hash ^ bytes[i] as u64).wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    hash
+};
+
+/// The JavaScript client, an ES module; `304 Not Modified` when the browser has it already.
+pub(crate) fn client<B>(req: &http::Request<B>) -> Result<Response<Body>, Refusal> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Err(Refusal::method_not_allowed(
+            "GET, HEAD",
+            "this script only answers GET and HEAD requests",
+        ));
+    }
+    let tag = format!("\"{CLIENT_TAG:016x}\"");
+    let cached = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let (status, body) = match cached {
+        true => (StatusCode::NOT_MODIFIED, Body::new()),
+        false => (StatusCode::OK, CLIENT.to_owned()),
+    };
+    // Closed after the answer, as every answer before an upgrade.
+    let mut response = response::plain(status, body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&tag).expect("hex digits in quotes"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
 const CONSOLE: &str = include_str!("console.html");
 
 /// The dev console for one endpoint: a self-contained page that connects back to the URL it
@@ -93,7 +152,7 @@ pub(crate) fn console<B>(
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+            "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; \
              img-src data:; connect-src 'self' ws: wss:; base-uri 'none'; \
              form-action 'none'; frame-ancestors 'none'",
         ),
@@ -111,10 +170,10 @@ const PROBE: &str = "x-wsock-console";
 /// The subprotocol the console offered, on its probe: `Sec-` headers are the browser's alone.
 const PROBE_PROTOCOL: &str = "x-wsock-protocol";
 
-/// Whether `req` is the dev console's probe: after a WebSocket of the console failed before
-/// it opened, the page asks again with a plain `GET` of the same URL, because browsers hide
+/// Whether `req` is the probe of the dev console or of wsock's client: after a WebSocket
+/// failed before it opened, the page asks again with a plain `GET` of the same URL, because browsers hide
 /// a refused upgrade's answer from page code. The probe gets the status and body the upgrade
-/// got (see `dispatch`); the caller checks that the console is on.
+/// got (see `dispatch`); the caller checks that the console or the client module is on.
 ///
 /// Only the console's own page may ask. A page of another site cannot send the header
 /// without a CORS preflight, which wsock never grants, and a browser says where a request

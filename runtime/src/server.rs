@@ -142,6 +142,24 @@ impl Server {
         self
     }
 
+    /// Serves wsock's JavaScript client at `/_wsock/client.js`, so that a page of this server
+    /// can `import { connect } from "/_wsock/client.js"` with no bundler and no npm (the same
+    /// module as the npm package `wsock-client`; see the README's "Client" section), and
+    /// answers the client's probe: when a connection fails before it opens, the client asks
+    /// why with a plain same-origin `GET` of the endpoint's URL marked
+    /// `X-Wsock-Console: probe` (browsers hide a refused upgrade's answer from pages), and gets
+    /// the refusal's status and body, as the dev console does.
+    ///
+    /// On by default, in every build: the client is meant for production pages. The module
+    /// is served with `Content-Type: text/javascript`, an `ETag` and a one-hour
+    /// `Cache-Control`, after the `Host` check and the admission rule, like every page; a
+    /// page added with [`Server::page`] at the same path wins. Turned off, the path is
+    /// answered like any other (404), unless the dev console is on (it uses the module).
+    pub fn client_module(mut self, enabled: bool) -> Self {
+        self.config.client_module = enabled;
+        self
+    }
+
     /// Adds shared state that endpoints take as [`State<T>`](crate::State): one value per type.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.states.insert(value);
@@ -236,6 +254,30 @@ impl Server {
     /// it with 1001. Default: 60 s. Time spent in the endpoint's own sections does not count.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Sends every connection a heartbeat each `interval`: an empty text message. Off by
+    /// default.
+    ///
+    /// Browsers answer the server's pings themselves and never show them, or their absence,
+    /// to page code: a page whose network went away keeps an "open" WebSocket for minutes. A
+    /// heartbeat is a message page code does see, so a client that hears nothing for a while
+    /// knows the connection is dead and reconnects: wsock's client does, with its `heartbeat`
+    /// option (set it to two intervals or more). An empty text message can never be JSON, so
+    /// no JSON message is mistaken for one; a client that is not wsock's sees an empty text
+    /// message each interval, and ignores it, or fails to decode it where it expects JSON.
+    /// Turn it on only for servers whose clients expect it. It is sent whatever else the
+    /// connection sends, at most once an interval, and never after the close began.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wsock::Server;
+    ///
+    /// let server = Server::new().heartbeat(Duration::from_secs(15));
+    /// ```
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.config.heartbeat = Some(interval.max(Duration::from_millis(1)));
         self
     }
 

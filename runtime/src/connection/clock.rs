@@ -1,5 +1,5 @@
 //! A connection's time: the keep-alive clock (ping a silent peer, give up on one silent for
-//! too long), the close deadline (how long a closing connection waits for its peer), and the
+//! too long, send the heartbeats `Server::heartbeat` asks for), the close deadline (how long a closing connection waits for its peer), and the
 //! budget of one wake-up (how much work the task does before it lets the others run).
 
 use std::future::Future;
@@ -18,6 +18,8 @@ pub(super) struct Timing {
     pub(super) ping_interval: Duration,
     /// Silence after which the server gives up on the peer.
     pub(super) idle_timeout: Duration,
+    /// The time between two heartbeats (empty text messages), when the server sends them.
+    pub(super) heartbeat: Option<Duration>,
 }
 
 /// What a keep-alive check found.
@@ -47,16 +49,22 @@ pub(super) struct Clock {
     armed: bool,
     /// `timer` is the close deadline.
     closing: bool,
+    /// When the next heartbeat is due, when the server sends them.
+    next_beat: Option<Instant>,
 }
 
 impl Clock {
-    pub(super) fn new(ping_interval: Duration) -> Self {
+    pub(super) fn new(timing: Timing) -> Self {
+        let now = Instant::now();
+        let next_beat = timing.heartbeat.map(|interval| now + interval);
+        let first = now + timing.ping_interval;
         Clock {
-            last_heard: Instant::now(),
+            last_heard: now,
             frames_at_check: 0,
-            timer: tokio::time::sleep(ping_interval),
+            timer: tokio::time::sleep_until(next_beat.map_or(first, |beat| beat.min(first))),
             armed: false,
             closing: false,
+            next_beat,
         }
     }
 
@@ -88,9 +96,28 @@ impl Clock {
     /// The keep-alive timer fired: is the peer alive? `frames_read` counts the frames read so
     /// far; `reading` says whether the connection reads its socket at all now (while the
     /// endpoint is busy in a section it does not, so silence proves nothing). Sets the timer
-    /// for the next check.
-    pub(super) fn check(&mut self, frames_read: u64, reading: bool, timing: Timing) -> Check {
+    /// for the next check. The second value says whether a heartbeat is due.
+    pub(super) fn check(
+        &mut self,
+        frames_read: u64,
+        reading: bool,
+        timing: Timing,
+    ) -> (Check, bool) {
         let now = Instant::now();
+        let beat = self.next_beat.is_some_and(|at| at <= now);
+        if let (true, Some(interval)) = (beat, timing.heartbeat) {
+            self.next_beat = Some(now + interval);
+        }
+        (self.check_peer(now, frames_read, reading, timing), beat)
+    }
+
+    fn check_peer(
+        &mut self,
+        now: Instant,
+        frames_read: u64,
+        reading: bool,
+        timing: Timing,
+    ) -> Check {
         if frames_read != self.frames_at_check || !reading {
             self.frames_at_check = frames_read;
             self.last_heard = now;
@@ -106,7 +133,8 @@ impl Clock {
         } else {
             now + timing.ping_interval
         };
-        self.reset(next.min(self.last_heard + timing.idle_timeout));
+        let next = next.min(self.last_heard + timing.idle_timeout);
+        self.reset(self.next_beat.map_or(next, |beat| beat.min(next)));
         if silent >= timing.ping_interval {
             Check::Ping
         } else {

@@ -204,7 +204,7 @@ impl<S: Socket> Driver<S> {
             io,
             input: Input::new(read, limits, accepted.deflate),
             output: Output::new(accepted.deflate),
-            clock: Clock::new(app.config.ping_interval),
+            clock: Clock::new(Self::timing_of(&app)),
             budget: Budget::default(),
             mailbox: prepared.mailbox,
             app,
@@ -218,11 +218,16 @@ impl<S: Socket> Driver<S> {
 
     /// The timers' durations, from the server's settings.
     fn timing(&self) -> Timing {
-        let config = &self.app.config;
+        Self::timing_of(&self.app)
+    }
+
+    fn timing_of(app: &App) -> Timing {
+        let config = &app.config;
         Timing {
             close_timeout: config.close_timeout,
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
+            heartbeat: config.heartbeat,
         }
     }
 
@@ -339,13 +344,20 @@ impl<S: Socket> Driver<S> {
         }
     }
 
-    /// The keep-alive timer fired: ping a silent peer, close one silent for too long.
+    /// The keep-alive timer fired: ping a silent peer, close one silent for too long, send
+    /// the heartbeat when one is due.
     fn keep_alive(&mut self) {
         let reading = self.mailbox.wants_message();
-        match self
+        let (check, beat) = self
             .clock
-            .check(self.input.frames_read, reading, self.timing())
-        {
+            .check(self.input.frames_read, reading, self.timing());
+        if beat {
+            // An empty text message, which page code sees (browsers hide pings from it) and
+            // which no JSON message can be; a whole message in one frame, never between the
+            // frames of another.
+            self.output.control(OpCode::Text, Bytes::new());
+        }
+        match check {
             Check::Alive => {}
             Check::Ping => self.output.control(OpCode::Ping, Bytes::new()),
             Check::Idle(silent) => {
