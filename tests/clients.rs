@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 use common::example::Example;
@@ -42,8 +42,8 @@ fn available(test: &str, missing: Option<String>) -> bool {
         return true;
     };
     let install = "`.ci/run` installs everything these tests need; on your machine: \
-                   `pip install websockets`, `npm install --prefix tests/clients`, and \
-                   Chromium (`apt-get install chromium`)";
+                   `pip install websockets`, `npm install --prefix tests/clients`, \
+                   `npm install --prefix client`, and Chromium (`apt-get install chromium`)";
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
         panic!("{test}: cannot run, {missing} (a failure under CI=true). {install}.");
     }
@@ -71,6 +71,20 @@ fn missing_node(package: &str) -> Option<String> {
     None
 }
 
+fn client_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("client")
+}
+
+fn missing_client_tools() -> Option<String> {
+    if !runs("node", &["--version"]) {
+        return Some("`node` is missing".into());
+    }
+    ["typescript", "esbuild"].into_iter().find_map(|package| {
+        let installed = client_dir().join("node_modules").join(package).exists();
+        (!installed).then(|| format!("the node package `{package}` is not installed in client"))
+    })
+}
+
 fn chromium() -> PathBuf {
     std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
 }
@@ -96,12 +110,14 @@ impl Drop for Group {
 
 /// Runs a client script against `example`, echoing its output. When the script prints
 /// `READY shutdown`, the example gets Ctrl-C (SIGINT), as a user stopping it; the script then
-/// checks what its clients saw. Panics with the script's output if it fails.
+/// checks what its clients saw. `READY restart` kills the example (SIGKILL) and starts it
+/// again on the same address, after which the script hears `RESTARTED` on its stdin. Panics
+/// with the script's output if it fails.
 async fn run_client(example: &mut Example, program: &str, args: &[&str]) {
     let mut child = Command::new(program)
         .args(args)
         .current_dir(clients_dir())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -109,6 +125,7 @@ async fn run_client(example: &mut Example, program: &str, args: &[&str]) {
         .spawn()
         .unwrap_or_else(|err| panic!("cannot start {program}: {err}"));
     let _group = Group(child.id().expect("the client runs"));
+    let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let stderr = child.stderr.take().unwrap();
     let errors = tokio::spawn(async move {
@@ -128,6 +145,10 @@ async fn run_client(example: &mut Example, program: &str, args: &[&str]) {
             if line.trim() == "READY shutdown" {
                 example.interrupt();
                 interrupted = true;
+            }
+            if line.trim() == "READY restart" {
+                example.restart(&[]).await;
+                stdin.write_all(b"RESTARTED\n").await.unwrap();
             }
             output.push_str(&line);
             output.push('\n');
@@ -179,6 +200,80 @@ async fn node_ws_client_against_the_echo_example() {
     let mut example = Example::start("echo").await;
     let url = format!("ws://{}/", example.addr);
     run_client(&mut example, "node", &["echo_node.mjs", &url]).await;
+}
+
+/// Runs `node <args>` in `dir` with `env`, bounded by `CLIENT_TIMEOUT`; panics with its
+/// output if it fails, and otherwise prints its summary (the lines `summary` picks) straight
+/// to stderr, so that CI's log shows it for a passing test too.
+async fn run_node(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    summary: fn(&str) -> bool,
+) {
+    let mut command = Command::new("node");
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start node: {err}"));
+    let _group = Group(child.id().expect("node runs"));
+    let output = tokio::time::timeout(CLIENT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("node {args:?} did not finish in {CLIENT_TIMEOUT:?}"))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "node {args:?} failed ({})\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        output.status
+    );
+    let mut err = std::io::stderr().lock();
+    for line in stdout.lines().filter(|line| summary(line)) {
+        let _ = writeln!(err, "client: {line}");
+    }
+}
+
+/// The client package (`client/`): built from its TypeScript sources, checked against the
+/// build the server embeds (`runtime/src/client.js`) and its size budget, then its `node:test`
+/// suite (client/test/) against the test server (tests/clients/server.rs) and the fault proxy.
+#[tokio::test]
+async fn client_package_against_wsock_servers() {
+    if !available("client package", missing_client_tools()) {
+        return;
+    }
+    let dir = client_dir();
+    let tsc = ["node_modules/typescript/bin/tsc", "-p", "."];
+    run_node(&dir, &tsc, &[], |_| false).await;
+    run_node(&dir, &["scripts/check.mjs"], &[], |_| true).await;
+    let server = common::example::binary("client-test-server");
+    // Node 20 has its WebSocket behind this flag; 22 and later have it by default.
+    let test = [
+        "--experimental-websocket",
+        "--test",
+        "--test-reporter=tap",
+        "test/client.test.mjs",
+    ];
+    let env = [("WSOCK_TEST_SERVER", server.as_os_str())];
+    let summary = |line: &str| {
+        line.starts_with("ok ")
+            || line.starts_with("not ok ")
+            || line.starts_with("# \\#")
+            || ["# tests", "# pass", "# fail"]
+                .iter()
+                .any(|s| line.starts_with(s))
+    };
+    run_node(&dir, &test, &env, summary).await;
 }
 
 /// One browser at a time: two Chromiums and their pages are a lot for a small machine.

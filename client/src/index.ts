@@ -271,8 +271,11 @@ export class Client<Send = unknown, Receive = unknown> {
       for (const data of this.#queue.splice(0)) ws.send(data);
     };
     ws.onmessage = ({ data }) => this.#receive(data as string | ArrayBuffer);
-    // The close event follows an error, and says it all.
-    ws.onerror = () => {};
+    // After an error, browsers fire the close event that says it all; some platforms (Node
+    // 20's WebSocket) fire none when the upgrade failed.
+    ws.onerror = () => {
+      if (!this.#openedAt) this.#lost(ws, 1006, "", false);
+    };
     ws.onclose = ({ code, reason, wasClean }) => this.#lost(ws, code, reason, wasClean);
   }
 
@@ -312,7 +315,7 @@ export class Client<Send = unknown, Receive = unknown> {
   async #lost(ws: SocketLike, code: number, reason: string, wasClean: boolean): Promise<void> {
     if (ws !== this.#ws) return;
     this.#ws = undefined;
-    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     clearTimeout(this.#timer);
     clearTimeout(this.#beat);
     if (this.state !== "closed") this.state = "reconnecting";

@@ -155,8 +155,12 @@ export class Client {
                 ws.send(data);
         };
         ws.onmessage = ({ data }) => this.#receive(data);
-        // The close event follows an error, and says it all.
-        ws.onerror = () => { };
+        // After an error, browsers fire the close event that says it all; some platforms (Node
+        // 20's WebSocket) fire none when the upgrade failed.
+        ws.onerror = () => {
+            if (!this.#openedAt)
+                this.#lost(ws, 1006, "", false);
+        };
         ws.onclose = ({ code, reason, wasClean }) => this.#lost(ws, code, reason, wasClean);
     }
     #receive(data) {
@@ -199,7 +203,7 @@ export class Client {
         if (ws !== this.#ws)
             return;
         this.#ws = undefined;
-        ws.onopen = ws.onmessage = ws.onclose = null;
+        ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
         clearTimeout(this.#timer);
         clearTimeout(this.#beat);
         if (this.state !== "closed")

@@ -14,11 +14,28 @@ use super::{Client, connect_with};
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct Example {
+    name: String,
     pub child: Child,
     pub lines: tokio::io::Lines<BufReader<ChildStdout>>,
     pub addr: SocketAddr,
     /// What the example printed before it listened.
     pub banner: Vec<String>,
+}
+
+/// `target/<profile>/examples/<name>`, built by `cargo test`.
+pub fn binary(name: &str) -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    let binary = deps.parent().unwrap().join("examples").join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test`",
+        binary.display()
+    );
+    binary
 }
 
 impl Example {
@@ -30,19 +47,14 @@ impl Example {
     /// Starts `target/<profile>/examples/<name> 127.0.0.1:0 <args>..` and waits for its
     /// address.
     pub async fn start_with(name: &str, args: &[&std::ffi::OsStr]) -> Example {
-        let deps = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .to_owned();
-        let binary: PathBuf = deps.parent().unwrap().join("examples").join(name);
-        assert!(
-            binary.exists(),
-            "{} is missing: run the tests with `cargo test`",
-            binary.display()
-        );
+        Example::start_at(name, "127.0.0.1:0", args).await
+    }
+
+    /// Starts `target/<profile>/examples/<name> <addr> <args>..` and waits for its address.
+    pub async fn start_at(name: &str, addr: &str, args: &[&std::ffi::OsStr]) -> Example {
+        let binary = binary(name);
         let mut child = Command::new(&binary)
-            .arg("127.0.0.1:0")
+            .arg(addr)
             .args(args)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -62,6 +74,7 @@ impl Example {
             }
         };
         Example {
+            name: name.to_owned(),
             child,
             lines,
             addr,
@@ -90,6 +103,14 @@ impl Example {
 
     pub async fn stop(mut self) {
         self.child.kill().await.ok();
+    }
+
+    /// Kills the example (SIGKILL: its connections vanish without a close frame) and starts
+    /// it again on the same address, with `args`.
+    pub async fn restart(&mut self, args: &[&std::ffi::OsStr]) {
+        self.child.kill().await.ok();
+        let name = self.name.clone();
+        *self = Example::start_at(&name, &self.addr.to_string(), args).await;
     }
 
     /// Sends SIGINT (Ctrl-C), as a user stopping the example does.

@@ -1,0 +1,65 @@
+// What the client's tests share: the test server (tests/clients/server.rs, the example
+// `client-test-server`, whose path is in WSOCK_TEST_SERVER), started on a free port or on a
+// given one (to restart it where it was), and waits with a timeout.
+
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+
+const binary = process.env.WSOCK_TEST_SERVER;
+if (!binary) throw new Error("WSOCK_TEST_SERVER must name the test server's binary (see tests/clients.rs)");
+
+const running = new Set();
+process.on("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+/** Starts the test server on `port` (0: a free one); `heartbeat` in ms turns heartbeats on. */
+export async function startServer({ port = 0, heartbeat } = {}) {
+  const args = [`127.0.0.1:${port}`];
+  if (heartbeat) args.push(String(heartbeat));
+  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "inherit"] });
+  running.add(child);
+  const exited = once(child, "exit").then(() => running.delete(child));
+  const lines = createInterface({ input: child.stdout });
+  const addr = await within(10_000, "the test server's address", new Promise((found, failed) => {
+    lines.on("line", (line) => {
+      const match = /listening addr=(\S+)/.exec(line);
+      if (match) found(match[1]);
+    });
+    child.on("exit", (code) => failed(new Error(`the test server exited (${code}) before listening`)));
+  }));
+  const [, portText] = addr.split(":");
+  return {
+    port: Number(portText),
+    url: (path) => `ws://${addr}${path}`,
+    /** Kills it (SIGKILL: connections vanish without a close) and waits for it to exit. */
+    async kill(signal = "SIGKILL") {
+      child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** `promise`, or a failure naming `what` after `ms`. */
+export function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, failed) => {
+    timer = setTimeout(() => failed(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The next `type` event of `client` (for which `accept` holds), within `ms`. */
+export function next(client, type, ms = 10_000, accept = () => true) {
+  let stop;
+  const event = new Promise((found) => {
+    stop = client.on(type, (event) => {
+      if (accept(event)) found(event);
+    });
+  });
+  return within(ms, `a ${type} event`, event).finally(() => stop());
+}
+
+/** Resolves after `ms`. */
+export const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
