@@ -47,6 +47,8 @@ async fn list_rooms(State(rooms): State<Rooms>) -> axum::Json<RoomList> {
 fn chat_server(rooms: &Rooms) -> Server {
     Server::new()
         .page("/", include_str!("chat/index.html"))
+        // The page's client reconnects when it hears nothing for 40 s.
+        .heartbeat(std::time::Duration::from_secs(15))
         .state(rooms.clone())
         .route(chat)
 }

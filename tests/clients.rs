@@ -325,6 +325,19 @@ async fn chromium_chats_between_two_tabs() {
     run_client(&mut example, "node", &["browser.mjs", "chat", &url]).await;
 }
 
+/// The chat page on wsock's client: the server is killed and restarted on the same port while
+/// two tabs are in a room; both reconnect by themselves and chat again.
+#[tokio::test]
+async fn chromium_chat_tabs_reconnect_after_a_server_restart() {
+    if !available("chromium chat restart", missing_browser()) {
+        return;
+    }
+    let _browser = BROWSER.lock().await;
+    let mut example = Example::start("chat").await;
+    let url = format!("http://{}/", example.addr);
+    run_client(&mut example, "node", &["browser.mjs", "chat-restart", &url]).await;
+}
+
 /// The same chat page and endpoint, inside the axum example.
 #[cfg(feature = "axum")]
 #[tokio::test]

@@ -62,8 +62,9 @@ export interface SocketLike {
 export interface Options {
   /** The subprotocols to offer; the server picks one (`client.protocol`). */
   protocols?: string | string[];
-  /** How messages are encoded. Default: `"json"`. */
-  format?: Format;
+  /** How messages are encoded, both ways, or each way (`{ send: "text", receive: "json" }`
+   * for an endpoint that takes text and answers JSON). Default: `"json"`. */
+  format?: Format | { send?: Format; receive?: Format };
   /** Reconnect after a lost connection: `true` (the default) with the default delays, a
    * {@link ReconnectOptions}, or `false`. */
   reconnect?: boolean | ReconnectOptions;
@@ -153,6 +154,8 @@ export class Client<Send = unknown, Receive = unknown> {
   /** Where the client is. */
   state: State = "connecting";
   #o: Options;
+  #sendAs: Format;
+  #receiveAs: Format;
   #r: Required<ReconnectOptions> | undefined;
   #ws: SocketLike | undefined;
   #on: { [type: string]: Set<Listener> } = {};
@@ -174,6 +177,9 @@ export class Client<Send = unknown, Receive = unknown> {
     target.protocol = target.protocol.replace(/^http/, "ws");
     this.url = target.href;
     this.#o = options;
+    const format = options.format ?? "json";
+    this.#sendAs = typeof format === "string" ? format : (format.send ?? "json");
+    this.#receiveAs = typeof format === "string" ? format : (format.receive ?? "json");
     const r = options.reconnect ?? true;
     this.#r = r
       ? { initialDelay: 500, maxDelay: 30000, factor: 2, maxAttempts: Infinity, retryOn: retryable, ...(r === true ? {} : r) }
@@ -206,7 +212,7 @@ export class Client<Send = unknown, Receive = unknown> {
    * cannot be encoded (JSON with a cycle) throws.
    */
   send(message: Send): boolean {
-    const format = this.#o.format ?? "json";
+    const format = this.#sendAs;
     const data = format === "json" ? JSON.stringify(message) : format === "text" ? String(message) : (message as ArrayBuffer);
     if (this.state === "open") {
       this.#ws!.send(data);
@@ -281,7 +287,7 @@ export class Client<Send = unknown, Receive = unknown> {
 
   #receive(data: string | ArrayBuffer): void {
     this.#heard = Date.now();
-    const format = this.#o.format ?? "json";
+    const format = this.#receiveAs;
     // An empty text message is a heartbeat, and can never be JSON.
     if (data === "" && (this.#o.heartbeat || format === "json")) return;
     let value: unknown = data;

@@ -23,7 +23,9 @@
 //!   room;
 //! - `{"type":"message","from":"ada","text":".."}` to everyone in the room, you included;
 //! - `{"type":"notice","text":".."}` to you, when a message of yours reached your server only
-//!   (Redis is unreachable).
+//!   (Redis is unreachable);
+//! - an empty text message every 15 s: a heartbeat (`Server::heartbeat`), by which the page's
+//!   client (wsock's, served at `/_wsock/client.js`) notices a dead connection.
 //!
 //! A room is 1 to 32 letters, digits, `-` or `_`; a name is 1 to 24 characters, no control
 //! characters: anything else is refused before the upgrade with 400 and a body that says why.
@@ -58,6 +60,8 @@ async fn main() -> std::io::Result<()> {
 fn server() -> Server {
     Server::new()
         .page("/", include_str!("index.html"))
+        // The page's client reconnects when it hears nothing for 40 s.
+        .heartbeat(std::time::Duration::from_secs(15))
         .state(Rooms::default())
         .route(chat)
 }

@@ -37,6 +37,8 @@ export class Client {
     /** Where the client is. */
     state = "connecting";
     #o;
+    #sendAs;
+    #receiveAs;
     #r;
     #ws;
     #on = {};
@@ -58,6 +60,9 @@ export class Client {
         target.protocol = target.protocol.replace(/^http/, "ws");
         this.url = target.href;
         this.#o = options;
+        const format = options.format ?? "json";
+        this.#sendAs = typeof format === "string" ? format : (format.send ?? "json");
+        this.#receiveAs = typeof format === "string" ? format : (format.receive ?? "json");
         const r = options.reconnect ?? true;
         this.#r = r
             ? { initialDelay: 500, maxDelay: 30000, factor: 2, maxAttempts: Infinity, retryOn: retryable, ...(r === true ? {} : r) }
@@ -86,7 +91,7 @@ export class Client {
      * cannot be encoded (JSON with a cycle) throws.
      */
     send(message) {
-        const format = this.#o.format ?? "json";
+        const format = this.#sendAs;
         const data = format === "json" ? JSON.stringify(message) : format === "text" ? String(message) : message;
         if (this.state === "open") {
             this.#ws.send(data);
@@ -165,7 +170,7 @@ export class Client {
     }
     #receive(data) {
         this.#heard = Date.now();
-        const format = this.#o.format ?? "json";
+        const format = this.#receiveAs;
         // An empty text message is a heartbeat, and can never be JSON.
         if (data === "" && (this.#o.heartbeat || format === "json"))
             return;

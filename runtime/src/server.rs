@@ -462,11 +462,15 @@ impl Server {
         }
     }
 
-    /// Every path the server answers: its endpoints' patterns and its pages.
+    /// Every path the server answers: its endpoints' patterns, its pages, and the client's
+    /// module when it serves it.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn paths(&self) -> Vec<&'static str> {
         let mut paths: Vec<_> = self.router.paths().map(|(path, _)| path).collect();
         paths.extend(self.pages.paths());
+        if self.config.client_module || self.config.dev_console {
+            paths.push(crate::pages::CLIENT_PATH);
+        }
         paths.sort_unstable();
         paths.dedup();
         paths

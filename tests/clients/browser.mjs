@@ -2,6 +2,8 @@
 // Usage: node browser.mjs console http://127.0.0.1:PORT/   (the echo example's dev console;
 //        https://.. for the tls example's, its self-signed certificate accepted)
 //        node browser.mjs chat http://127.0.0.1:PORT/      (the chat example's page)
+//        node browser.mjs chat-restart http://127.0.0.1:PORT/
+//                                     (the chat page while its server is killed and restarted)
 //        node browser.mjs chat http://127.0.0.1:A/ http://127.0.0.1:B/
 //                                     (two chat servers sharing a Redis: ada on A, bob on B)
 //        node browser.mjs login http://127.0.0.1:PORT/     (the login example's page)
@@ -9,7 +11,9 @@
 //
 // With SCREENSHOT=dir, each mode saves a screenshot of its page there, at its busiest.
 // Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
-// which the page must show close code 1001. Exits non-zero on the first failure.
+// which the page must show close code 1001; `READY restart` asks it to kill the server and
+// start it again on the same port, and it answers `RESTARTED` on stdin. Exits non-zero on the
+// first failure.
 
 import { chromium } from "playwright-core";
 
@@ -185,6 +189,69 @@ async function chat() {
   console.log("ok the page shows 1001 when the server shuts down");
 }
 
+/** Waits for `line` on stdin (the test's answer to a `READY ..` line). */
+async function hear(line) {
+  const { createInterface } = await import("node:readline");
+  const lines = createInterface({ input: process.stdin });
+  let timer;
+  try {
+    await Promise.race([
+      new Promise((heard) => lines.on("line", (got) => got.trim() === line && heard())),
+      new Promise((_, late) => {
+        timer = setTimeout(() => late(new Error(`never heard ${line}`)), TIMEOUT);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    lines.close();
+  }
+}
+
+// The chat page on wsock's client: its server is killed (no close frame) and restarted on the
+// same port while two tabs are in a room; both reconnect by themselves, rejoin, and chat again.
+async function chatRestart() {
+  const ada = await page(await browser.newContext(CONTEXT));
+  const bob = await page(await browser.newContext(CONTEXT));
+  for (const [tab, name] of [[ada, "ada"], [bob, "bob"]]) {
+    await tab.goto(base);
+    await tab.fill("#name", name);
+    await tab.fill("#room", "blue");
+    await tab.click("#join");
+    await see(tab, "#status", `In room blue as ${name}.`);
+  }
+  await bob.fill("#text", "before the restart");
+  await bob.click("#send");
+  await see(ada, "#messages", "bob: before the restart");
+  console.log("ok both joined and chat");
+  const script = await ada.evaluate(() =>
+    [...document.scripts].some((s) => s.type === "module" && s.text.includes('from "/_wsock/client.js"')));
+  if (!script) throw new Error("the chat page does not import wsock's client");
+
+  console.log("READY restart");
+  await hear("RESTARTED");
+  for (const [tab, name] of [[ada, "ada"], [bob, "bob"]]) {
+    await see(tab, "#messages", "Disconnected (1006");
+    await see(tab, "#messages", "reconnected");
+    await see(tab, "#status", `In room blue as ${name}.`);
+  }
+  console.log("ok both tabs saw the connection drop, reconnected by themselves and rejoined");
+  await screenshot(ada, "chat-reconnected");
+
+  await ada.fill("#text", "after the restart");
+  await ada.press("#text", "Enter");
+  await see(bob, "#messages", "ada: after the restart");
+  await bob.fill("#text", "hi again");
+  await bob.click("#send");
+  await see(ada, "#messages", "bob: hi again");
+  const state = await ada.evaluate(() => document.body.dataset.state);
+  if (state !== "in") throw new Error(`the page's state is ${state}, not in`);
+  console.log("ok they chat again after the restart");
+
+  console.log("READY shutdown");
+  await see(ada, "#status", "Disconnected (1001");
+  console.log("ok the page shows 1001 when the server shuts down");
+}
+
 async function screenshot(tab, name) {
   if (process.env.SCREENSHOT) await tab.screenshot({ path: `${process.env.SCREENSHOT}/${name}.png` });
 }
@@ -229,9 +296,10 @@ async function login() {
 try {
   if (mode === "console") await devConsole();
   else if (mode === "chat") await chat();
+  else if (mode === "chat-restart") await chatRestart();
   else if (mode === "login") await login();
   else if (mode === "refused") await refused();
-  else throw new Error(`unknown mode ${mode}: use console, refused, chat or login`);
+  else throw new Error(`unknown mode ${mode}: use console, refused, chat, chat-restart or login`);
   console.log(`all browser ${mode} checks passed`);
 } finally {
   await browser.close();
