@@ -448,3 +448,46 @@ async fn http_refusals_are_real_responses() {
     drop(ws);
     server.stop().await;
 }
+
+#[websocket("/quiet")]
+fn quiet(out: Out<String>) {
+    on_message(|text: String| out.write(text));
+}
+
+/// `Server::heartbeat`: an empty text message each interval, whatever else flows, and none
+/// without it.
+#[tokio::test]
+async fn heartbeats_are_empty_text_messages_each_interval_and_off_by_default() {
+    let server = TestServer::start(
+        Server::new()
+            .route(quiet)
+            .heartbeat(Duration::from_millis(100)),
+    )
+    .await;
+    let mut ws = server.connect("/quiet").await;
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(next_text(&mut ws).await, "");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(2),
+        "three heartbeats took {took:?}"
+    );
+    // Messages go on between them.
+    send(&mut ws, "hello").await;
+    let mut got = next_text(&mut ws).await;
+    while got.is_empty() {
+        got = next_text(&mut ws).await;
+    }
+    assert_eq!(got, "hello");
+    drop(ws);
+    server.stop().await;
+
+    let server = TestServer::start(Server::new().route(quiet)).await;
+    let mut ws = server.connect("/quiet").await;
+    let silent = tokio::time::timeout(Duration::from_millis(400), next(&mut ws)).await;
+    assert!(silent.is_err(), "no heartbeat by default: {silent:?}");
+    drop(ws);
+    server.stop().await;
+}
