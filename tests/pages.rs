@@ -61,7 +61,9 @@ async fn the_dev_console_connects_back_to_its_endpoint() {
         page.contains("<code>echo</code> at <code>/echo</code>"),
         "{page}"
     );
-    assert!(page.contains("new WebSocket(url"), "it connects");
+    // It connects through wsock's client, from this same server.
+    assert!(page.contains(r#"from "/_wsock/client.js""#), "it connects");
+    assert!(policy.contains("script-src 'self'"), "{policy}");
     assert!(!page.contains("src=\"http"), "no external assets");
 
     // A path with parameters: the page is the pattern's, and lists the subprotocol.
