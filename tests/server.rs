@@ -454,16 +454,24 @@ fn quiet(out: Out<String>) {
     on_message(|text: String| out.write(text));
 }
 
+/// An endpoint that wants no heartbeats, on a server that sends them.
+#[websocket("/no-beats", heartbeat = false)]
+fn no_beats(out: Out<String>) {
+    on_message(|text: String| out.write(text));
+}
+
 /// `Server::heartbeat`: an empty text message each interval, whatever else flows, and none
-/// without it.
+/// without it, nor to an endpoint that says `heartbeat = false`.
 #[tokio::test]
 async fn heartbeats_are_empty_text_messages_each_interval_and_off_by_default() {
     let server = TestServer::start(
         Server::new()
             .route(quiet)
+            .route(no_beats)
             .heartbeat(Duration::from_millis(100)),
     )
     .await;
+    let mut opted_out = server.connect("/no-beats").await;
     let mut ws = server.connect("/quiet").await;
     let started = std::time::Instant::now();
     for _ in 0..3 {
@@ -481,7 +489,10 @@ async fn heartbeats_are_empty_text_messages_each_interval_and_off_by_default() {
         got = next_text(&mut ws).await;
     }
     assert_eq!(got, "hello");
-    drop(ws);
+    // Meanwhile (over 300 ms), the endpoint that said no got none; it echoes as ever.
+    send(&mut opted_out, "still here").await;
+    assert_eq!(next_text(&mut opted_out).await, "still here");
+    drop((ws, opted_out));
     server.stop().await;
 
     let server = TestServer::start(Server::new().route(quiet)).await;

@@ -125,6 +125,12 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             const COMPRESS: bool = false;
         )
     });
+    // heartbeat = false
+    let heartbeat = (options.heartbeat == Some(false)).then(|| {
+        quote!(
+            const HEARTBEAT: bool = false;
+        )
+    });
     // The connection's future must be `Send`: spanned at the function's name, so that an
     // `Rc` held across an await is reported there, not at the attribute.
     let fn_span = endpoint.func.sig.ident.span();
@@ -139,6 +145,7 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             #protocols
             #max_message_size
             #compress
+            #heartbeat
             fn accept(#cx: #accept) -> #accepting {
                 #box_pin(async move {
                     #(#extractions)*

@@ -28,7 +28,7 @@ pub(crate) struct EndpointFn {
 }
 
 /// The attribute's arguments: `("/chat", protocol = "chat.v1", max_message_size = "4MiB",
-/// compress = false)`, parsed once into typed values.
+/// compress = false, heartbeat = false)`, parsed once into typed values.
 pub(crate) struct WebsocketArgs {
     pub(crate) path: RoutePath,
     pub(crate) options: Options,
@@ -38,7 +38,8 @@ pub(crate) struct WebsocketArgs {
 const PROTOCOL: &str = "protocol";
 const MAX_MESSAGE_SIZE: &str = "max_message_size";
 const COMPRESS: &str = "compress";
-pub(crate) const OPTION_KEYS: [&str; 3] = [PROTOCOL, MAX_MESSAGE_SIZE, COMPRESS];
+const HEARTBEAT: &str = "heartbeat";
+pub(crate) const OPTION_KEYS: [&str; 4] = [PROTOCOL, MAX_MESSAGE_SIZE, COMPRESS, HEARTBEAT];
 
 /// The `key = value` options after the path, each value parsed into its type as it is read:
 /// `expand` takes these as they are, with no text left to parse. What cannot be used is kept
@@ -52,6 +53,8 @@ pub(crate) struct Options {
     pub(crate) max_message_size: Option<usize>,
     /// `compress = false`: whether the endpoint offers permessage-deflate.
     pub(crate) compress: Option<bool>,
+    /// `heartbeat = false`: whether the endpoint's connections get the server's heartbeats.
+    pub(crate) heartbeat: Option<bool>,
     /// The options that cannot be used, in the order written.
     pub(crate) problems: Vec<OptionProblem>,
 }
@@ -74,7 +77,9 @@ pub(crate) enum OptionProblem {
     BadSize(syn::Lit),
     /// `compress = <value>`, where the value is not `true` or `false`.
     BadCompress(syn::Lit),
-    /// A second `max_message_size` or `compress`: the key.
+    /// `heartbeat = <value>`, where the value is not `true` or `false`.
+    BadHeartbeat(syn::Lit),
+    /// A second `max_message_size`, `compress` or `heartbeat`: the key.
     Repeated(Ident),
     /// A key the attribute does not know.
     Unknown(Ident),
@@ -84,8 +89,8 @@ impl Options {
     /// Types the options, in the order written.
     fn new(written: Vec<(Ident, syn::Lit)>) -> Self {
         let mut options = Options::default();
-        // Whether `max_message_size` and `compress` came before, valid or not.
-        let (mut size_given, mut compress_given) = (false, false);
+        // Whether `max_message_size`, `compress` and `heartbeat` came before, valid or not.
+        let (mut size_given, mut compress_given, mut heartbeat_given) = (false, false, false);
         for (key, value) in written {
             let problem = match key.to_string().as_str() {
                 PROTOCOL => match value {
@@ -123,6 +128,17 @@ impl Options {
                             None
                         }
                         value => Some(OptionProblem::BadCompress(value)),
+                    }
+                }
+                HEARTBEAT if heartbeat_given => Some(OptionProblem::Repeated(key)),
+                HEARTBEAT => {
+                    heartbeat_given = true;
+                    match value {
+                        syn::Lit::Bool(flag) => {
+                            options.heartbeat = Some(flag.value);
+                            None
+                        }
+                        value => Some(OptionProblem::BadHeartbeat(value)),
                     }
                 }
                 _ => Some(OptionProblem::Unknown(key)),
@@ -538,17 +554,26 @@ mod tests {
             protocol = "chat.v2",
             protocol = "chat.v1",
             max_message_size = "4MiB",
-            compress = false
+            compress = false,
+            heartbeat = false
         ));
         let names: Vec<_> = typed.protocols.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["chat.v2", "chat.v1"]);
         assert_eq!(typed.max_message_size, Some(4 << 20));
         assert_eq!(typed.compress, Some(false));
+        assert_eq!(typed.heartbeat, Some(false));
         assert!(typed.problems.is_empty());
 
         let untyped = options(quote!("/"));
         assert!(untyped.protocols.is_empty());
-        assert_eq!((untyped.max_message_size, untyped.compress), (None, None));
+        assert_eq!(
+            (
+                untyped.max_message_size,
+                untyped.compress,
+                untyped.heartbeat
+            ),
+            (None, None, None)
+        );
 
         // Unusable options are kept in order, as written; a key given again is repeated even
         // when its first value was unusable, and neither value is typed.
@@ -561,6 +586,8 @@ mod tests {
             max_message_size = "1KiB",
             compress = "no",
             compress = true,
+            heartbeat = 1,
+            heartbeat = false,
             compres = false
         ));
         let kinds: Vec<_> = bad
@@ -571,6 +598,7 @@ mod tests {
                 OptionProblem::DuplicateProtocol(_) => "duplicate protocol",
                 OptionProblem::BadSize(_) => "bad size",
                 OptionProblem::BadCompress(_) => "bad compress",
+                OptionProblem::BadHeartbeat(_) => "bad heartbeat",
                 OptionProblem::Repeated(_) => "repeated",
                 OptionProblem::Unknown(_) => "unknown",
             })
@@ -583,6 +611,8 @@ mod tests {
                 "bad size",
                 "repeated",
                 "bad compress",
+                "repeated",
+                "bad heartbeat",
                 "repeated",
                 "unknown"
             ]

@@ -65,13 +65,21 @@ fn check_options(endpoint: &EndpointFn, errors: &mut Errors) {
                 "expected `true` or `false`, like `compress = false` (no compression \
                  for this endpoint)",
             ),
+            // heartbeat = false
+            OptionProblem::BadHeartbeat(value) => errors.spanned(
+                value,
+                "expected `true` or `false`, like `heartbeat = false` (no heartbeats for this \
+                 endpoint's connections, when the server sends them)",
+            ),
             OptionProblem::Repeated(key) => errors.spanned(key, format!("`{key}` is given twice")),
             OptionProblem::Unknown(key) => {
                 let name = key.to_string();
                 let hint = did_you_mean(&name, &OPTION_KEYS)
                     .map(|known| format!(", did you mean `{known}`?"))
                     .unwrap_or_else(|| {
-                        ": the options are `protocol`, `max_message_size` and `compress`".to_owned()
+                        ": the options are `protocol`, `max_message_size`, `compress` and \
+                         `heartbeat`"
+                            .to_owned()
                     });
                 errors.spanned(key, format!("unknown argument `{name}`{hint}"));
             }

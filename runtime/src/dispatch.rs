@@ -56,6 +56,8 @@ pub(crate) struct Accepted {
     /// Neither the endpoint nor the server set the message limit: the endpoint's inbound
     /// type may (`FromMessage::MAX_MESSAGE_SIZE`, which the connection's code says).
     pub(crate) limit_by_type: bool,
+    /// The endpoint takes the server's heartbeats (`heartbeat = false` says not).
+    pub(crate) heartbeat: bool,
 }
 
 /// Answers one request: admits it, checks it, finds the endpoint, and runs its extractors.
@@ -207,6 +209,7 @@ async fn checked<B>(
         // An endpoint's own message limit also bounds (or lifts) its frame limit.
         max_frame_size: route.max_message_size.unwrap_or(config.max_frame_size),
         limit_by_type: max_message_size.is_none(),
+        heartbeat: route.heartbeat,
     };
     Ok(Dispatched::Upgrade(
         response::switching(&accept_key, protocol, extensions),

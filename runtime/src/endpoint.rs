@@ -40,6 +40,9 @@ pub trait Endpoint: Send + Sync + 'static {
     /// Whether it may compress (`compress = false` forbids it).
     #[doc(hidden)]
     const COMPRESS: bool = true;
+    /// Whether its connections get the server's heartbeats (`heartbeat = false` says no).
+    #[doc(hidden)]
+    const HEARTBEAT: bool = true;
     /// Extracts the parameters from the upgrade request and prepares the connection's code.
     #[doc(hidden)]
     fn accept(cx: Accept) -> Accepting;

@@ -15,6 +15,7 @@ pub(crate) struct Route {
     pub(crate) protocols: &'static [&'static str],
     pub(crate) max_message_size: Option<usize>,
     pub(crate) compress: bool,
+    pub(crate) heartbeat: bool,
 }
 
 /// One segment of a route pattern.
@@ -53,6 +54,7 @@ impl Router {
                 protocols: E::PROTOCOLS,
                 max_message_size: E::MAX_MESSAGE_SIZE,
                 compress: E::COMPRESS,
+                heartbeat: E::HEARTBEAT,
             },
         );
     }
@@ -185,6 +187,7 @@ mod tests {
                     protocols: &[],
                     max_message_size: None,
                     compress: true,
+                    heartbeat: true,
                 },
             );
         }

@@ -267,7 +267,8 @@ impl Server {
     /// option (set it to two intervals or more). An empty text message can never be JSON, so
     /// no JSON message is mistaken for one; a client that is not wsock's sees an empty text
     /// message each interval, and ignores it, or fails to decode it where it expects JSON.
-    /// Turn it on only for servers whose clients expect it. It is sent whatever else the
+    /// Turn it on only for servers whose clients expect it; an endpoint whose clients do not
+    /// opts out with `#[websocket("/feed", heartbeat = false)]`. It is sent whatever else the
     /// connection sends, at most once an interval, and never after the close began.
     ///
     /// ```

@@ -187,6 +187,8 @@ struct Driver<S> {
     ready: bool,
     /// Neither the endpoint nor the server set a message limit: the inbound type's applies.
     limit_by_type: bool,
+    /// The endpoint takes the server's heartbeats (unless it said `heartbeat = false`).
+    heartbeat: bool,
 }
 
 async fn drive<S: Socket>(driver: &mut Driver<S>) {
@@ -204,7 +206,7 @@ impl<S: Socket> Driver<S> {
             io,
             input: Input::new(read, limits, accepted.deflate),
             output: Output::new(accepted.deflate),
-            clock: Clock::new(Self::timing_of(&app)),
+            clock: Clock::new(Self::timing_of(&app, accepted.heartbeat)),
             budget: Budget::default(),
             mailbox: prepared.mailbox,
             app,
@@ -213,21 +215,23 @@ impl<S: Socket> Driver<S> {
             code: None,
             ready: false,
             limit_by_type: accepted.limit_by_type,
+            heartbeat: accepted.heartbeat,
         })
     }
 
     /// The timers' durations, from the server's settings.
     fn timing(&self) -> Timing {
-        Self::timing_of(&self.app)
+        Self::timing_of(&self.app, self.heartbeat)
     }
 
-    fn timing_of(app: &App) -> Timing {
+    /// `heartbeat`: the endpoint takes the server's heartbeats, if it sends them.
+    fn timing_of(app: &App, heartbeat: bool) -> Timing {
         let config = &app.config;
         Timing {
             close_timeout: config.close_timeout,
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
-            heartbeat: config.heartbeat,
+            heartbeat: config.heartbeat.filter(|_| heartbeat),
         }
     }
 
