@@ -79,6 +79,38 @@ test("reconnects after the server is killed and restarted on the same port", T, 
   await server.kill();
 });
 
+test("going back online retries at once, cutting the backoff's wait short", T, async () => {
+  // Node has no window: an event target stands in for the page's global `online` event.
+  const page = new EventTarget();
+  const saved = [globalThis.addEventListener, globalThis.removeEventListener, Math.random];
+  globalThis.addEventListener = page.addEventListener.bind(page);
+  globalThis.removeEventListener = page.removeEventListener.bind(page);
+  Math.random = () => 0.99; // every retry waits 99% of its cap: a minute here
+  try {
+    let server = await startServer();
+    const client = connect(server.url("/echo"), { format: "text", reconnect: { initialDelay: 60_000, maxDelay: 60_000 } });
+    await next(client, "open");
+    const retry = next(client, "reconnecting");
+    await server.kill();
+    const waiting = await retry;
+    assert.ok(waiting.delay > 50_000, JSON.stringify(waiting));
+    server = await startServer({ port: server.port });
+    const back = next(client, "reconnected", 3_000);
+    const cameBack = Date.now();
+    page.dispatchEvent(new Event("online"));
+    await back;
+    const took = Date.now() - cameBack;
+    assert.ok(took < 2_000, `reconnected ${took} ms after the online event`);
+    client.send("after");
+    assert.equal(await next(client, "message"), "after");
+    console.log(`# back online: reconnected in ${took} ms, not after the ${waiting.delay} ms wait`);
+    client.close();
+    await server.kill();
+  } finally {
+    [globalThis.addEventListener, globalThis.removeEventListener, Math.random] = saved;
+  }
+});
+
 test("backoff: delays within their exponential caps, jittered across clients", T, async () => {
   const server = await startServer();
   const initialDelay = 200;
