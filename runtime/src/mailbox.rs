@@ -23,6 +23,9 @@ use crate::error::{Closed, Failure, panic_message};
 use crate::message::{CloseCode, Message};
 use crate::ratelimit::RateLimit;
 
+/// The most queue room (in messages) a drained buffer keeps for the next messages.
+const KEEP_QUEUED: usize = 64;
+
 /// The endpoint name of a topic listener's mailbox (server code reading a topic, no
 /// connection), for its logs.
 pub(crate) const LISTENER: &str = "topic listener";
@@ -388,8 +391,13 @@ impl Mailbox {
         if out.queue.is_empty() && out.close.is_none() {
             return None;
         }
-        // Swapping keeps both buffers' capacity: no allocation once warmed up.
+        // Swapping keeps both buffers' capacity: no allocation once warmed up. A buffer a
+        // backlog grew past `KEEP_QUEUED` goes, though: a subscriber that fell behind once
+        // does not keep room for that backlog for the rest of its life.
         std::mem::swap(&mut out.queue, into);
+        if out.queue.capacity() > KEEP_QUEUED {
+            out.queue = VecDeque::new();
+        }
         let close = out.close.take();
         let notify = out.waiting > 0;
         drop(out);
@@ -623,6 +631,34 @@ mod tests {
 
     fn text(s: &str) -> Outgoing {
         Outgoing::Message(Message::text(s))
+    }
+
+    /// A backlog's room is not kept: once drained twice (the driver hands its buffer back at
+    /// the next drain), the mailbox holds no more than `KEEP_QUEUED` messages' room, while a
+    /// small queue keeps its buffers (no allocation per message once warmed up).
+    #[test]
+    fn a_drained_backlog_gives_its_room_back() {
+        let mailbox = Mailbox::new("test", 1024);
+        let mut pending = VecDeque::new();
+        for i in 0..300 {
+            mailbox.push(text(&i.to_string()));
+        }
+        assert!(mailbox.drain(&mut pending).is_none());
+        assert_eq!(pending.len(), 300);
+        pending.clear();
+        mailbox.push(text("one"));
+        mailbox.drain(&mut pending);
+        assert_eq!(texts(&mut pending), ["one"]);
+        assert!(lock(&mailbox.out).queue.capacity() <= KEEP_QUEUED);
+        // A small queue keeps both buffers.
+        let small = Mailbox::new("test", 1024);
+        let mut pending = VecDeque::with_capacity(8);
+        small.push(text("a"));
+        small.drain(&mut pending);
+        pending.clear();
+        small.push(text("b"));
+        small.drain(&mut pending);
+        assert!(lock(&small.out).queue.capacity() >= 1);
     }
 
     /// The text of queued messages, to compare them.
