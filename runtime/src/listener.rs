@@ -39,7 +39,7 @@ use crate::topics::{Recipient, Sealed, Subscriber, Topic};
 /// # }
 /// ```
 pub struct Listener<T> {
-    mailbox: Arc<Mailbox>,
+    pub(crate) mailbox: Arc<Mailbox>,
     /// Taken from the mailbox, not yet returned.
     queue: VecDeque<Outgoing>,
     topic: String,
@@ -103,24 +103,7 @@ impl<T: FromMessage> Listener<T> {
     /// The next message published to the topic; waits for one. Cancel-safe: a message is
     /// taken only when it is returned.
     pub async fn recv(&mut self) -> Result<T, ListenError> {
-        let message = poll_fn(|cx| {
-            loop {
-                if self.mailbox.is_abandoned() {
-                    return Poll::Ready(Err(self.lagged()));
-                }
-                if let Some(outgoing) = self.queue.pop_front() {
-                    return Poll::Ready(Ok(match outgoing {
-                        Outgoing::Message(message) => message,
-                        Outgoing::Published(published) => published.message.clone(),
-                    }));
-                }
-                let _ = self.mailbox.drain(&mut self.queue);
-                if self.queue.is_empty() && !self.mailbox.is_abandoned() && self.mailbox.park(cx) {
-                    return Poll::Pending;
-                }
-            }
-        })
-        .await?;
+        let message = self.recv_message().await?;
         T::from_message(message).map_err(ListenError::Decode)
     }
 
@@ -132,15 +115,32 @@ impl<T: FromMessage> Listener<T> {
         if self.queue.is_empty() {
             let _ = self.mailbox.drain(&mut self.queue);
         }
-        let message: Message = match self.queue.pop_front()? {
-            Outgoing::Message(message) => message,
-            Outgoing::Published(published) => published.message.clone(),
-        };
+        let message = message_of(self.queue.pop_front()?);
         Some(T::from_message(message).map_err(ListenError::Decode))
     }
 }
 
 impl<T> Listener<T> {
+    /// The next message published to the topic, undecoded (the test kit's watch decodes it
+    /// as the type it is asked for).
+    pub(crate) async fn recv_message(&mut self) -> Result<Message, ListenError> {
+        poll_fn(|cx| {
+            loop {
+                if self.mailbox.is_abandoned() {
+                    return Poll::Ready(Err(self.lagged()));
+                }
+                if let Some(outgoing) = self.queue.pop_front() {
+                    return Poll::Ready(Ok(message_of(outgoing)));
+                }
+                let _ = self.mailbox.drain(&mut self.queue);
+                if self.queue.is_empty() && !self.mailbox.is_abandoned() && self.mailbox.park(cx) {
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await
+    }
+
     /// The queue overflowed: the publish that found it full shut the mailbox; leaving the
     /// topic is done here, where no publish holds the topic's subscribers.
     fn lagged(&mut self) -> ListenError {
@@ -152,6 +152,15 @@ impl<T> Listener<T> {
     /// The topic's name.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+}
+
+/// What a queued message carries: a published one is shared with the topic's other
+/// subscribers.
+fn message_of(outgoing: Outgoing) -> Message {
+    match outgoing {
+        Outgoing::Message(message) => message,
+        Outgoing::Published(published) => published.message.clone(),
     }
 }
 

@@ -42,9 +42,7 @@ mod rest;
 mod router;
 mod watch;
 
-use std::collections::VecDeque;
 use std::future::{Future, IntoFuture};
-use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -54,7 +52,6 @@ use http::HeaderMap;
 
 use crate::app::App;
 use crate::listen::{Handle, ShuttingDown};
-use crate::mailbox::Mailbox;
 use crate::message::IntoMessage;
 use crate::server::Server;
 use crate::topics::Topics;
@@ -192,14 +189,12 @@ impl TestServer {
     /// # }
     /// ```
     pub fn watch<T: IntoMessage>(&self, name: &str) -> TopicWatch<T> {
-        let watch = TopicWatch {
-            mailbox: Arc::new(Mailbox::new("watch", usize::MAX)),
-            queue: VecDeque::new(),
+        TopicWatch {
+            listener: self
+                .topics()
+                .topic::<T>(name)
+                .listen_with_capacity(usize::MAX),
             timeout: self.timeout,
-            topic: name.to_owned(),
-            _message: PhantomData,
-        };
-        self.topics().topic::<T>(name).subscribe(&watch);
-        watch
+        }
     }
 }

@@ -1,16 +1,11 @@
 //! Watching a topic from a test.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::future::{Future, poll_fn};
-use std::marker::PhantomData;
+use std::future::Future;
 use std::panic::Location;
-use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use crate::codec::Outgoing;
-use crate::mailbox::Mailbox;
+use crate::listener::Listener;
 use crate::message::{FromMessage, IntoMessage, Message};
 use crate::test::client::{describe, short_type_name};
 use crate::test::expect::Expect;
@@ -19,18 +14,16 @@ use crate::topics::{Recipient, Sealed, Subscriber};
 /// What a topic receives, watched from a test: see [`TestServer::watch`](super::TestServer::watch). Dropping it
 /// unsubscribes.
 pub struct TopicWatch<T> {
-    pub(super) mailbox: Arc<Mailbox>,
-    pub(super) queue: VecDeque<Outgoing>,
+    /// A topic listener whose queue has no bound: a test's watch never lags.
+    pub(super) listener: Listener<T>,
     pub(super) timeout: Duration,
-    pub(super) topic: String,
-    pub(super) _message: PhantomData<fn(T)>,
 }
 
 impl<T> Sealed for TopicWatch<T> {}
 
 impl<T: IntoMessage> Subscriber<T> for TopicWatch<T> {
     fn recipient(&self) -> Recipient<'_> {
-        Recipient(&self.mailbox)
+        Recipient(&self.listener.mailbox)
     }
 }
 
@@ -48,7 +41,7 @@ impl<T> TopicWatch<T> {
                 return Err(format!(
                     "expected a message on the topic {:?} within {timeout:?} (at {at}); \
                      nothing was published",
-                    self.topic
+                    self.listener.topic()
                 ));
             };
             let shown = describe(&message);
@@ -57,7 +50,7 @@ impl<T> TopicWatch<T> {
                     "expected a message that decodes as `{}` (at {at}); the topic {:?} got \
                      {shown}, which does not: {err}",
                     short_type_name::<U>(),
-                    self.topic
+                    self.listener.topic()
                 )
             })
         })
@@ -74,7 +67,7 @@ impl<T> TopicWatch<T> {
             match self.next(quiet).await {
                 Some(message) => Err(format!(
                     "expected nothing on the topic {:?} for {quiet:?} (at {at}); got {}",
-                    self.topic,
+                    self.listener.topic(),
                     describe(&message)
                 )),
                 None => Ok(()),
@@ -83,34 +76,16 @@ impl<T> TopicWatch<T> {
     }
 
     async fn next(&mut self, wait: Duration) -> Option<Message> {
-        let next = poll_fn(|cx| {
-            loop {
-                if let Some(outgoing) = self.queue.pop_front() {
-                    return Poll::Ready(match outgoing {
-                        Outgoing::Message(message) => message,
-                        Outgoing::Published(published) => published.message.clone(),
-                    });
-                }
-                let _ = self.mailbox.drain(&mut self.queue);
-                if self.queue.is_empty() && self.mailbox.park(cx) {
-                    return Poll::Pending;
-                }
-            }
-        });
-        tokio::time::timeout(wait, next).await.ok()
-    }
-}
-
-impl<T> Drop for TopicWatch<T> {
-    fn drop(&mut self) {
-        self.mailbox.finish();
+        // An unbounded queue never overflows: no `Lagged`.
+        let next = self.listener.recv_message();
+        tokio::time::timeout(wait, next).await.ok()?.ok()
     }
 }
 
 impl<T> fmt::Debug for TopicWatch<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TopicWatch")
-            .field("topic", &self.topic)
+            .field("topic", &self.listener.topic())
             .finish()
     }
 }
