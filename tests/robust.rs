@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use wsock::prelude::*;
@@ -673,16 +673,8 @@ async fn frames_sent_with_the_upgrade_request_are_read() {
     bytes.extend(raw_frame(0x81, b"first"));
     bytes.extend(raw_frame(0x82, b"second"));
     stream.write_all(&bytes).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8];
-        tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
-            .await
-            .expect("no handshake response in time")
-            .unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert_eq!(raw_read_frame(&mut stream).await, (0x81, b"first".to_vec()));
     assert_eq!(
         raw_read_frame(&mut stream).await,

@@ -202,15 +202,8 @@ pub async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
     raw_upgrade_with(addr, path, "").await.0
 }
 
-/// `raw_upgrade` with `headers` (whole lines, each ending in `\r\n`) added to the request;
-/// returns the stream and the response head.
-pub async fn raw_upgrade_with(addr: SocketAddr, path: &str, headers: &str) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+/// Reads an HTTP response head, byte by byte (so nothing after it is taken), within `WAIT`.
+pub async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8];
@@ -220,7 +213,19 @@ pub async fn raw_upgrade_with(addr: SocketAddr, path: &str, headers: &str) -> (T
             .unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head).into_owned();
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// `raw_upgrade` with `headers` (whole lines, each ending in `\r\n`) added to the request;
+/// returns the stream and the response head.
+pub async fn raw_upgrade_with(addr: SocketAddr, path: &str, headers: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // RFC 6455's own example key and answer.
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
