@@ -11,6 +11,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
@@ -98,27 +99,35 @@ unsafe impl Send for Handler {}
 
 thread_local! {
     /// The connection whose endpoint code runs on this thread right now (its driver calls a
-    /// section, or polls the endpoint's code), and the driver's list of messages to frame.
-    /// An `Out::write` on that connection appends to the list directly: no lock, no wake-up.
+    /// section, or polls the endpoint's code), and its driver's output. An `Out::write` on that
+    /// connection goes to the output directly: no lock, no wake-up, no queue.
     static RUNNING: Cell<Running> = const {
         Cell::new(Running {
             mailbox: std::ptr::null(),
-            pending: std::ptr::null_mut(),
+            output: None,
         })
     };
+}
+
+/// A driver's output, as the connection's own code sees it: what that code writes is handed
+/// to it directly (see `running`), to be framed at once or listed behind what waits.
+pub(crate) trait Writes {
+    /// Takes a message the connection's own code wrote; `false` when `limit` messages wait
+    /// already (the client does not keep up).
+    fn take(&mut self, message: Outgoing, limit: usize) -> bool;
 }
 
 #[derive(Clone, Copy)]
 struct Running {
     mailbox: *const Mailbox,
-    pending: *mut VecDeque<Outgoing>,
+    output: Option<NonNull<dyn Writes>>,
 }
 
 /// Runs `code` (a section, or a poll of the endpoint's code) as the connection `mailbox`'s own
-/// code: its writes go straight to `pending`, which nothing else may touch meanwhile.
+/// code: its writes go straight to `output`, which nothing else may touch meanwhile.
 pub(crate) fn running<R>(
     mailbox: &Arc<Mailbox>,
-    pending: *mut VecDeque<Outgoing>,
+    output: NonNull<dyn Writes>,
     code: impl FnOnce() -> R,
 ) -> R {
     struct Restore(Running);
@@ -129,7 +138,7 @@ pub(crate) fn running<R>(
     }
     let running = Running {
         mailbox: Arc::as_ptr(mailbox),
-        pending,
+        output: Some(output),
     };
     let _restore = Restore(RUNNING.replace(running));
     code()
@@ -268,15 +277,16 @@ impl Mailbox {
             return;
         }
         // Written by the connection's own code, while nothing waits in the shared queue (which
-        // must go first): straight to the driver's list.
+        // must go first): straight to the driver's output.
         let running = RUNNING.get();
-        if std::ptr::eq(running.mailbox, self) && !self.queued.load(Ordering::Acquire) {
-            // SAFETY: `running` set this pointer to the driver's list for the duration of the
-            // code that runs now, on this thread, and the driver does not touch it meanwhile.
-            let pending = unsafe { &mut *running.pending };
-            if pending.len() < self.limit {
-                pending.push_back(message);
-            } else {
+        if std::ptr::eq(running.mailbox, self)
+            && let Some(mut output) = running.output
+            && !self.queued.load(Ordering::Acquire)
+        {
+            // SAFETY: `running` set this pointer to the driver's output for the duration of
+            // the code that runs now, on this thread, and the driver does not touch it
+            // meanwhile.
+            if !unsafe { output.as_mut() }.take(message, self.limit) {
                 self.overflow();
             }
             return;

@@ -11,10 +11,10 @@ mod clock;
 mod input;
 mod output;
 
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -25,7 +25,6 @@ use hyper_util::rt::TokioIo;
 use tracing::Instrument;
 
 use crate::app::App;
-use crate::codec::Outgoing;
 use crate::codec::frame::OpCode;
 use crate::codec::read::{Incoming, Limits};
 use crate::codec::socket::Socket;
@@ -35,7 +34,7 @@ use crate::connection::output::Output;
 use crate::dispatch::Accepted;
 use crate::endpoint::Code;
 use crate::error::{Error, panic_message};
-use crate::mailbox::{self, Handled, Mailbox};
+use crate::mailbox::{self, Handled, Mailbox, Writes};
 use crate::message::{CloseCode, Message};
 
 /// Runs an accepted connection on the socket hyper hands over after the 101, in a task of its
@@ -250,12 +249,13 @@ impl<S: Socket> Driver<S> {
             if let Some(user) = &mut self.user
                 && !self.mailbox.serves()
             {
-                // The endpoint's own writes go straight to `pending` meanwhile.
-                let pending: *mut VecDeque<Outgoing> = &mut self.output.pending;
+                // The endpoint's own writes go straight to the output meanwhile.
+                let output = NonNull::from(&mut self.output as &mut dyn Writes);
                 // A panic in ready code or `on_close` ends this connection only.
-                let polled = mailbox::running(&self.mailbox, pending, || {
+                let polled = mailbox::running(&self.mailbox, output, || {
                     std::panic::catch_unwind(AssertUnwindSafe(|| user.as_mut().poll(cx)))
                 });
+                self.budget.spend(cx, std::mem::take(&mut self.output.owed));
                 let finished = match polled {
                     Ok(Poll::Pending) => None,
                     Ok(Poll::Ready(result)) => Some(Ok(result)),
@@ -404,6 +404,7 @@ impl<S: Socket> Driver<S> {
     }
 
     fn write(&mut self, cx: &mut Context<'_>) {
+        self.output.framed_at_once = 0;
         if self.output.blocked && !self.output.abandoned {
             // The socket was full: write what waits before taking more from the queue.
             self.flush(cx);
@@ -464,7 +465,7 @@ impl<S: Socket> Driver<S> {
                 Poll::Ready(Ok(Incoming::Message(message)))
                     if self.phase == Phase::Open && (serving || self.mailbox.serves()) =>
                 {
-                    serving = self.serve(message);
+                    serving = self.serve(message, cx);
                     progress = true;
                 }
                 Poll::Ready(Ok(event)) => {
@@ -522,10 +523,10 @@ impl<S: Socket> Driver<S> {
     /// Calls the endpoint's synchronous handler with `message`, in place. Whether the
     /// section handled it (rather than failed, or refused an undecodable message).
     #[inline(always)]
-    fn serve(&mut self, message: Message) -> bool {
+    fn serve(&mut self, message: Message, cx: &mut Context<'_>) -> bool {
         let handler = self.mailbox.handler();
-        let pending: *mut VecDeque<Outgoing> = &mut self.output.pending;
-        let handled = mailbox::running(&self.mailbox, pending, || {
+        let output = NonNull::from(&mut self.output as &mut dyn Writes);
+        let handled = mailbox::running(&self.mailbox, output, || {
             // SAFETY: registered by the `Serve` future the endpoint's code waits in, which
             // keeps it valid until it withdraws it; that code is not being polled now, and
             // nothing else calls the handler. `serves()` said it is registered.
@@ -533,6 +534,8 @@ impl<S: Socket> Driver<S> {
         });
         let done = matches!(handled, Handled::Done);
         self.mailbox.handled(handled);
+        let owed = std::mem::take(&mut self.output.owed);
+        self.budget.spend(cx, owed);
         done
     }
 

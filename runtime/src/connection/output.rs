@@ -13,7 +13,7 @@ use crate::codec::frame::OpCode;
 use crate::codec::socket::Socket;
 use crate::codec::write::Writer;
 use crate::codec::{Outgoing, Published, Role};
-use crate::mailbox::CloseRequest;
+use crate::mailbox::{CloseRequest, Writes};
 use crate::message::{CloseCode, Message};
 
 pub(super) struct Output {
@@ -22,9 +22,14 @@ pub(super) struct Output {
     deflate: Option<Deflate>,
     /// The compression contexts kept between messages, with context takeover.
     contexts: Contexts,
-    /// Messages taken from the queue, not yet framed. The endpoint's own writes, made while
-    /// the connection's task runs its code, land here directly.
+    /// Messages taken from the queue, not yet framed; and the endpoint's own writes made while
+    /// the socket is full or others wait here.
     pub(super) pending: VecDeque<Outgoing>,
+    /// Budget units spent framing the endpoint's own writes, made while the connection's task
+    /// runs its code, for the driver to count.
+    pub(super) owed: usize,
+    /// The endpoint's own writes framed at once since the driver's last framing pass.
+    pub(super) framed_at_once: usize,
     /// A close asked for, sent once `pending` is written.
     pub(super) close: Option<CloseRequest>,
     /// The socket took only part of what was written: write it out before framing more, so
@@ -41,6 +46,8 @@ impl Output {
             deflate,
             contexts: Contexts::default(),
             pending: VecDeque::new(),
+            owed: 0,
+            framed_at_once: 0,
             close: None,
             blocked: false,
             abandoned: false,
@@ -131,6 +138,27 @@ impl Output {
             Poll::Ready(Err(error)) => return Err(error),
         }
         Ok(())
+    }
+}
+
+/// The endpoint's own writes, made while the connection's task runs its code (see
+/// `mailbox::running`): framed at once, unless others wait to be framed first or the socket
+/// is full (then listed). Either way they count toward the queue's limit until the driver's
+/// next framing pass, as they did when all were listed. So a section that answers a message
+/// costs no list and no buffer of its own.
+impl Writes for Output {
+    #[inline(always)]
+    fn take(&mut self, message: Outgoing, limit: usize) -> bool {
+        if self.framed_at_once + self.pending.len() >= limit {
+            return false;
+        }
+        if self.pending.is_empty() && !self.blocked {
+            self.framed_at_once += 1;
+            self.owed += self.frame(message);
+        } else {
+            self.pending.push_back(message);
+        }
+        true
     }
 }
 
