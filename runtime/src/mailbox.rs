@@ -117,6 +117,35 @@ pub(crate) trait Writes {
     fn take(&mut self, message: Outgoing, limit: usize) -> bool;
 }
 
+thread_local! {
+    /// An empty buffer for a driver's list of messages to frame, lent to the next driver of
+    /// this thread that drains its queue: a connection holds one only while it has something
+    /// to frame, and one that sleeps holds none (its queue keeps its own).
+    static SPARE: Cell<VecDeque<Outgoing>> = const { Cell::new(VecDeque::new()) };
+}
+
+/// Gives `list` the thread's spare buffer if it has none: no allocation when one is spare.
+fn lend_spare(list: &mut VecDeque<Outgoing>) {
+    if list.capacity() == 0 {
+        *list = SPARE.take();
+    }
+}
+
+/// The driver of an emptied `list` goes to sleep: its buffer goes back to the thread, to be
+/// lent to the next driver that drains its queue (one that a backlog grew past
+/// `KEEP_QUEUED` is freed instead). The thread keeps one spare.
+#[inline]
+pub(crate) fn give_back(list: &mut VecDeque<Outgoing>) {
+    debug_assert!(list.is_empty());
+    if list.capacity() == 0 {
+        return;
+    }
+    let buffer = std::mem::take(list);
+    if buffer.capacity() <= KEEP_QUEUED {
+        drop(SPARE.replace(buffer));
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Running {
     mailbox: *const Mailbox,
@@ -401,9 +430,11 @@ impl Mailbox {
         if out.queue.is_empty() && out.close.is_none() {
             return None;
         }
-        // Swapping keeps both buffers' capacity: no allocation once warmed up. A buffer a
+        // Swapping keeps both buffers' capacity: no allocation once warmed up (the driver's
+        // side is the thread's spare, which it gives back when it sleeps). A buffer a
         // backlog grew past `KEEP_QUEUED` goes, though: a subscriber that fell behind once
         // does not keep room for that backlog for the rest of its life.
+        lend_spare(into);
         std::mem::swap(&mut out.queue, into);
         if out.queue.capacity() > KEEP_QUEUED {
             out.queue = VecDeque::new();
@@ -669,6 +700,34 @@ mod tests {
         small.push(text("b"));
         small.drain(&mut pending);
         assert!(lock(&small.out).queue.capacity() >= 1);
+    }
+
+    /// Two subscribers drained one after the other, each sleeping in between (as drivers of
+    /// one thread do), share the thread's spare list: a sleeping driver holds none, and each
+    /// queue keeps its own buffer.
+    #[test]
+    fn sleeping_drivers_hold_no_list() {
+        let subscribers = [Mailbox::new("a", 16), Mailbox::new("b", 16)];
+        let mut lists = [VecDeque::new(), VecDeque::new()];
+        for round in 0..4 {
+            for (mailbox, list) in subscribers.iter().zip(&mut lists) {
+                mailbox.push(text(&round.to_string()));
+                assert!(mailbox.drain(list).is_none());
+                assert_eq!(texts(list), [round.to_string()]);
+                give_back(list);
+                assert_eq!(list.capacity(), 0, "a sleeping driver holds no list");
+                // Once the thread has a spare (after the first drain), each queue keeps a
+                // buffer of its own.
+                assert!(
+                    round == 0 || lock(&mailbox.out).queue.capacity() >= 1,
+                    "the queue keeps its own"
+                );
+            }
+        }
+        // A list a backlog grew is freed rather than kept as the spare.
+        let mut grown = VecDeque::with_capacity(KEEP_QUEUED + 1);
+        give_back(&mut grown);
+        assert!(SPARE.take().capacity() <= KEEP_QUEUED);
     }
 
     /// The text of queued messages, to compare them.

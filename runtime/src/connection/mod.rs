@@ -329,6 +329,8 @@ impl<S: Socket> Driver<S> {
                         // The socket took what blocked the last turn's framing: go on framing.
                         false
                     } else {
+                        // A sleeping connection holds no list of messages to frame.
+                        mailbox::give_back(&mut self.output.pending);
                         self.mailbox.park(cx)
                     };
                     if !parked {
