@@ -40,10 +40,11 @@ extern crate self as wsock;
 pub use wsock_macros::websocket;
 pub use wsock_runtime::{
     Bound, Broker, BrokerError, BrokerFuture, Bytes, CloseCode, Closed, Compression, DecodeError,
-    Endpoint, Error, FromMessage, FromPathParam, FromRequest, Handle, HeaderMap, IntoMessage, Json,
-    ListenError, Listener, Message, Method, Out, Publish, PublishError, Query, Reject, Request,
-    SESSION_COOKIE, SameSite, Server, Session, SessionKey, Sessions, ShuttingDown, Sink, State,
-    StatusCode, Subscriber, Text, Topic, Topics, Uri, WsService,
+    Endpoint, Error, FromMessage, FromPathParam, FromRequest, Handle, HeaderMap, History,
+    IntoMessage, Json, ListenError, Listener, Message, Method, NotRecovered, Out, Publish,
+    PublishError, Query, Reject, Request, SESSION_COOKIE, SameSite, Server, Session, SessionKey,
+    Sessions, ShuttingDown, Sink, State, StatusCode, Subscribed, Subscriber, Text, Topic, Topics,
+    Uri, WsService,
 };
 
 #[cfg(feature = "tls")]
@@ -56,7 +57,7 @@ pub mod prelude {
     pub use crate::sections::{on_close, on_error, on_message};
     pub use crate::{
         CloseCode, DecodeError, Error, FromPathParam, FromRequest, Json, Message, Out, Query,
-        Reject, Request, Server, Session, State, Text, Topic, Topics, websocket,
+        Reject, Request, Server, Session, State, Subscribed, Text, Topic, Topics, websocket,
     };
 }
 

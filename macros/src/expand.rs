@@ -131,6 +131,12 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             const HEARTBEAT: bool = false;
         )
     });
+    // resume = true
+    let resume = (options.resume == Some(true)).then(|| {
+        quote!(
+            const RESUME: bool = true;
+        )
+    });
     // The connection's future must be `Send`: spanned at the function's name, so that an
     // `Rc` held across an await is reported there, not at the attribute.
     let fn_span = endpoint.func.sig.ident.span();
@@ -146,6 +152,7 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             #max_message_size
             #compress
             #heartbeat
+            #resume
             fn accept(#cx: #accept) -> #accepting {
                 #box_pin(async move {
                     #(#extractions)*

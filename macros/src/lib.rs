@@ -50,7 +50,9 @@ use proc_macro::TokenStream;
 /// - **Options** may follow the path: `protocol = "chat.v1"` (repeatable, preferred first: the
 ///   subprotocols it speaks), `max_message_size = "4MiB"` (its own limit on incoming messages),
 ///   `compress = false` (no permessage-deflate for this endpoint), `heartbeat = false` (none
-///   of the server's heartbeats, `Server::heartbeat`, for this endpoint's connections).
+///   of the server's heartbeats, `Server::heartbeat`, for this endpoint's connections),
+///   `resume = true` (its connections get their topics' missed messages after a reconnect:
+///   see `Topic::subscribe` and the README's "Resume").
 ///   Without `max_message_size`, the server's limit applies, or, when the server sets none
 ///   either, the `on_message` type's: 64 KiB for `Json<T>`, 16 MiB for the others.
 /// - **Parameters** are extracted from the HTTP upgrade request before the handshake is
@@ -128,7 +130,8 @@ use proc_macro::TokenStream;
 ///   path has), a `{segment}` used twice or with no function parameter of its name, a
 ///   malformed option list (a missing comma, `key` without `= value`, a value that is not a
 ///   literal), an unknown option, a malformed or repeated subprotocol, a malformed or repeated
-///   size, a `compress` or `heartbeat` that is not `true` or `false` or is given twice, or an
+///   size, a `compress`, `heartbeat` or `resume` that is not `true` or `false` or is given
+///   twice, or an
 ///   item that is not a function;
 /// - the signature: a generic, `const`, `unsafe` or `extern` function, a `self` parameter, a
 ///   return type other than `()` or a `Result`, `.await` in the ready code of a plain `fn`, an

@@ -28,7 +28,7 @@ pub(crate) struct EndpointFn {
 }
 
 /// The attribute's arguments: `("/chat", protocol = "chat.v1", max_message_size = "4MiB",
-/// compress = false, heartbeat = false)`, parsed once into typed values.
+/// compress = false, heartbeat = false, resume = true)`, parsed once into typed values.
 pub(crate) struct WebsocketArgs {
     pub(crate) path: RoutePath,
     pub(crate) options: Options,
@@ -39,7 +39,8 @@ const PROTOCOL: &str = "protocol";
 const MAX_MESSAGE_SIZE: &str = "max_message_size";
 const COMPRESS: &str = "compress";
 const HEARTBEAT: &str = "heartbeat";
-pub(crate) const OPTION_KEYS: [&str; 4] = [PROTOCOL, MAX_MESSAGE_SIZE, COMPRESS, HEARTBEAT];
+const RESUME: &str = "resume";
+pub(crate) const OPTION_KEYS: [&str; 5] = [PROTOCOL, MAX_MESSAGE_SIZE, COMPRESS, HEARTBEAT, RESUME];
 
 /// The `key = value` options after the path, each value parsed into its type as it is read:
 /// `expand` takes these as they are, with no text left to parse. What cannot be used is kept
@@ -55,6 +56,8 @@ pub(crate) struct Options {
     pub(crate) compress: Option<bool>,
     /// `heartbeat = false`: whether the endpoint's connections get the server's heartbeats.
     pub(crate) heartbeat: Option<bool>,
+    /// `resume = true`: whether the endpoint's connections resume their topics.
+    pub(crate) resume: Option<bool>,
     /// The options that cannot be used, in the order written.
     pub(crate) problems: Vec<OptionProblem>,
 }
@@ -79,7 +82,9 @@ pub(crate) enum OptionProblem {
     BadCompress(syn::Lit),
     /// `heartbeat = <value>`, where the value is not `true` or `false`.
     BadHeartbeat(syn::Lit),
-    /// A second `max_message_size`, `compress` or `heartbeat`: the key.
+    /// `resume = <value>`, where the value is not `true` or `false`.
+    BadResume(syn::Lit),
+    /// A second `max_message_size`, `compress`, `heartbeat` or `resume`: the key.
     Repeated(Ident),
     /// A key the attribute does not know.
     Unknown(Ident),
@@ -89,8 +94,10 @@ impl Options {
     /// Types the options, in the order written.
     fn new(written: Vec<(Ident, syn::Lit)>) -> Self {
         let mut options = Options::default();
-        // Whether `max_message_size`, `compress` and `heartbeat` came before, valid or not.
-        let (mut size_given, mut compress_given, mut heartbeat_given) = (false, false, false);
+        // Whether `max_message_size`, `compress`, `heartbeat` and `resume` came before, valid
+        // or not.
+        let (mut size_given, mut compress_given, mut heartbeat_given, mut resume_given) =
+            (false, false, false, false);
         for (key, value) in written {
             let problem = match key.to_string().as_str() {
                 PROTOCOL => match value {
@@ -139,6 +146,17 @@ impl Options {
                             None
                         }
                         value => Some(OptionProblem::BadHeartbeat(value)),
+                    }
+                }
+                RESUME if resume_given => Some(OptionProblem::Repeated(key)),
+                RESUME => {
+                    resume_given = true;
+                    match value {
+                        syn::Lit::Bool(flag) => {
+                            options.resume = Some(flag.value);
+                            None
+                        }
+                        value => Some(OptionProblem::BadResume(value)),
                     }
                 }
                 _ => Some(OptionProblem::Unknown(key)),
@@ -555,13 +573,15 @@ mod tests {
             protocol = "chat.v1",
             max_message_size = "4MiB",
             compress = false,
-            heartbeat = false
+            heartbeat = false,
+            resume = true
         ));
         let names: Vec<_> = typed.protocols.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["chat.v2", "chat.v1"]);
         assert_eq!(typed.max_message_size, Some(4 << 20));
         assert_eq!(typed.compress, Some(false));
         assert_eq!(typed.heartbeat, Some(false));
+        assert_eq!(typed.resume, Some(true));
         assert!(typed.problems.is_empty());
 
         let untyped = options(quote!("/"));
@@ -570,9 +590,10 @@ mod tests {
             (
                 untyped.max_message_size,
                 untyped.compress,
-                untyped.heartbeat
+                untyped.heartbeat,
+                untyped.resume
             ),
-            (None, None, None)
+            (None, None, None, None)
         );
 
         // Unusable options are kept in order, as written; a key given again is repeated even
@@ -588,6 +609,8 @@ mod tests {
             compress = true,
             heartbeat = 1,
             heartbeat = false,
+            resume = "yes",
+            resume = true,
             compres = false
         ));
         let kinds: Vec<_> = bad
@@ -599,6 +622,7 @@ mod tests {
                 OptionProblem::BadSize(_) => "bad size",
                 OptionProblem::BadCompress(_) => "bad compress",
                 OptionProblem::BadHeartbeat(_) => "bad heartbeat",
+                OptionProblem::BadResume(_) => "bad resume",
                 OptionProblem::Repeated(_) => "repeated",
                 OptionProblem::Unknown(_) => "unknown",
             })
@@ -614,11 +638,16 @@ mod tests {
                 "repeated",
                 "bad heartbeat",
                 "repeated",
+                "bad resume",
+                "repeated",
                 "unknown"
             ]
         );
         assert_eq!(bad.protocols.len(), 1);
-        assert_eq!((bad.max_message_size, bad.compress), (None, None));
+        assert_eq!(
+            (bad.max_message_size, bad.compress, bad.resume),
+            (None, None, None)
+        );
     }
 
     #[test]

@@ -71,14 +71,20 @@ fn check_options(endpoint: &EndpointFn, errors: &mut Errors) {
                 "expected `true` or `false`, like `heartbeat = false` (no heartbeats for this \
                  endpoint's connections, when the server sends them)",
             ),
+            // resume = true
+            OptionProblem::BadResume(value) => errors.spanned(
+                value,
+                "expected `true` or `false`, like `resume = true` (this endpoint's connections \
+                 resume their topics after a reconnect)",
+            ),
             OptionProblem::Repeated(key) => errors.spanned(key, format!("`{key}` is given twice")),
             OptionProblem::Unknown(key) => {
                 let name = key.to_string();
                 let hint = did_you_mean(&name, &OPTION_KEYS)
                     .map(|known| format!(", did you mean `{known}`?"))
                     .unwrap_or_else(|| {
-                        ": the options are `protocol`, `max_message_size`, `compress` and \
-                         `heartbeat`"
+                        ": the options are `protocol`, `max_message_size`, `compress`, \
+                         `heartbeat` and `resume`"
                             .to_owned()
                     });
                 errors.spanned(key, format!("unknown argument `{name}`{hint}"));

@@ -142,6 +142,10 @@ fn ended_with(subscriptions: &Subscriptions, ended: &str, held: usize, lost: &mu
             .disconnections
             .fetch_add(1, Ordering::Relaxed);
         *lost = true;
+        // Topic histories start again: no client resumes across what is lost from now on.
+        if let Some(delivery) = subscriptions.delivery.get() {
+            delivery.sink.lost();
+        }
         tracing::warn!(
             redis = subscriptions.shown,
             error = ended,
@@ -291,6 +295,10 @@ impl Session<'_> {
                         .insert(String::from_utf8_lossy(&channel).into_owned());
                     if *self.lost && self.confirmed.len() == self.requested.len() {
                         *self.lost = false;
+                        // Positions given out while messages were being lost resume nowhere.
+                        if let Some(delivery) = self.subscriptions.delivery.get() {
+                            delivery.sink.lost();
+                        }
                         tracing::info!(
                             redis = self.subscriptions.shown,
                             channels = self.confirmed.len(),

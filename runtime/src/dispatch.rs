@@ -17,6 +17,7 @@ use crate::codec::deflate::{self, Deflate};
 use crate::config::{Compression, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::endpoint::{Accept, Prepared};
 use crate::error::panic_message;
+use crate::history::Resume;
 use crate::mailbox::Mailbox;
 use crate::pages;
 use crate::registry::Handshake;
@@ -162,6 +163,14 @@ async fn checked<B>(
             "the server is shutting down",
         ));
     }
+    // Where a resuming client was in its topics: read before any extractor runs.
+    let resume = match route.resume {
+        false => None,
+        true => Some(Box::new(
+            Resume::from_query(req.uri().query())
+                .map_err(|reason| Refusal::new(StatusCode::BAD_REQUEST, reason))?,
+        )),
+    };
     let (parts, _body) = req.into_parts();
     let request = Request::new(Head {
         method: parts.method,
@@ -173,7 +182,7 @@ async fn checked<B>(
         protocol,
         context: Arc::clone(&app.context),
     });
-    let mailbox = Arc::new(Mailbox::new(route.name, config.queue_capacity));
+    let mailbox = Arc::new(Mailbox::new(route.name, config.queue_capacity).resuming(resume));
     let accepting = (route.accept)(Accept::new(request, mailbox));
     // A panic in an extractor refuses this client with 500; the server goes on.
     let prepared = match AssertUnwindSafe(accepting).catch_unwind().await {

@@ -43,6 +43,9 @@ pub trait Endpoint: Send + Sync + 'static {
     /// Whether its connections get the server's heartbeats (`heartbeat = false` says no).
     #[doc(hidden)]
     const HEARTBEAT: bool = true;
+    /// Whether its connections resume their topics after a reconnect (`resume = true`).
+    #[doc(hidden)]
+    const RESUME: bool = false;
     /// Extracts the parameters from the upgrade request and prepares the connection's code.
     #[doc(hidden)]
     fn accept(cx: Accept) -> Accepting;

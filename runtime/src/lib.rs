@@ -22,6 +22,7 @@ mod extract;
 mod foreign;
 #[cfg(feature = "fuzz")]
 mod fuzz;
+mod history;
 mod http_conn;
 mod listen;
 mod listener;
@@ -50,6 +51,7 @@ pub use crate::config::Compression;
 pub use crate::endpoint::{Endpoint, FromPathParam, FromRequest};
 pub use crate::error::{Closed, Error};
 pub use crate::extract::{Query, State};
+pub use crate::history::{History, NotRecovered, Subscribed};
 pub use crate::listen::{Bound, Handle, ShuttingDown};
 pub use crate::listener::{ListenError, Listener};
 pub use crate::message::{CloseCode, DecodeError, FromMessage, IntoMessage, Json, Message, Text};

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::codec::Outgoing;
 use crate::error::{Closed, Failure, panic_message};
+use crate::history::Resume;
 use crate::message::{CloseCode, Message};
 use crate::ratelimit::RateLimit;
 
@@ -70,6 +71,9 @@ pub(crate) struct Mailbox {
     /// The message limit the endpoint's inbound type asks for, when the endpoint and the
     /// server set none; 0 for none. Said by the endpoint's code before its first message.
     message_limit: AtomicUsize,
+    /// For an endpoint whose connections resume their topics (`resume = true`): where the
+    /// client was in them, if it said.
+    resume: Option<Box<Resume>>,
 }
 
 /// What handling one message came to.
@@ -235,7 +239,25 @@ impl Mailbox {
             inbound_state: AtomicU8::new(0),
             handler: AtomicPtr::new(std::ptr::null_mut()),
             message_limit: AtomicUsize::new(0),
+            resume: None,
         }
+    }
+
+    /// The mailbox of a connection that resumes its topics (`Some`), with where the client
+    /// was in them.
+    pub(crate) fn resuming(mut self, resume: Option<Box<Resume>>) -> Self {
+        self.resume = resume;
+        self
+    }
+
+    /// Whether the connection resumes its topics, and where the client was in them.
+    pub(crate) fn resume(&self) -> Option<&Resume> {
+        self.resume.as_deref()
+    }
+
+    /// How many messages a replay may queue: the queue's room, less one for the notice.
+    pub(crate) fn replay_room(&self) -> usize {
+        self.limit - 1
     }
 
     /// The message limit of the endpoint's inbound type (`FromMessage::MAX_MESSAGE_SIZE`).

@@ -16,6 +16,8 @@ pub(crate) struct Route {
     pub(crate) max_message_size: Option<usize>,
     pub(crate) compress: bool,
     pub(crate) heartbeat: bool,
+    /// Its connections resume their topics (`resume = true`).
+    pub(crate) resume: bool,
 }
 
 /// One segment of a route pattern.
@@ -55,6 +57,7 @@ impl Router {
                 max_message_size: E::MAX_MESSAGE_SIZE,
                 compress: E::COMPRESS,
                 heartbeat: E::HEARTBEAT,
+                resume: E::RESUME,
             },
         );
     }
@@ -188,6 +191,7 @@ mod tests {
                     max_message_size: None,
                     compress: true,
                     heartbeat: true,
+                    resume: false,
                 },
             );
         }

@@ -12,6 +12,7 @@ use crate::checks;
 use crate::config::Compression;
 use crate::config::{Config, Hosts, Origins};
 use crate::endpoint::Endpoint;
+use crate::history::History;
 use crate::listen::{self, Bound, Handle, Transport};
 use crate::pages::Pages;
 use crate::registry::Registry;
@@ -380,6 +381,15 @@ impl Server {
     /// If the server has a broker already.
     pub fn broker(self, broker: impl Broker) -> Self {
         self.topics.set_broker(Arc::new(broker));
+        self
+    }
+
+    /// How much history the topics that `resume = true` endpoints subscribe to keep, and how
+    /// much one resume may replay (see the README's "Resume"). The default,
+    /// `History::default()`, keeps each such topic's last 256 messages of the last 5
+    /// minutes, up to 1 MiB, and replays up to 256.
+    pub fn history(self, history: History) -> Self {
+        self.topics.set_history(history);
         self
     }
 

@@ -12,12 +12,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{Outgoing, Published};
 use crate::error::Error;
+use crate::history::{History, Resume, Ring, Subscribed};
 use crate::mailbox::Mailbox;
 use crate::message::{IntoMessage, Message, Text};
 
@@ -58,6 +60,11 @@ struct Hub {
     node: [u8; 16],
     topics: Mutex<HashMap<String, Weak<Entry>>>,
     broker: OnceLock<Arc<dyn Broker>>,
+    /// What history a topic keeps once a resumable connection subscribes to it.
+    history: Mutex<History>,
+    /// Topics with history and no subscriber left, with when they were left: kept until their
+    /// history expires, so that a client that was alone in one still resumes.
+    left: Mutex<Vec<(tokio::time::Instant, Arc<Entry>)>>,
 }
 
 /// One topic: its subscribers on this node.
@@ -66,6 +73,11 @@ struct Entry {
     /// The message type it carries, and its name for the error when another is asked for.
     message_type: (TypeId, &'static str),
     subscribers: RwLock<Slots>,
+    /// Its history, once a resumable connection subscribed: the messages' numbering and the
+    /// last ones. Taken before `subscribers` by whoever takes both.
+    ring: Mutex<Option<Ring>>,
+    /// `ring` is `Some`: asked without the lock on every publish.
+    keeps: AtomicBool,
     hub: Arc<Hub>,
 }
 
@@ -91,8 +103,41 @@ impl Default for Topics {
                 node,
                 topics: Mutex::new(HashMap::new()),
                 broker: OnceLock::new(),
+                history: Mutex::new(History::default()),
+                left: Mutex::new(Vec::new()),
             }),
         }
+    }
+}
+
+impl Hub {
+    /// Forgets the left topics whose history expired (and those subscribed again, which their
+    /// subscriptions keep); keeps `left` among them, if given, from now on.
+    fn forget_expired(&self, left: Option<Arc<Entry>>) {
+        let now = tokio::time::Instant::now();
+        let forgotten: Vec<_> = {
+            let mut kept = lock(&self.left);
+            if kept.is_empty() && left.is_none() {
+                return;
+            }
+            let (stay, go) = std::mem::take(&mut *kept)
+                .into_iter()
+                .partition(|(since, entry)| {
+                    entry.count() == 0
+                        && lock(&entry.ring)
+                            .as_ref()
+                            .is_some_and(|ring| !ring.expired(*since, now))
+                });
+            *kept = stay;
+            if let Some(entry) = left
+                && !kept.iter().any(|(_, kept)| Arc::ptr_eq(kept, &entry))
+            {
+                kept.push((now, entry));
+            }
+            go
+        };
+        // Dropped without the lock: the last reference to a topic forgets its name.
+        drop(forgotten);
     }
 }
 
@@ -123,6 +168,7 @@ impl Topics {
     pub fn topic<T: IntoMessage>(&self, name: impl Into<String>) -> Topic<T> {
         let name = name.into();
         let message_type = (TypeId::of::<T>(), std::any::type_name::<T>());
+        self.hub.forget_expired(None);
         let mut topics = lock(&self.hub.topics);
         if let Some(entry) = topics.get(&name).and_then(Weak::upgrade) {
             assert!(
@@ -137,6 +183,8 @@ impl Topics {
             name: name.clone(),
             message_type,
             subscribers: RwLock::default(),
+            ring: Mutex::new(None),
+            keeps: AtomicBool::new(false),
             hub: Arc::clone(&self.hub),
         });
         topics.insert(name, Arc::downgrade(&entry));
@@ -162,6 +210,11 @@ impl Topics {
             .collect();
         counts.sort();
         counts
+    }
+
+    /// The history that topics resumable connections subscribe to keep from now on.
+    pub(crate) fn set_history(&self, history: History) {
+        *lock(&self.hub.history) = history;
     }
 
     /// Links the topics to other nodes; once only.
@@ -269,16 +322,33 @@ impl<T> Topic<T> {
     /// Delivers every message published to this topic from now on to `out`'s connection,
     /// until it unsubscribes or the connection ends. Subscribing twice is subscribing once;
     /// a connection that ended does not subscribe.
-    pub fn subscribe(&self, out: &impl Subscriber<T>) {
+    ///
+    /// On an endpoint with `resume = true`, the topic keeps history from now on, the client
+    /// is told the topic's position, and a client that reconnected with its position in this
+    /// topic first gets what it missed, then the live messages: no gap, no duplicate, however
+    /// fast others publish meanwhile. What became of its position is returned: on
+    /// [`Subscribed::NotRecovered`], send it what it needs afresh. See the README's
+    /// "Resume" for the limits and the wire format. Elsewhere it returns
+    /// [`Subscribed::Live`].
+    pub fn subscribe(&self, out: &impl Subscriber<T>) -> Subscribed {
         let mailbox = out.recipient().0;
         let entry = &self.entry;
+        let mut subscribed = Subscribed::Live;
         mailbox.hold(entry.key(), || {
-            let slot = entry.add(Arc::clone(mailbox));
+            let slot = match mailbox.resume() {
+                None => entry.add(Arc::clone(mailbox)),
+                Some(resume) => {
+                    let (slot, resumed) = entry.add_resuming(mailbox, resume);
+                    subscribed = resumed;
+                    slot
+                }
+            };
             Box::new(Subscription {
                 entry: Arc::clone(entry),
                 slot,
             })
         });
+        subscribed
     }
 
     /// Stops delivering this topic's messages to `out`'s connection.
@@ -402,24 +472,59 @@ impl Entry {
         slot
     }
 
-    fn remove(&self, slot: usize) {
+    /// Subscribes a connection that resumes its topics: under the history's lock, so that
+    /// no message is published between what it is told and what it gets live, it gets the
+    /// notice of its position, then what it missed (when it said where it was and that can be
+    /// replayed), then it joins the subscribers.
+    fn add_resuming(&self, mailbox: &Arc<Mailbox>, resume: &Resume) -> (usize, Subscribed) {
+        let mut ring = lock(&self.ring);
+        let ring = ring.get_or_insert_with(|| {
+            self.keeps.store(true, Ordering::Release);
+            Ring::new(*lock(&self.hub.history))
+        });
+        let (subscribed, replay) = match resume.position(&self.name) {
+            None => (Subscribed::Live, Vec::new()),
+            Some((epoch, offset)) => match ring.since(epoch, offset, mailbox.replay_room()) {
+                Ok(replay) => (
+                    Subscribed::Recovered {
+                        replayed: replay.len(),
+                    },
+                    replay,
+                ),
+                Err(why) => (Subscribed::NotRecovered(why), Vec::new()),
+            },
+        };
+        mailbox.push(Outgoing::Message(ring.notice(&self.name, subscribed)));
+        for published in replay {
+            mailbox.push(Outgoing::Published(published));
+        }
+        (self.add(Arc::clone(mailbox)), subscribed)
+    }
+
+    /// Removes a subscriber; whether it was the last.
+    fn remove(&self, slot: usize) -> bool {
         let mut subscribers = self
             .subscribers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if subscribers.slots[slot].take().is_none() {
-            return;
+            return false;
         }
         subscribers.free.push(slot);
         subscribers.count -= 1;
-        if subscribers.count == 0 {
-            // No garbage left behind by churn: a topic nobody subscribes to holds no slots.
-            subscribers.slots = Vec::new();
-            subscribers.free = Vec::new();
-            if let Some(broker) = self.hub.broker.get() {
-                broker.unsubscribe(&self.name);
-            }
+        if subscribers.count > 0 {
+            return false;
         }
+        // No garbage left behind by churn: a topic nobody subscribes to holds no slots.
+        subscribers.slots = Vec::new();
+        subscribers.free = Vec::new();
+        // A topic with history goes on taking other nodes' messages while it keeps it.
+        if !self.keeps.load(Ordering::Acquire)
+            && let Some(broker) = self.hub.broker.get()
+        {
+            broker.unsubscribe(&self.name);
+        }
+        true
     }
 
     /// What a publish the broker refused returns.
@@ -434,12 +539,21 @@ impl Entry {
 
     /// Queues `message` for every subscriber but `except`.
     fn deliver(&self, message: Message, except: Option<&Arc<Mailbox>>) {
+        if self.keeps.load(Ordering::Acquire) {
+            return self.deliver_kept(message, except);
+        }
         let subscribers = self
             .subscribers
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         if subscribers.count == 0 {
             return;
+        }
+        // History started meanwhile (set before its first subscriber joined): this message
+        // is numbered, as that subscriber expects.
+        if self.keeps.load(Ordering::Acquire) {
+            drop(subscribers);
+            return self.deliver_kept(message, except);
         }
         // One shared copy for all, which also carries its compressed forms once made.
         let published = Arc::new(Published::new(message));
@@ -448,6 +562,47 @@ impl Entry {
                 continue;
             }
             mailbox.push(Outgoing::Published(Arc::clone(&published)));
+        }
+    }
+}
+
+impl Entry {
+    /// Numbers and keeps `message`, and queues it for every subscriber but `except`: with its
+    /// header for those that resume, as it is for the others. Under the history's lock, so
+    /// that every subscriber gets the topic's messages in the order of their offsets, and a
+    /// subscription that resumes meanwhile sees either all of this or none of it.
+    fn deliver_kept(&self, message: Message, except: Option<&Arc<Mailbox>>) {
+        let mut ring = lock(&self.ring);
+        let Some(ring) = ring.as_mut() else {
+            return;
+        };
+        let enveloped = ring.push(&self.name, &message);
+        let subscribers = self
+            .subscribers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut plain = None;
+        let mut message = Some(message);
+        for mailbox in subscribers.slots.iter().flatten() {
+            if except.is_some_and(|except| Arc::ptr_eq(except, mailbox)) {
+                continue;
+            }
+            let published = match mailbox.resume() {
+                Some(_) => &enveloped,
+                None => plain.get_or_insert_with(|| {
+                    Arc::new(Published::new(message.take().expect("made once")))
+                }),
+            };
+            mailbox.push(Outgoing::Published(Arc::clone(published)));
+        }
+    }
+
+    /// The history was lost (the broker may have dropped messages from other nodes): it
+    /// starts again, under a new epoch, so that no client resumes across the gap.
+    fn restart_history(&self) {
+        let mut ring = lock(&self.ring);
+        if ring.is_some() {
+            *ring = Some(Ring::new(*lock(&self.hub.history)));
         }
     }
 }
@@ -461,6 +616,12 @@ impl Drop for Entry {
             .is_some_and(|weak| weak.strong_count() == 0)
         {
             topics.remove(&self.name);
+            // A topic that kept history took other nodes' messages until now.
+            if self.keeps.load(Ordering::Acquire)
+                && let Some(broker) = self.hub.broker.get()
+            {
+                broker.unsubscribe(&self.name);
+            }
         }
     }
 }
@@ -473,7 +634,10 @@ struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.entry.remove(self.slot);
+        if self.entry.remove(self.slot) && self.entry.keeps.load(Ordering::Acquire) {
+            // Its last subscriber left: its history is kept for those who come back.
+            self.entry.hub.forget_expired(Some(Arc::clone(&self.entry)));
+        }
     }
 }
 
@@ -561,6 +725,22 @@ pub struct Sink {
 }
 
 impl Sink {
+    /// Says that messages from other nodes may have been lost (the broker's link to its
+    /// backend dropped): every topic's history starts again under a new epoch, so that a
+    /// client resuming on this node is told it was not recovered rather than given a gap.
+    pub fn lost(&self) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let entries: Vec<Arc<Entry>> = lock(&hub.topics)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for entry in &entries {
+            entry.restart_history();
+        }
+    }
+
     /// Delivers a payload received for `topic` to this node's subscribers. Payloads this node
     /// published itself, and payloads that are not wsock's, are dropped.
     pub fn deliver(&self, topic: &str, payload: Bytes) {

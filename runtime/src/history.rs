@@ -1,0 +1,579 @@
+//! Topic history, for connections that resume: each message a topic delivers gets an offset
+//! (1, 2, 3, .. in delivery order) under the topic's epoch, and the last ones are kept, so a
+//! client that reconnects and says where it was gets what it missed (see `Topic::subscribe`).
+//!
+//! On the wire (the README's "Resume" documents it for clients in any language), a resumable
+//! connection's topic messages carry a header between two `0x1E` bytes (ASCII record
+//! separator: no JSON text starts with it), and subscribing sends a notice of the same shape
+//! with nothing after it. Plain connections get the plain message.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use tokio::time::Instant;
+
+use crate::codec::Published;
+use crate::message::{Message, Text};
+
+/// How much history a topic keeps for connections that resume (endpoints with
+/// `resume = true`), and how much one resume may replay: [`Server::history`](crate::Server::history).
+///
+/// A topic keeps history once a resumable connection subscribed to it, and keeps it for
+/// `max_age` after its last subscriber left; other topics keep nothing.
+///
+/// ```
+/// use std::time::Duration;
+/// use wsock::History;
+///
+/// let history = History::default() // 256 messages, 5 minutes, 1 MiB, replays of 256
+///     .messages(1000)
+///     .max_age(Duration::from_secs(60))
+///     .max_replay(500);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct History {
+    messages: usize,
+    max_age: Duration,
+    max_bytes: usize,
+    max_replay: usize,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            messages: 256,
+            max_age: Duration::from_secs(300),
+            max_bytes: 1 << 20,
+            max_replay: 256,
+        }
+    }
+}
+
+impl History {
+    /// The most messages a topic keeps (at least 1). Default 256.
+    #[must_use]
+    pub fn messages(mut self, messages: usize) -> Self {
+        self.messages = messages.max(1);
+        self
+    }
+
+    /// How long a message is kept, and how long a topic's history outlives its last
+    /// subscriber. Default 5 minutes.
+    #[must_use]
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// The most payload bytes a topic keeps (the newest message is always kept). Default 1 MiB.
+    #[must_use]
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The most messages one resume replays; a client that missed more is told it was not
+    /// recovered. A replay is queued like any message, so it is also capped below the
+    /// connection's queue (`Server::queue_capacity`). Default 256.
+    #[must_use]
+    pub fn max_replay(mut self, max_replay: usize) -> Self {
+        self.max_replay = max_replay;
+        self
+    }
+}
+
+/// What [`Topic::subscribe`](crate::Topic::subscribe) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Subscribed {
+    /// Live messages from now on: the client gave no position for this topic (or the endpoint
+    /// does not resume).
+    Live,
+    /// What the client missed, `replayed` messages, is queued ahead of the live ones.
+    Recovered {
+        /// How many messages were replayed (0 when it missed nothing).
+        replayed: usize,
+    },
+    /// The client asked to resume but the gap cannot be filled: it was told so, and gets the
+    /// live messages from now on. Send it what it needs afresh (a snapshot).
+    NotRecovered(NotRecovered),
+}
+
+/// Why a resume could not fill a client's gap in a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotRecovered {
+    /// The client's epoch is not the topic's: the history it knew was lost since (a restart,
+    /// a history that expired), or it resumed on another node.
+    Epoch,
+    /// Part of what it missed is no longer kept (past the history's length, age or size).
+    Behind,
+    /// It missed more than one replay carries (`History::max_replay`).
+    Cap,
+    /// Its position is past the topic's last message: not one this topic gave.
+    Ahead,
+}
+
+impl NotRecovered {
+    /// The reason as the `subscribed` notice gives it.
+    fn code(self) -> &'static str {
+        match self {
+            NotRecovered::Epoch => "epoch",
+            NotRecovered::Behind => "behind",
+            NotRecovered::Cap => "cap",
+            NotRecovered::Ahead => "ahead",
+        }
+    }
+}
+
+impl fmt::Display for NotRecovered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotRecovered::Epoch => "the topic's history is not the one the client knew",
+            NotRecovered::Behind => "what the client missed is no longer kept",
+            NotRecovered::Cap => "the client missed more than one replay carries",
+            NotRecovered::Ahead => "the client's position is past the topic's last message",
+        })
+    }
+}
+
+/// The query parameter a resuming client gives its positions in.
+pub(crate) const QUERY_KEY: &str = "wsock-resume";
+
+/// The most topics one resume names.
+pub(crate) const MAX_TOPICS: usize = 64;
+
+/// Where a resuming client was, per topic: from the upgrade's `wsock-resume` parameter.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Resume {
+    positions: Vec<(String, String, u64)>,
+}
+
+impl Resume {
+    /// The positions in a request's query, if it names any; what cannot be read is refused
+    /// (with the reason, for the 400).
+    pub(crate) fn from_query(query: Option<&str>) -> Result<Resume, String> {
+        let Some(query) = query else {
+            return Ok(Resume::default());
+        };
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+            .map_err(|error| format!("the query does not decode: {error}"))?;
+        let mut given = pairs.into_iter().filter(|(key, _)| key == QUERY_KEY);
+        let Some((_, value)) = given.next() else {
+            return Ok(Resume::default());
+        };
+        if given.next().is_some() {
+            return Err(format!("`{QUERY_KEY}` is given twice"));
+        }
+        let positions: Vec<(String, String, u64)> =
+            serde_json::from_str(&value).map_err(|error| {
+                format!(
+                    "`{QUERY_KEY}` must be a JSON array of [topic, epoch, offset] \
+                     (like [[\"room:lobby\",\"3f9c01d2a87e6b45\",41]]): {error}"
+                )
+            })?;
+        if positions.len() > MAX_TOPICS {
+            return Err(format!(
+                "`{QUERY_KEY}` names {} topics; at most {MAX_TOPICS}",
+                positions.len()
+            ));
+        }
+        for (i, (topic, _, _)) in positions.iter().enumerate() {
+            if positions[..i].iter().any(|(other, _, _)| other == topic) {
+                return Err(format!("`{QUERY_KEY}` names the topic {topic:?} twice"));
+            }
+        }
+        Ok(Resume { positions })
+    }
+
+    /// Where the client was in `topic`: its epoch and the last offset it got.
+    pub(crate) fn position(&self, topic: &str) -> Option<(&str, u64)> {
+        self.positions
+            .iter()
+            .find(|(name, _, _)| name == topic)
+            .map(|(_, epoch, offset)| (epoch.as_str(), *offset))
+    }
+}
+
+/// A topic's numbering and its kept messages.
+pub(crate) struct Ring {
+    /// Changes whenever the history is lost: a new ring has a new one.
+    epoch: String,
+    /// The offset of the last message (0: none yet).
+    last: u64,
+    /// The kept messages, oldest first, with consecutive offsets ending at `last`.
+    kept: VecDeque<Kept>,
+    /// Their payload bytes.
+    bytes: usize,
+    settings: History,
+}
+
+struct Kept {
+    at: Instant,
+    size: usize,
+    /// As resumable connections get it: enveloped.
+    published: Arc<Published>,
+}
+
+impl Ring {
+    pub(crate) fn new(settings: History) -> Self {
+        Ring {
+            epoch: new_epoch(),
+            last: 0,
+            kept: VecDeque::new(),
+            bytes: 0,
+            settings,
+        }
+    }
+
+    /// Numbers `message`, keeps it, and returns it as resumable connections get it: with its
+    /// header, made once for all of them.
+    pub(crate) fn push(&mut self, topic: &str, message: &Message) -> Arc<Published> {
+        self.last += 1;
+        let published = Arc::new(Published::new(self.envelope(topic, message)));
+        let size = payload(message).len();
+        let now = Instant::now();
+        self.kept.push_back(Kept {
+            at: now,
+            size,
+            published: Arc::clone(&published),
+        });
+        self.bytes += size;
+        while self.kept.len() > self.settings.messages
+            || (self.bytes > self.settings.max_bytes && self.kept.len() > 1)
+        {
+            self.pop();
+        }
+        self.expire(now);
+        published
+    }
+
+    fn pop(&mut self) {
+        if let Some(kept) = self.kept.pop_front() {
+            self.bytes -= kept.size;
+        }
+    }
+
+    /// Forgets the messages older than the history's age.
+    fn expire(&mut self, now: Instant) {
+        while self
+            .kept
+            .front()
+            .is_some_and(|kept| now.saturating_duration_since(kept.at) > self.settings.max_age)
+        {
+            self.pop();
+        }
+    }
+
+    /// The messages after `offset` for a client that knew `epoch`, to replay at most
+    /// `queue_room` of them (and `max_replay`); or why not.
+    pub(crate) fn since(
+        &mut self,
+        epoch: &str,
+        offset: u64,
+        queue_room: usize,
+    ) -> Result<Vec<Arc<Published>>, NotRecovered> {
+        if epoch != self.epoch {
+            return Err(NotRecovered::Epoch);
+        }
+        if offset > self.last {
+            return Err(NotRecovered::Ahead);
+        }
+        self.expire(Instant::now());
+        let missed = self.last - offset;
+        // The kept messages run from `first` to `last`.
+        let first = self.last + 1 - self.kept.len() as u64;
+        if missed > 0 && offset + 1 < first {
+            return Err(NotRecovered::Behind);
+        }
+        if missed > self.settings.max_replay.min(queue_room) as u64 {
+            return Err(NotRecovered::Cap);
+        }
+        let skip = self.kept.len() - missed as usize;
+        Ok(self
+            .kept
+            .iter()
+            .skip(skip)
+            .map(|kept| Arc::clone(&kept.published))
+            .collect())
+    }
+
+    /// Whether the history expired: its newest message is older than the history's age (or
+    /// it has none, and `since` is older than that).
+    pub(crate) fn expired(&self, since: Instant, now: Instant) -> bool {
+        let newest = self.kept.back().map_or(since, |kept| kept.at.max(since));
+        now.saturating_duration_since(newest) > self.settings.max_age
+    }
+
+    /// The notice a resumable connection gets when it subscribes: the topic's epoch, the
+    /// offset of the last message before the live ones, and what became of its position.
+    pub(crate) fn notice(&self, topic: &str, subscribed: Subscribed) -> Message {
+        let mut header = format!(
+            "{{\"subscribed\":{},\"epoch\":\"{}\",\"offset\":{}",
+            json_string(topic),
+            self.epoch,
+            self.last
+        );
+        match subscribed {
+            Subscribed::Live => {}
+            Subscribed::Recovered { .. } => header.push_str(",\"recovered\":true"),
+            Subscribed::NotRecovered(why) => {
+                header.push_str(",\"recovered\":false,\"reason\":\"");
+                header.push_str(why.code());
+                header.push('"');
+            }
+        }
+        header.push('}');
+        let text = format!("\u{1e}{header}\u{1e}");
+        Message::Text(Text::from(text))
+    }
+
+    /// `message` with its header: `0x1E {"topic":..,"epoch":..,"offset":..} 0x1E`, then the
+    /// message's bytes, in a frame of the message's type.
+    fn envelope(&self, topic: &str, message: &Message) -> Message {
+        let header = format!(
+            "{{\"topic\":{},\"epoch\":\"{}\",\"offset\":{}}}",
+            json_string(topic),
+            self.epoch,
+            self.last
+        );
+        let body = payload(message);
+        let mut bytes = BytesMut::with_capacity(header.len() + 2 + body.len());
+        bytes.put_u8(0x1e);
+        bytes.put_slice(header.as_bytes());
+        bytes.put_u8(0x1e);
+        bytes.put_slice(body);
+        let bytes = bytes.freeze();
+        match message {
+            // A UTF-8 header and UTF-8 text around ASCII separators: UTF-8.
+            Message::Text(_) => Message::Text(Text::try_from(bytes).expect("UTF-8 throughout")),
+            Message::Binary(_) => Message::Binary(bytes),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn epoch(&self) -> &str {
+        &self.epoch
+    }
+}
+
+fn payload(message: &Message) -> &[u8] {
+    match message {
+        Message::Text(text) => text.as_bytes(),
+        Message::Binary(bytes) => bytes,
+    }
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serializes")
+}
+
+/// A fresh epoch: 16 hex digits no other history of this process, or another's, is likely to
+/// have.
+fn new_epoch() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_nanos()),
+    );
+    format!("{:016x}", hasher.finish())
+}
+
+/// `Bytes` of a published message, for tests.
+#[cfg(test)]
+fn bytes_of(published: &Published) -> bytes::Bytes {
+    match &published.message {
+        Message::Text(text) => bytes::Bytes::copy_from_slice(text.as_bytes()),
+        Message::Binary(bytes) => bytes.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(settings: History) -> Ring {
+        Ring::new(settings)
+    }
+
+    #[test]
+    fn messages_are_numbered_and_enveloped_once() {
+        let mut ring = ring(History::default());
+        let first = ring.push("room:\"x\"", &Message::text("hi"));
+        let epoch = ring.epoch().to_owned();
+        assert_eq!(
+            bytes_of(&first),
+            format!(
+                "\u{1e}{{\"topic\":\"room:\\\"x\\\"\",\"epoch\":\"{epoch}\",\"offset\":1}}\u{1e}hi"
+            )
+        );
+        let second = ring.push("room:\"x\"", &Message::binary(vec![0u8, 0x1e, 255]));
+        let Message::Binary(bytes) = &second.message else {
+            panic!("a binary message stays binary");
+        };
+        assert!(bytes.ends_with(&[0x1e, 0, 0x1e, 255]));
+        assert!(String::from_utf8_lossy(bytes).contains("\"offset\":2}"));
+    }
+
+    #[test]
+    fn a_resume_replays_exactly_what_was_missed_or_says_why_not() {
+        let mut ring = ring(History::default().messages(4).max_replay(3));
+        let epoch = ring.epoch().to_owned();
+        // Nothing published yet: a client at 0 missed nothing.
+        assert_eq!(ring.since(&epoch, 0, 100).unwrap().len(), 0);
+        for i in 1..=6 {
+            ring.push("t", &Message::text(i.to_string()));
+        }
+        let texts = |replay: Vec<Arc<Published>>| -> Vec<String> {
+            replay
+                .iter()
+                .map(|p| {
+                    let b = bytes_of(p);
+                    let s = String::from_utf8(b.to_vec()).unwrap();
+                    s.rsplit('\u{1e}').next().unwrap().to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(
+            texts(ring.since(&epoch, 6, 100).unwrap()),
+            Vec::<String>::new()
+        );
+        assert_eq!(texts(ring.since(&epoch, 4, 100).unwrap()), ["5", "6"]);
+        assert_eq!(texts(ring.since(&epoch, 3, 100).unwrap()), ["4", "5", "6"]);
+        // Kept: 3 to 6; 2 missed 3, which is kept, but 4 messages are over the cap of 3.
+        assert!(matches!(ring.since(&epoch, 2, 100), Err(NotRecovered::Cap)));
+        // 1 missed 2, which is gone.
+        assert!(matches!(
+            ring.since(&epoch, 1, 100),
+            Err(NotRecovered::Behind)
+        ));
+        // The queue's room caps a replay too.
+        assert!(matches!(ring.since(&epoch, 4, 1), Err(NotRecovered::Cap)));
+        assert!(matches!(
+            ring.since(&epoch, 7, 100),
+            Err(NotRecovered::Ahead)
+        ));
+        assert!(matches!(
+            ring.since("another", 6, 100),
+            Err(NotRecovered::Epoch)
+        ));
+    }
+
+    #[test]
+    fn a_history_keeps_its_bytes_and_age_bounded() {
+        let mut ring = ring(History::default().max_bytes(10));
+        let epoch = ring.epoch().to_owned();
+        for _ in 0..5 {
+            ring.push("t", &Message::text("abcd"));
+        }
+        assert_eq!(ring.bytes, 8);
+        assert!(matches!(
+            ring.since(&epoch, 2, 100),
+            Err(NotRecovered::Behind)
+        ));
+        assert_eq!(ring.since(&epoch, 3, 100).unwrap().len(), 2);
+        // A message larger than the bound is still kept, alone.
+        ring.push("t", &Message::text("a long message"));
+        assert_eq!(ring.kept.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_messages_expire() {
+        let mut ring = ring(History::default().max_age(Duration::from_secs(10)));
+        let epoch = ring.epoch().to_owned();
+        let start = Instant::now();
+        ring.push("t", &Message::text("old"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        ring.push("t", &Message::text("new"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(matches!(
+            ring.since(&epoch, 0, 100),
+            Err(NotRecovered::Behind)
+        ));
+        assert_eq!(ring.since(&epoch, 1, 100).unwrap().len(), 1);
+        assert!(!ring.expired(start, Instant::now()));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(ring.expired(start, Instant::now()));
+    }
+
+    #[test]
+    fn notices_say_the_position_and_the_outcome() {
+        let mut ring = ring(History::default());
+        ring.push("t", &Message::text("x"));
+        let epoch = ring.epoch().to_owned();
+        let notice = |subscribed| match ring.notice("t", subscribed) {
+            Message::Text(text) => text.as_str().to_owned(),
+            Message::Binary(_) => panic!("a text notice"),
+        };
+        assert_eq!(
+            notice(Subscribed::Live),
+            format!("\u{1e}{{\"subscribed\":\"t\",\"epoch\":\"{epoch}\",\"offset\":1}}\u{1e}")
+        );
+        assert!(notice(Subscribed::Recovered { replayed: 0 }).contains(",\"recovered\":true}"));
+        assert!(
+            notice(Subscribed::NotRecovered(NotRecovered::Behind))
+                .contains(",\"recovered\":false,\"reason\":\"behind\"}")
+        );
+    }
+
+    #[test]
+    fn resume_positions_are_read_or_refused() {
+        let query = |value: &str| {
+            format!(
+                "a=1&{QUERY_KEY}={}",
+                url_encode(value) // as a browser's encodeURIComponent would
+            )
+        };
+        let resume =
+            Resume::from_query(Some(&query(r#"[["room:lobby","abc",41],["b","e",0]]"#))).unwrap();
+        assert_eq!(resume.position("room:lobby"), Some(("abc", 41)));
+        assert_eq!(resume.position("b"), Some(("e", 0)));
+        assert_eq!(resume.position("c"), None);
+        assert_eq!(Resume::from_query(None).unwrap(), Resume::default());
+        assert_eq!(Resume::from_query(Some("a=1")).unwrap(), Resume::default());
+        for bad in [
+            "{}",
+            "[[\"t\",\"e\",-1]]",
+            "[[\"t\",\"e\"]]",
+            "[[\"t\",\"e\",1.5]]",
+            "[[\"t\",\"e\",99999999999999999999999]]",
+            "[[\"t\",\"e\",1],[\"t\",\"f\",2]]",
+            "not json",
+        ] {
+            let refused = Resume::from_query(Some(&query(bad))).unwrap_err();
+            assert!(refused.contains(QUERY_KEY), "{bad}: {refused}");
+        }
+        let many: Vec<String> = (0..=MAX_TOPICS)
+            .map(|i| format!("[\"t{i}\",\"e\",1]"))
+            .collect();
+        let refused =
+            Resume::from_query(Some(&query(&format!("[{}]", many.join(","))))).unwrap_err();
+        assert!(refused.contains("at most 64"), "{refused}");
+        let twice = format!("{}&{}", query("[]"), query("[]"));
+        assert!(
+            Resume::from_query(Some(&twice))
+                .unwrap_err()
+                .contains("twice")
+        );
+    }
+
+    fn url_encode(text: &str) -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+}
