@@ -5,6 +5,9 @@
 //! redis://127.0.0.1:6379`, and a second node on 127.0.0.1:9002), then
 //!
 //! - ws://ADDRESS/sub/{topic} receives every message published to `topic` on any node;
+//! - ws://ADDRESS/resume/{topic} is `/sub/{topic}` resumable (`resume = true`): messages come
+//!   with their position, and a reconnect with `wsock-resume` gets what it missed (see the
+//!   README's "Resume"); when it cannot be, it answers `not recovered: <why>` after the notice;
 //! - ws://ADDRESS/pub/{topic} publishes each text message it receives to `topic`, and
 //!   answers `error: ..` for one that did not reach the other nodes;
 //! - ws://ADDRESS/flood/{topic}?count=N (or `?secs=S`) publishes `0`, `1`, .. to `topic`
@@ -24,6 +27,13 @@ use wsock_redis::Redis;
 #[websocket("/sub/{topic}")]
 fn sub(topic: String, out: Out<Text>, topics: Topics) {
     topics.topic::<Text>(topic).subscribe(&out);
+}
+
+#[websocket("/resume/{topic}", resume = true)]
+fn resume(topic: String, out: Out<Text>, topics: Topics) {
+    if let Subscribed::NotRecovered(why) = topics.topic::<Text>(topic).subscribe(&out) {
+        out.write(Text::from(format!("not recovered: {why:?}")));
+    }
 }
 
 #[websocket("/pub/{topic}")]
@@ -148,6 +158,7 @@ async fn main() -> std::io::Result<()> {
         .state(redis.clone())
         .broker(redis)
         .route(sub)
+        .route(resume)
         .route(publish)
         .route(flood)
         .route(stats)

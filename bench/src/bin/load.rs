@@ -1862,6 +1862,15 @@ mod fanout {
             at += len;
             match op {
                 0x1 => {
+                    // A resumable subscription's header (`0x1E {..} 0x1E`) is skipped, and
+                    // its notice (a header alone) is not a message.
+                    let body = match body.strip_prefix(&[0x1e]) {
+                        None => body,
+                        Some(rest) => match rest.iter().position(|&b| b == 0x1e) {
+                            Some(end) if end + 1 < rest.len() => &rest[end + 1..],
+                            _ => continue,
+                        },
+                    };
                     let Some((seq, stamp)) = parse(body, size, filler) else {
                         tally.mismatched += 1;
                         continue;

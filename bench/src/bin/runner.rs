@@ -95,12 +95,14 @@
 //! every delivery checked; 64 B text, one publisher, one topic): 1,000 subscribers at 100,
 //! 300 and 1,000 publishes/s and at full speed (100k, 300k, 1M deliveries/s, and the most),
 //! then 10,000 subscribers at 10, 30, 100 publishes/s and full speed, each step against
-//! three servers, each started afresh for it: `broadcast` (the tokio-tungstenite +
+//! four servers, each started afresh for it: `broadcast` (the tokio-tungstenite +
 //! `tokio::sync::broadcast` baseline, capacity 1024), `wsock` (`wsock_fanout`, queue
-//! capacity 1024) and `wsock+redis`: two `wsock_fanout` nodes linked through a
+//! capacity 1024), `wsock+history` (the same with `--history`: resumable subscribers, the
+//! topic numbering and keeping its messages, each sent with its resume header) and
+//! `wsock+redis`: two `wsock_fanout` nodes linked through a
 //! `redis-server` the runner starts once (`--port <free> --save '' --appendonly no --dir
 //! <temporary directory>`, stopped at the end), the subscribers split between the nodes and
-//! the publisher on the first; with `--uws`, a fourth, `uWebSockets` (`uws-fanout`, one node,
+//! the publisher on the first; with `--uws`, a fifth, `uWebSockets` (`uws-fanout`, one node,
 //! as `wsock`). Every server process, Redis included, is pinned to core 0,
 //! the load to core 1. Each step: sync, 1 s warm-up, `--step-secs` measured (default 5), up
 //! to 5 s of drain. Prints a table per subscriber count (with each server's peak memory,
@@ -919,7 +921,7 @@ mod fanout {
     use super::{Server, UWS, picks, start, uws_binary};
 
     /// The servers, in the tables' order (uWebSockets after them, with `--uws`).
-    const SERVERS: [&str; 3] = ["broadcast", "wsock", "wsock+redis"];
+    const SERVERS: [&str; 4] = ["broadcast", "wsock", "wsock+history", "wsock+redis"];
 
     /// Per subscriber count, the publish rates (0: full speed).
     const LADDER: [(usize, [u32; 4]); 2] =
@@ -1021,6 +1023,7 @@ mod fanout {
                 port_arg: false,
             }],
             "wsock" => vec![fanout(Vec::new())],
+            "wsock+history" => vec![fanout(vec!["--history".to_owned()])],
             UWS => vec![Server {
                 name: UWS,
                 binary: uws_binary(uws.expect("--uws"), "uws-fanout"),
@@ -1405,7 +1408,8 @@ nodes' summed for wsock+redis, Redis's not included. verdict: ok = lossless and 
 behind = lossless only because the drain caught up (a longer step would lose or close); \
 LOSSY otherwise. Servers: broadcast = tokio-tungstenite + tokio::sync::broadcast (capacity \
 1024, a task per subscriber, Lagged skips); wsock = wsock_fanout (queue_capacity 1024); \
-wsock+redis = two wsock_fanout nodes through one redis-server, subscribers split over both, \
+wsock+history = the same, its subscribers resumable (every message numbered, kept, sent with \
+its resume header); wsock+redis = two wsock_fanout nodes through one redis-server, subscribers split over both, \
 the publisher on the first.";
 }
 

@@ -1,8 +1,11 @@
 //! wsock's fan-out server for the benchmark: one topic, `bench`, of text messages.
 //!
-//! `wsock_fanout ADDRESS [REDIS_URL]` logs `listening addr=..` once bound.
+//! `wsock_fanout ADDRESS [REDIS_URL] [--publish-wait] [--history]` logs `listening addr=..`
+//! once bound.
 //!
-//! - `/sub` subscribes the connection to the topic `bench` (its `Out<Text>`);
+//! - `/sub` subscribes the connection to the topic `bench` (its `Out<Text>`); with
+//!   `--history`, as a `resume = true` endpoint: the topic numbers and keeps its messages
+//!   (`History::default()`) and each goes out with its resume header;
 //! - `/pub` publishes each text message it receives to `bench`, as is (the received `Text`,
 //!   no copy); with `--publish-wait` after the Redis URL, with `Topic::publish_wait`, so that
 //!   the publisher slows down to Redis's pace;
@@ -20,6 +23,11 @@ const QUEUE: usize = 1024;
 
 #[websocket("/sub")]
 fn sub(out: Out<Text>, topics: Topics) {
+    topics.topic::<Text>("bench").subscribe(&out);
+}
+
+#[websocket("/sub", resume = true)]
+fn sub_resume(out: Out<Text>, topics: Topics) {
     topics.topic::<Text>("bench").subscribe(&out);
 }
 
@@ -51,15 +59,22 @@ fn stats(out: Out<String>, redis: State<wsock_redis::Redis>) {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_target(false).init();
-    let mut args = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let history = args.iter().any(|arg| arg == "--history");
+    let wait = args.iter().any(|arg| arg == "--publish-wait");
+    args.retain(|arg| !arg.starts_with("--"));
+    let mut args = args.into_iter();
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:9003".to_owned());
     let mut server = Server::new()
         .queue_capacity(QUEUE)
         // 10,000 subscribers and the publisher on one node.
-        .max_connections(19_900)
-        .route(sub);
+        .max_connections(19_900);
+    server = if history {
+        server.route(sub_resume)
+    } else {
+        server.route(sub)
+    };
     let url = args.next();
-    let wait = args.next().is_some_and(|arg| arg == "--publish-wait");
     server = if wait {
         server.route(publish_wait)
     } else {
