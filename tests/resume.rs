@@ -18,6 +18,8 @@ use wsock::History;
 use wsock::prelude::*;
 use wsock::test::{TestClient, TestServer};
 
+use common::resume::{encode_component as encode, resume_query};
+
 /// A feed that resumes: what became of the client's position is written after the replay
 /// (the snapshot path, when it cannot be recovered).
 #[websocket("/feed/{name}", resume = true)]
@@ -87,29 +89,6 @@ fn parse(text: &str) -> Frame {
         offset,
         body: body.to_owned(),
     }
-}
-
-/// The `wsock-resume` query parameter for positions, percent-encoded as a browser would.
-fn resume_query(positions: &[(&str, &str, u64)]) -> String {
-    let json = serde_json::to_string(
-        &positions
-            .iter()
-            .map(|(topic, epoch, offset)| (topic, epoch, offset))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
-    format!("wsock-resume={}", encode(&json))
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn recv(client: &mut TestClient) -> Frame {

@@ -38,15 +38,10 @@ async fn message(client: &mut Client) -> (u64, String) {
 }
 
 fn resume_path(topic: &str, epoch: &str, offset: u64) -> String {
-    let json = format!("[[\"{topic}\",\"{epoch}\",{offset}]]");
-    let encoded: String = json
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    format!("/resume/{topic}?wsock-resume={encoded}")
+    format!(
+        "/resume/{topic}?{}",
+        resume::resume_query(&[(topic, epoch, offset)])
+    )
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 pub mod example;
 pub mod redis;
+pub mod resume;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -20,6 +20,8 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 #[path = "../../../tests/common/redis.rs"]
 mod redis_server;
+#[path = "../../../tests/common/resume.rs"]
+pub mod resume;
 
 pub use redis_server::RedisServer;
 
