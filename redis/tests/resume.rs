@@ -82,12 +82,34 @@ async fn resume_is_per_node_and_a_redis_restart_is_told() {
     }
     drop(on_a);
 
+    // Nobody on A holds the topic now: its history is kept, and fed what B publishes.
+    drop(watch);
+    // (Time for A to see both connections end, so that the topic goes unheld.)
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let received = stat(&a.stats().await, "received");
+    publish_all(&mut publisher, "unheld", 0..4).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stat(&a.stats().await, "received") < received + 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never got B's messages"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut on_a = a.connect(&resume_path("news", &epoch, 15)).await;
+    assert_eq!(notice(&mut on_a).await, (epoch.clone(), 19, Some(true)));
+    for i in 0..4 {
+        assert_eq!(message(&mut on_a).await, (16 + i, format!("unheld:{i}")));
+    }
+    drop(on_a);
+    let mut watch = a.connect("/sub/news").await;
+
     // Redis restarts (without persistence): A's link dropped, so its history starts again.
     redis.kill().await;
     redis.run().await;
     a.expect_output("subscribed again").await;
     b.expect_output("Redis is reachable").await;
-    let mut on_a = a.connect(&resume_path("news", &epoch, 15)).await;
+    let mut on_a = a.connect(&resume_path("news", &epoch, 19)).await;
     let (after, offset, recovered) = notice(&mut on_a).await;
     assert_ne!(after, epoch);
     assert_eq!(recovered, Some(false));

@@ -62,9 +62,19 @@ struct Hub {
     broker: OnceLock<Arc<dyn Broker>>,
     /// What history a topic keeps once a resumable connection subscribes to it.
     history: Mutex<History>,
-    /// Topics with history and no subscriber left, with when they were left: kept until their
-    /// history expires, so that a client that was alone in one still resumes.
-    left: Mutex<Vec<(tokio::time::Instant, Arc<Entry>)>>,
+    /// The histories of topics nobody holds any more, by name: kept until they expire (and
+    /// fed what other nodes publish meanwhile), so that a client that was alone in a topic
+    /// still resumes; a new topic of that name takes its history back. Taken after `topics`
+    /// by whoever takes both.
+    parked: Mutex<HashMap<String, Parked>>,
+}
+
+/// A topic's history, while nobody holds the topic.
+struct Parked {
+    /// Since when nobody holds it.
+    since: tokio::time::Instant,
+    message_type: TypeId,
+    ring: Ring,
 }
 
 /// One topic: its subscribers on this node.
@@ -104,40 +114,28 @@ impl Default for Topics {
                 topics: Mutex::new(HashMap::new()),
                 broker: OnceLock::new(),
                 history: Mutex::new(History::default()),
-                left: Mutex::new(Vec::new()),
+                parked: Mutex::new(HashMap::new()),
             }),
         }
     }
 }
 
 impl Hub {
-    /// Forgets the left topics whose history expired (and those subscribed again, which their
-    /// subscriptions keep); keeps `left` among them, if given, from now on.
-    fn forget_expired(&self, left: Option<Arc<Entry>>) {
+    /// Forgets the parked histories that expired (and stops taking their topics' messages
+    /// from other nodes).
+    fn forget_expired(&self) {
         let now = tokio::time::Instant::now();
-        let forgotten: Vec<_> = {
-            let mut kept = lock(&self.left);
-            if kept.is_empty() && left.is_none() {
-                return;
+        let mut parked = lock(&self.parked);
+        if parked.is_empty() {
+            return;
+        }
+        parked.retain(|name, parked| {
+            let keep = !parked.ring.expired(parked.since, now);
+            if !keep && let Some(broker) = self.broker.get() {
+                broker.unsubscribe(name);
             }
-            let (stay, go) = std::mem::take(&mut *kept)
-                .into_iter()
-                .partition(|(since, entry)| {
-                    entry.count() == 0
-                        && lock(&entry.ring)
-                            .as_ref()
-                            .is_some_and(|ring| !ring.expired(*since, now))
-                });
-            *kept = stay;
-            if let Some(entry) = left
-                && !kept.iter().any(|(_, kept)| Arc::ptr_eq(kept, &entry))
-            {
-                kept.push((now, entry));
-            }
-            go
-        };
-        // Dropped without the lock: the last reference to a topic forgets its name.
-        drop(forgotten);
+            keep
+        });
     }
 }
 
@@ -168,7 +166,7 @@ impl Topics {
     pub fn topic<T: IntoMessage>(&self, name: impl Into<String>) -> Topic<T> {
         let name = name.into();
         let message_type = (TypeId::of::<T>(), std::any::type_name::<T>());
-        self.hub.forget_expired(None);
+        self.hub.forget_expired();
         let mut topics = lock(&self.hub.topics);
         if let Some(entry) = topics.get(&name).and_then(Weak::upgrade) {
             assert!(
@@ -179,12 +177,17 @@ impl Topics {
             );
             return Topic::new(entry);
         }
+        // A history kept since the topic's last holder went is its again.
+        let ring = lock(&self.hub.parked)
+            .remove(&name)
+            .filter(|parked| parked.message_type == message_type.0)
+            .map(|parked| parked.ring);
         let entry = Arc::new(Entry {
             name: name.clone(),
             message_type,
             subscribers: RwLock::default(),
-            ring: Mutex::new(None),
-            keeps: AtomicBool::new(false),
+            keeps: AtomicBool::new(ring.is_some()),
+            ring: Mutex::new(ring),
             hub: Arc::clone(&self.hub),
         });
         topics.insert(name, Arc::downgrade(&entry));
@@ -501,19 +504,18 @@ impl Entry {
         (self.add(Arc::clone(mailbox)), subscribed)
     }
 
-    /// Removes a subscriber; whether it was the last.
-    fn remove(&self, slot: usize) -> bool {
+    fn remove(&self, slot: usize) {
         let mut subscribers = self
             .subscribers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if subscribers.slots[slot].take().is_none() {
-            return false;
+            return;
         }
         subscribers.free.push(slot);
         subscribers.count -= 1;
         if subscribers.count > 0 {
-            return false;
+            return;
         }
         // No garbage left behind by churn: a topic nobody subscribes to holds no slots.
         subscribers.slots = Vec::new();
@@ -524,7 +526,6 @@ impl Entry {
         {
             broker.unsubscribe(&self.name);
         }
-        true
     }
 
     /// What a publish the broker refused returns.
@@ -616,11 +617,16 @@ impl Drop for Entry {
             .is_some_and(|weak| weak.strong_count() == 0)
         {
             topics.remove(&self.name);
-            // A topic that kept history took other nodes' messages until now.
-            if self.keeps.load(Ordering::Acquire)
-                && let Some(broker) = self.hub.broker.get()
-            {
-                broker.unsubscribe(&self.name);
+            // Its history stays for those who come back, until it expires; it goes on taking
+            // other nodes' messages meanwhile (the broker's subscription stays).
+            let ring = self.ring.get_mut().unwrap_or_else(PoisonError::into_inner);
+            if let Some(ring) = ring.take() {
+                let parked = Parked {
+                    since: tokio::time::Instant::now(),
+                    message_type: self.message_type.0,
+                    ring,
+                };
+                lock(&self.hub.parked).insert(self.name.clone(), parked);
             }
         }
     }
@@ -634,10 +640,7 @@ struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if self.entry.remove(self.slot) && self.entry.keeps.load(Ordering::Acquire) {
-            // Its last subscriber left: its history is kept for those who come back.
-            self.entry.hub.forget_expired(Some(Arc::clone(&self.entry)));
-        }
+        self.entry.remove(self.slot);
     }
 }
 
@@ -739,6 +742,13 @@ impl Sink {
         for entry in &entries {
             entry.restart_history();
         }
+        // Parked histories are dropped: their topics start afresh when next used.
+        let parked = std::mem::take(&mut *lock(&hub.parked));
+        if let Some(broker) = hub.broker.get() {
+            for name in parked.keys() {
+                broker.unsubscribe(name);
+            }
+        }
     }
 
     /// Delivers a payload received for `topic` to this node's subscribers. Payloads this node
@@ -754,7 +764,18 @@ impl Sink {
         if node == hub.node {
             return; // delivered here when it was published
         }
-        let entry = lock(&hub.topics).get(topic).and_then(Weak::upgrade);
+        let entry = {
+            let topics = lock(&hub.topics);
+            let entry = topics.get(topic).and_then(Weak::upgrade);
+            // Nobody holds the topic here, but its history is kept: it keeps up (under the
+            // topics' lock, so that a topic taking its history back meanwhile gets this).
+            if entry.is_none()
+                && let Some(parked) = lock(&hub.parked).get_mut(topic)
+            {
+                parked.ring.push(topic, &message);
+            }
+            entry
+        };
         if let Some(entry) = entry {
             entry.deliver(message, None);
         }
