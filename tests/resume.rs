@@ -325,6 +325,43 @@ async fn a_history_outlives_its_last_subscriber_until_it_expires() {
     );
 }
 
+#[tokio::test]
+async fn past_the_total_the_unheld_histories_go_first_then_the_growing_one_keeps_less() {
+    let app = TestServer::new(server().history(History::default().max_total_bytes(8_000)));
+    let mut alone = app.connect("/feed/i").await.unwrap();
+    let (unheld, _, _, _) = notice(&mut alone).await;
+    drop(alone);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.open_connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connection did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut reader = app.connect("/feed/j").await.unwrap();
+    let (growing, _, _, _) = notice(&mut reader).await;
+    for i in 0..40 {
+        publish(&app, "j", &format!("{i:0>200}"));
+    }
+    for i in 1..=40 {
+        assert_eq!(message(&mut reader).await.0, i);
+    }
+    // The unheld topic's history went first.
+    let query = resume_query(&[("feed:i", &unheld, 0)]);
+    let mut back = app.connect(&format!("/feed/i?{query}")).await.unwrap();
+    let (_, _, recovered, why) = notice(&mut back).await;
+    assert_eq!((recovered, why.as_deref()), (Some(false), Some("epoch")));
+    // The growing one keeps what fits: the newest, not the first.
+    let query = resume_query(&[("feed:j", &growing, 38)]);
+    let mut recent = app.connect(&format!("/feed/j?{query}")).await.unwrap();
+    assert_eq!(notice(&mut recent).await.2, Some(true));
+    let query = resume_query(&[("feed:j", &growing, 0)]);
+    let mut first = app.connect(&format!("/feed/j?{query}")).await.unwrap();
+    let (_, _, recovered, why) = notice(&mut first).await;
+    assert_eq!((recovered, why.as_deref()), (Some(false), Some("behind")));
+}
+
 /// A broker that relays nothing and hands its sink to the test.
 struct Captured(Arc<std::sync::Mutex<Option<wsock::Sink>>>);
 

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -28,7 +29,8 @@ use crate::message::{Message, Text};
 /// use std::time::Duration;
 /// use wsock::History;
 ///
-/// let history = History::default() // 256 messages, 5 minutes, 1 MiB, replays of 256
+/// // 256 messages, 5 minutes and 1 MiB per topic, replays of 256, 64 MiB in all
+/// let history = History::default()
 ///     .messages(1000)
 ///     .max_age(Duration::from_secs(60))
 ///     .max_replay(500);
@@ -39,6 +41,7 @@ pub struct History {
     max_age: Duration,
     max_bytes: usize,
     max_replay: usize,
+    max_total_bytes: usize,
 }
 
 impl Default for History {
@@ -48,6 +51,7 @@ impl Default for History {
             max_age: Duration::from_secs(300),
             max_bytes: 1 << 20,
             max_replay: 256,
+            max_total_bytes: 64 << 20,
         }
     }
 }
@@ -68,7 +72,8 @@ impl History {
         self
     }
 
-    /// The most payload bytes a topic keeps (the newest message is always kept). Default 1 MiB.
+    /// The most bytes a topic's history takes: its messages as sent (with their headers) and
+    /// about 350 bytes of bookkeeping each (the newest message is always kept). Default 1 MiB.
     #[must_use]
     pub fn max_bytes(mut self, max_bytes: usize) -> Self {
         self.max_bytes = max_bytes;
@@ -82,6 +87,21 @@ impl History {
     pub fn max_replay(mut self, max_replay: usize) -> Self {
         self.max_replay = max_replay;
         self
+    }
+
+    /// The most bytes all of a server's histories take together, counted as `max_bytes`
+    /// counts. Past it, the histories of topics nobody holds go first, the oldest first (their
+    /// clients are told they were not recovered); then the topic that grows keeps less.
+    /// Default 64 MiB.
+    #[must_use]
+    pub fn max_total_bytes(mut self, max_total_bytes: usize) -> Self {
+        self.max_total_bytes = max_total_bytes;
+        self
+    }
+
+    /// `max_total_bytes`.
+    pub(crate) fn total_bytes(&self) -> usize {
+        self.max_total_bytes
     }
 }
 
@@ -198,6 +218,13 @@ impl Resume {
     }
 }
 
+/// The bytes all of a server's histories take, shared by their rings.
+pub(crate) type Total = Arc<AtomicUsize>;
+
+/// What a kept message takes beside its bytes: its entry, and the shared message with its
+/// slots for compressed forms.
+const BOOKKEEPING: usize = std::mem::size_of::<Kept>() + std::mem::size_of::<Published>() + 16;
+
 /// A topic's numbering and its kept messages.
 pub(crate) struct Ring {
     /// Changes whenever the history is lost: a new ring has a new one.
@@ -206,8 +233,10 @@ pub(crate) struct Ring {
     last: u64,
     /// The kept messages, oldest first, with consecutive offsets ending at `last`.
     kept: VecDeque<Kept>,
-    /// Their payload bytes.
+    /// What they take, counted as `History::max_bytes` says.
     bytes: usize,
+    /// What every history of the server takes, this one's `bytes` included.
+    total: Total,
     settings: History,
 }
 
@@ -219,12 +248,13 @@ struct Kept {
 }
 
 impl Ring {
-    pub(crate) fn new(settings: History) -> Self {
+    pub(crate) fn new(settings: History, total: &Total) -> Self {
         Ring {
             epoch: new_epoch(),
             last: 0,
             kept: VecDeque::new(),
             bytes: 0,
+            total: Arc::clone(total),
             settings,
         }
     }
@@ -234,7 +264,7 @@ impl Ring {
     pub(crate) fn push(&mut self, topic: &str, message: &Message) -> Arc<Published> {
         self.last += 1;
         let published = Arc::new(Published::new(self.envelope(topic, message)));
-        let size = payload(message).len();
+        let size = payload(&published.message).len() + BOOKKEEPING;
         let now = Instant::now();
         self.kept.push_back(Kept {
             at: now,
@@ -242,6 +272,7 @@ impl Ring {
             published: Arc::clone(&published),
         });
         self.bytes += size;
+        self.total.fetch_add(size, Ordering::Relaxed);
         while self.kept.len() > self.settings.messages
             || (self.bytes > self.settings.max_bytes && self.kept.len() > 1)
         {
@@ -254,6 +285,19 @@ impl Ring {
     fn pop(&mut self) {
         if let Some(kept) = self.kept.pop_front() {
             self.bytes -= kept.size;
+            self.total.fetch_sub(kept.size, Ordering::Relaxed);
+        }
+    }
+
+    /// All the server's histories take more than `History::max_total_bytes`.
+    pub(crate) fn over_total(&self) -> bool {
+        self.total.load(Ordering::Relaxed) > self.settings.max_total_bytes
+    }
+
+    /// Keeps less (the newest message, at least) while all the histories take too much.
+    pub(crate) fn shrink_to_total(&mut self) {
+        while self.kept.len() > 1 && self.over_total() {
+            self.pop();
         }
     }
 
@@ -360,6 +404,12 @@ impl Ring {
     }
 }
 
+impl Drop for Ring {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 fn payload(message: &Message) -> &[u8] {
     match message {
         Message::Text(text) => text.as_bytes(),
@@ -402,7 +452,7 @@ mod tests {
     use super::*;
 
     fn ring(settings: History) -> Ring {
-        Ring::new(settings)
+        Ring::new(settings, &Total::default())
     }
 
     #[test]
@@ -470,20 +520,42 @@ mod tests {
 
     #[test]
     fn a_history_keeps_its_bytes_and_age_bounded() {
-        let mut ring = ring(History::default().max_bytes(10));
+        let total = Total::default();
+        let one = |ring: &mut Ring| {
+            ring.push("t", &Message::text("abcd"));
+            ring.kept.back().unwrap().size
+        };
+        let size = one(&mut Ring::new(History::default(), &total));
+        assert_eq!(
+            total.load(Ordering::Relaxed),
+            0,
+            "a dropped ring gives its bytes back"
+        );
+        let mut ring = Ring::new(History::default().max_bytes(2 * size + 1), &total);
         let epoch = ring.epoch().to_owned();
         for _ in 0..5 {
-            ring.push("t", &Message::text("abcd"));
+            one(&mut ring);
         }
-        assert_eq!(ring.bytes, 8);
+        assert_eq!(ring.bytes, 2 * size);
+        assert_eq!(total.load(Ordering::Relaxed), 2 * size);
         assert!(matches!(
             ring.since(&epoch, 2, 100),
             Err(NotRecovered::Behind)
         ));
         assert_eq!(ring.since(&epoch, 3, 100).unwrap().len(), 2);
         // A message larger than the bound is still kept, alone.
-        ring.push("t", &Message::text("a long message"));
+        ring.push("t", &Message::text("a long message".repeat(100)));
         assert_eq!(ring.kept.len(), 1);
+        // Past the server's total, a ring keeps less, down to its newest message.
+        let mut other = Ring::new(History::default().max_total_bytes(3 * size), &total);
+        for _ in 0..4 {
+            one(&mut other);
+        }
+        assert!(other.over_total());
+        other.shrink_to_total();
+        assert_eq!(other.kept.len(), 1);
+        drop((ring, other));
+        assert_eq!(total.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]

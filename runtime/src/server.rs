@@ -387,7 +387,7 @@ impl Server {
     /// How much history the topics that `resume = true` endpoints subscribe to keep, and how
     /// much one resume may replay (see the README's "Resume"). The default,
     /// `History::default()`, keeps each such topic's last 256 messages of the last 5
-    /// minutes, up to 1 MiB, and replays up to 256.
+    /// minutes, up to 1 MiB, all topics' together up to 64 MiB, and replays up to 256.
     pub fn history(self, history: History) -> Self {
         self.topics.set_history(history);
         self

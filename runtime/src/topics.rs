@@ -19,7 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{Outgoing, Published};
 use crate::error::Error;
-use crate::history::{History, Resume, Ring, Subscribed};
+use crate::history::{History, Resume, Ring, Subscribed, Total};
 use crate::mailbox::Mailbox;
 use crate::message::{IntoMessage, Message, Text};
 
@@ -67,6 +67,8 @@ struct Hub {
     /// still resumes; a new topic of that name takes its history back. Taken after `topics`
     /// by whoever takes both.
     parked: Mutex<HashMap<String, Parked>>,
+    /// What all the histories take (`History::max_total_bytes`).
+    history_bytes: Total,
 }
 
 /// A topic's history, while nobody holds the topic.
@@ -115,12 +117,37 @@ impl Default for Topics {
                 broker: OnceLock::new(),
                 history: Mutex::new(History::default()),
                 parked: Mutex::new(HashMap::new()),
+                history_bytes: Total::default(),
             }),
         }
     }
 }
 
 impl Hub {
+    /// The histories take more than `History::max_total_bytes`: drops the parked ones, the
+    /// longest unheld first (but `keep`'s), until they fit or none is left.
+    fn evict_parked(&self, parked: &mut HashMap<String, Parked>, keep: Option<&str>) {
+        let cap = lock(&self.history).total_bytes();
+        while self.history_bytes.load(Ordering::Relaxed) > cap {
+            let Some(oldest) = parked
+                .iter()
+                .filter(|(name, _)| Some(name.as_str()) != keep)
+                .min_by_key(|(_, parked)| parked.since)
+                .map(|(name, _)| name.clone())
+            else {
+                return;
+            };
+            parked.remove(&oldest);
+            tracing::debug!(
+                topic = oldest,
+                "a parked history dropped: the histories take too much"
+            );
+            if let Some(broker) = self.broker.get() {
+                broker.unsubscribe(&oldest);
+            }
+        }
+    }
+
     /// Forgets the parked histories that expired (and stops taking their topics' messages
     /// from other nodes).
     fn forget_expired(&self) {
@@ -483,7 +510,7 @@ impl Entry {
         let mut ring = lock(&self.ring);
         let ring = ring.get_or_insert_with(|| {
             self.keeps.store(true, Ordering::Release);
-            Ring::new(*lock(&self.hub.history))
+            Ring::new(*lock(&self.hub.history), &self.hub.history_bytes)
         });
         let (subscribed, replay) = match resume.position(&self.name) {
             None => (Subscribed::Live, Vec::new()),
@@ -578,6 +605,10 @@ impl Entry {
             return;
         };
         let enveloped = ring.push(&self.name, &message);
+        if ring.over_total() {
+            self.hub.evict_parked(&mut lock(&self.hub.parked), None);
+            ring.shrink_to_total();
+        }
         let subscribers = self
             .subscribers
             .read()
@@ -603,7 +634,7 @@ impl Entry {
     fn restart_history(&self) {
         let mut ring = lock(&self.ring);
         if ring.is_some() {
-            *ring = Some(Ring::new(*lock(&self.hub.history)));
+            *ring = Some(Ring::new(*lock(&self.hub.history), &self.hub.history_bytes));
         }
     }
 }
@@ -769,10 +800,17 @@ impl Sink {
             let entry = topics.get(topic).and_then(Weak::upgrade);
             // Nobody holds the topic here, but its history is kept: it keeps up (under the
             // topics' lock, so that a topic taking its history back meanwhile gets this).
-            if entry.is_none()
-                && let Some(parked) = lock(&hub.parked).get_mut(topic)
-            {
-                parked.ring.push(topic, &message);
+            if entry.is_none() {
+                let mut parked = lock(&hub.parked);
+                if let Some(history) = parked.get_mut(topic) {
+                    history.ring.push(topic, &message);
+                    if history.ring.over_total() {
+                        hub.evict_parked(&mut parked, Some(topic));
+                        if let Some(history) = parked.get_mut(topic) {
+                            history.ring.shrink_to_total();
+                        }
+                    }
+                }
             }
             entry
         };
