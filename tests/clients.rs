@@ -263,6 +263,7 @@ async fn client_package_against_wsock_servers() {
         "--test",
         "--test-reporter=tap",
         "test/client.test.mjs",
+        "test/resume.test.mjs",
     ];
     let env = [("WSOCK_TEST_SERVER", server.as_os_str())];
     let summary = |line: &str| {

@@ -4,7 +4,8 @@
  * It reconnects with exponential backoff and full jitter, notices a dead connection through
  * the server's heartbeats (browsers hide WebSocket pings from page code), queues what is sent
  * while it is not connected, parses JSON, and says why a connection was refused. It speaks to
- * any wsock endpoint as it is, and to any other WebSocket server.
+ * any wsock endpoint as it is, and to any other WebSocket server. With a `resume = true`
+ * endpoint it resumes the topics by itself: reconnected, it gets what it missed, once.
  *
  * ```ts
  * import { connect } from "/_wsock/client.js"; // or "wsock-client" from npm
@@ -88,6 +89,40 @@ export interface Options {
   probe?: boolean;
   /** The WebSocket class. Default: the platform's `WebSocket`. */
   WebSocket?: new (url: string, protocols?: string | string[]) => SocketLike;
+  /** Where to resume from: the `positions` an earlier client had (saved across a page load,
+   * say). The first attempt sends them. Default: none. */
+  positions?: Position[];
+}
+
+/** Where the client is in a topic of a `resume = true` endpoint: the last message it got
+ * (`offset`, under `epoch`), or, before any, where subscribing said the live messages start. */
+export interface Position {
+  topic: string;
+  epoch: string;
+  offset: number;
+}
+
+/** Why a topic could not be resumed: its history was lost or is another server's (`epoch`),
+ * the client is older than the history (`behind`), missed more than one replay carries
+ * (`cap`), or is ahead of the server (`ahead`). */
+export type Reason = "epoch" | "behind" | "cap" | "ahead";
+
+/** The server subscribed the connection to a topic: the live messages follow `offset`. */
+export interface Subscribed extends Position {
+  /** Absent when the client had no position in the topic. `true`: the messages it missed
+   * come first, then the live ones. `false`: they are lost (see `reason`); only the live ones
+   * come, and the app should start the topic afresh (fetch a snapshot). */
+  recovered?: boolean;
+  reason?: Reason;
+}
+
+/** A topic message came under another epoch than the client's position: the server lost the
+ * topic's history (a broker's link dropped, say), and messages between may be lost. It comes
+ * before that message's `message` event. (Offsets that skip within an epoch are no gap:
+ * `publish_except` skips the sender.) */
+export interface Gap extends Position {
+  /** The position before it, in the old epoch. */
+  previous: Position;
 }
 
 /** What a refused upgrade was answered, as the server's probe told it. */
@@ -128,6 +163,10 @@ export interface Events<Receive> {
   reconnected: { attempts: number };
   close: CloseInfo;
   error: ErrorInfo;
+  /** A `resume = true` endpoint subscribed the connection to a topic. */
+  subscribed: Subscribed;
+  /** Messages of a topic may be lost here: see {@link Gap}. */
+  gap: Gap;
 }
 
 /**
@@ -145,6 +184,10 @@ export function retryable(close: CloseInfo): boolean {
  * from the beginning (a server that accepts and drops at once still backs off). */
 const STABLE = 5000;
 
+/** The query parameter that carries the positions, and the most topics it may name. */
+const RESUME = "wsock-resume";
+const TOPICS = 64;
+
 type Listener = (event: never) => void;
 
 /** One endpoint, connected and reconnected. Made by {@link connect}. */
@@ -159,6 +202,8 @@ export class Client<Send = unknown, Receive = unknown> {
   #r: Required<ReconnectOptions> | undefined;
   #ws: SocketLike | undefined;
   #on: { [type: string]: Set<Listener> } = {};
+  /** The positions by topic, the least recently updated first. */
+  #at = new Map<string, Position>();
   #queue: (string | ArrayBuffer | ArrayBufferView)[] = [];
   #attempt = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -184,8 +229,16 @@ export class Client<Send = unknown, Receive = unknown> {
     this.#r = r
       ? { initialDelay: 500, maxDelay: 30000, factor: 2, maxAttempts: Infinity, retryOn: retryable, ...(r === true ? {} : r) }
       : undefined;
+    for (const { topic, epoch, offset } of options.positions ?? []) this.#note(topic, epoch, offset);
     globalThis.addEventListener?.("online", this.#online);
     this.#connect();
+  }
+
+  /** Where the client is in each topic of a `resume = true` endpoint (copies, the least
+   * recently updated first; at most 64): what the next attempt sends, and what to keep to
+   * resume a later client from (`options.positions`). */
+  get positions(): Position[] {
+    return [...this.#at.values()].map((p) => ({ ...p }));
   }
 
   /** The subprotocol the server chose, or `""`. */
@@ -251,7 +304,7 @@ export class Client<Send = unknown, Receive = unknown> {
     const o = this.#o;
     let ws: SocketLike;
     try {
-      ws = new (o.WebSocket ?? (WebSocket as unknown as NonNullable<Options["WebSocket"]>))(this.url, o.protocols ?? []);
+      ws = new (o.WebSocket ?? (WebSocket as unknown as NonNullable<Options["WebSocket"]>))(this.#target(), o.protocols ?? []);
     } catch (error) {
       // A URL or a subprotocol the platform refuses: no attempt can succeed.
       this.state = "closed";
@@ -285,11 +338,69 @@ export class Client<Send = unknown, Receive = unknown> {
     ws.onclose = ({ code, reason, wasClean }) => this.#lost(ws, code, reason, wasClean);
   }
 
+  /** The URL of the next attempt: the endpoint's, with the positions to resume from in
+   * `wsock-resume` (any earlier value replaced, the other parameters kept as they are). */
+  #target(): string {
+    const url = new URL(this.url);
+    const at = [...this.#at.values()];
+    if (at.length) {
+      const query = url.search.slice(1).split("&").filter((p) => p && p.split("=")[0] !== RESUME);
+      query.push(`${RESUME}=${encodeURIComponent(JSON.stringify(at.map((p) => [p.topic, p.epoch, p.offset])))}`);
+      url.search = query.join("&");
+    }
+    return url.href;
+  }
+
+  /** Notes the position in `topic`, keeping the 64 most recently updated. */
+  #note(topic: string, epoch: string, offset: number): void {
+    const at = this.#at;
+    at.delete(topic);
+    at.set(topic, { topic, epoch, offset });
+    if (at.size > TOPICS) at.delete(at.keys().next().value!);
+  }
+
+  /**
+   * A resumable endpoint's topic traffic: `0x1E`, a JSON header, `0x1E`, then a topic message
+   * (returned, its position noted, unless it came already) or nothing (a notice, emitted as
+   * `subscribed`). Any other frame is returned as it is.
+   */
+  #resume(data: string | ArrayBuffer): string | ArrayBuffer | undefined {
+    const text = typeof data === "string";
+    const bytes = text ? new Uint8Array() : new Uint8Array(data);
+    const end = text ? data.indexOf("\x1e", 1) : bytes.indexOf(30, 1);
+    if ((text ? data.charCodeAt(0) : bytes[0]) !== 30 || end < 0) return data;
+    let header: { topic?: unknown; subscribed?: unknown; epoch?: unknown; offset?: unknown; recovered?: boolean };
+    try {
+      header = JSON.parse(text ? data.slice(1, end) : new TextDecoder().decode(bytes.subarray(1, end))) ?? {};
+    } catch {
+      return data;
+    }
+    const { topic, subscribed, ...notice } = header;
+    const { epoch, offset, recovered } = notice;
+    if (typeof epoch !== "string" || typeof offset !== "number") return data;
+    const previous = this.#at.get((subscribed ?? topic) as string);
+    if (typeof subscribed === "string") {
+      // Recovered: the position holds, and the messages after it follow.
+      if (!recovered || !previous) this.#note(subscribed, epoch, offset);
+      this.#emit("subscribed", { topic: subscribed, ...notice } as Subscribed);
+      return;
+    }
+    if (typeof topic !== "string") return data;
+    // Came already (a replay that overlaps what arrived): never twice.
+    if (previous?.epoch === epoch && offset <= previous.offset) return;
+    this.#note(topic, epoch, offset);
+    if (previous && previous.epoch !== epoch) this.#emit("gap", { topic, epoch, offset, previous });
+    return data.slice(end + 1);
+  }
+
   #receive(data: string | ArrayBuffer): void {
     this.#heard = Date.now();
     const format = this.#receiveAs;
     // An empty text message is a heartbeat, and can never be JSON.
     if (data === "" && (this.#o.heartbeat || format === "json")) return;
+    const body = this.#resume(data);
+    if (body === undefined) return;
+    data = body;
     let value: unknown = data;
     const text = typeof data === "string";
     if (format !== "raw" && text !== (format !== "binary")) {
@@ -369,7 +480,7 @@ export class Client<Send = unknown, Receive = unknown> {
 
   /** Why the last attempt failed, when the server is a wsock server that says. */
   async #probe(): Promise<Refusal | undefined> {
-    const url = new URL(this.url);
+    const url = new URL(this.#target());
     url.protocol = url.protocol.replace(/^ws/, "http");
     const page = globalThis.location;
     if (page && url.origin !== page.origin) return;

@@ -14,10 +14,12 @@ process.on("exit", () => {
   for (const child of running) child.kill("SIGKILL");
 });
 
-/** Starts the test server on `port` (0: a free one); `heartbeat` in ms turns heartbeats on. */
-export async function startServer({ port = 0, heartbeat } = {}) {
+/** Starts the test server on `port` (0: a free one); `heartbeat` in ms turns heartbeats on;
+ * `history`: the messages a resumable topic keeps (and one resume replays at most). */
+export async function startServer({ port = 0, heartbeat, history } = {}) {
   const args = [`127.0.0.1:${port}`];
   if (heartbeat) args.push(String(heartbeat));
+  if (history) args.push("--history", String(history));
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "inherit"] });
   running.add(child);
   const exited = once(child, "exit").then(() => running.delete(child));

@@ -13,6 +13,14 @@
 
 import net from "node:net";
 
+/** Resets `socket` (RST); one whose side is closing already (it sent its FIN) is destroyed:
+ * Node 20's `resetAndDestroy` fails then (EINVAL) and leaks the handle, and the process spins
+ * at exit. */
+function reset(socket) {
+  if (socket.writableEnded) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
 export async function startProxy(targetPort, host = "127.0.0.1") {
   let mode = "forward";
   let wait = 0;
@@ -64,8 +72,8 @@ export async function startProxy(targetPort, host = "127.0.0.1") {
     /** Resets every open connection, both sides; new ones are forwarded. */
     cut() {
       for (const { client, upstream } of pairs) {
-        client.resetAndDestroy();
-        upstream.resetAndDestroy();
+        reset(client);
+        reset(upstream);
       }
       pairs.clear();
     },

@@ -4,7 +4,8 @@
  * It reconnects with exponential backoff and full jitter, notices a dead connection through
  * the server's heartbeats (browsers hide WebSocket pings from page code), queues what is sent
  * while it is not connected, parses JSON, and says why a connection was refused. It speaks to
- * any wsock endpoint as it is, and to any other WebSocket server.
+ * any wsock endpoint as it is, and to any other WebSocket server. With a `resume = true`
+ * endpoint it resumes the topics by itself: reconnected, it gets what it missed, once.
  *
  * ```ts
  * import { connect } from "/_wsock/client.js"; // or "wsock-client" from npm
@@ -30,6 +31,9 @@ export function retryable(close) {
 /** A connection open for this long counts as a success: the next loss starts the backoff
  * from the beginning (a server that accepts and drops at once still backs off). */
 const STABLE = 5000;
+/** The query parameter that carries the positions, and the most topics it may name. */
+const RESUME = "wsock-resume";
+const TOPICS = 64;
 /** One endpoint, connected and reconnected. Made by {@link connect}. */
 export class Client {
     /** The endpoint's absolute `ws:` or `wss:` URL. */
@@ -42,6 +46,8 @@ export class Client {
     #r;
     #ws;
     #on = {};
+    /** The positions by topic, the least recently updated first. */
+    #at = new Map();
     #queue = [];
     #attempt = 0;
     #timer;
@@ -67,8 +73,16 @@ export class Client {
         this.#r = r
             ? { initialDelay: 500, maxDelay: 30000, factor: 2, maxAttempts: Infinity, retryOn: retryable, ...(r === true ? {} : r) }
             : undefined;
+        for (const { topic, epoch, offset } of options.positions ?? [])
+            this.#note(topic, epoch, offset);
         globalThis.addEventListener?.("online", this.#online);
         this.#connect();
+    }
+    /** Where the client is in each topic of a `resume = true` endpoint (copies, the least
+     * recently updated first; at most 64): what the next attempt sends, and what to keep to
+     * resume a later client from (`options.positions`). */
+    get positions() {
+        return [...this.#at.values()].map((p) => ({ ...p }));
     }
     /** The subprotocol the server chose, or `""`. */
     get protocol() {
@@ -131,7 +145,7 @@ export class Client {
         const o = this.#o;
         let ws;
         try {
-            ws = new (o.WebSocket ?? WebSocket)(this.url, o.protocols ?? []);
+            ws = new (o.WebSocket ?? WebSocket)(this.#target(), o.protocols ?? []);
         }
         catch (error) {
             // A URL or a subprotocol the platform refuses: no attempt can succeed.
@@ -168,12 +182,76 @@ export class Client {
         };
         ws.onclose = ({ code, reason, wasClean }) => this.#lost(ws, code, reason, wasClean);
     }
+    /** The URL of the next attempt: the endpoint's, with the positions to resume from in
+     * `wsock-resume` (any earlier value replaced, the other parameters kept as they are). */
+    #target() {
+        const url = new URL(this.url);
+        const at = [...this.#at.values()];
+        if (at.length) {
+            const query = url.search.slice(1).split("&").filter((p) => p && p.split("=")[0] !== RESUME);
+            query.push(`${RESUME}=${encodeURIComponent(JSON.stringify(at.map((p) => [p.topic, p.epoch, p.offset])))}`);
+            url.search = query.join("&");
+        }
+        return url.href;
+    }
+    /** Notes the position in `topic`, keeping the 64 most recently updated. */
+    #note(topic, epoch, offset) {
+        const at = this.#at;
+        at.delete(topic);
+        at.set(topic, { topic, epoch, offset });
+        if (at.size > TOPICS)
+            at.delete(at.keys().next().value);
+    }
+    /**
+     * A resumable endpoint's topic traffic: `0x1E`, a JSON header, `0x1E`, then a topic message
+     * (returned, its position noted, unless it came already) or nothing (a notice, emitted as
+     * `subscribed`). Any other frame is returned as it is.
+     */
+    #resume(data) {
+        const text = typeof data === "string";
+        const bytes = text ? new Uint8Array() : new Uint8Array(data);
+        const end = text ? data.indexOf("\x1e", 1) : bytes.indexOf(30, 1);
+        if ((text ? data.charCodeAt(0) : bytes[0]) !== 30 || end < 0)
+            return data;
+        let header;
+        try {
+            header = JSON.parse(text ? data.slice(1, end) : new TextDecoder().decode(bytes.subarray(1, end))) ?? {};
+        }
+        catch {
+            return data;
+        }
+        const { topic, subscribed, ...notice } = header;
+        const { epoch, offset, recovered } = notice;
+        if (typeof epoch !== "string" || typeof offset !== "number")
+            return data;
+        const previous = this.#at.get((subscribed ?? topic));
+        if (typeof subscribed === "string") {
+            // Recovered: the position holds, and the messages after it follow.
+            if (!recovered || !previous)
+                this.#note(subscribed, epoch, offset);
+            this.#emit("subscribed", { topic: subscribed, ...notice });
+            return;
+        }
+        if (typeof topic !== "string")
+            return data;
+        // Came already (a replay that overlaps what arrived): never twice.
+        if (previous?.epoch === epoch && offset <= previous.offset)
+            return;
+        this.#note(topic, epoch, offset);
+        if (previous && previous.epoch !== epoch)
+            this.#emit("gap", { topic, epoch, offset, previous });
+        return data.slice(end + 1);
+    }
     #receive(data) {
         this.#heard = Date.now();
         const format = this.#receiveAs;
         // An empty text message is a heartbeat, and can never be JSON.
         if (data === "" && (this.#o.heartbeat || format === "json"))
             return;
+        const body = this.#resume(data);
+        if (body === undefined)
+            return;
+        data = body;
         let value = data;
         const text = typeof data === "string";
         if (format !== "raw" && text !== (format !== "binary")) {
@@ -259,7 +337,7 @@ export class Client {
     }
     /** Why the last attempt failed, when the server is a wsock server that says. */
     async #probe() {
-        const url = new URL(this.url);
+        const url = new URL(this.#target());
         url.protocol = url.protocol.replace(/^ws/, "http");
         const page = globalThis.location;
         if (page && url.origin !== page.origin)

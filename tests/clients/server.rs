@@ -1,16 +1,26 @@
 //! The server the client package's tests (client/test/) run against: one endpoint per
 //! behaviour they check. Not an example to learn from; `cargo test` builds it as the example
-//! `client-test-server`, and the tests start it with `ADDRESS [HEARTBEAT_MS]`.
+//! `client-test-server`, and the tests start it with `ADDRESS [HEARTBEAT_MS] [--history N]`
+//! (`--history N`: topics keep the last N messages, and one resume replays at most N).
 //!
 //! - `/echo`: every message back, text as text and binary as binary;
 //! - `/json`: each JSON message back as `{"echo": message}`;
 //! - `/garbage`: sends `not json`, then `{"after":"garbage"}`;
 //! - `/bye`: closes at once with 1000; `/policy`: closes at once with 1008;
-//! - `/forbidden`: refused before the upgrade with 403 and `not for you`.
+//! - `/forbidden`: refused before the upgrade with 403 and `not for you`;
+//! - `/feed/{name}` (`resume = true`): subscribes to the topic `feed:{name}`, and when the
+//!   client's position there cannot be recovered, writes `{"snapshot": "<why>"}`;
+//! - `/publish/{name}?count=N&every=MS`: publishes `1`, `2`, .. (JSON numbers) to `feed:{name}`,
+//!   one every MS milliseconds (0, the default: without a pause), N of them, or until the client
+//!   sends any message; then writes how many it published.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
+use wsock::History;
 use wsock::prelude::*;
 
 #[websocket("/echo")]
@@ -53,9 +63,62 @@ fn forbidden(_nobody: Nobody, out: Out<String>) {
     out.write("unreachable");
 }
 
+#[websocket("/feed/{name}", resume = true)]
+fn feed(name: String, out: Out<String>, topics: Topics) {
+    let topic = topics.topic::<String>(format!("feed:{name}"));
+    if let Subscribed::NotRecovered(why) = topic.subscribe(&out) {
+        out.write(json!({ "snapshot": format!("{why:?}") }).to_string());
+    }
+}
+
+#[derive(Deserialize)]
+struct Publishing {
+    count: Option<u64>,
+    #[serde(default)]
+    every: u64,
+}
+
+#[websocket("/publish/{name}")]
+fn publish(name: String, Query(how): Query<Publishing>, out: Out<String>, topics: Topics) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let topic = topics.topic::<String>(format!("feed:{name}"));
+    let publisher = {
+        let (stop, out) = (Arc::clone(&stop), out.clone());
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(how.every.max(1)));
+            let mut published = 0;
+            while how.count.is_none_or(|count| published < count) && !stop.load(Ordering::Relaxed) {
+                if how.every > 0 {
+                    tick.tick().await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+                published += 1;
+                topic
+                    .publish(published.to_string())
+                    .expect("a string encodes");
+            }
+            out.write(published.to_string());
+        }
+    };
+    tokio::spawn(publisher);
+    on_message(|_: String| stop.store(true, Ordering::Relaxed));
+    on_close(|| stop.store(true, Ordering::Relaxed));
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let history = match args.iter().position(|arg| arg == "--history") {
+        Some(at) => {
+            let n = args.get(at + 1).and_then(|n| n.parse().ok());
+            let n: usize = n.ok_or_else(|| std::io::Error::other("--history takes a number"))?;
+            args.drain(at..at + 2);
+            History::default().messages(n).max_replay(n)
+        }
+        None => History::default(),
+    };
+    let mut args = args.into_iter();
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".to_owned());
     let mut server = Server::new()
         .route(echo)
@@ -63,7 +126,10 @@ async fn main() -> std::io::Result<()> {
         .route(garbage)
         .route(bye)
         .route(policy)
-        .route(forbidden);
+        .route(forbidden)
+        .route(feed)
+        .route(publish)
+        .history(history);
     if let Some(ms) = args.next() {
         let ms = ms.parse().map_err(std::io::Error::other)?;
         server = server.heartbeat(Duration::from_millis(ms));
