@@ -41,6 +41,17 @@ fn plain(name: String, out: Out<String>, topics: Topics) {
         .subscribe(&out);
 }
 
+/// A room that resumes: what a member says reaches the others, not itself.
+#[websocket("/room/{name}", resume = true)]
+fn room(name: String, out: Out<String>, topics: Topics) {
+    let topic = topics.topic::<String>(format!("feed:{name}"));
+    topic.subscribe(&out);
+    on_message(|text: String| {
+        topic.publish_except(&out, text)?;
+        Ok(())
+    });
+}
+
 /// What a resumable connection reads.
 #[derive(Debug, PartialEq)]
 enum Frame {
@@ -60,6 +71,8 @@ enum Frame {
         offset: u64,
         body: String,
     },
+    /// In place of a message published except this connection: its position.
+    Skipped { offset: u64 },
     /// A message written to this connection only.
     Plain(String),
 }
@@ -82,6 +95,10 @@ fn parse(text: &str) -> Frame {
             recovered: header["recovered"].as_bool(),
             reason: header["reason"].as_str().map(str::to_owned),
         };
+    }
+    if header["skipped"] == Value::Bool(true) {
+        assert_eq!(body, "", "nothing follows a skip");
+        return Frame::Skipped { offset };
     }
     Frame::Message {
         topic: header["topic"].as_str().expect("a topic").to_owned(),
@@ -118,7 +135,7 @@ async fn message(client: &mut TestClient) -> (u64, String) {
 }
 
 fn server() -> Server {
-    Server::new().route(feed).route(plain)
+    Server::new().route(feed).route(plain).route(room)
 }
 
 fn publish(app: &TestServer, name: &str, body: &str) {
@@ -184,6 +201,30 @@ async fn a_reconnect_gets_what_it_missed_then_the_live_messages() {
     assert_eq!(recv(&mut client).await, Frame::Plain("recovered 3".into()));
     publish(&app, "b", "9");
     assert_eq!(message(&mut client).await, (9, "9".into()));
+}
+
+#[tokio::test]
+async fn a_sender_left_out_of_its_message_moves_on_and_does_not_get_it_back() {
+    let app = TestServer::new(server());
+    let mut sender = app.connect("/room/k").await.unwrap();
+    let (epoch, _, _, _) = notice(&mut sender).await;
+    let mut other = app.connect("/feed/k").await.unwrap();
+    notice(&mut other).await;
+    sender.send("hello".to_owned()).await;
+    assert_eq!(message(&mut other).await, (1, "hello".into()));
+    assert_eq!(recv(&mut sender).await, Frame::Skipped { offset: 1 });
+    publish(&app, "k", "news");
+    assert_eq!(message(&mut sender).await, (2, "news".into()));
+    drop(sender);
+    other.send("from a plain client".to_owned()).await; // (a feed ignores what it is sent)
+    publish(&app, "k", "later");
+    let query = resume_query(&[("feed:k", &epoch, 1)]);
+    let mut back = app.connect(&format!("/room/k?{query}")).await.unwrap();
+    assert_eq!(notice(&mut back).await.2, Some(true));
+    // What it missed: "news" (which it had), then "later"; never its own "hello".
+    assert_eq!(message(&mut back).await, (2, "news".into()));
+    assert_eq!(message(&mut back).await, (3, "later".into()));
+    back.expect_nothing(Duration::from_millis(20)).await;
 }
 
 #[tokio::test]

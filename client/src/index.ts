@@ -116,10 +116,9 @@ export interface Subscribed extends Position {
   reason?: Reason;
 }
 
-/** A topic message came under another epoch than the client's position: the server lost the
- * topic's history (a broker's link dropped, say), and messages between may be lost. It comes
- * before that message's `message` event. (Offsets that skip within an epoch are no gap:
- * `publish_except` skips the sender.) */
+/** A topic message came under another epoch than the client's position (the server lost the
+ * topic's history: a broker's link dropped, say), or past the next offset: messages between
+ * may be lost. It comes before that message's `message` event. */
 export interface Gap extends Position {
   /** The position before it, in the old epoch. */
   previous: Position;
@@ -369,13 +368,15 @@ export class Client<Send = unknown, Receive = unknown> {
     const bytes = text ? new Uint8Array() : new Uint8Array(data);
     const end = text ? data.indexOf("\x1e", 1) : bytes.indexOf(30, 1);
     if ((text ? data.charCodeAt(0) : bytes[0]) !== 30 || end < 0) return data;
-    let header: { topic?: unknown; subscribed?: unknown; epoch?: unknown; offset?: unknown; recovered?: boolean };
+    let header: {
+      topic?: unknown; subscribed?: unknown; epoch?: unknown; offset?: unknown; recovered?: boolean; skipped?: boolean;
+    };
     try {
       header = JSON.parse(text ? data.slice(1, end) : new TextDecoder().decode(bytes.subarray(1, end))) ?? {};
     } catch {
       return data;
     }
-    const { topic, subscribed, ...notice } = header;
+    const { topic, subscribed, skipped, ...notice } = header;
     const { epoch, offset, recovered } = notice;
     if (typeof epoch !== "string" || typeof offset !== "number") return data;
     const previous = this.#at.get((subscribed ?? topic) as string);
@@ -389,8 +390,11 @@ export class Client<Send = unknown, Receive = unknown> {
     // Came already (a replay that overlaps what arrived): never twice.
     if (previous?.epoch === epoch && offset <= previous.offset) return;
     this.#note(topic, epoch, offset);
-    if (previous && previous.epoch !== epoch) this.#emit("gap", { topic, epoch, offset, previous });
-    return data.slice(end + 1);
+    if (previous && (previous.epoch !== epoch || offset > previous.offset + 1)) {
+      this.#emit("gap", { topic, epoch, offset, previous });
+    }
+    // In place of a message published except this connection: its position, no message.
+    return skipped === true ? undefined : data.slice(end + 1);
   }
 
   #receive(data: string | ArrayBuffer): void {

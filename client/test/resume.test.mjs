@@ -334,6 +334,7 @@ test("resume frames, scripted: decoded as plain ones; repeats dropped; gaps told
   ws.frame(header({ topic: "t", epoch: "e1", offset: 5 }) + '{"a":"again"}');
   ws.frame(header({ topic: "t", epoch: "e1", offset: 3 }) + '{"a":"old"}');
   ws.frame(header({ topic: "t", epoch: "e1", offset: 6 }) + "not json");
+  ws.frame(header({ topic: "t", epoch: "e1", offset: 7, skipped: true })); // published except us
   ws.frame(header({ topic: "t", epoch: "e1", offset: 8 }) + "[8]");
   ws.frame(header({ topic: "t", epoch: "e2", offset: 1 }) + '"new epoch"');
   ws.frame('{"plain":true}');
@@ -341,7 +342,7 @@ test("resume frames, scripted: decoded as plain ones; repeats dropped; gaps told
   assert.deepEqual(seen.subscribed, [{ topic: "t", epoch: "e1", offset: 4 }]);
   assert.deepEqual(seen.messages, [{ a: 1 }, [8], "new epoch", { plain: true }]);
   assert.deepEqual(errors, ["a message that is not JSON", "a message that is not JSON"]);
-  // Offsets may skip within an epoch (`publish_except` skips the sender); another epoch is a gap.
+  // A skip moves the position on without a message; another epoch is a gap.
   assert.deepEqual(seen.gaps, [{ topic: "t", epoch: "e2", offset: 1, previous: { topic: "t", epoch: "e1", offset: 8 } }]);
   assert.deepEqual(client.positions, [{ topic: "t", epoch: "e2", offset: 1 }]);
 
@@ -354,6 +355,10 @@ test("resume frames, scripted: decoded as plain ones; repeats dropped; gaps told
   assert.deepEqual(client.positions.at(-1), { topic: "u", epoch: "f", offset: 30 });
   client.positions[0].offset = 1000; // a copy: the client's own is untouched
   assert.equal(client.positions[0].offset, 1);
+  // An offset past the next one is a gap too (the server never skips one).
+  ws.frame(header({ topic: "t", epoch: "e2", offset: 3 }) + "3");
+  assert.deepEqual(seen.gaps.at(-1), { topic: "t", epoch: "e2", offset: 3, previous: { topic: "t", epoch: "e2", offset: 1 } });
+  assert.equal(seen.messages.at(-1), 3);
 
   // The other formats: binary frames carry the header too, and the body keeps its type.
   const raw = recording("ws://127.0.0.1:9/feed", { WebSocket: Scripted, probe: false, format: "raw" });

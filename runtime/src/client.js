@@ -220,7 +220,7 @@ export class Client {
         catch {
             return data;
         }
-        const { topic, subscribed, ...notice } = header;
+        const { topic, subscribed, skipped, ...notice } = header;
         const { epoch, offset, recovered } = notice;
         if (typeof epoch !== "string" || typeof offset !== "number")
             return data;
@@ -238,9 +238,11 @@ export class Client {
         if (previous?.epoch === epoch && offset <= previous.offset)
             return;
         this.#note(topic, epoch, offset);
-        if (previous && previous.epoch !== epoch)
+        if (previous && (previous.epoch !== epoch || offset > previous.offset + 1)) {
             this.#emit("gap", { topic, epoch, offset, previous });
-        return data.slice(end + 1);
+        }
+        // In place of a message published except this connection: its position, no message.
+        return skipped === true ? undefined : data.slice(end + 1);
     }
     #receive(data) {
         this.#heard = Date.now();

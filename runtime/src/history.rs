@@ -375,6 +375,19 @@ impl Ring {
         Message::Text(Text::from(text))
     }
 
+    /// What the connection a message was published except gets in its place, if it resumes:
+    /// the position alone, `0x1E {"topic":..,"epoch":..,"offset":..,"skipped":true} 0x1E`, so
+    /// that its position moves on (and a resume does not give it its own message back).
+    pub(crate) fn skipped(&self, topic: &str) -> Message {
+        let text = format!(
+            "\u{1e}{{\"topic\":{},\"epoch\":\"{}\",\"offset\":{},\"skipped\":true}}\u{1e}",
+            json_string(topic),
+            self.epoch,
+            self.last
+        );
+        Message::Text(Text::from(text))
+    }
+
     /// `message` with its header: `0x1E {"topic":..,"epoch":..,"offset":..} 0x1E`, then the
     /// message's bytes, in a frame of the message's type.
     fn envelope(&self, topic: &str, message: &Message) -> Message {

@@ -617,6 +617,10 @@ impl Entry {
         let mut message = Some(message);
         for mailbox in subscribers.slots.iter().flatten() {
             if except.is_some_and(|except| Arc::ptr_eq(except, mailbox)) {
+                // Its position moves on all the same.
+                if mailbox.resume().is_some() {
+                    mailbox.push(Outgoing::Message(ring.skipped(&self.name)));
+                }
                 continue;
             }
             let published = match mailbox.resume() {
