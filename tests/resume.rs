@@ -446,9 +446,11 @@ async fn a_broker_that_lost_messages_starts_new_epochs() {
     assert_eq!((recovered, why.as_deref()), (Some(false), Some("epoch")));
 }
 
-/// Over real sockets: a publisher publishes without pause while subscribers are cut, at
-/// random moments, a thousand times in all (reset, drop without a close, stall then drop,
-/// close), and come back with their positions. Each ends with every message once, in order.
+/// Over real sockets: two publishers, on two threads, publish without pause while subscribers
+/// are cut, at random moments, a thousand times in all (reset, drop without a close, stall
+/// then drop, close), and come back with their positions. Each ends with every message once,
+/// in order: offsets without a hole or a repeat, every subscriber the same message at each
+/// offset, each publisher's messages in the order it published them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_cuts_lose_and_repeat_nothing() {
     const SUBSCRIBERS: usize = 4;
@@ -465,44 +467,57 @@ async fn a_thousand_cuts_lose_and_repeat_nothing() {
     let addr = server.addr;
     let publishing = Arc::new(AtomicBool::new(true));
     let published = Arc::new(AtomicU64::new(0));
-    // The first subscriber starts the history; the publisher starts with it.
+    // The first subscriber starts the history; the publishers start with it.
     let mut first = server.connect("/feed/cuts").await;
     let Frame::Notice { .. } = parse(&common::next_text(&mut first).await) else {
         panic!("expected the notice");
     };
-    let publisher = {
-        let (publishing, published) = (Arc::clone(&publishing), Arc::clone(&published));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(1));
-            while publishing.load(Ordering::Relaxed) {
-                tick.tick().await;
-                // A few at a time, so that the seam of a resume meets publishes.
-                for _ in 0..3 {
-                    let n = published.fetch_add(1, Ordering::Relaxed) + 1;
-                    topic.publish(n.to_string()).unwrap();
+    let publishers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let (publishing, published) = (Arc::clone(&publishing), Arc::clone(&published));
+            let topic = topic.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(1));
+                let mut n = 0u64;
+                while publishing.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    // A few at a time, so that the seam of a resume meets publishes.
+                    for _ in 0..2 {
+                        n += 1;
+                        topic.publish(format!("{name}:{n}")).unwrap();
+                        published.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            }
+            })
         })
-    };
+        .collect();
+    let seen = Seen::default();
     let subscribers: Vec<_> = (0..SUBSCRIBERS)
-        .map(|i| tokio::spawn(cut_and_resume(addr, i as u64, CUTS / SUBSCRIBERS)))
+        .map(|i| {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(cut_and_resume(addr, i as u64, CUTS / SUBSCRIBERS, seen))
+        })
         .collect();
     let mut resumed = Vec::new();
     for subscriber in subscribers {
         resumed.push(subscriber.await.unwrap());
     }
     publishing.store(false, Ordering::Relaxed);
-    publisher.await.unwrap();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    // Every message published is numbered: the last offset is their count.
     let last = published.load(Ordering::Relaxed);
     // Back once more: each reads up to the last message published, none missing.
     let mut recovered = 0;
     for mut reader in resumed {
         recovered += reader.recovered;
         let mut ws = reader.connect(addr).await;
-        while reader.value < last {
+        while reader.offset < last {
             reader.read(&common::next_text(&mut ws).await);
         }
-        assert_eq!(reader.value, last);
+        assert_eq!(reader.offset, last);
         assert!(reader.messages > 0);
     }
     drop(first);
@@ -513,14 +528,16 @@ async fn a_thousand_cuts_lose_and_repeat_nothing() {
     server.stop().await;
 }
 
+/// The message every subscriber got at each offset, to compare theirs with.
+type Seen = Arc<std::sync::Mutex<std::collections::HashMap<u64, String>>>;
+
 /// One subscriber's view: where it is, what it got.
 struct Reader {
     epoch: String,
     offset: u64,
-    /// The last message's value (the publisher's count).
-    value: u64,
-    /// `value - offset`, the same for every message.
-    delta: Option<u64>,
+    /// Each publisher's last count this subscriber got.
+    last: std::collections::HashMap<String, u64>,
+    seen: Seen,
     messages: u64,
     recovered: u64,
     resumed: bool,
@@ -567,10 +584,20 @@ impl Reader {
             } => {
                 assert_eq!(epoch, self.epoch);
                 assert_eq!(offset, self.offset + 1, "a gap or a repeat");
-                let value: u64 = body.parse().unwrap();
-                let delta = *self.delta.get_or_insert(value - offset);
-                assert_eq!(value - offset, delta, "another message at this offset");
-                (self.offset, self.value) = (offset, value);
+                let at = self
+                    .seen
+                    .lock()
+                    .unwrap()
+                    .entry(offset)
+                    .or_insert(body.clone())
+                    .clone();
+                assert_eq!(body, at, "another message at offset {offset}");
+                let (publisher, count) = body.split_once(':').unwrap();
+                let count: u64 = count.parse().unwrap();
+                if let Some(before) = self.last.insert(publisher.to_owned(), count) {
+                    assert_eq!(count, before + 1, "{publisher}'s messages out of order");
+                }
+                self.offset = offset;
                 self.messages += 1;
             }
             Frame::Plain(text) => assert!(text.starts_with("recovered "), "{text}"),
@@ -580,7 +607,7 @@ impl Reader {
 }
 
 /// Connects, cuts and comes back `cuts` times; reads a random number of frames each time.
-async fn cut_and_resume(addr: std::net::SocketAddr, seed: u64, cuts: usize) -> Reader {
+async fn cut_and_resume(addr: std::net::SocketAddr, seed: u64, cuts: usize, seen: Seen) -> Reader {
     let mut random = seed * 2 + 1;
     let mut next = move || {
         random ^= random << 13;
@@ -591,8 +618,8 @@ async fn cut_and_resume(addr: std::net::SocketAddr, seed: u64, cuts: usize) -> R
     let mut reader = Reader {
         epoch: String::new(),
         offset: 0,
-        value: 0,
-        delta: None,
+        last: std::collections::HashMap::new(),
+        seen,
         messages: 0,
         recovered: 0,
         resumed: false,
