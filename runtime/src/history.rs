@@ -20,7 +20,8 @@ use crate::codec::Published;
 use crate::message::{Message, Text};
 
 /// How much history a topic keeps for connections that resume (endpoints with
-/// `resume = true`), and how much one resume may replay: [`Server::history`](crate::Server::history).
+/// `resume = true`), and how much one resume may replay:
+/// [`Server::history`](crate::Server::history).
 ///
 /// A topic keeps history once a resumable connection subscribed to it, and keeps it for
 /// `max_age` after its last subscriber left; other topics keep nothing.
@@ -227,6 +228,8 @@ const BOOKKEEPING: usize = std::mem::size_of::<Kept>() + std::mem::size_of::<Pub
 
 /// A topic's numbering and its kept messages.
 pub(crate) struct Ring {
+    /// The topic's name as a JSON string, for the headers (made once).
+    topic: String,
     /// Changes whenever the history is lost: a new ring has a new one.
     epoch: String,
     /// The offset of the last message (0: none yet).
@@ -248,9 +251,11 @@ struct Kept {
 }
 
 impl Ring {
-    pub(crate) fn new(settings: History, total: &Total) -> Self {
+    /// The history of `topic`, under a fresh epoch.
+    pub(crate) fn new(topic: &str, settings: History, total: &Total) -> Self {
         Ring {
-            epoch: new_epoch(),
+            topic: serde_json::to_string(topic).expect("a string serializes"),
+            epoch: format!("{:016x}", unique_u64(0)),
             last: 0,
             kept: VecDeque::new(),
             bytes: 0,
@@ -261,9 +266,9 @@ impl Ring {
 
     /// Numbers `message`, keeps it, and returns it as resumable connections get it: with its
     /// header, made once for all of them.
-    pub(crate) fn push(&mut self, topic: &str, message: &Message) -> Arc<Published> {
+    pub(crate) fn push(&mut self, message: &Message) -> Arc<Published> {
         self.last += 1;
-        let published = Arc::new(Published::new(self.envelope(topic, message)));
+        let published = Arc::new(Published::new(self.envelope(message)));
         let size = payload(&published.message).len() + BOOKKEEPING;
         let now = Instant::now();
         self.kept.push_back(Kept {
@@ -352,15 +357,19 @@ impl Ring {
         now.saturating_duration_since(newest) > self.settings.max_age
     }
 
+    /// The header's start: the topic under `key`, the epoch and the last offset, as
+    /// `{"<key>":"<topic>","epoch":"..","offset":N` (the caller adds its fields and `}`).
+    fn header(&self, key: &str) -> String {
+        format!(
+            "{{\"{key}\":{},\"epoch\":\"{}\",\"offset\":{}",
+            self.topic, self.epoch, self.last
+        )
+    }
+
     /// The notice a resumable connection gets when it subscribes: the topic's epoch, the
     /// offset of the last message before the live ones, and what became of its position.
-    pub(crate) fn notice(&self, topic: &str, subscribed: Subscribed) -> Message {
-        let mut header = format!(
-            "{{\"subscribed\":{},\"epoch\":\"{}\",\"offset\":{}",
-            json_string(topic),
-            self.epoch,
-            self.last
-        );
+    pub(crate) fn notice(&self, subscribed: Subscribed) -> Message {
+        let mut header = self.header("subscribed");
         match subscribed {
             Subscribed::Live => {}
             Subscribed::Recovered { .. } => header.push_str(",\"recovered\":true"),
@@ -370,38 +379,28 @@ impl Ring {
                 header.push('"');
             }
         }
-        header.push('}');
-        let text = format!("\u{1e}{header}\u{1e}");
-        Message::Text(Text::from(text))
+        Message::Text(Text::from(format!("\u{1e}{header}}}\u{1e}")))
     }
 
     /// What the connection a message was published except gets in its place, if it resumes:
     /// the position alone, `0x1E {"topic":..,"epoch":..,"offset":..,"skipped":true} 0x1E`, so
     /// that its position moves on (and a resume does not give it its own message back).
-    pub(crate) fn skipped(&self, topic: &str) -> Message {
-        let text = format!(
-            "\u{1e}{{\"topic\":{},\"epoch\":\"{}\",\"offset\":{},\"skipped\":true}}\u{1e}",
-            json_string(topic),
-            self.epoch,
-            self.last
-        );
-        Message::Text(Text::from(text))
+    pub(crate) fn skipped(&self) -> Message {
+        let header = self.header("topic");
+        Message::Text(Text::from(format!(
+            "\u{1e}{header},\"skipped\":true}}\u{1e}"
+        )))
     }
 
     /// `message` with its header: `0x1E {"topic":..,"epoch":..,"offset":..} 0x1E`, then the
     /// message's bytes, in a frame of the message's type.
-    fn envelope(&self, topic: &str, message: &Message) -> Message {
-        let header = format!(
-            "{{\"topic\":{},\"epoch\":\"{}\",\"offset\":{}}}",
-            json_string(topic),
-            self.epoch,
-            self.last
-        );
+    fn envelope(&self, message: &Message) -> Message {
+        let header = self.header("topic");
         let body = payload(message);
-        let mut bytes = BytesMut::with_capacity(header.len() + 2 + body.len());
+        let mut bytes = BytesMut::with_capacity(header.len() + 3 + body.len());
         bytes.put_u8(0x1e);
         bytes.put_slice(header.as_bytes());
-        bytes.put_u8(0x1e);
+        bytes.put_slice(b"}\x1e");
         bytes.put_slice(body);
         let bytes = bytes.freeze();
         match message {
@@ -430,25 +429,21 @@ fn payload(message: &Message) -> &[u8] {
     }
 }
 
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).expect("a string serializes")
-}
-
-/// A fresh epoch: 16 hex digits no other history of this process, or another's, is likely to
-/// have.
-fn new_epoch() -> String {
+/// A number no other call, in this process or another, is likely to return: a random
+/// state, a count, the process and the time; `salt` tells apart numbers made together.
+pub(crate) fn unique_u64(salt: u64) -> u64 {
     use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNT: AtomicU64 = AtomicU64::new(0);
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u64(salt);
+    hasher.write_usize(COUNT.fetch_add(1, Ordering::Relaxed));
     hasher.write_u32(std::process::id());
     hasher.write_u128(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |t| t.as_nanos()),
     );
-    format!("{:016x}", hasher.finish())
+    hasher.finish()
 }
 
 /// `Bytes` of a published message, for tests.
@@ -465,13 +460,13 @@ mod tests {
     use super::*;
 
     fn ring(settings: History) -> Ring {
-        Ring::new(settings, &Total::default())
+        Ring::new("t", settings, &Total::default())
     }
 
     #[test]
     fn messages_are_numbered_and_enveloped_once() {
-        let mut ring = ring(History::default());
-        let first = ring.push("room:\"x\"", &Message::text("hi"));
+        let mut ring = Ring::new("room:\"x\"", History::default(), &Total::default());
+        let first = ring.push(&Message::text("hi"));
         let epoch = ring.epoch().to_owned();
         assert_eq!(
             bytes_of(&first),
@@ -479,7 +474,7 @@ mod tests {
                 "\u{1e}{{\"topic\":\"room:\\\"x\\\"\",\"epoch\":\"{epoch}\",\"offset\":1}}\u{1e}hi"
             )
         );
-        let second = ring.push("room:\"x\"", &Message::binary(vec![0u8, 0x1e, 255]));
+        let second = ring.push(&Message::binary(vec![0u8, 0x1e, 255]));
         let Message::Binary(bytes) = &second.message else {
             panic!("a binary message stays binary");
         };
@@ -494,7 +489,7 @@ mod tests {
         // Nothing published yet: a client at 0 missed nothing.
         assert_eq!(ring.since(&epoch, 0, 100).unwrap().len(), 0);
         for i in 1..=6 {
-            ring.push("t", &Message::text(i.to_string()));
+            ring.push(&Message::text(i.to_string()));
         }
         let texts = |replay: Vec<Arc<Published>>| -> Vec<String> {
             replay
@@ -535,16 +530,16 @@ mod tests {
     fn a_history_keeps_its_bytes_and_age_bounded() {
         let total = Total::default();
         let one = |ring: &mut Ring| {
-            ring.push("t", &Message::text("abcd"));
+            ring.push(&Message::text("abcd"));
             ring.kept.back().unwrap().size
         };
-        let size = one(&mut Ring::new(History::default(), &total));
+        let size = one(&mut Ring::new("t", History::default(), &total));
         assert_eq!(
             total.load(Ordering::Relaxed),
             0,
             "a dropped ring gives its bytes back"
         );
-        let mut ring = Ring::new(History::default().max_bytes(2 * size + 1), &total);
+        let mut ring = Ring::new("t", History::default().max_bytes(2 * size + 1), &total);
         let epoch = ring.epoch().to_owned();
         for _ in 0..5 {
             one(&mut ring);
@@ -557,10 +552,10 @@ mod tests {
         ));
         assert_eq!(ring.since(&epoch, 3, 100).unwrap().len(), 2);
         // A message larger than the bound is still kept, alone.
-        ring.push("t", &Message::text("a long message".repeat(100)));
+        ring.push(&Message::text("a long message".repeat(100)));
         assert_eq!(ring.kept.len(), 1);
         // Past the server's total, a ring keeps less, down to its newest message.
-        let mut other = Ring::new(History::default().max_total_bytes(3 * size), &total);
+        let mut other = Ring::new("t", History::default().max_total_bytes(3 * size), &total);
         for _ in 0..4 {
             one(&mut other);
         }
@@ -576,9 +571,9 @@ mod tests {
         let mut ring = ring(History::default().max_age(Duration::from_secs(10)));
         let epoch = ring.epoch().to_owned();
         let start = Instant::now();
-        ring.push("t", &Message::text("old"));
+        ring.push(&Message::text("old"));
         tokio::time::advance(Duration::from_secs(6)).await;
-        ring.push("t", &Message::text("new"));
+        ring.push(&Message::text("new"));
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(matches!(
             ring.since(&epoch, 0, 100),
@@ -593,9 +588,9 @@ mod tests {
     #[test]
     fn notices_say_the_position_and_the_outcome() {
         let mut ring = ring(History::default());
-        ring.push("t", &Message::text("x"));
+        ring.push(&Message::text("x"));
         let epoch = ring.epoch().to_owned();
-        let notice = |subscribed| match ring.notice("t", subscribed) {
+        let notice = |subscribed| match ring.notice(subscribed) {
             Message::Text(text) => text.as_str().to_owned(),
             Message::Binary(_) => panic!("a text notice"),
         };
@@ -612,11 +607,10 @@ mod tests {
 
     #[test]
     fn resume_positions_are_read_or_refused() {
+        // (The integration tests encode as a browser's `encodeURIComponent` does.)
         let query = |value: &str| {
-            format!(
-                "a=1&{QUERY_KEY}={}",
-                url_encode(value) // as a browser's encodeURIComponent would
-            )
+            let encoded = serde_urlencoded::to_string([(QUERY_KEY, value)]).unwrap();
+            format!("a=1&{encoded}")
         };
         let resume =
             Resume::from_query(Some(&query(r#"[["room:lobby","abc",41],["b","e",0]]"#))).unwrap();
@@ -649,16 +643,5 @@ mod tests {
                 .unwrap_err()
                 .contains("twice")
         );
-    }
-
-    fn url_encode(text: &str) -> String {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
     }
 }

@@ -19,7 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{Outgoing, Published};
 use crate::error::Error;
-use crate::history::{History, Resume, Ring, Subscribed, Total};
+use crate::history::{History, Resume, Ring, Subscribed, Total, unique_u64};
 use crate::mailbox::Mailbox;
 use crate::message::{IntoMessage, Message, Text};
 
@@ -166,20 +166,11 @@ impl Hub {
     }
 }
 
-/// A node id no other process is likely to have: the process, the time and a random state.
+/// A node id no other process is likely to have.
 fn random_node_id() -> [u8; 16] {
-    use std::hash::{BuildHasher, Hasher};
     let mut id = [0u8; 16];
     for (i, half) in id.chunks_mut(8).enumerate() {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_usize(i);
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |t| t.as_nanos()),
-        );
-        half.copy_from_slice(&hasher.finish().to_le_bytes());
+        half.copy_from_slice(&unique_u64(i as u64).to_le_bytes());
     }
     id
 }
@@ -510,7 +501,7 @@ impl Entry {
         let mut ring = lock(&self.ring);
         let ring = ring.get_or_insert_with(|| {
             self.keeps.store(true, Ordering::Release);
-            Ring::new(*lock(&self.hub.history), &self.hub.history_bytes)
+            self.new_ring()
         });
         let (subscribed, replay) = match resume.position(&self.name) {
             None => (Subscribed::Live, Vec::new()),
@@ -524,7 +515,7 @@ impl Entry {
                 Err(why) => (Subscribed::NotRecovered(why), Vec::new()),
             },
         };
-        mailbox.push(Outgoing::Message(ring.notice(&self.name, subscribed)));
+        mailbox.push(Outgoing::Message(ring.notice(subscribed)));
         for published in replay {
             mailbox.push(Outgoing::Published(published));
         }
@@ -604,7 +595,7 @@ impl Entry {
         let Some(ring) = ring.as_mut() else {
             return;
         };
-        let enveloped = ring.push(&self.name, &message);
+        let enveloped = ring.push(&message);
         if ring.over_total() {
             self.hub.evict_parked(&mut lock(&self.hub.parked), None);
             ring.shrink_to_total();
@@ -619,7 +610,7 @@ impl Entry {
             if except.is_some_and(|except| Arc::ptr_eq(except, mailbox)) {
                 // Its position moves on all the same.
                 if mailbox.resume().is_some() {
-                    mailbox.push(Outgoing::Message(ring.skipped(&self.name)));
+                    mailbox.push(Outgoing::Message(ring.skipped()));
                 }
                 continue;
             }
@@ -633,12 +624,21 @@ impl Entry {
         }
     }
 
+    /// A history for this topic, under a fresh epoch, with the server's settings.
+    fn new_ring(&self) -> Ring {
+        Ring::new(
+            &self.name,
+            *lock(&self.hub.history),
+            &self.hub.history_bytes,
+        )
+    }
+
     /// The history was lost (the broker may have dropped messages from other nodes): it
     /// starts again, under a new epoch, so that no client resumes across the gap.
     fn restart_history(&self) {
         let mut ring = lock(&self.ring);
         if ring.is_some() {
-            *ring = Some(Ring::new(*lock(&self.hub.history), &self.hub.history_bytes));
+            *ring = Some(self.new_ring());
         }
     }
 }
@@ -807,7 +807,7 @@ impl Sink {
             if entry.is_none() {
                 let mut parked = lock(&hub.parked);
                 if let Some(history) = parked.get_mut(topic) {
-                    history.ring.push(topic, &message);
+                    history.ring.push(&message);
                     if history.ring.over_total() {
                         hub.evict_parked(&mut parked, Some(topic));
                         if let Some(history) = parked.get_mut(topic) {
