@@ -68,9 +68,9 @@ pub(crate) struct Accepted {
 /// open WebSocket connections and the handshakes under way reach `max_connections`, every
 /// request is answered 503.
 ///
-/// The probe of the dev console or of the client (see `pages::take_probe`) comes here too and goes the same way,
-/// but is never upgraded: it is answered with the refusal the upgrade got, or a note that it
-/// would be accepted.
+/// The probe of the dev console or of the client (see `pages::take_probe`) comes here too and
+/// goes the same way, but is never upgraded: it is answered with the refusal the upgrade got,
+/// or a note that it would be accepted.
 pub(crate) async fn dispatch<B>(
     app: &Arc<App>,
     mut req: http::Request<B>,

@@ -171,9 +171,10 @@ const PROBE: &str = "x-wsock-console";
 const PROBE_PROTOCOL: &str = "x-wsock-protocol";
 
 /// Whether `req` is the probe of the dev console or of wsock's client: after a WebSocket
-/// failed before it opened, the page asks again with a plain `GET` of the same URL, because browsers hide
-/// a refused upgrade's answer from page code. The probe gets the status and body the upgrade
-/// got (see `dispatch`); the caller checks that the console or the client module is on.
+/// failed before it opened, the page asks again with a plain `GET` of the same URL, because
+/// browsers hide a refused upgrade's answer from page code. The probe gets the status and body
+/// the upgrade got (see `dispatch`); the caller checks that the console or the client module
+/// is on.
 ///
 /// Only the console's own page may ask. A page of another site cannot send the header
 /// without a CORS preflight, which wsock never grants, and a browser says where a request

@@ -1,6 +1,7 @@
 //! A connection's time: the keep-alive clock (ping a silent peer, give up on one silent for
-//! too long, send the heartbeats `Server::heartbeat` asks for), the close deadline (how long a closing connection waits for its peer), and the
-//! budget of one wake-up (how much work the task does before it lets the others run).
+//! too long, send the heartbeats `Server::heartbeat` asks for), the close deadline (how long
+//! a closing connection waits for its peer), and the budget of one wake-up (how much work the
+//! task does before it lets the others run).
 
 use std::future::Future;
 use std::pin::Pin;
