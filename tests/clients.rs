@@ -79,6 +79,10 @@ fn missing_client_tools() -> Option<String> {
     if !runs("node", &["--version"]) {
         return Some("`node` is missing".into());
     }
+    // (The resume tests share topics between two servers through Redis.)
+    if !runs("redis-server", &["--version"]) {
+        return Some("`redis-server` is missing".into());
+    }
     ["typescript", "esbuild"].into_iter().find_map(|package| {
         let installed = client_dir().join("node_modules").join(package).exists();
         (!installed).then(|| format!("the node package `{package}` is not installed in client"))

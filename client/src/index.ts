@@ -104,8 +104,9 @@ export interface Position {
 
 /** Why a topic could not be resumed: its history was lost or is another server's (`epoch`),
  * the client is older than the history (`behind`), missed more than one replay carries
- * (`cap`), or is ahead of the server (`ahead`). */
-export type Reason = "epoch" | "behind" | "cap" | "ahead";
+ * (`cap`), is ahead of the server (`ahead`), or the history (in Redis) could not be read in
+ * time (`unavailable`). */
+export type Reason = "epoch" | "behind" | "cap" | "ahead" | "unavailable";
 
 /** The server subscribed the connection to a topic: the live messages follow `offset`. */
 export interface Subscribed extends Position {

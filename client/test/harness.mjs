@@ -15,11 +15,13 @@ process.on("exit", () => {
 });
 
 /** Starts the test server on `port` (0: a free one); `heartbeat` in ms turns heartbeats on;
- * `history`: the messages a resumable topic keeps (and one resume replays at most). */
-export async function startServer({ port = 0, heartbeat, history } = {}) {
+ * `history`: the messages a resumable topic keeps (and one resume replays at most); `redis`: a
+ * Redis URL, to share topics and their history with the other servers given it. */
+export async function startServer({ port = 0, heartbeat, history, redis } = {}) {
   const args = [`127.0.0.1:${port}`];
   if (heartbeat) args.push(String(heartbeat));
   if (history) args.push("--history", String(history));
+  if (redis) args.push("--redis", redis);
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "inherit"] });
   running.add(child);
   const exited = once(child, "exit").then(() => running.delete(child));
@@ -39,6 +41,45 @@ export async function startServer({ port = 0, heartbeat, history } = {}) {
     async kill(signal = "SIGKILL") {
       child.kill(signal);
       await exited;
+    },
+  };
+}
+
+/** Starts Debian's `redis-server` on a free port, in a directory of its own, without
+ * persistence; `stop()` kills it and removes the directory. */
+export async function startRedis() {
+  const { mkdtemp, rm } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const net = await import("node:net");
+  const free = net.createServer();
+  await new Promise((ready) => free.listen(0, "127.0.0.1", ready));
+  const port = free.address().port;
+  await new Promise((closed) => free.close(closed));
+  const dir = await mkdtemp(join(tmpdir(), "wsock-client-redis-"));
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+  const child = spawn("redis-server", args, { stdio: "ignore" });
+  running.add(child);
+  const exited = once(child, "exit").then(() => running.delete(child));
+  await within(10_000, "redis-server listening", (async () => {
+    for (;;) {
+      const up = await new Promise((answered) => {
+        const socket = net.connect(port, "127.0.0.1", () => {
+          socket.destroy();
+          answered(true);
+        });
+        socket.on("error", () => answered(false));
+      });
+      if (up) return;
+      await sleep(20);
+    }
+  })());
+  return {
+    url: `redis://127.0.0.1:${port}/`,
+    async stop() {
+      child.kill("SIGKILL");
+      await exited;
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }

@@ -3,7 +3,7 @@
 // connections open and forwards nothing, new ones included, as a network that went away
 // without a word), or delays every chunk. Loopback only.
 //
-//   const proxy = await startProxy(targetPort);
+//   const proxy = await startProxy(targetPort);  // or [portA, portB]: connections alternate
 //   proxy.port;            // where clients connect
 //   proxy.stall();         // silence, both ways, no close
 //   proxy.forward();       // back to normal (stalled bytes are dropped, not replayed)
@@ -25,9 +25,13 @@ export async function startProxy(targetPort, host = "127.0.0.1") {
   let mode = "forward";
   let wait = 0;
   const pairs = new Set();
+  // Several targets: each new connection goes to the next (a reconnect lands on another
+  // server).
+  const targets = Array.isArray(targetPort) ? targetPort : [targetPort];
+  let accepted = 0;
 
   const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, host);
+    const upstream = net.connect(targets[accepted++ % targets.length], host);
     const pair = { client, upstream };
     pairs.add(pair);
     const pipe = (from, to) => {

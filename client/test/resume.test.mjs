@@ -8,20 +8,21 @@ import { afterEach, test } from "node:test";
 
 import { connect } from "../dist/index.js";
 import { startProxy } from "./proxy.mjs";
-import { next, sleep, startServer } from "./harness.mjs";
+import { next, sleep, startRedis, startServer } from "./harness.mjs";
 
 const T = { timeout: 30_000 };
 const RS = "\x1e";
 
 // What a test started, stopped after it, passed or failed: a client left reconnecting, or a
 // publisher left publishing, would keep the process running.
-const running = { clients: new Set(), proxies: new Set(), servers: new Set() };
+const running = { clients: new Set(), proxies: new Set(), servers: new Set(), redises: new Set() };
 afterEach(async () => {
-  const { clients, proxies, servers } = running;
+  const { clients, proxies, servers, redises } = running;
   for (const client of clients) client.close();
   await Promise.all([...proxies].map((proxy) => proxy.close()));
   await Promise.all([...servers].map((server) => server.kill()));
-  for (const set of [clients, proxies, servers]) set.clear();
+  await Promise.all([...redises].map((redis) => redis.stop()));
+  for (const set of [clients, proxies, servers, redises]) set.clear();
 });
 
 async function serve(options) {
@@ -30,8 +31,9 @@ async function serve(options) {
   return server;
 }
 
+/** A proxy to `server`, or to each of `servers` in turn (every reconnect on the next). */
 async function proxyTo(server) {
-  const proxy = await startProxy(server.port);
+  const proxy = await startProxy(Array.isArray(server) ? server.map((s) => s.port) : server.port);
   running.proxies.add(proxy);
   return proxy;
 }
@@ -139,17 +141,19 @@ test("a client that got nothing but the notice is cut, and resumes: nothing miss
   await server.kill();
 });
 
-test("a thousand cuts at random moments while a publisher publishes: every message once, in order", { timeout: 90_000 }, async () => {
+/** Eight clients, each through a proxy to `servers` (in turn, when there are several) that
+ * cuts it at random moments a thousand times in all, while a publisher on the first server
+ * publishes: every client ends with every message once, in order, every resume recovered. */
+async function thousandCuts(servers, where) {
   const CLIENTS = 8;
   const CUTS = 1000;
-  const server = await serve({ history: 4096 });
-  const proxies = await Promise.all(Array.from({ length: CLIENTS }, () => proxyTo(server)));
+  const proxies = await Promise.all(Array.from({ length: CLIENTS }, () => proxyTo(servers)));
   const readers = proxies.map((proxy) =>
     recording(`ws://127.0.0.1:${proxy.port}/feed/storm`, { reconnect: { initialDelay: 5, maxDelay: 20 }, connectTimeout: 2_000 }),
   );
   await Promise.all(readers.map(({ client }) => next(client, "subscribed")));
   const started = performance.now();
-  const publisher = await publishing(server, "storm", 2);
+  const publisher = await publishing(servers[0], "storm", 2);
 
   // Each client's proxy cuts it at random moments: a reset, or a stall then a reset; whatever
   // the client is doing (open, mid-handshake, probing).
@@ -177,7 +181,13 @@ test("a thousand cuts at random moments while a publisher publishes: every messa
     await Promise.all(cutters);
   }
   const published = await publisher.stop();
-  const counts = () => readers.map(({ seen }) => seen.messages.length).join(", ");
+  const counts = () => {
+    const trouble = readers.map(({ seen }, i) => {
+      const notices = seen.subscribed.filter((notice) => notice.recovered === false);
+      return notices.length + seen.gaps.length > 0 ? ` client ${i}: ${JSON.stringify({ notices, gaps: seen.gaps })}` : "";
+    });
+    return readers.map(({ seen }) => seen.messages.length).join(", ") + trouble.join("");
+  };
   await until(20_000, () => `every client's ${published} messages (they have ${counts()})`, () =>
     readers.every(({ seen }) => seen.messages.length >= published),
   );
@@ -197,11 +207,25 @@ test("a thousand cuts at random moments while a publisher publishes: every messa
     client.close();
   }
   console.log(
-    `# ${cuts} cuts (${openCuts} of open connections) of ${CLIENTS} clients while ${published} messages were published ` +
+    `# ${where}: ${cuts} cuts (${openCuts} of open connections) of ${CLIENTS} clients while ${published} messages were published ` +
       `in ${took.toFixed(1)} s; ${recovered} resumes, all recovered; every client got every message once, in order`,
   );
   await Promise.all(proxies.map((proxy) => proxy.close()));
+}
+
+test("a thousand cuts at random moments while a publisher publishes: every message once, in order", { timeout: 90_000 }, async () => {
+  const server = await serve({ history: 4096 });
+  await thousandCuts([server], "one server");
   await server.kill();
+});
+
+test("a thousand cuts on two servers through Redis, each reconnect to the other: every message once, in order", { timeout: 120_000 }, async () => {
+  const redis = await startRedis();
+  running.redises.add(redis);
+  const a = await serve({ history: 4096, redis: redis.url });
+  const b = await serve({ history: 4096, redis: redis.url });
+  await thousandCuts([a, b], "two servers through Redis");
+  await Promise.all([a.kill(), b.kill()]);
 });
 
 test("a client too far behind is told (recovered: false) and gets no flood, then the live messages", T, async () => {

@@ -22,12 +22,28 @@
 //! unreachable reaches the publishing node's subscribers only, and `publish` says so).
 //!
 //! How it works: two Redis connections per server, one that publishes (the redis crate's
-//! connection manager, pipelined) and one in subscribe mode, a channel `wsock:<topic>` per
-//! topic, subscribed only while the server has a subscriber to that topic. Each publish crosses Redis once, as the bytes wsock encoded (a
-//! short header names the publishing server, which skips its own messages: it delivered them
-//! when they were published). Publishes are queued in order and sent in pipelines. When Redis
-//! goes away, publishes fail at once (`PublishError::Broker`), the connection is retried every
-//! second, and once Redis is back the server's channels are subscribed again.
+//! connection manager, pipelined) and one in subscribe mode (RESP3, so Redis 6 or later), a
+//! channel `wsock:<topic>` per topic, subscribed only while the server has a subscriber to
+//! that topic. Each publish crosses Redis once, as the bytes wsock encoded (a short header
+//! names the publishing server, which skips its own messages: it delivered them when they were
+//! published). Publishes are queued in order and sent in pipelines. When Redis goes away,
+//! publishes fail at once (`PublishError::Broker`), the connection is retried every second,
+//! and once Redis is back the server's channels are subscribed again.
+//!
+//! **Topic history in Redis** (for `resume = true` endpoints; see the README's "Resume"): a
+//! topic that a resumable connection subscribes to, on any node, keeps its history in Redis: a
+//! hash `wsock:h:<topic>` (its epoch and last offset) and a stream `wsock:s:<topic>` (its last
+//! messages, `XADD .. MAXLEN ~ History::messages`), both expiring `History::max_age` after
+//! their last use (nodes that follow the topic extend them meanwhile). Every publish runs a
+//! short Lua script that numbers and keeps the message when its topic keeps history, so every
+//! node sees the same offsets, and a client resumes on any node. A node asks Redis where a
+//! topic stands, and for what a resuming client missed, on its subscriber connection, so the
+//! answer comes in order with the topic's messages: that is what makes the seam exact. When
+//! that connection drops, the node asks for what it missed once it is back, so nothing is lost
+//! within the history's length; if Redis lost the history (restarted without persistence,
+//! `FLUSHALL`), the topic starts a new epoch and its clients are told. Topics nobody resumes
+//! keep nothing in Redis; their publishes cost one script call instead of a `PUBLISH` (the
+//! benchmark's README has the figures).
 //!
 //! **Bounded both ways.** Publishes waiting for Redis (queued, or sent and not yet confirmed)
 //! hold at most [`Redis::queue_limit`] bytes (8 MiB by default): past it, `publish` is refused
@@ -41,8 +57,10 @@
 //! [`Redis::stats`] counts all of it.
 
 mod resp;
+mod scripts;
 mod subscriber;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -52,9 +70,9 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo};
 use tokio::sync::{Notify, Semaphore, mpsc};
-use wsock_runtime::{Broker, BrokerError, BrokerFuture, Sink};
+use wsock_runtime::{Broker, BrokerError, BrokerFuture, Locate, Sink};
 
-use crate::subscriber::{Subscriptions, Target};
+use crate::subscriber::{Asked, Subscriptions, Target};
 
 /// The prefix of every channel: the topic `room:lobby` is the channel `wsock:room:lobby`.
 pub const DEFAULT_PREFIX: &str = "wsock:";
@@ -103,11 +121,14 @@ struct Shared {
     publishes: mpsc::UnboundedSender<Queued>,
     publish_queue: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
     stats: Arc<Counters>,
+    /// Topics whose history this node asked Redis to keep: their keys' lives are extended
+    /// while this node follows them, even when nothing is published.
+    kept: Mutex<HashSet<String>>,
 }
 
 /// A publish waiting for Redis, and the room it holds.
 struct Queued {
-    channel: String,
+    topic: String,
     payload: Bytes,
     cost: u32,
 }
@@ -324,6 +345,7 @@ impl Redis {
             changed: Notify::new(),
             delivery: OnceLock::new(),
             stats: Arc::clone(&stats),
+            locates: Mutex::default(),
         });
         let (publishes, publish_queue) = mpsc::unbounded_channel();
         Ok(Redis {
@@ -338,6 +360,7 @@ impl Redis {
                 publishes,
                 publish_queue: Mutex::new(Some(publish_queue)),
                 stats,
+                kept: Mutex::default(),
             }),
         })
     }
@@ -385,27 +408,26 @@ impl Broker for Redis {
     fn unsubscribe(&self, topic: &str) {
         let channel = format!("{}{topic}", self.shared.prefix);
         lock(&self.shared.subscriptions.wanted).remove(&channel);
+        lock(&self.shared.kept).remove(topic);
         self.shared.subscriptions.changed.notify_one();
     }
 
     fn publish(&self, topic: &str, payload: Bytes) -> Result<(), BrokerError> {
         let shared = &self.shared;
         shared.reachable()?;
-        let channel = format!("{}{topic}", shared.prefix);
-        let cost = shared.cost(&channel, &payload);
+        let cost = shared.cost(topic, &payload);
         match shared.room.try_acquire_many(cost) {
             Ok(room) => room.forget(),
             Err(_) => return Err(shared.behind()),
         }
-        shared.queue(channel, payload, cost)
+        shared.queue(topic.to_owned(), payload, cost)
     }
 
     fn publish_wait<'a>(&'a self, topic: &'a str, payload: Bytes) -> BrokerFuture<'a> {
         Box::pin(async move {
             let shared = &self.shared;
             shared.reachable()?;
-            let channel = format!("{}{topic}", shared.prefix);
-            let cost = shared.cost(&channel, &payload);
+            let cost = shared.cost(topic, &payload);
             let room = shared
                 .room
                 .acquire_many(cost)
@@ -417,8 +439,24 @@ impl Broker for Redis {
                 shared.room.add_permits(cost as usize);
                 return Err(error);
             }
-            shared.queue(channel, payload, cost)
+            shared.queue(topic.to_owned(), payload, cost)
         })
+    }
+
+    fn keeps_history(&self) -> bool {
+        true
+    }
+
+    fn locate(&self, topic: &str, locate: Locate) {
+        let shared = &self.shared;
+        if locate.create {
+            lock(&shared.kept).insert(topic.to_owned());
+        }
+        lock(&shared.subscriptions.locates).push_back(Asked {
+            topic: topic.to_owned(),
+            locate,
+        });
+        shared.subscriptions.changed.notify_one();
     }
 }
 
@@ -440,8 +478,9 @@ impl Shared {
 
     /// The room a publish takes: its payload, channel and entry; at most the whole queue, so
     /// that a message larger than the limit still goes, alone.
-    fn cost(&self, channel: &str, payload: &Bytes) -> u32 {
-        let cost = (payload.len() + channel.len() + ENTRY_COST).min(self.queue_limit);
+    fn cost(&self, topic: &str, payload: &Bytes) -> u32 {
+        let channel = self.prefix.len() + topic.len();
+        let cost = (payload.len() + channel + ENTRY_COST).min(self.queue_limit);
         u32::try_from(cost).unwrap_or(u32::MAX)
     }
 
@@ -463,9 +502,9 @@ impl Shared {
         )))
     }
 
-    fn queue(&self, channel: String, payload: Bytes, cost: u32) -> Result<(), BrokerError> {
+    fn queue(&self, topic: String, payload: Bytes, cost: u32) -> Result<(), BrokerError> {
         let queued = Queued {
-            channel,
+            topic,
             payload,
             cost,
         };
@@ -480,6 +519,8 @@ impl Shared {
 /// back once Redis answered (or did not in time).
 async fn publish(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let mut connection = shared.connection.clone();
+    // The publishing script's SHA1, once Redis has it.
+    let mut script: Option<String> = None;
     let mut batch = Vec::with_capacity(PIPELINE);
     // A publish that did not fit the last pipeline: the first of the next.
     let mut carried: Option<Queued> = None;
@@ -506,18 +547,17 @@ async fn publish(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>
             bytes += queued.payload.len();
             batch.push(queued);
         }
-        let mut pipeline = redis::pipe();
-        let mut room = 0;
-        for queued in &batch {
-            pipeline
-                .cmd("PUBLISH")
-                .arg(&queued.channel)
-                .arg(&queued.payload[..])
-                .ignore();
-            room += queued.cost as usize;
-        }
+        let room: usize = batch.iter().map(|queued| queued.cost as usize).sum();
         // The room is held until Redis answers: the bound counts what is on the way too.
-        let sent = pipeline.query_async::<()>(&mut connection).await;
+        let mut sent = send(&shared, &mut connection, &mut script, &batch).await;
+        if sent
+            .as_ref()
+            .is_err_and(|error| error.code() == Some("NOSCRIPT"))
+        {
+            // Redis forgot the script (it restarted, or SCRIPT FLUSH): none of the batch ran.
+            script = None;
+            sent = send(&shared, &mut connection, &mut script, &batch).await;
+        }
         let count = batch.len() as u64;
         match sent {
             Ok(()) => {
@@ -549,6 +589,50 @@ async fn publish(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>
     }
 }
 
+/// Sends `batch` in one pipeline, each publish through the script that numbers and keeps the
+/// messages of topics whose history Redis keeps (loading the script first if need be).
+async fn send(
+    shared: &Shared,
+    connection: &mut ConnectionManager,
+    script: &mut Option<String>,
+    batch: &[Queued],
+) -> redis::RedisResult<()> {
+    let sha = match script {
+        Some(sha) => sha,
+        None => {
+            let load = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(scripts::PUBLISH)
+                .to_owned();
+            script.insert(load.query_async::<String>(connection).await?)
+        }
+    };
+    let history = shared
+        .subscriptions
+        .delivery
+        .get()
+        .map(|delivery| delivery.sink.history())
+        .unwrap_or_default();
+    let max_len = history.message_limit().to_string();
+    let ttl = scripts::ttl_ms(history.age_limit()).to_string();
+    let mut pipeline = redis::pipe();
+    for queued in batch {
+        let (hash, stream) = scripts::keys(&shared.prefix, &queued.topic);
+        pipeline
+            .cmd("EVALSHA")
+            .arg(&sha[..])
+            .arg(2)
+            .arg(hash)
+            .arg(stream)
+            .arg(format!("{}{}", shared.prefix, queued.topic))
+            .arg(&queued.payload[..])
+            .arg(&max_len)
+            .arg(&ttl)
+            .ignore();
+    }
+    pipeline.query_async::<()>(connection).await
+}
+
 /// A pipeline Redis did not confirm: counted, logged at most once a second. (A slow answer is
 /// not a dead Redis: that is for a failed connection or the once-a-second check to say.)
 fn unconfirmed(shared: &Shared, count: u64, error: &str, what: &str) {
@@ -570,8 +654,10 @@ async fn watch(shared: Arc<Shared>) {
     let mut connection = shared.connection.clone();
     let mut tick = tokio::time::interval(WATCH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refreshed = Instant::now();
     loop {
         tick.tick().await;
+        refresh_kept(&shared, &mut connection, &mut refreshed).await;
         let ping = redis::cmd("PING");
         let answered =
             tokio::time::timeout(RESPONSE_TIMEOUT, ping.query_async::<()>(&mut connection));
@@ -579,6 +665,37 @@ async fn watch(shared: Arc<Shared>) {
             Ok(Ok(())) => came_up(&shared.up, &shared.shown),
             Ok(Err(error)) => went_down(&shared, &error.to_string()),
             Err(_) => went_down(&shared, "no answer in time"),
+        }
+    }
+}
+
+/// Extends the lives of the histories this node follows, a third of their age after the last
+/// time, so that a quiet topic's history is there when its clients come back.
+async fn refresh_kept(shared: &Shared, connection: &mut ConnectionManager, last: &mut Instant) {
+    let Some(delivery) = shared.subscriptions.delivery.get() else {
+        return;
+    };
+    let ttl = scripts::ttl_ms(delivery.sink.history().age_limit());
+    if last.elapsed() < Duration::from_millis(ttl / 3) {
+        return;
+    }
+    *last = Instant::now();
+    let kept: Vec<String> = lock(&shared.kept).iter().cloned().collect();
+    for chunk in kept.chunks(PIPELINE) {
+        let mut pipeline = redis::pipe();
+        for topic in chunk {
+            let (hash, stream) = scripts::keys(&shared.prefix, topic);
+            pipeline.cmd("PEXPIRE").arg(hash).arg(ttl).ignore();
+            pipeline.cmd("PEXPIRE").arg(stream).arg(ttl).ignore();
+        }
+        let answered =
+            tokio::time::timeout(RESPONSE_TIMEOUT, pipeline.query_async::<()>(connection));
+        if !matches!(answered.await, Ok(Ok(()))) {
+            tracing::debug!(
+                redis = shared.shown,
+                "could not extend the lives of topic histories"
+            );
+            return;
         }
     }
 }

@@ -1,7 +1,8 @@
-//! The little of RESP2 a subscriber connection speaks: commands out, and in, the replies a
-//! connection in subscribe mode gets (messages, subscribe and unsubscribe confirmations,
-//! pongs, `+OK` and errors). Parsed from a buffer as bytes arrive; a message's payload is a
-//! slice of the bytes read, not a copy.
+//! The little of RESP3 a subscriber connection speaks: commands out, and in, the pushes a
+//! connection in subscribe mode gets (messages, subscribe and unsubscribe confirmations) and
+//! the answers to its commands (`HELLO`, `PING`, and the scripts that say where a topic's
+//! history stands), in the order Redis sent them. Parsed from a buffer as bytes arrive; a
+//! message's payload is a slice of the bytes read, not a copy.
 
 use bytes::{Bytes, BytesMut};
 
@@ -14,13 +15,22 @@ pub(crate) enum Reply {
     Subscribed(Bytes),
     /// An unsubscription confirmed.
     Unsubscribed(Bytes),
-    /// The answer to a `PING`.
-    Pong,
-    /// `+OK` (to `AUTH`).
-    Ok,
+    /// Another push, which this connection does not act on.
+    Push,
+    /// The answer to the oldest command not answered yet.
+    Answer(Answer),
+}
+
+/// An answer to a command.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// `+OK`, `+PONG` or another simple string.
+    Simple(Bytes),
     /// `-ERR ..`: what Redis refused, and why.
     Error(String),
-    /// Anything else this connection does not act on.
+    /// An array of strings and numbers (numbers as their text): what the scripts return.
+    List(Vec<Bytes>),
+    /// Anything else (`HELLO`'s map, a number, a null).
     Other,
 }
 
@@ -39,9 +49,13 @@ const MAX_ITEMS: i64 = 1 << 20;
 enum Value {
     Simple(std::ops::Range<usize>),
     Error(std::ops::Range<usize>),
-    Integer,
+    /// A number's text.
+    Integer(std::ops::Range<usize>),
     Bulk(Option<std::ops::Range<usize>>),
     Array(Option<Vec<Value>>),
+    Push(Vec<Value>),
+    /// A map, a set, a null, a boolean, a double, a big number: nothing this connection reads.
+    Other,
 }
 
 /// Takes the next whole reply off the front of `buffer`; `None` until all of it is there.
@@ -56,31 +70,37 @@ pub(crate) fn parse(buffer: &mut BytesMut) -> Result<Option<Reply>, Malformed> {
 /// What a parsed value means to a subscriber.
 fn reply(frame: &Bytes, value: Value) -> Reply {
     let bulk = |value: &Value| match value {
-        Value::Bulk(Some(range)) | Value::Simple(range) => Some(frame.slice(range.clone())),
+        Value::Bulk(Some(range)) | Value::Simple(range) | Value::Integer(range) => {
+            Some(frame.slice(range.clone()))
+        }
         _ => None,
     };
     match value {
-        Value::Simple(range) if &frame[range.clone()] == b"OK" => Reply::Ok,
-        Value::Simple(range) if frame[range.clone()].eq_ignore_ascii_case(b"PONG") => Reply::Pong,
-        Value::Error(range) => Reply::Error(String::from_utf8_lossy(&frame[range]).into_owned()),
-        Value::Array(Some(items)) => {
+        Value::Push(items) => {
             let kind = items.first().and_then(bulk);
             match (kind.as_deref(), &items[..]) {
                 (Some(b"message"), [_, channel, payload]) => match (bulk(channel), bulk(payload)) {
                     (Some(channel), Some(payload)) => Reply::Message { channel, payload },
-                    _ => Reply::Other,
+                    _ => Reply::Push,
                 },
                 (Some(b"subscribe"), [_, channel, ..]) => {
-                    bulk(channel).map_or(Reply::Other, Reply::Subscribed)
+                    bulk(channel).map_or(Reply::Push, Reply::Subscribed)
                 }
                 (Some(b"unsubscribe"), [_, channel, ..]) => {
-                    bulk(channel).map_or(Reply::Other, Reply::Unsubscribed)
+                    bulk(channel).map_or(Reply::Push, Reply::Unsubscribed)
                 }
-                (Some(b"pong"), _) => Reply::Pong,
-                _ => Reply::Other,
+                _ => Reply::Push,
             }
         }
-        _ => Reply::Other,
+        Value::Simple(range) => Reply::Answer(Answer::Simple(frame.slice(range))),
+        Value::Error(range) => Reply::Answer(Answer::Error(
+            String::from_utf8_lossy(&frame[range]).into_owned(),
+        )),
+        Value::Array(Some(items)) => match items.iter().map(bulk).collect() {
+            Some(list) => Reply::Answer(Answer::List(list)),
+            None => Reply::Answer(Answer::Other),
+        },
+        _ => Reply::Answer(Answer::Other),
     }
 }
 
@@ -95,9 +115,11 @@ fn value(buffer: &[u8], at: usize, depth: usize) -> Result<Option<(Value, usize)
         b'-' => Some((Value::Error(line), next)),
         b':' => {
             number(text)?;
-            Some((Value::Integer, next))
+            Some((Value::Integer(line), next))
         }
-        b'$' => match number(text)? {
+        // A null, a boolean, a double, a big number: one line.
+        b'_' | b'#' | b',' | b'(' => Some((Value::Other, next)),
+        b'$' | b'=' => match number(text)? {
             -1 => Some((Value::Bulk(None), next)),
             len if len < 0 => return Err(Malformed("a negative bulk length")),
             len if len > MAX_BULK => return Err(Malformed("a bulk string over 512 MiB")),
@@ -112,12 +134,14 @@ fn value(buffer: &[u8], at: usize, depth: usize) -> Result<Option<(Value, usize)
                 Some((Value::Bulk(Some(next..end)), end + 2))
             }
         },
-        b'*' => match number(text)? {
-            -1 => Some((Value::Array(None), next)),
+        b'*' | b'>' | b'~' | b'%' => match number(text)? {
+            -1 if kind == b'*' => Some((Value::Array(None), next)),
             len if len < 0 => return Err(Malformed("a negative array length")),
             len if len > MAX_ITEMS => return Err(Malformed("an array of too many items")),
             _ if depth >= MAX_DEPTH => return Err(Malformed("arrays nested too deep")),
             len => {
+                // A map's length counts pairs.
+                let len = if kind == b'%' { 2 * len } else { len };
                 let mut items = Vec::with_capacity((len as usize).min(16));
                 let mut at = next;
                 for _ in 0..len {
@@ -127,7 +151,12 @@ fn value(buffer: &[u8], at: usize, depth: usize) -> Result<Option<(Value, usize)
                     items.push(item);
                     at = end;
                 }
-                Some((Value::Array(Some(items)), at))
+                let value = match kind {
+                    b'*' => Value::Array(Some(items)),
+                    b'>' => Value::Push(items),
+                    _ => Value::Other,
+                };
+                Some((value, at))
             }
         },
         _ => return Err(Malformed("an unknown RESP type")),
@@ -193,23 +222,30 @@ mod tests {
 
     #[test]
     fn what_a_subscriber_gets_whole_and_in_any_pieces() {
-        let stream: &[u8] = b"+OK\r\n\
-            *3\r\n$9\r\nsubscribe\r\n$7\r\nwsock:a\r\n:1\r\n\
-            *3\r\n$7\r\nmessage\r\n$7\r\nwsock:a\r\n$5\r\nh\r\nlo\r\n\
-            *2\r\n$4\r\npong\r\n$0\r\n\r\n\
-            *3\r\n$11\r\nunsubscribe\r\n$7\r\nwsock:a\r\n:0\r\n\
-            +PONG\r\n-ERR unknown command\r\n";
+        let stream: &[u8] = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n\
+            >3\r\n$9\r\nsubscribe\r\n$7\r\nwsock:a\r\n:1\r\n\
+            >3\r\n$7\r\nmessage\r\n$7\r\nwsock:a\r\n$5\r\nh\r\nlo\r\n\
+            *4\r\n$2\r\nab\r\n:41\r\n:1\r\n$4\r\nx\r\ny\r\n\
+            >3\r\n$11\r\nunsubscribe\r\n$7\r\nwsock:a\r\n:0\r\n\
+            +PONG\r\n-ERR unknown command\r\n_\r\n>2\r\n$4\r\npong\r\n$0\r\n\r\n";
         let expected = vec![
-            Reply::Ok,
+            Reply::Answer(Answer::Other),
             Reply::Subscribed(Bytes::from_static(b"wsock:a")),
             Reply::Message {
                 channel: Bytes::from_static(b"wsock:a"),
                 payload: Bytes::from_static(b"h\r\nlo"),
             },
-            Reply::Pong,
+            Reply::Answer(Answer::List(vec![
+                Bytes::from_static(b"ab"),
+                Bytes::from_static(b"41"),
+                Bytes::from_static(b"1"),
+                Bytes::from_static(b"x\r\ny"),
+            ])),
             Reply::Unsubscribed(Bytes::from_static(b"wsock:a")),
-            Reply::Pong,
-            Reply::Error("ERR unknown command".to_owned()),
+            Reply::Answer(Answer::Simple(Bytes::from_static(b"PONG"))),
+            Reply::Answer(Answer::Error("ERR unknown command".to_owned())),
+            Reply::Answer(Answer::Other),
+            Reply::Push,
         ];
         assert_eq!(all(stream).unwrap(), expected);
         // Byte by byte: nothing is taken before it is whole.

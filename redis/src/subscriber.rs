@@ -7,8 +7,12 @@
 //! connection then logs that messages were lost, connects again and subscribes again. (A
 //! client library that reads as fast as Redis sends and queues what the server has not
 //! delivered yet would grow without bound instead.)
+//!
+//! It speaks RESP3 (Redis 6 or later), which lets a connection in subscribe mode run commands
+//! too: the scripts that say where a topic's history stands run here, so that their answers
+//! come in order with the topic's messages (see `wsock_runtime::Broker::locate`).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::resp::{self, Reply};
-use crate::{Counters, Delivery, Error, Line, lock};
+use crate::resp::{self, Answer, Reply};
+use crate::{Counters, Delivery, Error, Line, lock, scripts};
 
 /// How long a connection attempt, or `AUTH`, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -85,6 +89,20 @@ pub(crate) struct Subscriptions {
     /// Where messages go, once the server started the broker.
     pub(crate) delivery: OnceLock<Delivery>,
     pub(crate) stats: Arc<Counters>,
+    /// Questions about topics' histories not sent yet, oldest first.
+    pub(crate) locates: Mutex<VecDeque<Asked>>,
+}
+
+/// A question about a topic's history (`Broker::locate`).
+pub(crate) struct Asked {
+    pub(crate) topic: String,
+    pub(crate) locate: wsock_runtime::Locate,
+}
+
+/// What this connection sent that Redis answers, in order.
+enum Sent {
+    Ping,
+    Locate(Asked),
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -111,10 +129,21 @@ pub(crate) async fn run(subscriptions: Arc<Subscriptions>) {
                     buffer: BytesMut::with_capacity(READ_CHUNK),
                     requested: HashSet::new(),
                     confirmed: HashSet::new(),
+                    sent: VecDeque::new(),
                     lost: &mut lost,
                 };
                 let ended = session.run().await;
                 let held = session.confirmed.len();
+                // Questions this connection did not get answers to are asked again on the
+                // next, after its subscriptions (the answers cover what came meanwhile).
+                let unanswered = std::mem::take(&mut session.sent);
+                let mut locates = lock(&subscriptions.locates);
+                for sent in unanswered.into_iter().rev() {
+                    if let Sent::Locate(asked) = sent {
+                        locates.push_front(asked);
+                    }
+                }
+                drop(locates);
                 ended_with(&subscriptions, &ended, held, &mut lost);
                 // Only a connection that held up earns a quick retry: one that Redis takes
                 // and then refuses (a wrong password, `maxclients`, an ACL) backs off as a
@@ -187,25 +216,33 @@ async fn connect(target: &Target) -> Result<Box<dyn Stream>, Ended> {
             }
             Address::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
         };
+        // RESP3, to run commands while subscribed; logged in at the same time.
+        let mut args: Vec<&[u8]> = vec![b"HELLO", b"3"];
         if let Some(password) = &target.password {
-            let mut args: Vec<&[u8]> = vec![b"AUTH"];
-            args.extend(target.username.as_deref().map(str::as_bytes));
+            args.extend([
+                &b"AUTH"[..],
+                target.username.as_deref().unwrap_or("default").as_bytes(),
+            ]);
             args.push(password.as_bytes());
-            stream.write_all(&resp::command(args.into_iter())).await?;
-            let mut buffer = BytesMut::with_capacity(256);
-            loop {
-                if stream.read_buf(&mut buffer).await? == 0 {
-                    return Err(std::io::Error::other("Redis closed the connection at AUTH"));
+        }
+        stream.write_all(&resp::command(args.into_iter())).await?;
+        let mut buffer = BytesMut::with_capacity(1024);
+        loop {
+            if stream.read_buf(&mut buffer).await? == 0 {
+                return Err(std::io::Error::other(
+                    "Redis closed the connection at HELLO",
+                ));
+            }
+            match resp::parse(&mut buffer) {
+                Ok(None) => continue,
+                Ok(Some(Reply::Answer(Answer::Error(error)))) => {
+                    return Err(std::io::Error::other(format!(
+                        "{REFUSED} HELLO 3 (RESP3, Redis 6 or later, is needed): {error}"
+                    )));
                 }
-                match resp::parse(&mut buffer) {
-                    Ok(None) => continue,
-                    Ok(Some(Reply::Ok)) => break,
-                    Ok(Some(Reply::Error(error))) => {
-                        return Err(std::io::Error::other(format!("{REFUSED} AUTH: {error}")));
-                    }
-                    Ok(Some(_)) | Err(_) => {
-                        return Err(std::io::Error::other("an unexpected answer to AUTH"));
-                    }
+                Ok(Some(Reply::Answer(_))) => break,
+                Ok(Some(_)) | Err(_) => {
+                    return Err(std::io::Error::other("an unexpected answer to HELLO"));
                 }
             }
         }
@@ -227,6 +264,8 @@ struct Session<'a> {
     requested: HashSet<String>,
     /// Channels Redis confirmed.
     confirmed: HashSet<String>,
+    /// Commands sent and not answered yet, oldest first.
+    sent: VecDeque<Sent>,
     lost: &'a mut bool,
 }
 
@@ -277,6 +316,7 @@ impl Session<'_> {
                         if let Err(error) = self.send(resp::command(ping.into_iter())).await {
                             return error;
                         }
+                        self.sent.push_back(Sent::Ping);
                         ping_sent = Some(now);
                     }
                 }
@@ -310,11 +350,51 @@ impl Session<'_> {
                 Reply::Unsubscribed(channel) => {
                     self.confirmed.remove(&*String::from_utf8_lossy(&channel));
                 }
-                Reply::Error(error) => return Err(format!("{REFUSED}: {error}")),
-                Reply::Pong | Reply::Ok | Reply::Other => {}
+                Reply::Push => {}
+                Reply::Answer(answer) => match self.sent.pop_front() {
+                    Some(Sent::Ping) => {}
+                    Some(Sent::Locate(asked)) => self.located(asked, answer),
+                    None => match answer {
+                        Answer::Error(error) => return Err(format!("{REFUSED}: {error}")),
+                        _ => return Err("Redis answered a command never sent".to_owned()),
+                    },
+                },
             }
         }
         Ok(())
+    }
+
+    /// Hands the answer to a question about a topic's history to the server.
+    fn located(&self, asked: Asked, answer: Answer) {
+        let Some(delivery) = self.subscriptions.delivery.get() else {
+            return;
+        };
+        let answer = scripts::located(answer).map_err(|error| {
+            tracing::warn!(
+                redis = self.subscriptions.shown,
+                topic = asked.topic,
+                error,
+                "Redis did not say where a topic's history stands"
+            );
+            wsock_runtime::BrokerError::Unreachable(wsock_runtime::Error::msg(error))
+        });
+        delivery.sink.located(&asked.topic, answer);
+    }
+
+    /// Sends the questions about topics' histories asked meanwhile.
+    async fn send_locates(&mut self) -> Result<(), Ended> {
+        let Some(delivery) = self.subscriptions.delivery.get() else {
+            return Ok(());
+        };
+        loop {
+            let Some(asked) = lock(&self.subscriptions.locates).pop_front() else {
+                return Ok(());
+            };
+            let command = scripts::locate(&delivery.prefix, &asked.topic, &asked.locate);
+            let sent = self.send(command).await;
+            self.sent.push_back(Sent::Locate(asked));
+            sent?;
+        }
     }
 
     fn deliver(&self, channel: &[u8], payload: bytes::Bytes) {
@@ -329,12 +409,19 @@ impl Session<'_> {
             return;
         };
         subscriptions.stats.received.fetch_add(1, Ordering::Relaxed);
-        let payload = if payload.len() < COPY_BELOW {
-            bytes::Bytes::copy_from_slice(&payload)
-        } else {
-            payload
+        let copied = |payload: bytes::Bytes| match payload.len() < COPY_BELOW {
+            true => bytes::Bytes::copy_from_slice(&payload),
+            false => payload,
         };
-        delivery.sink.deliver(topic, payload);
+        match scripts::numbered(&payload) {
+            Some((epoch, offset, at)) => {
+                let epoch = epoch.to_owned();
+                delivery
+                    .sink
+                    .deliver_numbered(topic, &epoch, offset, copied(payload.slice(at..)));
+            }
+            None => delivery.sink.deliver(topic, copied(payload)),
+        }
     }
 
     /// Subscribes to the channels wanted and not requested, unsubscribes from the others.
@@ -359,7 +446,9 @@ impl Session<'_> {
         for channel in &unsubscribe {
             self.requested.remove(channel);
         }
-        Ok(())
+        // After the subscriptions: an answer covers what came before it, and what comes after
+        // it arrives on this connection.
+        self.send_locates().await
     }
 
     async fn send(&mut self, command: Vec<u8>) -> Result<(), Ended> {
@@ -401,6 +490,7 @@ mod tests {
             changed: Notify::new(),
             delivery: OnceLock::new(),
             stats: Arc::default(),
+            locates: Mutex::default(),
         });
         let running = tokio::spawn(run(subscriptions));
         tokio::time::sleep(Duration::from_millis(1600)).await;

@@ -171,6 +171,11 @@ async fn checked<B>(
                 .map_err(|reason| Refusal::new(StatusCode::BAD_REQUEST, reason))?,
         )),
     };
+    // Where the broker keeps the topics' history, what the client missed is looked up now,
+    // so that the endpoint's `subscribe` finds it here.
+    if let Some(resume) = &resume {
+        app.context.topics.prefetch(resume).await;
+    }
     let (parts, _body) = req.into_parts();
     let request = Request::new(Head {
         method: parts.method,

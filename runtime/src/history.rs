@@ -16,7 +16,9 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use tokio::time::Instant;
 
-use crate::codec::Published;
+use crate::codec::{Outgoing, Published};
+use crate::follow::Follow;
+use crate::mailbox::Mailbox;
 use crate::message::{Message, Text};
 
 /// How much history a topic keeps for connections that resume (endpoints with
@@ -104,6 +106,28 @@ impl History {
     pub(crate) fn total_bytes(&self) -> usize {
         self.max_total_bytes
     }
+
+    /// The most messages a topic keeps ([`History::messages`]): what a broker that keeps
+    /// history keeps of each topic.
+    pub fn message_limit(&self) -> usize {
+        self.messages
+    }
+
+    /// How long a message is kept ([`History::max_age`]).
+    pub fn age_limit(&self) -> Duration {
+        self.max_age
+    }
+
+    /// The most messages one resume replays ([`History::max_replay`]).
+    pub fn replay_limit(&self) -> usize {
+        self.max_replay
+    }
+
+    /// The most bytes a topic's history takes ([`History::max_bytes`]): a broker that keeps
+    /// history sends at most about this much for one resume.
+    pub fn byte_limit(&self) -> usize {
+        self.max_bytes
+    }
 }
 
 /// What [`Topic::subscribe`](crate::Topic::subscribe) did.
@@ -136,6 +160,8 @@ pub enum NotRecovered {
     Cap,
     /// Its position is past the topic's last message: not one this topic gave.
     Ahead,
+    /// The history could not be read: the broker that keeps it (Redis) did not answer in time.
+    Unavailable,
 }
 
 impl NotRecovered {
@@ -146,6 +172,7 @@ impl NotRecovered {
             NotRecovered::Behind => "behind",
             NotRecovered::Cap => "cap",
             NotRecovered::Ahead => "ahead",
+            NotRecovered::Unavailable => "unavailable",
         }
     }
 }
@@ -157,6 +184,7 @@ impl fmt::Display for NotRecovered {
             NotRecovered::Behind => "what the client missed is no longer kept",
             NotRecovered::Cap => "the client missed more than one replay carries",
             NotRecovered::Ahead => "the client's position is past the topic's last message",
+            NotRecovered::Unavailable => "the topic's history could not be read in time",
         })
     }
 }
@@ -210,6 +238,13 @@ impl Resume {
         Ok(Resume { positions })
     }
 
+    /// Every topic the client names, with its epoch and the last offset it got.
+    pub(crate) fn positions(&self) -> impl Iterator<Item = (&str, &str, u64)> {
+        self.positions
+            .iter()
+            .map(|(topic, epoch, offset)| (topic.as_str(), epoch.as_str(), *offset))
+    }
+
     /// Where the client was in `topic`: its epoch and the last offset it got.
     pub(crate) fn position(&self, topic: &str) -> Option<(&str, u64)> {
         self.positions
@@ -241,6 +276,9 @@ pub(crate) struct Ring {
     /// What every history of the server takes, this one's `bytes` included.
     total: Total,
     settings: History,
+    /// For a topic whose history the broker keeps: how this node follows the broker's
+    /// numbering. `None` where this node numbers the messages itself.
+    pub(crate) follow: Option<Box<Follow>>,
 }
 
 struct Kept {
@@ -261,7 +299,67 @@ impl Ring {
             bytes: 0,
             total: Arc::clone(total),
             settings,
+            follow: None,
         }
+    }
+
+    /// The history of `topic` as the broker keeps it: its epoch and offsets are the broker's,
+    /// unknown until the broker says them (`Follow`).
+    pub(crate) fn following(topic: &str, settings: History, total: &Total) -> Self {
+        let mut ring = Ring::new(topic, settings, total);
+        ring.epoch.clear();
+        ring.follow = Some(Box::default());
+        ring
+    }
+
+    /// Forgets every kept message: the history goes on from `last` under `epoch`.
+    pub(crate) fn reset(&mut self, epoch: &str, last: u64) {
+        while !self.kept.is_empty() {
+            self.pop();
+        }
+        epoch.clone_into(&mut self.epoch);
+        self.last = last;
+    }
+
+    /// Keeps `message`, the one before the oldest kept (offset `first() - 1`), if the
+    /// history has room for it: what a broker's answer brings from before this node followed.
+    /// Returns whether it was kept.
+    pub(crate) fn prepend(&mut self, message: &Message) -> bool {
+        let offset = self.first() - 1;
+        if offset == 0 || self.kept.len() >= self.settings.messages {
+            return false;
+        }
+        let published = Arc::new(Published::new(self.envelope_at(message, offset)));
+        let size = payload(&published.message).len() + BOOKKEEPING;
+        if self.bytes + size > self.settings.max_bytes {
+            return false;
+        }
+        self.kept.push_front(Kept {
+            at: Instant::now(),
+            size,
+            published,
+        });
+        self.bytes += size;
+        self.total.fetch_add(size, Ordering::Relaxed);
+        true
+    }
+
+    /// The offset of the oldest kept message (`last + 1` when none is kept).
+    pub(crate) fn first(&self) -> u64 {
+        self.last + 1 - self.kept.len() as u64
+    }
+
+    /// The offset of the last message (0: none yet).
+    pub(crate) fn last(&self) -> u64 {
+        self.last
+    }
+
+    pub(crate) fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    pub(crate) fn settings(&self) -> History {
+        self.settings
     }
 
     /// Numbers `message`, keeps it, and returns it as resumable connections get it: with its
@@ -333,9 +431,7 @@ impl Ring {
         }
         self.expire(Instant::now());
         let missed = self.last - offset;
-        // The kept messages run from `first` to `last`.
-        let first = self.last + 1 - self.kept.len() as u64;
-        if missed > 0 && offset + 1 < first {
+        if missed > 0 && offset + 1 < self.first() {
             return Err(NotRecovered::Behind);
         }
         if missed > self.settings.max_replay.min(queue_room) as u64 {
@@ -350,6 +446,32 @@ impl Ring {
             .collect())
     }
 
+    /// Subscribes a resumable connection that was at `position` (if it said): queues the
+    /// notice of where the topic stands, then what it missed if it can be replayed.
+    pub(crate) fn resume(
+        &mut self,
+        mailbox: &Mailbox,
+        position: Option<(&str, u64)>,
+    ) -> Subscribed {
+        let (subscribed, replay) = match position {
+            None => (Subscribed::Live, Vec::new()),
+            Some((epoch, offset)) => match self.since(epoch, offset, mailbox.replay_room()) {
+                Ok(replay) => (
+                    Subscribed::Recovered {
+                        replayed: replay.len(),
+                    },
+                    replay,
+                ),
+                Err(why) => (Subscribed::NotRecovered(why), Vec::new()),
+            },
+        };
+        mailbox.push(Outgoing::Message(self.notice(subscribed)));
+        for published in replay {
+            mailbox.push(Outgoing::Published(published));
+        }
+        subscribed
+    }
+
     /// Whether the history expired: its newest message is older than the history's age (or
     /// it has none, and `since` is older than that).
     pub(crate) fn expired(&self, since: Instant, now: Instant) -> bool {
@@ -360,9 +482,13 @@ impl Ring {
     /// The header's start: the topic under `key`, the epoch and the last offset, as
     /// `{"<key>":"<topic>","epoch":"..","offset":N` (the caller adds its fields and `}`).
     fn header(&self, key: &str) -> String {
+        self.header_at(key, self.last)
+    }
+
+    fn header_at(&self, key: &str, offset: u64) -> String {
         format!(
-            "{{\"{key}\":{},\"epoch\":\"{}\",\"offset\":{}",
-            self.topic, self.epoch, self.last
+            "{{\"{key}\":{},\"epoch\":\"{}\",\"offset\":{offset}",
+            self.topic, self.epoch
         )
     }
 
@@ -395,7 +521,11 @@ impl Ring {
     /// `message` with its header: `0x1E {"topic":..,"epoch":..,"offset":..} 0x1E`, then the
     /// message's bytes, in a frame of the message's type.
     fn envelope(&self, message: &Message) -> Message {
-        let header = self.header("topic");
+        self.envelope_at(message, self.last)
+    }
+
+    fn envelope_at(&self, message: &Message, offset: u64) -> Message {
+        let header = self.header_at("topic", offset);
         let body = payload(message);
         let mut bytes = BytesMut::with_capacity(header.len() + 3 + body.len());
         bytes.put_u8(0x1e);
@@ -408,11 +538,6 @@ impl Ring {
             Message::Text(_) => Message::Text(Text::try_from(bytes).expect("UTF-8 throughout")),
             Message::Binary(_) => Message::Binary(bytes),
         }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn epoch(&self) -> &str {
-        &self.epoch
     }
 }
 

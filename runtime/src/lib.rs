@@ -18,6 +18,7 @@ mod dispatch;
 mod endpoint;
 mod error;
 mod extract;
+mod follow;
 #[cfg(feature = "axum")]
 mod foreign;
 #[cfg(feature = "fuzz")]
@@ -63,7 +64,8 @@ pub use crate::session::{SESSION_COOKIE, SameSite, Session, SessionKey, Sessions
 #[cfg(feature = "tls")]
 pub use crate::tls::Tls;
 pub use crate::topics::{
-    Broker, BrokerError, BrokerFuture, Publish, PublishError, Sink, Subscriber, Topic, Topics,
+    Broker, BrokerError, BrokerFuture, Locate, Located, Publish, PublishError, Sink, Subscriber,
+    Topic, Topics,
 };
 
 pub use bytes::Bytes;

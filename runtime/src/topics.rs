@@ -19,6 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{Outgoing, Published};
 use crate::error::Error;
+use crate::follow::{self, Link, Origin};
 use crate::history::{History, Resume, Ring, Subscribed, Total, unique_u64};
 use crate::mailbox::Mailbox;
 use crate::message::{IntoMessage, Message, Text};
@@ -60,6 +61,9 @@ struct Hub {
     node: [u8; 16],
     topics: Mutex<HashMap<String, Weak<Entry>>>,
     broker: OnceLock<Arc<dyn Broker>>,
+    /// The broker keeps the topics' history (`Broker::keeps_history`): their rings follow
+    /// its numbering (`follow`).
+    follows: AtomicBool,
     /// What history a topic keeps once a resumable connection subscribes to it.
     history: Mutex<History>,
     /// The histories of topics nobody holds any more, by name: kept until they expire (and
@@ -75,9 +79,18 @@ struct Hub {
 struct Parked {
     /// Since when nobody holds it.
     since: tokio::time::Instant,
-    message_type: TypeId,
+    /// The type of its topic's messages; `None` for a history a resuming client's handshake
+    /// looked up before any topic of that name was taken.
+    message_type: Option<TypeId>,
     ring: Ring,
 }
+
+/// How long a history that follows the broker's numbering stays when nobody holds its topic
+/// (looked up for a resuming client's handshake, or left by the topic's last holder).
+const LOOKED_UP_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a resuming client's handshake waits for the broker to say what it missed.
+const PREFETCH_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One topic: its subscribers on this node.
 struct Entry {
@@ -115,6 +128,7 @@ impl Default for Topics {
                 node,
                 topics: Mutex::new(HashMap::new()),
                 broker: OnceLock::new(),
+                follows: AtomicBool::new(false),
                 history: Mutex::new(History::default()),
                 parked: Mutex::new(HashMap::new()),
                 history_bytes: Total::default(),
@@ -148,6 +162,22 @@ impl Hub {
         }
     }
 
+    /// The entry of the topic `name` if a topic holds it; otherwise `parked` runs on the
+    /// parked histories, under the topics' lock (so that a topic taking its history back
+    /// meanwhile waits for it).
+    fn entry_or_parked(
+        &self,
+        name: &str,
+        parked: impl FnOnce(&mut HashMap<String, Parked>),
+    ) -> Option<Arc<Entry>> {
+        let topics = lock(&self.topics);
+        let entry = topics.get(name).and_then(Weak::upgrade);
+        if entry.is_none() {
+            parked(&mut lock(&self.parked));
+        }
+        entry
+    }
+
     /// Forgets the parked histories that expired (and stops taking their topics' messages
     /// from other nodes).
     fn forget_expired(&self) {
@@ -157,7 +187,10 @@ impl Hub {
             return;
         }
         parked.retain(|name, parked| {
-            let keep = !parked.ring.expired(parked.since, now);
+            let keep = match parked.ring.follow {
+                Some(_) => now.saturating_duration_since(parked.since) < LOOKED_UP_FOR,
+                None => !parked.ring.expired(parked.since, now),
+            };
             if !keep && let Some(broker) = self.broker.get() {
                 broker.unsubscribe(name);
             }
@@ -198,7 +231,11 @@ impl Topics {
         // A history kept since the topic's last holder went is its again.
         let ring = lock(&self.hub.parked)
             .remove(&name)
-            .filter(|parked| parked.message_type == message_type.0)
+            .filter(|parked| {
+                parked
+                    .message_type
+                    .is_none_or(|kind| kind == message_type.0)
+            })
             .map(|parked| parked.ring);
         let entry = Arc::new(Entry {
             name: name.clone(),
@@ -246,7 +283,62 @@ impl Topics {
         if self.hub.broker.set(Arc::clone(&broker)).is_err() {
             panic!("a server has one broker: `Server::broker` was called twice");
         }
+        self.hub
+            .follows
+            .store(broker.keeps_history(), Ordering::Release);
         broker.start(sink);
+    }
+
+    /// For a resuming client's handshake, where the broker keeps the topics' history: asks
+    /// it for what the client missed in each topic it names that this node does not keep,
+    /// and waits (at most 2 s) for the answers, so that the endpoint's `subscribe` finds them
+    /// here.
+    pub(crate) async fn prefetch(&self, resume: &Resume) {
+        let hub = &self.hub;
+        let Some(broker) = hub.broker.get() else {
+            return;
+        };
+        if !hub.follows.load(Ordering::Acquire) {
+            return;
+        }
+        let mut waits = Vec::new();
+        for (topic, epoch, offset) in resume.positions() {
+            let link = Link {
+                topic,
+                broker: &**broker,
+            };
+            let entry = {
+                let topics = lock(&hub.topics);
+                let entry = topics.get(topic).and_then(Weak::upgrade);
+                if entry.is_none() {
+                    let mut parked = lock(&hub.parked);
+                    let parked = parked.entry(topic.to_owned()).or_insert_with(|| {
+                        broker.subscribe(topic);
+                        Parked {
+                            since: tokio::time::Instant::now(),
+                            message_type: None,
+                            ring: Ring::following(topic, *lock(&hub.history), &hub.history_bytes),
+                        }
+                    });
+                    if parked.ring.follow.is_some() {
+                        waits.extend(follow::prefetch(&link, &mut parked.ring, (epoch, offset)));
+                    }
+                }
+                entry
+            };
+            if let Some(entry) = entry {
+                let mut ring = lock(&entry.ring);
+                let ring = ring.get_or_insert_with(|| {
+                    entry.keeps.store(true, Ordering::Release);
+                    entry.new_ring()
+                });
+                if ring.follow.is_some() {
+                    waits.extend(follow::prefetch(&link, ring, (epoch, offset)));
+                }
+            }
+        }
+        let all = futures_util::future::join_all(waits);
+        let _ = tokio::time::timeout(PREFETCH_WITHIN, all).await;
     }
 }
 
@@ -411,14 +503,17 @@ impl<T> Topic<T> {
         except: Option<&Arc<Mailbox>>,
         message: impl Publish<T>,
     ) -> Result<(), PublishError> {
-        let (message, remote) = self.prepare(message)?;
-        self.entry.deliver(message, except);
-        match remote {
-            None => Ok(()),
-            Some((broker, payload)) => broker
-                .publish(&self.entry.name, payload)
-                .map_err(|error| self.entry.refused(error)),
-        }
+        let message = (self.encode)(message.into_topic_message()).map_err(PublishError::Encode)?;
+        let entry = &self.entry;
+        let Some(broker) = entry.hub.broker.get() else {
+            entry.deliver(message, except, true);
+            return Ok(());
+        };
+        let token = entry.deliver(message.clone(), except, true);
+        let payload = encode_remote(&entry.hub.node, token, &message);
+        broker
+            .publish(&entry.name, payload)
+            .map_err(|error| entry.refused(error, &message, token))
     }
 
     /// Publishes `message` as [`Topic::publish`] does, but waits while the broker's queue
@@ -430,28 +525,16 @@ impl<T> Topic<T> {
     /// The subscribers of this node get the message once the broker had room for it, so they
     /// see the same pace.
     pub async fn publish_wait(&self, message: impl Publish<T>) -> Result<(), PublishError> {
-        let (message, remote) = self.prepare(message)?;
-        let taken = match remote {
-            None => Ok(()),
-            Some((broker, payload)) => broker.publish_wait(&self.entry.name, payload).await,
-        };
-        self.entry.deliver(message, None);
-        taken.map_err(|error| self.entry.refused(error))
-    }
-
-    /// The message encoded for this node's subscribers and, with a broker, for the others.
-    #[allow(clippy::type_complexity)]
-    fn prepare(
-        &self,
-        message: impl Publish<T>,
-    ) -> Result<(Message, Option<(&Arc<dyn Broker>, Bytes)>), PublishError> {
         let message = (self.encode)(message.into_topic_message()).map_err(PublishError::Encode)?;
-        let hub = &self.entry.hub;
-        let remote = hub
-            .broker
-            .get()
-            .map(|broker| (broker, encode_remote(&hub.node, &message)));
-        Ok((message, remote))
+        let entry = &self.entry;
+        let Some(broker) = entry.hub.broker.get() else {
+            entry.deliver(message, None, true);
+            return Ok(());
+        };
+        let payload = encode_remote(&entry.hub.node, 0, &message);
+        let taken = broker.publish_wait(&entry.name, payload).await;
+        entry.deliver(message.clone(), None, true);
+        taken.map_err(|error| entry.refused(error, &message, 0))
     }
 }
 
@@ -503,22 +586,13 @@ impl Entry {
             self.keeps.store(true, Ordering::Release);
             self.new_ring()
         });
-        let (subscribed, replay) = match resume.position(&self.name) {
-            None => (Subscribed::Live, Vec::new()),
-            Some((epoch, offset)) => match ring.since(epoch, offset, mailbox.replay_room()) {
-                Ok(replay) => (
-                    Subscribed::Recovered {
-                        replayed: replay.len(),
-                    },
-                    replay,
-                ),
-                Err(why) => (Subscribed::NotRecovered(why), Vec::new()),
-            },
-        };
-        mailbox.push(Outgoing::Message(ring.notice(subscribed)));
-        for published in replay {
-            mailbox.push(Outgoing::Published(published));
+        if ring.follow.is_some()
+            && let Some(link) = self.link()
+        {
+            let subscribed = follow::subscribe(&link, ring, mailbox, resume.position(&self.name));
+            return (self.add(Arc::clone(mailbox)), subscribed);
         }
+        let subscribed = ring.resume(mailbox, resume.position(&self.name));
         (self.add(Arc::clone(mailbox)), subscribed)
     }
 
@@ -546,8 +620,16 @@ impl Entry {
         }
     }
 
-    /// What a publish the broker refused returns.
-    fn refused(&self, error: BrokerError) -> PublishError {
+    /// What a publish the broker refused returns. Where the topic follows the broker's
+    /// numbering, its resumable subscribers here get `message` now, without a number.
+    fn refused(&self, error: BrokerError, message: &Message, token: u64) -> PublishError {
+        if self.keeps.load(Ordering::Acquire)
+            && let Some(ring) = lock(&self.ring).as_mut()
+            && ring.follow.is_some()
+        {
+            let subscribers = self.read();
+            follow::refused(ring, &subscribers.slots, message, token);
+        }
         // The broker logs its outages and its backlog; each message is a debug line.
         tracing::debug!(topic = self.name, %error, "the broker did not take a message");
         match error {
@@ -556,23 +638,37 @@ impl Entry {
         }
     }
 
-    /// Queues `message` for every subscriber but `except`.
-    fn deliver(&self, message: Message, except: Option<&Arc<Mailbox>>) {
-        if self.keeps.load(Ordering::Acquire) {
-            return self.deliver_kept(message, except);
-        }
-        let subscribers = self
-            .subscribers
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Slots> {
+        self.subscribers
             .read()
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The topic's name and the broker, for a ring that follows the broker's numbering.
+    fn link(&self) -> Option<Link<'_>> {
+        let broker = self.hub.broker.get()?;
+        Some(Link {
+            topic: &self.name,
+            broker: &**broker,
+        })
+    }
+
+    /// Queues `message` for every subscriber but `except`: published on this node (`here`),
+    /// or by another node, without a number. Returns the token that names `except` to the
+    /// broker where the topic follows the broker's numbering (0 elsewhere).
+    fn deliver(&self, message: Message, except: Option<&Arc<Mailbox>>, here: bool) -> u64 {
+        if self.keeps.load(Ordering::Acquire) {
+            return self.deliver_kept(message, except, here);
+        }
+        let subscribers = self.read();
         if subscribers.count == 0 {
-            return;
+            return 0;
         }
         // History started meanwhile (set before its first subscriber joined): this message
         // is numbered, as that subscriber expects.
         if self.keeps.load(Ordering::Acquire) {
             drop(subscribers);
-            return self.deliver_kept(message, except);
+            return self.deliver_kept(message, except, here);
         }
         // One shared copy for all, which also carries its compressed forms once made.
         let published = Arc::new(Published::new(message));
@@ -582,6 +678,50 @@ impl Entry {
             }
             mailbox.push(Outgoing::Published(Arc::clone(&published)));
         }
+        0
+    }
+
+    /// A message from another node, or this one's back from the broker, without a number.
+    fn deliver_remote(&self, message: Message, origin: Origin) {
+        if let Origin::Own { .. } = origin {
+            // Delivered here when it was published, unless the topic follows the broker.
+            if self.keeps.load(Ordering::Acquire)
+                && let Some(ring) = lock(&self.ring).as_mut()
+                && ring.follow.is_some()
+                && let Some(link) = self.link()
+            {
+                follow::unnumbered(&link, ring, &self.read().slots, &message, origin);
+            }
+            return;
+        }
+        self.deliver(message, None, false);
+    }
+
+    /// A message as the broker numbered it.
+    fn deliver_numbered(&self, at: (&str, u64), message: Message, origin: Origin) {
+        if self.keeps.load(Ordering::Acquire) {
+            let mut ring = lock(&self.ring);
+            if let Some(ring) = ring.as_mut()
+                && ring.follow.is_some()
+            {
+                follow::numbered(ring, &self.read().slots, at, message, origin);
+                self.bound(ring);
+                return;
+            }
+        }
+        // Nobody here resumes in this topic: as any message.
+        if let Origin::Remote = origin {
+            self.deliver(message, None, false);
+        }
+    }
+
+    /// The histories take more than the server allows: the parked ones go first, then this
+    /// one keeps less.
+    fn bound(&self, ring: &mut Ring) {
+        if ring.over_total() {
+            self.hub.evict_parked(&mut lock(&self.hub.parked), None);
+            ring.shrink_to_total();
+        }
     }
 }
 
@@ -590,20 +730,26 @@ impl Entry {
     /// header for those that resume, as it is for the others. Under the history's lock, so
     /// that every subscriber gets the topic's messages in the order of their offsets, and a
     /// subscription that resumes meanwhile sees either all of this or none of it.
-    fn deliver_kept(&self, message: Message, except: Option<&Arc<Mailbox>>) {
+    ///
+    /// Where the ring follows the broker's numbering, nothing is numbered here: see `follow`.
+    fn deliver_kept(&self, message: Message, except: Option<&Arc<Mailbox>>, here: bool) -> u64 {
         let mut ring = lock(&self.ring);
         let Some(ring) = ring.as_mut() else {
-            return;
+            return 0;
         };
-        let enveloped = ring.push(&message);
-        if ring.over_total() {
-            self.hub.evict_parked(&mut lock(&self.hub.parked), None);
-            ring.shrink_to_total();
+        if ring.follow.is_some() {
+            let subscribers = self.read();
+            if here {
+                return follow::published(ring, &subscribers.slots, &message, except);
+            }
+            if let Some(link) = self.link() {
+                follow::unnumbered(&link, ring, &subscribers.slots, &message, Origin::Remote);
+            }
+            return 0;
         }
-        let subscribers = self
-            .subscribers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let enveloped = ring.push(&message);
+        self.bound(ring);
+        let subscribers = self.read();
         let mut plain = None;
         let mut message = Some(message);
         for mailbox in subscribers.slots.iter().flatten() {
@@ -622,23 +768,32 @@ impl Entry {
             };
             mailbox.push(Outgoing::Published(Arc::clone(published)));
         }
+        0
     }
 
-    /// A history for this topic, under a fresh epoch, with the server's settings.
+    /// A history for this topic with the server's settings: under a fresh epoch, or
+    /// following the broker's numbering where the broker keeps the topics' history.
     fn new_ring(&self) -> Ring {
-        Ring::new(
-            &self.name,
-            *lock(&self.hub.history),
-            &self.hub.history_bytes,
-        )
+        let settings = *lock(&self.hub.history);
+        match self.hub.follows.load(Ordering::Acquire) {
+            true => Ring::following(&self.name, settings, &self.hub.history_bytes),
+            false => Ring::new(&self.name, settings, &self.hub.history_bytes),
+        }
     }
 
-    /// The history was lost (the broker may have dropped messages from other nodes): it
-    /// starts again, under a new epoch, so that no client resumes across the gap.
-    fn restart_history(&self) {
+    /// The broker's link dropped, so messages from other nodes may be missing. A history this
+    /// node numbers starts again, under a new epoch, so that no client resumes across the
+    /// gap; one that follows the broker's numbering asks it for what came meanwhile.
+    fn lost(&self) {
         let mut ring = lock(&self.ring);
-        if ring.is_some() {
-            *ring = Some(self.new_ring());
+        match ring.as_mut() {
+            Some(following) if following.follow.is_some() => {
+                if let Some(link) = self.link() {
+                    follow::lost(&link, following, &self.read().slots);
+                }
+            }
+            Some(_) => *ring = Some(self.new_ring()),
+            None => {}
         }
     }
 }
@@ -652,13 +807,15 @@ impl Drop for Entry {
             .is_some_and(|weak| weak.strong_count() == 0)
         {
             topics.remove(&self.name);
-            // Its history stays for those who come back, until it expires; it goes on taking
-            // other nodes' messages meanwhile (the broker's subscription stays).
+            // Its history stays for those who come back, until it expires (one the broker
+            // keeps, for a little while: reconnecting clients find it here, known and
+            // following); it goes on taking other nodes' messages meanwhile (the broker's
+            // subscription stays).
             let ring = self.ring.get_mut().unwrap_or_else(PoisonError::into_inner);
             if let Some(ring) = ring.take() {
                 let parked = Parked {
                     since: tokio::time::Instant::now(),
-                    message_type: self.message_type.0,
+                    message_type: Some(self.message_type.0),
                     ring,
                 };
                 lock(&self.hub.parked).insert(self.name.clone(), parked);
@@ -754,6 +911,68 @@ pub trait Broker: Send + Sync + 'static {
     fn publish_wait<'a>(&'a self, topic: &'a str, payload: Bytes) -> BrokerFuture<'a> {
         Box::pin(std::future::ready(self.publish(topic, payload)))
     }
+
+    /// Whether the broker keeps the history of the topics that resumable connections
+    /// subscribe to, numbering their messages itself, the same on every node, so that a
+    /// client resumes on any node. Such a broker delivers the numbered messages with
+    /// [`Sink::deliver_numbered`] and answers [`Broker::locate`]. The default, `false`:
+    /// each node numbers and keeps the history of its own topics.
+    fn keeps_history(&self) -> bool {
+        false
+    }
+
+    /// Asks where `topic` stands in the history the broker keeps, and for the messages
+    /// `locate` names; the answer goes to [`Sink::located`] for `topic`. Called only where
+    /// [`Broker::keeps_history`] says so.
+    ///
+    /// The contract that makes resumes exact: every call gets one answer, in the order of the
+    /// calls for that topic, and **in order with the topic's messages**: the answer covers
+    /// every message delivered to the sink before it and none delivered after it. An answer
+    /// lost with the broker's link is asked again once the link is back (after the topic's
+    /// messages flow again). Must not block, and must not call into the sink.
+    fn locate(&self, topic: &str, locate: Locate) {
+        let _ = (topic, locate);
+    }
+}
+
+/// What [`Broker::locate`] asks about a topic.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Locate {
+    /// A client's position, `(epoch, offset)`: the messages after it are wanted if the topic's
+    /// history is still under that epoch and holds them all, up to the history's replay and
+    /// byte limits (past them, none are).
+    pub after: Option<(String, u64)>,
+    /// Start keeping the topic's history if the broker keeps none of it (otherwise the
+    /// answer says so with an empty epoch).
+    pub create: bool,
+    /// The server's history settings: how much to keep, for how long, and what a replay may
+    /// carry.
+    pub history: History,
+}
+
+/// A broker's answer to [`Broker::locate`]: where the topic stands, and the messages asked for.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Located {
+    /// The topic's epoch in the broker; empty when the broker keeps no history of it.
+    pub epoch: String,
+    /// The offset of its last message (0: none yet).
+    pub last: u64,
+    /// The messages asked for, by offset, oldest first, as the sink got them.
+    pub messages: Vec<(u64, Bytes)>,
+}
+
+impl Located {
+    /// An answer: the topic's `epoch` (empty: no history kept), its `last` offset, and the
+    /// `messages` asked for.
+    pub fn new(epoch: impl Into<String>, last: u64, messages: Vec<(u64, Bytes)>) -> Self {
+        Located {
+            epoch: epoch.into(),
+            last,
+            messages,
+        }
+    }
 }
 
 /// Where a [`Broker`] delivers what other nodes published.
@@ -766,6 +985,9 @@ impl Sink {
     /// Says that messages from other nodes may have been lost (the broker's link to its
     /// backend dropped): every topic's history starts again under a new epoch, so that a
     /// client resuming on this node is told it was not recovered rather than given a gap.
+    ///
+    /// Where the broker keeps the topics' history ([`Broker::keeps_history`]), nothing is
+    /// lost: each topic asks the broker for what came since its last message instead.
     pub fn lost(&self) {
         let Some(hub) = self.hub.upgrade() else {
             return;
@@ -775,52 +997,164 @@ impl Sink {
             .filter_map(Weak::upgrade)
             .collect();
         for entry in &entries {
-            entry.restart_history();
+            entry.lost();
         }
-        // Parked histories are dropped: their topics start afresh when next used.
-        let parked = std::mem::take(&mut *lock(&hub.parked));
-        if let Some(broker) = hub.broker.get() {
-            for name in parked.keys() {
-                broker.unsubscribe(name);
+        let Some(broker) = hub.broker.get() else {
+            return;
+        };
+        let mut parked = lock(&hub.parked);
+        for (name, parked) in parked.iter_mut() {
+            if parked.ring.follow.is_some() {
+                let link = Link {
+                    topic: name,
+                    broker: &**broker,
+                };
+                follow::lost(&link, &mut parked.ring, &[]);
             }
         }
+        // Parked histories of this node's own are dropped: their topics start afresh when
+        // next used.
+        parked.retain(|name, parked| {
+            let keep = parked.ring.follow.is_some();
+            if !keep {
+                broker.unsubscribe(name);
+            }
+            keep
+        });
+    }
+
+    /// Delivers a message the broker numbered (`offset` under `epoch`) for `topic`, where the
+    /// broker keeps the topics' history ([`Broker::keeps_history`]). Payloads that are not
+    /// wsock's are dropped.
+    pub fn deliver_numbered(&self, topic: &str, epoch: &str, offset: u64, payload: Bytes) {
+        let Some((hub, message, origin)) = self.open(topic, payload) else {
+            return;
+        };
+        let at = (epoch, offset);
+        let mut message = Some(message);
+        let entry = hub.entry_or_parked(topic, |parked| {
+            if let Some(parked) = parked.get_mut(topic)
+                && parked.ring.follow.is_some()
+                && let Some(message) = message.take()
+            {
+                follow::numbered(&mut parked.ring, &[], at, message, origin);
+            }
+        });
+        if let (Some(entry), Some(message)) = (entry, message) {
+            entry.deliver_numbered(at, message, origin);
+        }
+    }
+
+    /// The broker's answer to [`Broker::locate`] for `topic` (`Err`: it could not answer).
+    pub fn located(&self, topic: &str, answer: Result<Located, BrokerError>) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let Some(broker) = hub.broker.get() else {
+            return;
+        };
+        if let Err(error) = &answer {
+            tracing::debug!(topic, %error, "the broker could not say where a topic stands");
+        }
+        let answer = answer.ok().map(|located| {
+            let messages = located
+                .messages
+                .into_iter()
+                .filter_map(|(offset, payload)| {
+                    let (node, except, message) = decode_remote(payload)?;
+                    Some((offset, message, origin(&hub, node, except)))
+                })
+                .collect();
+            follow::Answer {
+                epoch: located.epoch,
+                last: located.last,
+                messages,
+            }
+        });
+        let link = Link {
+            topic,
+            broker: &**broker,
+        };
+        let mut answer = Some(answer);
+        let entry = hub.entry_or_parked(topic, |parked| {
+            if let Some(parked) = parked.get_mut(topic)
+                && parked.ring.follow.is_some()
+            {
+                follow::located(&link, &mut parked.ring, &[], answer.take().flatten());
+            }
+        });
+        let (Some(entry), Some(answer)) = (entry, answer) else {
+            return;
+        };
+        let mut ring = lock(&entry.ring);
+        if let Some(ring) = ring.as_mut()
+            && ring.follow.is_some()
+        {
+            follow::located(&link, ring, &entry.read().slots, answer);
+            entry.bound(ring);
+        }
+    }
+
+    /// The hub, and the message and where it came from, if the payload is wsock's.
+    fn open(&self, topic: &str, payload: Bytes) -> Option<(Arc<Hub>, Message, Origin)> {
+        let hub = self.hub.upgrade()?;
+        let Some((node, except, message)) = decode_remote(payload) else {
+            tracing::debug!(topic, "dropping a broker message that is not wsock's");
+            return None;
+        };
+        let origin = origin(&hub, node, except);
+        Some((hub, message, origin))
+    }
+
+    /// The history settings of the server: what a broker that keeps history keeps.
+    pub fn history(&self) -> History {
+        self.hub
+            .upgrade()
+            .map_or_else(History::default, |hub| *lock(&hub.history))
     }
 
     /// Delivers a payload received for `topic` to this node's subscribers. Payloads this node
     /// published itself, and payloads that are not wsock's, are dropped.
     pub fn deliver(&self, topic: &str, payload: Bytes) {
-        let Some(hub) = self.hub.upgrade() else {
+        let Some((hub, message, origin)) = self.open(topic, payload) else {
             return;
         };
-        let Some((node, message)) = decode_remote(payload) else {
-            tracing::debug!(topic, "dropping a broker message that is not wsock's");
-            return;
-        };
-        if node == hub.node {
-            return; // delivered here when it was published
-        }
-        let entry = {
-            let topics = lock(&hub.topics);
-            let entry = topics.get(topic).and_then(Weak::upgrade);
-            // Nobody holds the topic here, but its history is kept: it keeps up (under the
-            // topics' lock, so that a topic taking its history back meanwhile gets this).
-            if entry.is_none() {
-                let mut parked = lock(&hub.parked);
-                if let Some(history) = parked.get_mut(topic) {
-                    history.ring.push(&message);
-                    if history.ring.over_total() {
-                        hub.evict_parked(&mut parked, Some(topic));
-                        if let Some(history) = parked.get_mut(topic) {
-                            history.ring.shrink_to_total();
-                        }
+        // Nobody holds the topic here, but its history is kept: it keeps up.
+        let entry = hub.entry_or_parked(topic, |parked| {
+            let Some(history) = parked.get_mut(topic) else {
+                return;
+            };
+            if history.ring.follow.is_some() {
+                if let Some(broker) = hub.broker.get() {
+                    let link = Link {
+                        topic,
+                        broker: &**broker,
+                    };
+                    follow::unnumbered(&link, &mut history.ring, &[], &message, origin);
+                }
+            } else if let Origin::Remote = origin {
+                // (This node's own were delivered, and kept, when they were published.)
+                history.ring.push(&message);
+                if history.ring.over_total() {
+                    hub.evict_parked(parked, Some(topic));
+                    if let Some(history) = parked.get_mut(topic) {
+                        history.ring.shrink_to_total();
                     }
                 }
             }
-            entry
-        };
+        });
         if let Some(entry) = entry {
-            entry.deliver(message, None);
+            entry.deliver_remote(message, origin);
         }
+    }
+}
+
+/// Where a message from the broker came from: this node (and the token of the connection it
+/// was published except) or another.
+fn origin(hub: &Hub, node: [u8; 16], except: u64) -> Origin {
+    match node == hub.node {
+        true => Origin::Own { except },
+        false => Origin::Remote,
     }
 }
 
@@ -831,38 +1165,44 @@ impl fmt::Debug for Sink {
 }
 
 /// The start of every payload: `wsock`, a format version.
-const MAGIC: &[u8; 5] = b"wsck1";
+const MAGIC: &[u8; 5] = b"wsck2";
 const TEXT: u8 = 1;
 const BINARY: u8 = 2;
+/// What comes before the message: magic, kind, node, token.
+const HEAD: usize = MAGIC.len() + 1 + 16 + 8;
 
-/// A message as it crosses the broker: magic, kind, the publishing node, the payload.
-fn encode_remote(node: &[u8; 16], message: &Message) -> Bytes {
+/// A message as it crosses the broker: magic, kind, the publishing node, the token of the
+/// connection it was published except (0: none; see `follow`), the payload.
+fn encode_remote(node: &[u8; 16], except: u64, message: &Message) -> Bytes {
     let (kind, payload) = match message {
         Message::Text(text) => (TEXT, text.as_bytes()),
         Message::Binary(bytes) => (BINARY, &bytes[..]),
     };
-    let mut out = BytesMut::with_capacity(MAGIC.len() + 1 + node.len() + payload.len());
+    let mut out = BytesMut::with_capacity(HEAD + payload.len());
     out.put_slice(MAGIC);
     out.put_u8(kind);
     out.put_slice(node);
+    out.put_u64(except);
     out.put_slice(payload);
     out.freeze()
 }
 
-fn decode_remote(mut payload: Bytes) -> Option<([u8; 16], Message)> {
-    if payload.len() < MAGIC.len() + 17 || !payload.starts_with(MAGIC) {
+fn decode_remote(mut payload: Bytes) -> Option<([u8; 16], u64, Message)> {
+    if payload.len() < HEAD || !payload.starts_with(MAGIC) {
         return None;
     }
     let kind = payload[MAGIC.len()];
     let mut node = [0u8; 16];
     node.copy_from_slice(&payload[MAGIC.len() + 1..MAGIC.len() + 17]);
-    let body = payload.split_off(MAGIC.len() + 17);
+    let mut token = [0u8; 8];
+    token.copy_from_slice(&payload[MAGIC.len() + 17..HEAD]);
+    let body = payload.split_off(HEAD);
     let message = match kind {
         TEXT => Message::Text(Text::try_from(body).ok()?),
         BINARY => Message::Binary(body),
         _ => return None,
     };
-    Some((node, message))
+    Some((node, u64::from_be_bytes(token), message))
 }
 
 #[cfg(test)]
@@ -873,11 +1213,11 @@ mod tests {
     fn remote_payloads_round_trip_and_foreign_ones_are_refused() {
         let node = [7u8; 16];
         for message in [Message::text("héllo"), Message::binary(vec![0u8, 255])] {
-            let payload = encode_remote(&node, &message);
-            assert_eq!(decode_remote(payload), Some((node, message)));
+            let payload = encode_remote(&node, 42, &message);
+            assert_eq!(decode_remote(payload), Some((node, 42, message)));
         }
         assert_eq!(decode_remote(Bytes::from_static(b"hello")), None);
-        let mut bad_utf8 = encode_remote(&node, &Message::text("x")).to_vec();
+        let mut bad_utf8 = encode_remote(&node, 0, &Message::text("x")).to_vec();
         *bad_utf8.last_mut().unwrap() = 0xff;
         assert_eq!(decode_remote(bad_utf8.into()), None);
     }

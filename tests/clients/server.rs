@@ -1,7 +1,9 @@
 //! The server the client package's tests (client/test/) run against: one endpoint per
 //! behaviour they check. Not an example to learn from; `cargo test` builds it as the example
-//! `client-test-server`, and the tests start it with `ADDRESS [HEARTBEAT_MS] [--history N]`
-//! (`--history N`: topics keep the last N messages, and one resume replays at most N).
+//! `client-test-server`, and the tests start it with
+//! `ADDRESS [HEARTBEAT_MS] [--history N] [--redis URL]` (`--history N`: topics keep the last N
+//! messages, and one resume replays at most N; `--redis URL`: topics, and their history, are
+//! shared through that Redis with every server given it).
 //!
 //! - `/echo`: every message back, text as text and binary as binary;
 //! - `/json`: each JSON message back as `{"echo": message}`;
@@ -94,9 +96,11 @@ fn publish(name: String, Query(how): Query<Publishing>, out: Out<String>, topics
                     tokio::task::yield_now().await;
                 }
                 published += 1;
+                // (Waits while the broker's queue toward Redis is full.)
                 topic
-                    .publish(published.to_string())
-                    .expect("a string encodes");
+                    .publish_wait(published.to_string())
+                    .await
+                    .expect("the message is published");
             }
             out.write(published.to_string());
         }
@@ -109,6 +113,16 @@ fn publish(name: String, Query(how): Query<Publishing>, out: Out<String>, topics
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let redis = match args.iter().position(|arg| arg == "--redis") {
+        Some(at) => {
+            let url = args.get(at + 1).cloned();
+            let url = url.ok_or_else(|| std::io::Error::other("--redis takes a URL"))?;
+            args.drain(at..at + 2);
+            let redis = wsock_redis::Redis::connect(&url).await;
+            Some(redis.map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
     let history = match args.iter().position(|arg| arg == "--history") {
         Some(at) => {
             let n = args.get(at + 1).and_then(|n| n.parse().ok());
@@ -130,6 +144,9 @@ async fn main() -> std::io::Result<()> {
         .route(feed)
         .route(publish)
         .history(history);
+    if let Some(redis) = redis {
+        server = server.broker(redis);
+    }
     if let Some(ms) = args.next() {
         let ms = ms.parse().map_err(std::io::Error::other)?;
         server = server.heartbeat(Duration::from_millis(ms));

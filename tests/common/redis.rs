@@ -87,6 +87,32 @@ impl RedisServer {
         }
     }
 
+    /// Drops every connection in subscribe mode (`CLIENT KILL TYPE pubsub`), as a network
+    /// blip would, and returns how many there were.
+    pub async fn kill_pubsub_clients(&self) -> usize {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        stream
+            .write_all(b"*4\r\n$6\r\nCLIENT\r\n$4\r\nKILL\r\n$4\r\nTYPE\r\n$6\r\npubsub\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        while !answer.ends_with(b"\r\n") {
+            let mut byte = [0u8; 64];
+            let read = tokio::time::timeout(WAIT, stream.read(&mut byte))
+                .await
+                .expect("Redis answers CLIENT KILL")
+                .unwrap();
+            assert!(read > 0, "Redis closed the connection");
+            answer.extend_from_slice(&byte[..read]);
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        answer
+            .strip_prefix(':')
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or_else(|| panic!("CLIENT KILL answered {answer}"))
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
