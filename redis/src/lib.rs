@@ -137,6 +137,8 @@ struct Queued {
 pub(crate) struct Delivery {
     pub(crate) sink: Sink,
     pub(crate) prefix: String,
+    /// The channel of the announcements of topics whose history is kept.
+    pub(crate) announcements: String,
 }
 
 /// What the broker counted since it started; see [`RedisStats`].
@@ -346,6 +348,7 @@ impl Redis {
             delivery: OnceLock::new(),
             stats: Arc::clone(&stats),
             locates: Mutex::default(),
+            known: Mutex::default(),
         });
         let (publishes, publish_queue) = mpsc::unbounded_channel();
         Ok(Redis {
@@ -379,9 +382,12 @@ impl fmt::Debug for Redis {
 impl Broker for Redis {
     fn start(&self, sink: Sink) {
         let shared = &self.shared;
+        let announcements = scripts::announcements(&shared.prefix);
+        lock(&shared.subscriptions.wanted).insert(announcements.clone());
         let delivery = Delivery {
             sink,
             prefix: shared.prefix.clone(),
+            announcements,
         };
         if shared.subscriptions.delivery.set(delivery).is_err() {
             panic!("a Redis broker serves one server");
@@ -616,7 +622,23 @@ async fn send(
     let max_len = history.message_limit().to_string();
     let ttl = scripts::ttl_ms(history.age_limit()).to_string();
     let mut pipeline = redis::pipe();
-    for queued in batch {
+    // Which publishes go through the script: those to topics kept, or not known.
+    let scripted: Vec<bool> = {
+        let known = lock(&shared.subscriptions.known);
+        batch
+            .iter()
+            .map(|queued| known.scripted(&queued.topic))
+            .collect()
+    };
+    for (queued, scripted) in batch.iter().zip(&scripted) {
+        let channel = format!("{}{}", shared.prefix, queued.topic);
+        if !scripted {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(channel)
+                .arg(&queued.payload[..]);
+            continue;
+        }
         let (hash, stream) = scripts::keys(&shared.prefix, &queued.topic);
         pipeline
             .cmd("EVALSHA")
@@ -624,13 +646,20 @@ async fn send(
             .arg(2)
             .arg(hash)
             .arg(stream)
-            .arg(format!("{}{}", shared.prefix, queued.topic))
+            .arg(channel)
             .arg(&queued.payload[..])
             .arg(&max_len)
-            .arg(&ttl)
-            .ignore();
+            .arg(&ttl);
     }
-    pipeline.query_async::<()>(connection).await
+    let answers: Vec<i64> = pipeline.query_async(connection).await?;
+    // What the script did says whether its topic is kept.
+    let mut known = lock(&shared.subscriptions.known);
+    for ((queued, scripted), answer) in batch.iter().zip(&scripted).zip(answers) {
+        if *scripted {
+            known.note(&queued.topic, answer == 1);
+        }
+    }
+    Ok(())
 }
 
 /// A pipeline Redis did not confirm: counted, logged at most once a second. (A slow answer is
@@ -687,6 +716,9 @@ async fn refresh_kept(shared: &Shared, connection: &mut ConnectionManager, last:
             let (hash, stream) = scripts::keys(&shared.prefix, topic);
             pipeline.cmd("PEXPIRE").arg(hash).arg(ttl).ignore();
             pipeline.cmd("PEXPIRE").arg(stream).arg(ttl).ignore();
+            // For nodes that forgot, or started since.
+            let channel = scripts::announcements(&shared.prefix);
+            pipeline.cmd("PUBLISH").arg(channel).arg(topic).ignore();
         }
         let answered =
             tokio::time::timeout(RESPONSE_TIMEOUT, pipeline.query_async::<()>(connection));

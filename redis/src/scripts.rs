@@ -6,7 +6,17 @@
 //!
 //! A numbered message crosses pub/sub as `#<epoch>:<offset>:` then the payload; a message of a
 //! topic nobody keeps goes as the payload alone (whose first byte is never `#`).
+//!
+//! A script costs Redis about four plain `PUBLISH`es, so a node publishes with a plain
+//! `PUBLISH` to the topics it knows nobody keeps. It learns which are kept from the script's
+//! answer (the first publish to a topic goes through it) and from the announcements on the
+//! channel `<prefix>\x01kept`, which the `locate` script sends when a topic's history starts
+//! and nodes that follow a topic repeat while they do. A plain message that reaches a topic
+//! kept meanwhile (in the moment before the announcement arrived) is not in its history:
+//! the nodes that follow the topic start it again under a new epoch, so that no client resumes
+//! across it without being told.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,11 +25,12 @@ use wsock_runtime::{Locate, Located};
 use crate::resp::{self, Answer};
 
 /// Publishes `ARGV[2]` to the channel `ARGV[1]`: numbered and kept (`MAXLEN ~ ARGV[3]`, for
-/// `ARGV[4]` ms) if the topic's history is kept, as it is otherwise.
+/// `ARGV[4]` ms) if the topic's history is kept (answers 1), as it is otherwise (answers 0).
 pub(crate) const PUBLISH: &str = r"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  return redis.call('PUBLISH', ARGV[1], ARGV[2])
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+  return 0
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local now = redis.call('TIME')
@@ -32,23 +43,26 @@ if type(added) == 'table' and added.err then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return redis.call('PUBLISH', ARGV[1], '#' .. epoch .. ':' .. offset .. ':' .. ARGV[2])
+redis.call('PUBLISH', ARGV[1], '#' .. epoch .. ':' .. offset .. ':' .. ARGV[2])
+return 1
 ";
 
 /// Says where a topic stands: `{epoch, last}`, then `offset, payload` for each message after
 /// `ARGV[5]` if the client's epoch `ARGV[4]` is the topic's, none of them is missing, older
 /// than `ARGV[8]` ms or over the replay (`ARGV[6]` messages, `ARGV[7]` bytes); `{'', 0}` if
 /// the topic is not kept and `ARGV[1]` is not `1` (otherwise its history starts, under the
-/// epoch `ARGV[2]`). Keeps the history for `ARGV[3]` ms more.
+/// epoch `ARGV[2]`, announced on the channel `ARGV[9]`; and starts again so if it is under the
+/// epoch `ARGV[10]`). Keeps the history for `ARGV[3]` ms more.
 const LOCATE: &str = r"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  if ARGV[1] ~= '1' then
-    return {'', 0}
-  end
+if ARGV[1] == '1' and (not epoch or epoch == ARGV[10]) then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'offset', 0)
   epoch = ARGV[2]
+  redis.call('PUBLISH', ARGV[9], ARGV[11])
+end
+if not epoch then
+  return {'', 0}
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
@@ -82,6 +96,36 @@ end
 return out
 ";
 
+/// The most topics [`Known`] remembers: past it, it forgets them all, and learns again.
+const KNOWN_MAX: usize = 100_000;
+
+/// What this node knows of which topics Redis keeps history for.
+#[derive(Default)]
+pub(crate) struct Known {
+    /// Whether each topic was kept when last heard of.
+    topics: HashMap<String, bool>,
+}
+
+impl Known {
+    /// Whether a publish to `topic` goes through the script: it is kept, or not known. (The
+    /// script's answer says if it is kept no more.)
+    pub(crate) fn scripted(&self, topic: &str) -> bool {
+        self.topics.get(topic) != Some(&false)
+    }
+
+    /// Whether `topic` is kept: an announcement, or what the script did.
+    pub(crate) fn note(&mut self, topic: &str, kept: bool) {
+        if let Some(known) = self.topics.get_mut(topic) {
+            *known = kept;
+            return;
+        }
+        if self.topics.len() >= KNOWN_MAX {
+            self.topics.clear();
+        }
+        self.topics.insert(topic.to_owned(), kept);
+    }
+}
+
 /// The keys of `topic`'s history: its hash and its stream.
 pub(crate) fn keys(prefix: &str, topic: &str) -> (String, String) {
     (format!("{prefix}h:{topic}"), format!("{prefix}s:{topic}"))
@@ -93,6 +137,11 @@ pub(crate) fn ttl_ms(age: Duration) -> u64 {
     u64::try_from(age.as_millis())
         .unwrap_or(u64::MAX)
         .max(1_000)
+}
+
+/// The channel on which nodes announce the topics whose history is kept.
+pub(crate) fn announcements(prefix: &str) -> String {
+    format!("{prefix}\u{1}kept")
 }
 
 /// The `EVAL` that answers `locate` about `topic`.
@@ -112,7 +161,9 @@ pub(crate) fn locate(prefix: &str, topic: &str, locate: &Locate) -> Vec<u8> {
             .unwrap_or(u64::MAX)
             .to_string(),
     ];
-    let args: [&[u8]; 13] = [
+    let channel = announcements(prefix);
+    let replace = locate.replace.as_deref().unwrap_or("");
+    let args: [&[u8]; 16] = [
         b"EVAL",
         LOCATE.as_bytes(),
         b"2",
@@ -126,6 +177,9 @@ pub(crate) fn locate(prefix: &str, topic: &str, locate: &Locate) -> Vec<u8> {
         numbers[1].as_bytes(),
         numbers[2].as_bytes(),
         numbers[3].as_bytes(),
+        channel.as_bytes(),
+        replace.as_bytes(),
+        topic.as_bytes(),
     ];
     resp::command(args.into_iter())
 }

@@ -91,6 +91,8 @@ pub(crate) struct Subscriptions {
     pub(crate) stats: Arc<Counters>,
     /// Questions about topics' histories not sent yet, oldest first.
     pub(crate) locates: Mutex<VecDeque<Asked>>,
+    /// Which topics Redis keeps history for, as far as this node knows.
+    pub(crate) known: Mutex<scripts::Known>,
 }
 
 /// A question about a topic's history (`Broker::locate`).
@@ -133,7 +135,8 @@ pub(crate) async fn run(subscriptions: Arc<Subscriptions>) {
                     lost: &mut lost,
                 };
                 let ended = session.run().await;
-                let held = session.confirmed.len();
+                // (The announcements' channel is always held; topics' channels count.)
+                let held = session.confirmed.len().saturating_sub(1);
                 // Questions this connection did not get answers to are asked again on the
                 // next, after its subscriptions (the answers cover what came meanwhile).
                 let unanswered = std::mem::take(&mut session.sent);
@@ -402,10 +405,17 @@ impl Session<'_> {
         let Some(delivery) = subscriptions.delivery.get() else {
             return;
         };
-        let Some(topic) = std::str::from_utf8(channel)
-            .ok()
-            .and_then(|channel| channel.strip_prefix(delivery.prefix.as_str()))
-        else {
+        let Some(channel) = std::str::from_utf8(channel).ok() else {
+            return;
+        };
+        if channel == delivery.announcements {
+            // A topic whose history Redis keeps from now on: published through the script.
+            if let Ok(topic) = std::str::from_utf8(&payload) {
+                lock(&subscriptions.known).note(topic, true);
+            }
+            return;
+        }
+        let Some(topic) = channel.strip_prefix(delivery.prefix.as_str()) else {
             return;
         };
         subscriptions.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -491,6 +501,7 @@ mod tests {
             delivery: OnceLock::new(),
             stats: Arc::default(),
             locates: Mutex::default(),
+            known: Mutex::default(),
         });
         let running = tokio::spawn(run(subscriptions));
         tokio::time::sleep(Duration::from_millis(1600)).await;

@@ -134,6 +134,12 @@ async fn a_client_resumes_on_any_node_and_a_redis_restart_is_told() {
     publish_all(&mut publisher, "after", 0..3).await;
     check_sequences(&mut watch, 3).await;
     resume_on(&b, "news", &epoch, 17, &names("after", 0..3)).await;
+    // A node started since (a restart, a deploy) has it all from Redis.
+    let d = Node::start(&redis.url(), false).await;
+    let mut missed = names("live", 1..2);
+    missed.extend(names("after", 0..3));
+    resume_on(&d, "news", &epoch, 16, &missed).await;
+    drop(d);
 
     // Further behind than the history (256 messages by default): told, not flooded.
     publish_all(&mut publisher, "bulk", 0..300).await;
@@ -231,8 +237,8 @@ async fn a_node_whose_link_dropped_misses_nothing() {
     // Cut every subscriber link, twice, while the publisher goes on.
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(800)).await;
-        // (A's subscriber connection; B's subscribes to nothing.)
-        assert_eq!(redis.kill_pubsub_clients().await, 1);
+        // (Both nodes' subscriber connections.)
+        assert_eq!(redis.kill_pubsub_clients().await, 2);
     }
     let _publisher = publishing.await.unwrap();
     check_sequences(&mut plain, total).await;
@@ -244,4 +250,42 @@ async fn a_node_whose_link_dropped_misses_nothing() {
         );
     }
     assert!(stat(&a.stats().await, "disconnections") >= 1);
+}
+
+/// A message that reaches a kept topic without a number (published by a node that had not
+/// heard yet that the topic is kept) is not in the history: the topic starts again under a
+/// new epoch, so a client that was away is told, never given a silent gap.
+#[tokio::test]
+async fn a_message_outside_the_history_starts_a_new_epoch() {
+    let Some(redis) = RedisServer::start("resume-outside").await else {
+        return;
+    };
+    let a = Node::start(&redis.url(), false).await;
+    let mut live = a.connect("/resume/t").await;
+    let (epoch, _, _) = notice(&mut live).await;
+    let mut away = a.connect("/resume/t").await;
+    assert_eq!(notice(&mut away).await.0, epoch);
+    drop(away);
+    // As another node would publish it, without the script: magic, text, node, no token.
+    let mut payload = b"wsck2\x01".to_vec();
+    payload.extend([9u8; 16]);
+    payload.extend([0u8; 8]);
+    payload.extend(b"outside");
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("wsock:t")
+        .arg(payload)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    // The connected client gets it (as it is), then the topic's new position.
+    assert_eq!(next_text(&mut live).await, "outside");
+    let (renewed, offset, recovered) = notice(&mut live).await;
+    assert_ne!(renewed, epoch);
+    assert_eq!((offset, recovered), (0, None));
+    // The one that was away is told.
+    let mut back = a.connect(&resume_path("t", &epoch, 0)).await;
+    assert_eq!(notice(&mut back).await.2, Some(false));
+    assert_eq!(next_text(&mut back).await, "not recovered: Epoch");
 }

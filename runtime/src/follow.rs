@@ -25,7 +25,7 @@ use crate::message::Message;
 use crate::topics::{Broker, Locate};
 
 /// The most requests one topic has waiting for the broker's answers: past it, a resuming
-/// client is not looked up (it is told the history was unavailable).
+/// client waits for the last one's answer.
 const MAX_REQUESTS: usize = 256;
 /// The most messages published here except a connection that wait for their numbered copy:
 /// past it, the oldest is forgotten (that connection gets its own message back).
@@ -65,13 +65,28 @@ enum State {
     Refilling,
 }
 
-enum Request {
-    /// A resuming client's, at its handshake: told when answered.
-    Prefetch(Option<oneshot::Sender<()>>),
+/// A question to the broker, and the resuming clients' handshakes that wait for its answer.
+struct Request {
+    kind: Kind,
+    told: Vec<oneshot::Sender<()>>,
+}
+
+enum Kind {
+    /// What a resuming client missed after `after` in `epoch`.
+    Prefetch { epoch: String, after: u64 },
     /// Where the topic stands (the broker starts keeping its history if it kept none).
     Position,
     /// What came after the ring's last message.
     Refill,
+}
+
+impl From<Kind> for Request {
+    fn from(kind: Kind) -> Self {
+        Request {
+            kind,
+            told: Vec::new(),
+        }
+    }
 }
 
 /// Where a message came from.
@@ -107,6 +122,21 @@ fn follow(ring: &mut Ring) -> &mut Follow {
 
 impl Link<'_> {
     fn ask(&self, ring: &mut Ring, request: Request, after: Option<(String, u64)>, create: bool) {
+        self.ask_replacing(ring, request, after, create, None);
+    }
+
+    fn ask_position(&self, ring: &mut Ring, replace: Option<String>) {
+        self.ask_replacing(ring, Kind::Position.into(), None, true, replace);
+    }
+
+    fn ask_replacing(
+        &self,
+        ring: &mut Ring,
+        request: Request,
+        after: Option<(String, u64)>,
+        create: bool,
+        replace: Option<String>,
+    ) {
         let history = ring.settings();
         follow(ring).requests.push_back(request);
         // The topic's messages first: the answer covers what came before it only if what
@@ -117,6 +147,7 @@ impl Link<'_> {
             Locate {
                 after,
                 create,
+                replace,
                 history,
             },
         );
@@ -218,7 +249,10 @@ pub(crate) fn numbered(
 }
 
 /// A message from the broker without a number, on a topic this node follows: the broker
-/// keeps no history of it any more (expired, flushed); it starts again when asked.
+/// keeps no history of it any more (expired, flushed), or it was published without one (by a
+/// node that did not know yet that the topic is kept). Either way the history does not hold
+/// it: it starts again under a new epoch, so that a client that was away resumes from there
+/// knowing it missed something.
 pub(crate) fn unnumbered(
     link: &Link<'_>,
     ring: &mut Ring,
@@ -237,19 +271,22 @@ pub(crate) fn unnumbered(
         |mailbox| plain_too || mailbox.resume().is_some(),
         message,
     );
-    if follow(ring).state != (State::Unknown { absent: false }) {
+    if let State::Known | State::Refilling = follow(ring).state {
         follow(ring).state = State::Unknown { absent: false };
-        ask_position(link, ring, slots);
+        let replace = Some(ring.epoch().to_owned());
+        link.ask_position(ring, replace);
     }
 }
 
 /// The broker's answer to the oldest request.
 pub(crate) fn located(link: &Link<'_>, ring: &mut Ring, slots: &Slots, answer: Option<Answer>) {
     let request = follow(ring).requests.pop_front();
-    let refill = matches!(request, Some(Request::Refill));
-    if let Some(Request::Prefetch(Some(done))) = request {
-        // Told after the answer is in the ring: the handshake goes on once this returns.
-        let _ = done.send(());
+    let refill = request
+        .as_ref()
+        .is_some_and(|request| matches!(request.kind, Kind::Refill));
+    // The handshakes waiting for it go on once this returns (and the answer is in the ring).
+    for told in request.into_iter().flat_map(|request| request.told) {
+        let _ = told.send(());
     }
     let Some(Answer {
         epoch,
@@ -368,7 +405,7 @@ pub(crate) fn subscribe(
         mailbox.push(Outgoing::Message(ring.notice(subscribed)));
     }
     if absent || !asked(ring) {
-        link.ask(ring, Request::Position, None, true);
+        link.ask_position(ring, None);
         follow(ring).state = State::Unknown { absent: false };
     }
     subscribed
@@ -382,7 +419,7 @@ fn ask_position(link: &Link<'_>, ring: &mut Ring, slots: &Slots) {
             .flatten()
             .any(|mailbox| mailbox.resume().is_some())
     {
-        link.ask(ring, Request::Position, None, true);
+        link.ask_position(ring, None);
     }
 }
 
@@ -391,7 +428,7 @@ fn asked(ring: &mut Ring) -> bool {
     follow(ring)
         .requests
         .iter()
-        .any(|request| matches!(request, Request::Position | Request::Refill))
+        .any(|request| matches!(request.kind, Kind::Position | Kind::Refill))
 }
 
 /// A client resumes at `(epoch, offset)`: asks the broker for what it missed unless this node
@@ -412,12 +449,35 @@ pub(crate) fn prefetch(
         // The answer comes after the refill's.
         State::Unknown { .. } | State::Refilling => false,
     };
-    if here || follow(ring).requests.len() >= MAX_REQUESTS {
+    if here {
         return None;
     }
     let (done, told) = oneshot::channel();
-    let after = Some((epoch.to_owned(), offset));
-    link.ask(ring, Request::Prefetch(Some(done)), after, false);
+    let requests = &mut follow(ring).requests;
+    // An answer on its way that brings all this client missed (it asked from as far back, in
+    // the same epoch), or past the bound the last one: waits for it rather than asking again.
+    // (1,000 clients back at once ask once.)
+    let covering = requests.iter_mut().find(|request| {
+        matches!(&request.kind, Kind::Prefetch { epoch: theirs, after } if theirs == epoch && *after <= offset)
+    });
+    if let Some(request) = covering {
+        request.told.push(done);
+        return Some(told);
+    }
+    if requests.len() >= MAX_REQUESTS
+        && let Some(last) = requests.back_mut()
+    {
+        last.told.push(done);
+        return Some(told);
+    }
+    let request = Request {
+        kind: Kind::Prefetch {
+            epoch: epoch.to_owned(),
+            after: offset,
+        },
+        told: vec![done],
+    };
+    link.ask(ring, request, Some((epoch.to_owned(), offset)), false);
     Some(told)
 }
 
@@ -428,7 +488,7 @@ pub(crate) fn lost(link: &Link<'_>, ring: &mut Ring, slots: &Slots) {
         State::Known => {
             follow(ring).state = State::Refilling;
             let after = Some((ring.epoch().to_owned(), ring.last()));
-            link.ask(ring, Request::Refill, after, true);
+            link.ask(ring, Kind::Refill.into(), after, true);
         }
         State::Refilling => {}
         State::Unknown { .. } => ask_position(link, ring, slots),

@@ -946,6 +946,10 @@ pub struct Locate {
     /// Start keeping the topic's history if the broker keeps none of it (otherwise the
     /// answer says so with an empty epoch).
     pub create: bool,
+    /// With `create`: a message reached this node outside the history while it was under
+    /// this epoch, so the history cannot be trusted; if it is still under it, it starts again
+    /// under a new epoch.
+    pub replace: Option<String>,
     /// The server's history settings: how much to keep, for how long, and what a replay may
     /// carry.
     pub history: History,

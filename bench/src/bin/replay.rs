@@ -1,6 +1,6 @@
 //! Resume's replay speed: how fast a wsock server replays what resuming clients missed.
 //!
-//! `replay [--clients 1000] [--missed 256] [--single 50000]` prints two lines of
+//! `replay [--clients 1000] [--missed 256] [--single 50000] [--redis URL]` prints two lines of
 //! `key=value` results:
 //!
 //! - `single`: one client subscribed to a topic of 64 B text messages, left, missed
@@ -13,6 +13,10 @@
 //! The server (a `resume = true` endpoint, history and replay cap sized to what is missed)
 //! runs in this process on a runtime of one thread, the clients on another: on a machine of
 //! two cores, each has a core. Every replayed message is checked: the next offset, once.
+//!
+//! With `--redis URL` the history is in that Redis (`wsock_redis`), and the clients come back
+//! to a server started afresh (a restart, or another node): everything they missed comes from
+//! Redis.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +35,7 @@ struct Args {
     clients: usize,
     missed: usize,
     single: usize,
+    redis: Option<String>,
 }
 
 fn args() -> Args {
@@ -38,9 +43,14 @@ fn args() -> Args {
         clients: 1000,
         missed: 256,
         single: 50_000,
+        redis: None,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
+        if flag == "--redis" {
+            args.redis = Some(given.next().unwrap_or_else(|| usage()));
+            continue;
+        }
         let value = given
             .next()
             .and_then(|value| value.parse().ok())
@@ -56,12 +66,13 @@ fn args() -> Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: replay [--clients N] [--missed N] [--single N]");
+    eprintln!("usage: replay [--clients N] [--missed N] [--single N] [--redis URL]");
     std::process::exit(2)
 }
 
-fn main() {
-    let args = args();
+/// Starts a server on a thread of its own (a runtime of one thread): its address, and its
+/// topic.
+fn start(args: &Args) -> (std::net::SocketAddr, Topic<Text>) {
     let most = args.single.max(args.missed);
     let server = Server::new()
         .route(feed)
@@ -70,38 +81,58 @@ fn main() {
         .history(
             History::default()
                 .messages(most)
-                .max_bytes(most * 64)
+                .max_bytes(most * 512)
                 .max_replay(most),
         );
     let topic = server.topics().topic::<Text>("feed");
+    let redis = args.redis.clone();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    // The server's runtime: one thread.
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
             .block_on(async move {
+                let server = match redis {
+                    Some(url) => server.broker(wsock_redis::Redis::connect(&url).await.unwrap()),
+                    None => server,
+                };
                 let bound = server.bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(bound.local_addr()).unwrap();
                 bound.run().await.unwrap();
             });
     });
-    let addr = addr_rx.recv().unwrap();
+    (addr_rx.recv().unwrap(), topic)
+}
+
+fn main() {
+    let args = args();
+    let (first, topic) = start(&args);
     let clients = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     clients.block_on(async move {
         let body = Text::from("x".repeat(64));
-        // One client.
-        let (epoch, at) = leave(addr).await;
-        for _ in 0..args.single {
-            topic.publish(body.clone()).unwrap();
+        // With Redis: a client that stays, to know when Redis has them all; and the clients
+        // come back to a server started afresh.
+        let mut watcher = match args.redis {
+            Some(_) => Some(open(first, "").await),
+            None => None,
+        };
+        if let Some(watcher) = watcher.as_mut() {
+            text(watcher).await; // its notice
         }
-        let start = Instant::now();
-        back(addr, &epoch, at, args.single).await;
-        let took = start.elapsed();
+        // One client.
+        let (epoch, at) = leave(first).await;
+        publish(&topic, &body, args.single, watcher.as_mut()).await;
+        let again = match args.redis {
+            Some(_) => start(&args).0,
+            None => first,
+        };
+        let start_at = Instant::now();
+        back(again, &epoch, at, args.single).await;
+        let took = start_at.elapsed();
         println!(
             "single messages={} ms={:.1} messages_per_s={:.0}",
             args.single,
@@ -111,22 +142,24 @@ fn main() {
         // A crowd.
         let mut left = Vec::new();
         for _ in 0..args.clients {
-            left.push(leave(addr).await);
+            left.push(leave(first).await);
         }
-        for _ in 0..args.missed {
-            topic.publish(body.clone()).unwrap();
-        }
-        let start = Instant::now();
+        publish(&topic, &body, args.missed, watcher.as_mut()).await;
+        let again = match args.redis {
+            Some(_) => start(&args).0,
+            None => first,
+        };
+        let start_at = Instant::now();
         let returning: Vec<_> = left
             .into_iter()
             .map(|(epoch, at)| {
-                tokio::spawn(async move { back(addr, &epoch, at, args.missed).await })
+                tokio::spawn(async move { back(again, &epoch, at, args.missed).await })
             })
             .collect();
         for client in returning {
             client.await.unwrap();
         }
-        let took = start.elapsed();
+        let took = start_at.elapsed();
         let total = args.clients * args.missed;
         println!(
             "crowd clients={} missed_each={} messages={total} ms={:.1} messages_per_s={:.0}",
@@ -136,6 +169,19 @@ fn main() {
             total as f64 / took.as_secs_f64()
         );
     });
+}
+
+/// Publishes `count` messages; with a watcher, waits until it has them all (they are in
+/// Redis then).
+async fn publish(topic: &Topic<Text>, body: &Text, count: usize, watcher: Option<&mut Ws>) {
+    for _ in 0..count {
+        topic.publish_wait(body.clone()).await.unwrap();
+    }
+    if let Some(watcher) = watcher {
+        for _ in 0..count {
+            text(watcher).await;
+        }
+    }
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;

@@ -98,12 +98,13 @@
 //! four servers, each started afresh for it: `broadcast` (the tokio-tungstenite +
 //! `tokio::sync::broadcast` baseline, capacity 1024), `wsock` (`wsock_fanout`, queue
 //! capacity 1024), `wsock+history` (the same with `--history`: resumable subscribers, the
-//! topic numbering and keeping its messages, each sent with its resume header) and
+//! topic numbering and keeping its messages, each sent with its resume header),
 //! `wsock+redis`: two `wsock_fanout` nodes linked through a
 //! `redis-server` the runner starts once (`--port <free> --save '' --appendonly no --dir
 //! <temporary directory>`, stopped at the end), the subscribers split between the nodes and
-//! the publisher on the first; with `--uws`, a fifth, `uWebSockets` (`uws-fanout`, one node,
-//! as `wsock`). Every server process, Redis included, is pinned to core 0,
+//! the publisher on the first, and `wsock+redis+history` (the same with `--history`: the
+//! topic's history in Redis, every message numbered and kept there); with `--uws`, a sixth,
+//! `uWebSockets` (`uws-fanout`, one node, as `wsock`). Every server process, Redis included, is pinned to core 0,
 //! the load to core 1. Each step: sync, 1 s warm-up, `--step-secs` measured (default 5), up
 //! to 5 s of drain. Prints a table per subscriber count (with each server's peak memory,
 //! `VmHWM`, taken before it is stopped) and, per server, the highest rate
@@ -120,7 +121,8 @@
 //! `--redis-flood` measures one publisher at full speed through Redis, faster than Redis
 //! takes publishes: two `wsock_fanout` nodes and a `redis-server` started afresh for each
 //! form of publish (`publish`, which the broker refuses while its queue toward Redis is full,
-//! and `publish_wait`, which waits for room: `wsock_fanout --publish-wait`), the load's
+//! `publish_wait`, which waits for room: `wsock_fanout --publish-wait`, and `publish_wait`
+//! with the subscriber resumable, so that Redis numbers and keeps every message), the load's
 //! publisher on the first node at full speed, one subscriber on the second (`load fanout
 //! --subs 1 --rate 0`). It prints, per form: what the publisher published per second,
 //! deliveries per second on the other node, refusals per second (the publish rate times the
@@ -921,7 +923,13 @@ mod fanout {
     use super::{Server, UWS, picks, start, uws_binary};
 
     /// The servers, in the tables' order (uWebSockets after them, with `--uws`).
-    const SERVERS: [&str; 4] = ["broadcast", "wsock", "wsock+history", "wsock+redis"];
+    const SERVERS: [&str; 5] = [
+        "broadcast",
+        "wsock",
+        "wsock+history",
+        "wsock+redis",
+        "wsock+redis+history",
+    ];
 
     /// Per subscriber count, the publish rates (0: full speed).
     const LADDER: [(usize, [u32; 4]); 2] =
@@ -1032,7 +1040,11 @@ mod fanout {
             }],
             _ => {
                 let url = redis.expect("Redis for wsock+redis").url();
-                vec![fanout(vec![url.clone()]), fanout(vec![url])]
+                let mut args = vec![url];
+                if server.ends_with("+history") {
+                    args.push("--history".to_owned());
+                }
+                vec![fanout(args.clone()), fanout(args)]
             }
         };
         let (mut children, addrs): (Vec<Child>, Vec<String>) = servers.iter().map(start).unzip();
@@ -1058,7 +1070,7 @@ mod fanout {
         ]
         .map(str::to_owned)
         .to_vec();
-        if let Some(redis) = redis.filter(|_| server == "wsock+redis") {
+        if let Some(redis) = redis.filter(|_| server.contains("redis")) {
             args.extend(["--broker-pid".to_owned(), redis.child.id().to_string()]);
         }
         let output = Command::new("taskset")
@@ -1141,10 +1153,16 @@ mod fanout {
     /// One publisher at full speed through Redis (`--redis-flood`; see the header).
     pub(super) fn flood(target: &Path, secs: f64) {
         let mut rows = Vec::new();
-        for (form, extra) in [("publish", None), ("publish_wait", Some("--publish-wait"))] {
+        let forms: [(&str, &[&str]); 3] = [
+            ("publish", &[]),
+            ("publish_wait", &["--publish-wait"]),
+            // The subscriber resumable: the topic's history in Redis, every publish numbered.
+            ("publish_wait, history", &["--publish-wait", "--history"]),
+        ];
+        for (form, extra) in forms {
             let redis = Redis::start();
             let mut args = vec![redis.url()];
-            args.extend(extra.map(str::to_owned));
+            args.extend(extra.iter().map(|arg| (*arg).to_owned()));
             let node = || Server {
                 name: "wsock",
                 binary: target.join("wsock_fanout"),
@@ -1246,7 +1264,10 @@ mod fanout {
             }
         };
         // Only the `wsock+redis` steps need Redis.
-        let redis = servers.contains(&"wsock+redis").then(Redis::start);
+        let redis = servers
+            .iter()
+            .any(|server| server.contains("redis"))
+            .then(Redis::start);
         // results[(subs, rate, server)]
         let mut results: BTreeMap<(usize, u32, &str), Figures> = BTreeMap::new();
         let mut turn = 0;
@@ -1313,7 +1334,7 @@ mod fanout {
                     } else {
                         "ok"
                     };
-                    let redis = if server == "wsock+redis" {
+                    let redis = if server.contains("redis") {
                         show(figures, "broker_cpu_us_per_delivery")
                     } else {
                         "-".to_owned()
@@ -1410,7 +1431,8 @@ LOSSY otherwise. Servers: broadcast = tokio-tungstenite + tokio::sync::broadcast
 1024, a task per subscriber, Lagged skips); wsock = wsock_fanout (queue_capacity 1024); \
 wsock+history = the same, its subscribers resumable (every message numbered, kept, sent with \
 its resume header); wsock+redis = two wsock_fanout nodes through one redis-server, subscribers split over both, \
-the publisher on the first.";
+the publisher on the first; wsock+redis+history = the same, its subscribers resumable: the topic's history in Redis \
+(every publish numbered and kept there by a script).";
 }
 
 /// The instruction count (`--callgrind`; see the header).
