@@ -158,6 +158,8 @@ export interface ErrorInfo {
 /** The events, and what each listener gets. */
 export interface Events<Receive> {
   open: { protocol: string; extensions: string; reconnected: boolean };
+  /** A message; a topic message of a `resume = true` endpoint comes with its topic and
+   * position as the listener's second argument: `on("message", (m, { topic } = {}) => ..)`. */
   message: Receive;
   reconnecting: { attempt: number; delay: number };
   reconnected: { attempts: number };
@@ -204,6 +206,8 @@ export class Client<Send = unknown, Receive = unknown> {
   #on: { [type: string]: Set<Listener> } = {};
   /** The positions by topic, the least recently updated first. */
   #at = new Map<string, Position>();
+  /** The topic and position of the message being received, if it is a topic's. */
+  #topic: Position | undefined;
   #queue: (string | ArrayBuffer | ArrayBufferView)[] = [];
   #attempt = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -252,7 +256,10 @@ export class Client<Send = unknown, Receive = unknown> {
   }
 
   /** Listens to an event; returns the function that stops listening. */
-  on<K extends keyof Events<Receive>>(type: K, listener: (event: Events<Receive>[K]) => void): () => void {
+  on<K extends keyof Events<Receive>>(
+    type: K,
+    listener: (event: Events<Receive>[K], position?: Position) => void,
+  ): () => void {
     const set = (this.#on[type] ??= new Set());
     set.add(listener);
     return () => set.delete(listener);
@@ -391,6 +398,7 @@ export class Client<Send = unknown, Receive = unknown> {
     // Came already (a replay that overlaps what arrived): never twice.
     if (previous?.epoch === epoch && offset <= previous.offset) return;
     this.#note(topic, epoch, offset);
+    this.#topic = { topic, epoch, offset };
     if (previous && (previous.epoch !== epoch || offset > previous.offset + 1)) {
       this.#emit("gap", { topic, epoch, offset, previous });
     }
@@ -403,6 +411,7 @@ export class Client<Send = unknown, Receive = unknown> {
     const format = this.#receiveAs;
     // An empty text message is a heartbeat, and can never be JSON.
     if (data === "" && (this.#o.heartbeat || format === "json")) return;
+    this.#topic = undefined;
     const body = this.#resume(data);
     if (body === undefined) return;
     data = body;
@@ -418,7 +427,7 @@ export class Client<Send = unknown, Receive = unknown> {
         return this.#error("a message that is not JSON", data, error);
       }
     }
-    this.#emit("message", value as Receive);
+    this.#emit("message", value as Receive, this.#topic);
   }
 
   /** Closes `ws` when nothing came for the heartbeat's time. */
@@ -520,10 +529,10 @@ export class Client<Send = unknown, Receive = unknown> {
     this.#emit("error", { message, data, error });
   }
 
-  #emit<K extends keyof Events<Receive>>(type: K, event: Events<Receive>[K]): void {
+  #emit<K extends keyof Events<Receive>>(type: K, event: Events<Receive>[K], position?: Position): void {
     for (const listener of this.#on[type] ?? []) {
       try {
-        (listener as (event: Events<Receive>[K]) => void)(event);
+        (listener as (event: Events<Receive>[K], position?: Position) => void)(event, position);
       } catch (error) {
         // The other listeners still run; the error surfaces as an uncaught one.
         queueMicrotask(() => {

@@ -350,6 +350,8 @@ test("resume frames, scripted: decoded as plain ones; repeats dropped; gaps told
   const { client, seen } = recording("ws://127.0.0.1:9/feed", { WebSocket: Scripted, probe: false, heartbeat: 60_000 });
   const errors = [];
   client.on("error", (error) => errors.push(error.message));
+  const heard = [];
+  client.on("message", (_, position) => heard.push(position));
   await next(client, "open");
   const ws = Scripted.all[0];
   ws.frame(header({ subscribed: "t", epoch: "e1", offset: 4 }));
@@ -365,6 +367,13 @@ test("resume frames, scripted: decoded as plain ones; repeats dropped; gaps told
   ws.frame(header({ topic: "t", epoch: "e2", offset: 1 }).slice(0, -1)); // no second 0x1E: plain
   assert.deepEqual(seen.subscribed, [{ topic: "t", epoch: "e1", offset: 4 }]);
   assert.deepEqual(seen.messages, [{ a: 1 }, [8], "new epoch", { plain: true }]);
+  // Each topic message says which topic, and where; a plain one says nothing.
+  assert.deepEqual(heard, [
+    { topic: "t", epoch: "e1", offset: 5 },
+    { topic: "t", epoch: "e1", offset: 8 },
+    { topic: "t", epoch: "e2", offset: 1 },
+    undefined,
+  ]);
   assert.deepEqual(errors, ["a message that is not JSON", "a message that is not JSON"]);
   // A skip moves the position on without a message; another epoch is a gap.
   assert.deepEqual(seen.gaps, [{ topic: "t", epoch: "e2", offset: 1, previous: { topic: "t", epoch: "e1", offset: 8 } }]);

@@ -19,7 +19,10 @@
 //! **The guarantee.** While Redis is up, a message published on any node reaches each
 //! subscriber on every node exactly once, in publish order per publisher and topic; across a
 //! Redis outage delivery to other nodes is at most once (a message published while Redis is
-//! unreachable reaches the publishing node's subscribers only, and `publish` says so).
+//! unreachable reaches the publishing node's subscribers only, and `publish` says so). Topics
+//! that resumable connections subscribe to do better: their history is in Redis, so a node
+//! whose link to Redis dropped gets what it missed once the link is back, and a client that
+//! reconnects, to any node, gets what it missed (see "Topic history in Redis" below).
 //!
 //! How it works: two Redis connections per server, one that publishes (the redis crate's
 //! connection manager, pipelined) and one in subscribe mode (RESP3, so Redis 6 or later), a

@@ -48,6 +48,8 @@ export class Client {
     #on = {};
     /** The positions by topic, the least recently updated first. */
     #at = new Map();
+    /** The topic and position of the message being received, if it is a topic's. */
+    #topic;
     #queue = [];
     #attempt = 0;
     #timer;
@@ -238,6 +240,7 @@ export class Client {
         if (previous?.epoch === epoch && offset <= previous.offset)
             return;
         this.#note(topic, epoch, offset);
+        this.#topic = { topic, epoch, offset };
         if (previous && (previous.epoch !== epoch || offset > previous.offset + 1)) {
             this.#emit("gap", { topic, epoch, offset, previous });
         }
@@ -250,6 +253,7 @@ export class Client {
         // An empty text message is a heartbeat, and can never be JSON.
         if (data === "" && (this.#o.heartbeat || format === "json"))
             return;
+        this.#topic = undefined;
         const body = this.#resume(data);
         if (body === undefined)
             return;
@@ -267,7 +271,7 @@ export class Client {
                 return this.#error("a message that is not JSON", data, error);
             }
         }
-        this.#emit("message", value);
+        this.#emit("message", value, this.#topic);
     }
     /** Closes `ws` when nothing came for the heartbeat's time. */
     #watch(ws) {
@@ -374,10 +378,10 @@ export class Client {
     #error(message, data, error) {
         this.#emit("error", { message, data, error });
     }
-    #emit(type, event) {
+    #emit(type, event, position) {
         for (const listener of this.#on[type] ?? []) {
             try {
-                listener(event);
+                listener(event, position);
             }
             catch (error) {
                 // The other listeners still run; the error surfaces as an uncaught one.
