@@ -155,8 +155,8 @@ async function thousandCuts(servers, where) {
   const started = performance.now();
   const publisher = await publishing(servers[0], "storm", 2);
 
-  // Each client's proxy cuts it at random moments: a reset, or a stall then a reset; whatever
-  // the client is doing (open, mid-handshake, probing).
+  // Each client's proxy cuts it at random moments: a reset, a stall then a reset, or a slow
+  // spell then a reset; whatever the client is doing (open, mid-handshake, probing).
   let cuts = 0;
   let openCuts = 0;
   let cutting = true;
@@ -164,9 +164,14 @@ async function thousandCuts(servers, where) {
     while (cutting) {
       await sleep(Math.random() * 25);
       if (!cutting || proxy.connections === 0) continue;
-      if (Math.random() < 0.25) {
+      const fault = Math.random();
+      if (fault < 0.25) {
         proxy.stall();
         await sleep(Math.random() * 10);
+      } else if (fault < 0.5) {
+        // A slow link: every chunk late, in order, for a while.
+        proxy.delay(1 + Math.random() * 20);
+        await sleep(Math.random() * 30);
       }
       if (readers[i].client.state === "open") openCuts++;
       proxy.cut();
