@@ -41,10 +41,10 @@ pub use wsock_macros::websocket;
 pub use wsock_runtime::{
     Bound, Broker, BrokerError, BrokerFuture, Bytes, CloseCode, Closed, Compression, DecodeError,
     Endpoint, Error, FromMessage, FromPathParam, FromRequest, Handle, HeaderMap, History,
-    IntoMessage, Json, ListenError, Listener, Message, Method, NotRecovered, Out, Publish,
-    PublishError, Query, Reject, Request, SESSION_COOKIE, SameSite, Server, Session, SessionKey,
-    Sessions, ShuttingDown, Sink, State, StatusCode, Subscribed, Subscriber, Text, Topic, Topics,
-    Uri, WsService,
+    IntoMessage, Json, ListenError, Listener, Locate, Located, Message, Method, NotRecovered, Out,
+    Presence, PresenceError, Present, Publish, PublishError, Query, Reject, Request,
+    SESSION_COOKIE, SameSite, Server, Session, SessionKey, Sessions, ShuttingDown, Sink, State,
+    StatusCode, Subscribed, Subscriber, Text, Topic, Topics, Uri, WsService,
 };
 
 #[cfg(feature = "tls")]

@@ -23,6 +23,7 @@ use crate::follow::{self, Link, Origin};
 use crate::history::{History, Resume, Ring, Subscribed, Total, unique_u64};
 use crate::mailbox::Mailbox;
 use crate::message::{IntoMessage, Message, Text};
+use crate::presence::{self, Presence};
 
 /// A server's topics: take it as an endpoint parameter (`topics: Topics`), or from
 /// [`Server::topics`](crate::Server::topics) to publish from anywhere (a spawned task, an axum
@@ -73,6 +74,8 @@ struct Hub {
     parked: Mutex<HashMap<String, Parked>>,
     /// What all the histories take (`History::max_total_bytes`).
     history_bytes: Total,
+    /// Who is present where.
+    presence: Arc<presence::Registry>,
 }
 
 /// A topic's history, while nobody holds the topic.
@@ -132,6 +135,7 @@ impl Default for Topics {
                 history: Mutex::new(History::default()),
                 parked: Mutex::new(HashMap::new()),
                 history_bytes: Total::default(),
+                presence: Arc::default(),
             }),
         }
     }
@@ -247,6 +251,14 @@ impl Topics {
         });
         topics.insert(name, Arc::downgrade(&entry));
         Topic::new(entry)
+    }
+
+    /// Who is present in `name` (a room, a document), with metadata of type `M` (a name, a
+    /// status; sent to watchers as JSON): see [`Presence`]. A presence is kept while a handle,
+    /// a tracked connection or a watcher holds it. (On this node; with a broker, presence on
+    /// every node is a later step.)
+    pub fn presence<M>(&self, name: impl Into<String>) -> Presence<M> {
+        Presence::new(self.hub.presence.room(name.into()))
     }
 
     /// How many connections of this node subscribe to the topic `name`.
