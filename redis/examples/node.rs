@@ -15,7 +15,9 @@
 //!   down to Redis's pace; `&size=B` pads each message to B bytes), then answers
 //!   `done sent=N refused=A-B,C-D,.. stats=..` with the numbers whose publish was refused and
 //!   the broker's counts;
-//! - ws://ADDRESS/stats answers the broker's counts (`RedisStats`) and closes.
+//! - ws://ADDRESS/stats answers the broker's counts (`RedisStats`) and closes;
+//! - ws://ADDRESS/presence/{room}?name=N[&user=U][&watch] is present in `room` as `U` (or `N`)
+//!   with `{"name": N}`, and with `watch` gets who is there, on every node.
 //!
 //! With `--lazy` the node starts even while Redis is down; `--queue N` sets each
 //! connection's outbound queue (`Server::queue_capacity`, 1024 by default); `--queue-limit B`
@@ -103,6 +105,26 @@ fn flood(
     });
 }
 
+/// Who is present, with a name.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Who {
+    name: String,
+}
+
+#[websocket("/presence/{room}")]
+fn presence(room: String, req: Request, out: Out<String>, topics: Topics) {
+    let here = topics.presence::<Who>(room);
+    if req.query_param("watch").is_some() {
+        here.watch(&out);
+    }
+    if let Some(name) = req.query_param("name") {
+        let user = req.query_param("user").unwrap_or_else(|| name.clone());
+        if let Err(error) = here.track(&out, user, &Who { name }) {
+            out.write(format!("error: {error}"));
+        }
+    }
+}
+
 #[websocket("/stats")]
 fn stats(out: Out<String>, redis: State<Redis>) {
     out.write(format!("{:?}", redis.stats()));
@@ -162,6 +184,7 @@ async fn main() -> std::io::Result<()> {
         .route(publish)
         .route(flood)
         .route(stats)
+        .route(presence)
         .serve(addr)
         .await
 }

@@ -82,6 +82,18 @@ impl Bound {
         signal: impl Future<Output = ()>,
         hurry: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        let topics = self.app.context.topics.clone();
+        let done = self.serve_until(signal, hurry).await;
+        // Stopped: other nodes forget its members at once.
+        topics.stopped();
+        done
+    }
+
+    async fn serve_until(
+        self,
+        signal: impl Future<Output = ()>,
+        hurry: impl Future<Output = ()>,
+    ) -> io::Result<()> {
         let registry = Arc::clone(&self.app.registry);
         let serving = match self.transport {
             Transport::Plain => tokio::spawn(accept_loop(

@@ -15,19 +15,36 @@
 //! `{"presence":..,"count":3}` for counts only. Frames hold at most 1,000 members each; a long
 //! list comes as `state` and then `join`s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use crate::codec::Outgoing;
 use crate::mailbox::Mailbox;
 use crate::message::{Message, Text};
 use crate::out::Out;
+use crate::topics::Broker;
+
+/// The broker topics of presence between nodes: `PREFIX` + a presence's name carries its
+/// changes; `NODES`, the nodes' heartbeats.
+pub(crate) const PREFIX: &str = "\u{1}presence:";
+const NODES: &str = "\u{1}presence-nodes";
+/// How often a node says it is alive, and after how long without a word its members are gone
+/// everywhere.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+pub const NODE_GONE_AFTER: Duration = Duration::from_secs(3);
+/// After the broker's link came back, how long the other nodes have to say who they have in
+/// a presence: the members of a node that did not are gone (it may have left the presence
+/// while the link was down, and its word was lost).
+const RESYNC_WITHIN: Duration = Duration::from_secs(2);
 
 /// How often watchers hear of changes, by default.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
@@ -46,9 +63,200 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub(crate) struct Registry {
     rooms: Mutex<HashMap<String, Weak<Room>>>,
+    /// The broker and this node's name in it, with a broker.
+    link: OnceLock<Link>,
+    /// When each other node was last heard from.
+    nodes: Mutex<HashMap<String, Instant>>,
+}
+
+struct Link {
+    broker: Arc<dyn Broker>,
+    node: String,
 }
 
 impl Registry {
+    /// Links presence to other nodes through `broker`: heartbeats, and the members of nodes
+    /// not heard from for `NODE_GONE_AFTER` removed.
+    pub(crate) fn start(self: &Arc<Self>, broker: Arc<dyn Broker>, node: &[u8; 16]) {
+        let node = node.iter().map(|b| format!("{b:02x}")).collect();
+        broker.subscribe(NODES);
+        let _ = self.link.set(Link { broker, node });
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let registry = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(registry) = registry.upgrade() else {
+                    return;
+                };
+                if let Some(link) = registry.link.get() {
+                    // Waits for room rather than be refused under a flood of publishes: a
+                    // node that goes quiet loses its members everywhere.
+                    let alive = json!({ "n": link.node }).to_string();
+                    let _ = link.broker.publish_wait(NODES, Bytes::from(alive)).await;
+                }
+                registry.sweep();
+            }
+        });
+    }
+
+    /// Forgets the members of nodes that went quiet.
+    fn sweep(&self) {
+        let now = Instant::now();
+        let gone: Vec<String> = {
+            let mut nodes = lock(&self.nodes);
+            let gone = nodes
+                .iter()
+                .filter(|(_, heard)| now.duration_since(**heard) > NODE_GONE_AFTER)
+                .map(|(node, _)| node.clone())
+                .collect::<Vec<_>>();
+            for node in &gone {
+                nodes.remove(node);
+            }
+            gone
+        };
+        if !gone.is_empty() {
+            tracing::info!(nodes = ?gone, "presence: nodes not heard from for 3 s; their members are gone");
+            for room in self.live_rooms() {
+                let mut state = lock(&room.state);
+                for node in &gone {
+                    state.forget_node(node);
+                }
+                room.schedule(&mut state);
+            }
+        }
+    }
+
+    fn live_rooms(&self) -> Vec<Arc<Room>> {
+        lock(&self.rooms)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// The broker's link dropped and came back (or may have): every linked presence asks the
+    /// others for their members again, and says its own; the members of nodes that do not
+    /// answer within `RESYNC_WITHIN` are gone.
+    pub(crate) fn relink(&self) {
+        for room in self.live_rooms() {
+            let mut state = lock(&room.state);
+            if !state.linked {
+                continue;
+            }
+            state.stale = state.remote.keys().cloned().collect();
+            state.round += 1;
+            let round = state.round;
+            room.send(&mut state, true);
+            room.schedule(&mut state);
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                continue;
+            };
+            let weak = Arc::downgrade(&room);
+            runtime.spawn(async move {
+                tokio::time::sleep(RESYNC_WITHIN).await;
+                let Some(room) = weak.upgrade() else {
+                    return;
+                };
+                let mut state = lock(&room.state);
+                if state.round != round {
+                    return; // a later resync's
+                }
+                for node in std::mem::take(&mut state.stale) {
+                    state.forget_node(&node);
+                }
+                room.schedule(&mut state);
+            });
+        }
+    }
+
+    /// A message from another node, on `topic` (`PREFIX` + a presence's name, or `NODES`).
+    pub(crate) fn deliver(&self, topic: &str, payload: &[u8]) {
+        let Some(link) = self.link.get() else {
+            return;
+        };
+        let Ok(message) = serde_json::from_slice::<Value>(payload) else {
+            tracing::debug!(topic, "presence: a message that is not JSON, dropped");
+            return;
+        };
+        let Some(node) = message["n"].as_str() else {
+            return;
+        };
+        if node == link.node {
+            return;
+        }
+        if message["bye"].as_bool() == Some(true) {
+            lock(&self.nodes).remove(node);
+            for room in self.live_rooms() {
+                let mut state = lock(&room.state);
+                state.forget_node(node);
+                room.schedule(&mut state);
+            }
+            return;
+        }
+        lock(&self.nodes).insert(node.to_owned(), Instant::now());
+        let Some(name) = topic.strip_prefix(PREFIX) else {
+            return;
+        };
+        let Some(room) = lock(&self.rooms).get(name).and_then(Weak::upgrade) else {
+            return;
+        };
+        let mut state = lock(&room.state);
+        if message["sync"].as_bool() == Some(true) {
+            // Another node came (or came back): it gets this node's members.
+            room.send(&mut state, false);
+        }
+        if let Some(members) = message["state"].as_object() {
+            state.stale.remove(node);
+            let before: Vec<String> = state
+                .remote
+                .remove(node)
+                .map(|members| members.into_keys().collect())
+                .unwrap_or_default();
+            let now: HashMap<String, Member> = members
+                .iter()
+                .filter_map(|(key, member)| Some((key.clone(), Member::from_wire(member)?)))
+                .collect();
+            let keys: Vec<String> = before.into_iter().chain(now.keys().cloned()).collect();
+            state.remote.insert(node.to_owned(), now);
+            for key in keys {
+                state.recompute(&key);
+            }
+        }
+        if let Some(set) = message["set"].as_object() {
+            for (key, member) in set {
+                if let Some(member) = Member::from_wire(member) {
+                    state
+                        .remote
+                        .entry(node.to_owned())
+                        .or_default()
+                        .insert(key.clone(), member);
+                    state.recompute(key);
+                }
+            }
+        }
+        for key in message["del"].as_array().into_iter().flatten() {
+            if let Some(key) = key.as_str() {
+                if let Some(members) = state.remote.get_mut(node) {
+                    members.remove(key);
+                }
+                state.recompute(key);
+            }
+        }
+        room.schedule(&mut state);
+    }
+
+    /// This node is stopping: the others forget its members at once.
+    pub(crate) fn bye(&self) {
+        if let Some(link) = self.link.get() {
+            let bye = json!({ "n": link.node, "bye": true }).to_string();
+            let _ = link.broker.publish(NODES, Bytes::from(bye));
+        }
+    }
+
     pub(crate) fn room(self: &Arc<Self>, name: String) -> Arc<Room> {
         let mut rooms = lock(&self.rooms);
         if let Some(room) = rooms.get(&name).and_then(Weak::upgrade) {
@@ -76,7 +284,16 @@ pub(crate) struct Room {
 
 #[derive(Default)]
 struct State {
+    /// Everyone here, on every node: `local` and `remote` together.
     members: HashMap<String, Member>,
+    /// This node's members.
+    local: HashMap<String, Member>,
+    /// Other nodes' members, by node.
+    remote: BTreeMap<String, HashMap<String, Member>>,
+    /// This node's members that changed since the last word to the other nodes.
+    outgoing: HashSet<String>,
+    /// The presence takes the other nodes' changes (through the broker).
+    linked: bool,
     /// Which member each tracked connection is.
     tracked: HashMap<usize, String>,
     watchers: HashMap<usize, Arc<Mailbox>>,
@@ -90,6 +307,13 @@ struct State {
     scheduled: bool,
     counts_only: bool,
     interval: Option<Duration>,
+    /// This node's name among the others (once linked).
+    node: String,
+    /// The last word to the other nodes was refused: the whole list goes at the next frame.
+    resend: bool,
+    /// Nodes that have not said who they have here since the last resync, and its number.
+    stale: HashSet<String>,
+    round: u64,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -99,9 +323,41 @@ struct Member {
     connections: usize,
 }
 
+impl Member {
+    /// `[connections, metadata]`, as nodes send it to each other.
+    fn to_wire(&self) -> Value {
+        let meta: Value = serde_json::from_str(&self.meta).unwrap_or(Value::Null);
+        json!([self.connections, meta])
+    }
+
+    fn from_wire(value: &Value) -> Option<Member> {
+        let connections = usize::try_from(value.get(0)?.as_u64()?).ok()?;
+        let meta = serde_json::to_string(value.get(1)?).ok()?;
+        if connections == 0 || meta.len() > MAX_META_BYTES {
+            return None;
+        }
+        Some(Member {
+            meta: meta.into(),
+            connections,
+        })
+    }
+}
+
 impl Drop for Room {
     fn drop(&mut self) {
         if let Some(registry) = self.registry.upgrade() {
+            let linked = self
+                .state
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .linked;
+            if linked && let Some(link) = registry.link.get() {
+                // Nobody here any more: said once more, in case a leave was lost.
+                let topic = format!("{PREFIX}{}", self.name);
+                let empty = json!({ "n": link.node, "state": {} }).to_string();
+                let _ = link.broker.publish(&topic, Bytes::from(empty));
+                link.broker.unsubscribe(&topic);
+            }
             let mut rooms = lock(&registry.rooms);
             if rooms
                 .get(&self.name)
@@ -251,6 +507,7 @@ impl<M> Presence<M> {
         if !held {
             return;
         }
+        room.link(&mut state);
         if state.watchers.is_empty() {
             // Nobody was told anything: the first watcher starts from the list as it is.
             state.announced = state.members.clone();
@@ -314,13 +571,14 @@ impl<M> Presence<M> {
             state.leave(&before);
         }
         state.tracked.insert(this, key.clone());
-        let member = state.members.entry(key.clone()).or_insert(Member {
+        let member = state.local.entry(key.clone()).or_insert(Member {
             meta: Arc::clone(&meta),
             connections: 0,
         });
         member.connections += 1;
         member.meta = meta;
-        state.touched.insert(key);
+        state.changed_here(&key);
+        room.link(&mut state);
         room.schedule(&mut state);
         Ok(())
     }
@@ -338,10 +596,10 @@ impl<M> Presence<M> {
             .get(&connection(out.mailbox()))
             .cloned()
             .ok_or(PresenceError::NotTracked)?;
-        if let Some(member) = state.members.get_mut(&key) {
+        if let Some(member) = state.local.get_mut(&key) {
             member.meta = meta;
         }
-        state.touched.insert(key);
+        state.changed_here(&key);
         room.schedule(&mut state);
         Ok(())
     }
@@ -397,25 +655,156 @@ fn watch_key(room: &Arc<Room>) -> usize {
 impl State {
     /// One connection of `key` left.
     fn leave(&mut self, key: &str) {
-        if let Some(member) = self.members.get_mut(key) {
+        if let Some(member) = self.local.get_mut(key) {
             member.connections -= 1;
             if member.connections == 0 {
+                self.local.remove(key);
+            }
+        }
+        self.changed_here(key);
+    }
+
+    /// This node's member `key` changed: the others are told, and everyone here.
+    fn changed_here(&mut self, key: &str) {
+        if self.linked {
+            self.outgoing.insert(key.to_owned());
+        }
+        self.recompute(key);
+    }
+
+    /// Sets `key` in the list from what every node has of it: the connections of all, the
+    /// metadata of the first node by name (the same choice on every node).
+    fn recompute(&mut self, key: &str) {
+        let here = self
+            .local
+            .get(key)
+            .map(|member| (self.node.as_str(), member));
+        let there = self
+            .remote
+            .iter()
+            .filter_map(|(node, members)| Some((node.as_str(), members.get(key)?)));
+        let mut all: Vec<(&str, &Member)> = here.into_iter().chain(there).collect();
+        all.sort_by_key(|(node, _)| *node);
+        match all.first() {
+            None => {
                 self.members.remove(key);
+            }
+            Some((_, first)) => {
+                let member = Member {
+                    meta: Arc::clone(&first.meta),
+                    connections: all.iter().map(|(_, member)| member.connections).sum(),
+                };
+                self.members.insert(key.to_owned(), member);
             }
         }
         self.touched.insert(key.to_owned());
     }
+
+    /// `node`'s members are gone (it stopped, or went quiet).
+    fn forget_node(&mut self, node: &str) {
+        if let Some(members) = self.remote.remove(node) {
+            for key in members.into_keys() {
+                self.recompute(&key);
+            }
+        }
+    }
 }
 
 impl Room {
+    /// Takes the other nodes' changes, and tells them this one's members, once this node has
+    /// members or watchers here (with a broker).
+    fn link(&self, state: &mut State) {
+        if state.linked {
+            return;
+        }
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let Some(link) = registry.link.get() else {
+            return;
+        };
+        state.linked = true;
+        state.node.clone_from(&link.node);
+        link.broker.subscribe(&format!("{PREFIX}{}", self.name));
+        // Its members so far, and the others', please.
+        state.outgoing.clear();
+        let keys: Vec<String> = state.local.keys().cloned().collect();
+        for key in keys {
+            state.recompute(&key);
+        }
+        self.send(state, true);
+    }
+
+    /// Tells the other nodes all of this node's members here (`sync`: and asks for theirs).
+    fn send(&self, state: &mut State, sync: bool) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let Some(link) = registry.link.get() else {
+            return;
+        };
+        let members: serde_json::Map<String, Value> = state
+            .local
+            .iter()
+            .map(|(key, member)| (key.clone(), member.to_wire()))
+            .collect();
+        let mut message = json!({ "n": link.node, "state": members });
+        if sync {
+            message["sync"] = Value::Bool(true);
+        }
+        let topic = format!("{PREFIX}{}", self.name);
+        // Refused (the broker is away, or behind): it goes again at the next frame.
+        state.resend = link
+            .broker
+            .publish(&topic, Bytes::from(message.to_string()))
+            .is_err();
+    }
+
+    /// Tells the other nodes what changed here since the last time.
+    fn send_changes(&self, state: &mut State) {
+        if state.resend {
+            state.outgoing.clear();
+            return self.send(state, false);
+        }
+        if state.outgoing.is_empty() {
+            return;
+        }
+        let outgoing = std::mem::take(&mut state.outgoing);
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
+        let Some(link) = registry.link.get() else {
+            return;
+        };
+        let mut set = serde_json::Map::new();
+        let mut del = Vec::new();
+        for key in outgoing {
+            match state.local.get(&key) {
+                Some(member) => {
+                    set.insert(key, member.to_wire());
+                }
+                None => del.push(Value::String(key)),
+            }
+        }
+        let message = json!({ "n": link.node, "set": set, "del": del });
+        let topic = format!("{PREFIX}{}", self.name);
+        // Refused: the whole list goes at the next frame.
+        state.resend = link
+            .broker
+            .publish(&topic, Bytes::from(message.to_string()))
+            .is_err();
+    }
+
     /// A frame is due at the end of the interval, unless one is already.
     fn schedule(self: &Arc<Self>, state: &mut State) {
-        if state.scheduled || state.touched.is_empty() {
+        if state.scheduled {
             return;
         }
         if state.watchers.is_empty() {
             // Nobody to tell: the first to watch gets the list as it is then.
             state.touched.clear();
+        }
+        if state.touched.is_empty() && state.outgoing.is_empty() && !state.resend {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -430,12 +819,15 @@ impl Room {
                 let mut state = lock(&room.state);
                 state.scheduled = false;
                 room.flush_locked(&mut state);
+                // Refused: tried again at the next interval.
+                room.schedule(&mut state);
             }
         });
     }
 
-    /// Tells every watcher what changed since the last frame, net.
+    /// Tells the other nodes, and every watcher, what changed since the last frame, net.
     fn flush_locked(&self, state: &mut State) {
+        self.send_changes(state);
         let touched = std::mem::take(&mut state.touched);
         if state.counts_only {
             let count = state.members.len();

@@ -299,6 +299,12 @@ impl Topics {
             .follows
             .store(broker.keeps_history(), Ordering::Release);
         broker.start(sink);
+        self.hub.presence.start(broker, &self.hub.node);
+    }
+
+    /// The server stopped: other nodes forget its presence members at once.
+    pub(crate) fn stopped(&self) {
+        self.hub.presence.bye();
     }
 
     /// For a resuming client's handshake, where the broker keeps the topics' history: asks
@@ -1015,6 +1021,7 @@ impl Sink {
         for entry in &entries {
             entry.lost();
         }
+        hub.presence.relink();
         let Some(broker) = hub.broker.get() else {
             return;
         };
@@ -1132,6 +1139,13 @@ impl Sink {
     /// Delivers a payload received for `topic` to this node's subscribers. Payloads this node
     /// published itself, and payloads that are not wsock's, are dropped.
     pub fn deliver(&self, topic: &str, payload: Bytes) {
+        if topic.starts_with('\u{1}') {
+            // Presence between nodes.
+            if let Some(hub) = self.hub.upgrade() {
+                hub.presence.deliver(topic, &payload);
+            }
+            return;
+        }
         let Some((hub, message, origin)) = self.open(topic, payload) else {
             return;
         };

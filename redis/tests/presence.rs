@@ -1,0 +1,163 @@
+//! Presence across nodes sharing a Redis (the `node` example's `/presence/{room}`): every
+//! node's watchers see the members of every node and converge to the truth; a user on two
+//! nodes is one member; a node killed with `kill -9` has its members gone everywhere within
+//! the bound (3 s without its heartbeat, checked every second); no ghosts after a node's
+//! restart or Redis's.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// A watcher's view, rebuilt from its frames: key -> connections.
+struct View {
+    client: Client,
+    members: HashMap<String, u64>,
+}
+
+impl View {
+    async fn open(node: &Node, room: &str) -> View {
+        let client = node.connect(&format!("/presence/{room}?watch")).await;
+        let mut view = View {
+            client,
+            members: HashMap::new(),
+        };
+        view.read(WAIT).await;
+        view
+    }
+
+    /// Applies the next frame; `false` if none came within `wait`.
+    async fn read(&mut self, wait: Duration) -> bool {
+        let Ok(text) = tokio::time::timeout(wait, next_text(&mut self.client)).await else {
+            return false;
+        };
+        let json = text.trim_matches('\u{1e}');
+        let frame: Value = serde_json::from_str(json).unwrap();
+        if frame.get("state").is_some() {
+            self.members.clear();
+        }
+        for kind in ["state", "join"] {
+            for member in frame[kind].as_array().into_iter().flatten() {
+                self.members.insert(
+                    member["key"].as_str().unwrap().to_owned(),
+                    member["connections"].as_u64().unwrap(),
+                );
+            }
+        }
+        for key in frame["leave"].as_array().into_iter().flatten() {
+            self.members.remove(key.as_str().unwrap());
+        }
+        true
+    }
+
+    /// Reads until the view is `want`, within `within`; how long it took.
+    async fn until(&mut self, want: &HashMap<String, u64>, within: Duration) -> Duration {
+        let start = tokio::time::Instant::now();
+        while self.members != *want {
+            let left = within.saturating_sub(start.elapsed());
+            assert!(
+                self.read(left).await,
+                "after {within:?}: {} members seen, {} wanted",
+                self.members.len(),
+                want.len()
+            );
+        }
+        start.elapsed()
+    }
+}
+
+fn members(keys: impl IntoIterator<Item = (String, u64)>) -> HashMap<String, u64> {
+    keys.into_iter().collect()
+}
+
+async fn join(node: &Node, room: &str, name: &str) -> Client {
+    node.connect(&format!("/presence/{room}?name={name}")).await
+}
+
+#[tokio::test]
+async fn presence_spans_nodes_and_every_watcher_converges() {
+    let Some(redis) = RedisServer::start("presence").await else {
+        return;
+    };
+    let a = Node::start(&redis.url(), false).await;
+    let b = Node::start(&redis.url(), false).await;
+    let mut on_a = View::open(&a, "lobby").await;
+    let mut on_b = View::open(&b, "lobby").await;
+    let mut clients = Vec::new();
+    for i in 0..30 {
+        clients.push(join(&a, "lobby", &format!("a{i}")).await);
+        clients.push(join(&b, "lobby", &format!("b{i}")).await);
+    }
+    // One user on both nodes: one member, two connections.
+    clients.push(a.connect("/presence/lobby?name=Ann&user=both").await);
+    clients.push(b.connect("/presence/lobby?name=Ann&user=both").await);
+    let mut want = members((0..30).flat_map(|i| [(format!("a{i}"), 1), (format!("b{i}"), 1)]));
+    want.insert("both".to_owned(), 2);
+    on_a.until(&want, WAIT).await;
+    on_b.until(&want, WAIT).await;
+
+    // Leaves on both nodes, the shared user's too.
+    let both_on_b = clients.pop().unwrap();
+    drop(both_on_b);
+    want.insert("both".to_owned(), 1);
+    for i in 0..10 {
+        want.remove(&format!("a{i}"));
+        want.remove(&format!("b{i}"));
+    }
+    // (The clients were pushed a, b, a, b, ..: the first 20 are a0..a9 and b0..b9.)
+    clients.drain(..20);
+    on_a.until(&want, WAIT).await;
+    on_b.until(&want, WAIT).await;
+    // A watcher that comes now gets the whole list at once.
+    let late = View::open(&a, "lobby").await;
+    let mut late = late;
+    late.until(&want, WAIT).await;
+}
+
+#[tokio::test]
+async fn a_killed_node_s_members_are_gone_within_the_bound_and_no_ghosts_remain() {
+    let Some(mut redis) = RedisServer::start("presence-kill").await else {
+        return;
+    };
+    let a = Node::start(&redis.url(), false).await;
+    let mut b = Node::start(&redis.url(), false).await;
+    let mut on_a = View::open(&a, "hall").await;
+    let mut crowd = Vec::new();
+    for i in 0..1_000 {
+        crowd.push(join(&b, "hall", &format!("m{i}")).await);
+    }
+    let here = join(&a, "hall", "local").await;
+    let mut want = members((0..1_000).map(|i| (format!("m{i}"), 1)));
+    want.insert("local".to_owned(), 1);
+    on_a.until(&want, WAIT).await;
+
+    // kill -9: no goodbye. Gone on A within the bound: 3 s of silence, checked every second.
+    b.child.start_kill().unwrap();
+    let _ = b.child.wait().await;
+    let only_local = members([("local".to_owned(), 1)]);
+    let took = on_a.until(&only_local, Duration::from_secs(6)).await;
+    eprintln!("# the killed node's 1,000 members were gone on the other node after {took:?}");
+    assert!(took <= Duration::from_secs(5), "{took:?}");
+    drop(crowd);
+
+    // The node again (a new process): its new members only, no ghosts.
+    let b = Node::start(&redis.url(), false).await;
+    let again = join(&b, "hall", "back").await;
+    want = members([("local".to_owned(), 1), ("back".to_owned(), 1)]);
+    on_a.until(&want, WAIT).await;
+
+    // Redis restarts: the lists come back, and a member that left meanwhile stays gone.
+    redis.kill().await;
+    drop(again);
+    redis.run().await;
+    want.remove("back");
+    on_a.until(&want, Duration::from_secs(10)).await;
+    let mut on_b = View::open(&b, "hall").await;
+    on_b.until(&want, Duration::from_secs(10)).await;
+    // Nothing else comes: the lists hold.
+    assert!(!on_a.read(Duration::from_secs(2)).await || on_a.members == want);
+    drop(here);
+}
