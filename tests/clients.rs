@@ -268,6 +268,7 @@ async fn client_package_against_wsock_servers() {
         "--test-reporter=tap",
         "test/client.test.mjs",
         "test/resume.test.mjs",
+        "test/presence.test.mjs",
     ];
     let env = [("WSOCK_TEST_SERVER", server.as_os_str())];
     let summary = |line: &str| {

@@ -71,6 +71,7 @@ struct View {
     client: TestClient,
     name: String,
     members: HashMap<String, (Value, u64)>,
+    continuing: bool,
     count: Option<u64>,
     frames: usize,
 }
@@ -82,6 +83,7 @@ impl View {
             client,
             name: name.to_owned(),
             members: HashMap::new(),
+            continuing: false,
             count: None,
             frames: 0,
         };
@@ -104,7 +106,11 @@ impl View {
             return;
         }
         if frame.get("state").is_some() {
-            self.members.clear();
+            // A long list comes in several frames, all but the last with `more`.
+            if !self.continuing {
+                self.members.clear();
+            }
+            self.continuing = frame["more"] == true;
         }
         for kind in ["state", "join"] {
             for member in frame[kind].as_array().into_iter().flatten() {

@@ -125,6 +125,35 @@ export interface Gap extends Position {
   previous: Position;
 }
 
+/** A presence frame, as the server sends it. */
+interface PresenceFrame {
+  presence: string;
+  state?: Member[];
+  join?: Member[];
+  leave?: string[];
+  count?: number;
+  more?: boolean;
+}
+
+/** A member of a presence the endpoint watches (`Presence::watch` on the server): one per key
+ * (a user id), however many connections it has; `meta` is its metadata as JSON. */
+export interface Member {
+  key: string;
+  meta: unknown;
+  connections: number;
+}
+
+/** A watched presence changed: who came, who went, whose metadata or connections changed
+ * (after a reconnect, against the list before it); or, for a presence of counts only, the
+ * count. */
+export interface PresenceChange {
+  topic: string;
+  joined: Member[];
+  left: Member[];
+  updated: Member[];
+  count?: number;
+}
+
 /** What a refused upgrade was answered, as the server's probe told it. */
 export interface Refusal {
   status: number;
@@ -169,6 +198,8 @@ export interface Events<Receive> {
   subscribed: Subscribed;
   /** Messages of a topic may be lost here: see {@link Gap}. */
   gap: Gap;
+  /** A presence the endpoint watches changed: see {@link PresenceChange}. */
+  presence: PresenceChange;
 }
 
 /**
@@ -206,6 +237,9 @@ export class Client<Send = unknown, Receive = unknown> {
   #on: { [type: string]: Set<Listener> } = {};
   /** The positions by topic, the least recently updated first. */
   #at = new Map<string, Position>();
+  #present = new Map<string, Map<string, Member>>();
+  #counts = new Map<string, number>();
+  #pending = new Map<string, Member[]>();
   /** The topic and position of the message being received, if it is a topic's. */
   #topic: Position | undefined;
   #queue: (string | ArrayBuffer | ArrayBufferView)[] = [];
@@ -243,6 +277,17 @@ export class Client<Send = unknown, Receive = unknown> {
    * resume a later client from (`options.positions`). */
   get positions(): Position[] {
     return [...this.#at.values()].map((p) => ({ ...p }));
+  }
+
+  /** Who is present in `topic`, as the server last said (a watched presence; empty
+   * otherwise). */
+  members(topic: string): Member[] {
+    return [...(this.#present.get(topic)?.values() ?? [])].map((m) => ({ ...m }));
+  }
+
+  /** How many are present in `topic`: the members, or a presence of counts only's count. */
+  count(topic: string): number {
+    return this.#counts.get(topic) ?? this.#present.get(topic)?.size ?? 0;
   }
 
   /** The subprotocol the server chose, or `""`. */
@@ -384,6 +429,10 @@ export class Client<Send = unknown, Receive = unknown> {
     } catch {
       return data;
     }
+    if (typeof (header as { presence?: unknown }).presence === "string") {
+      this.#presence(header as PresenceFrame);
+      return;
+    }
     const { topic, subscribed, skipped, ...notice } = header;
     const { epoch, offset, recovered } = notice;
     if (typeof epoch !== "string" || typeof offset !== "number") return data;
@@ -404,6 +453,40 @@ export class Client<Send = unknown, Receive = unknown> {
     }
     // In place of a message published except this connection: its position, no message.
     return skipped === true ? undefined : data.slice(end + 1);
+  }
+
+  /** A watched presence's frame: the list (`state`, replacing it), changes (`join`, `leave`),
+   * or a count; emitted as one `presence` event. */
+  #presence(frame: PresenceFrame): void {
+    const topic = frame.presence;
+    if (typeof frame.count === "number") {
+      this.#counts.set(topic, frame.count);
+      this.#emit("presence", { topic, joined: [], left: [], updated: [], count: frame.count });
+      return;
+    }
+    // A long list comes in several frames, all but the last with `more`: applied whole.
+    if (frame.more) {
+      const pending = this.#pending.get(topic) ?? [];
+      this.#pending.set(topic, pending.concat(frame.state ?? []));
+      return;
+    }
+    if (frame.state) {
+      frame.state = (this.#pending.get(topic) ?? []).concat(frame.state);
+      this.#pending.delete(topic);
+    }
+    const before = this.#present.get(topic) ?? new Map<string, Member>();
+    const after = frame.state ? new Map<string, Member>() : new Map(before);
+    const change: PresenceChange = { topic, joined: [], left: [], updated: [] };
+    for (const member of [...(frame.state ?? []), ...(frame.join ?? [])]) {
+      const was = before.get(member.key);
+      if (!was) change.joined.push(member);
+      else if (JSON.stringify(was) !== JSON.stringify(member)) change.updated.push(member);
+      after.set(member.key, member);
+    }
+    for (const key of frame.leave ?? []) after.delete(key);
+    for (const [key, member] of before) if (!after.has(key)) change.left.push(member);
+    this.#present.set(topic, after);
+    this.#emit("presence", change);
   }
 
   #receive(data: string | ArrayBuffer): void {

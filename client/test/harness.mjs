@@ -106,3 +106,28 @@ export function next(client, type, ms = 10_000, accept = () => true) {
 
 /** Resolves after `ms`. */
 export const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+/** A socket that opens at once and delivers the frames a test gives it. */
+export class Scripted {
+  static all = [];
+  protocol = "";
+  extensions = "";
+  binaryType = "blob";
+  onopen = null;
+  onmessage = null;
+  onerror = null;
+  onclose = null;
+  constructor(url) {
+    this.url = url;
+    Scripted.all.push(this);
+    setTimeout(() => this.onopen?.({}));
+  }
+  send() {}
+  close() {}
+  frame(data) {
+    this.onmessage({ data });
+  }
+  drop() {
+    this.onclose({ code: 1006, reason: "", wasClean: false });
+  }
+}

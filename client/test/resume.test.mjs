@@ -8,7 +8,7 @@ import { afterEach, test } from "node:test";
 
 import { connect } from "../dist/index.js";
 import { startProxy } from "./proxy.mjs";
-import { next, sleep, startRedis, startServer } from "./harness.mjs";
+import { Scripted, next, sleep, startRedis, startServer } from "./harness.mjs";
 
 const T = { timeout: 30_000 };
 const RS = "\x1e";
@@ -320,31 +320,6 @@ test("reconnect URLs keep the user's query and carry one, current wsock-resume",
   await proxy.close();
   await server.kill();
 });
-
-/** A socket that opens at once and delivers the frames a test gives it. */
-class Scripted {
-  static all = [];
-  protocol = "";
-  extensions = "";
-  binaryType = "blob";
-  onopen = null;
-  onmessage = null;
-  onerror = null;
-  onclose = null;
-  constructor(url) {
-    this.url = url;
-    Scripted.all.push(this);
-    setTimeout(() => this.onopen?.({}));
-  }
-  send() {}
-  close() {}
-  frame(data) {
-    this.onmessage({ data });
-  }
-  drop() {
-    this.onclose({ code: 1006, reason: "", wasClean: false });
-  }
-}
 
 const header = (fields) => `${RS}${JSON.stringify(fields)}${RS}`;
 const bytes = (...parts) =>

@@ -48,6 +48,9 @@ export class Client {
     #on = {};
     /** The positions by topic, the least recently updated first. */
     #at = new Map();
+    #present = new Map();
+    #counts = new Map();
+    #pending = new Map();
     /** The topic and position of the message being received, if it is a topic's. */
     #topic;
     #queue = [];
@@ -85,6 +88,15 @@ export class Client {
      * resume a later client from (`options.positions`). */
     get positions() {
         return [...this.#at.values()].map((p) => ({ ...p }));
+    }
+    /** Who is present in `topic`, as the server last said (a watched presence; empty
+     * otherwise). */
+    members(topic) {
+        return [...(this.#present.get(topic)?.values() ?? [])].map((m) => ({ ...m }));
+    }
+    /** How many are present in `topic`: the members, or a presence of counts only's count. */
+    count(topic) {
+        return this.#counts.get(topic) ?? this.#present.get(topic)?.size ?? 0;
     }
     /** The subprotocol the server chose, or `""`. */
     get protocol() {
@@ -222,6 +234,10 @@ export class Client {
         catch {
             return data;
         }
+        if (typeof header.presence === "string") {
+            this.#presence(header);
+            return;
+        }
         const { topic, subscribed, skipped, ...notice } = header;
         const { epoch, offset, recovered } = notice;
         if (typeof epoch !== "string" || typeof offset !== "number")
@@ -246,6 +262,44 @@ export class Client {
         }
         // In place of a message published except this connection: its position, no message.
         return skipped === true ? undefined : data.slice(end + 1);
+    }
+    /** A watched presence's frame: the list (`state`, replacing it), changes (`join`, `leave`),
+     * or a count; emitted as one `presence` event. */
+    #presence(frame) {
+        const topic = frame.presence;
+        if (typeof frame.count === "number") {
+            this.#counts.set(topic, frame.count);
+            this.#emit("presence", { topic, joined: [], left: [], updated: [], count: frame.count });
+            return;
+        }
+        // A long list comes in several frames, all but the last with `more`: applied whole.
+        if (frame.more) {
+            const pending = this.#pending.get(topic) ?? [];
+            this.#pending.set(topic, pending.concat(frame.state ?? []));
+            return;
+        }
+        if (frame.state) {
+            frame.state = (this.#pending.get(topic) ?? []).concat(frame.state);
+            this.#pending.delete(topic);
+        }
+        const before = this.#present.get(topic) ?? new Map();
+        const after = frame.state ? new Map() : new Map(before);
+        const change = { topic, joined: [], left: [], updated: [] };
+        for (const member of [...(frame.state ?? []), ...(frame.join ?? [])]) {
+            const was = before.get(member.key);
+            if (!was)
+                change.joined.push(member);
+            else if (JSON.stringify(was) !== JSON.stringify(member))
+                change.updated.push(member);
+            after.set(member.key, member);
+        }
+        for (const key of frame.leave ?? [])
+            after.delete(key);
+        for (const [key, member] of before)
+            if (!after.has(key))
+                change.left.push(member);
+        this.#present.set(topic, after);
+        this.#emit("presence", change);
     }
     #receive(data) {
         this.#heard = Date.now();

@@ -13,7 +13,7 @@
 //! when watching starts, then `{"presence":..,"join":[..],"leave":["bob"]}` (a `join` of a
 //! member already known replaces it: new metadata, or another connection count), or
 //! `{"presence":..,"count":3}` for counts only. Frames hold at most 1,000 members each; a long
-//! list comes as `state` and then `join`s.
+//! list comes in several `state` frames, all but the last with `"more":true`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -524,11 +524,19 @@ impl<M> Presence<M> {
             return;
         }
         let members: Vec<(&String, &Member)> = state.members.iter().collect();
-        let mut chunks = members.chunks(PER_FRAME);
-        let first = chunks.next().unwrap_or(&[]);
-        mailbox.push(Outgoing::Message(room.frame("state", first, &[])));
-        for chunk in chunks {
-            mailbox.push(Outgoing::Message(room.frame("join", chunk, &[])));
+        let chunks: Vec<&[(&String, &Member)]> = match members.is_empty() {
+            true => vec![&[]],
+            false => members.chunks(PER_FRAME).collect(),
+        };
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            // All but the last say more follow: the list is whole with the last.
+            let kind = if i < last {
+                "more\":true,\"state"
+            } else {
+                "state"
+            };
+            mailbox.push(Outgoing::Message(room.frame(kind, chunk, &[])));
         }
     }
 

@@ -14,7 +14,9 @@
 //!   client's position there cannot be recovered, writes `{"snapshot": "<why>"}`;
 //! - `/publish/{name}?count=N&every=MS`: publishes `1`, `2`, .. (JSON numbers) to `feed:{name}`,
 //!   one every MS milliseconds (0, the default: without a pause), N of them, or until the client
-//!   sends any message; then writes how many it published.
+//!   sends any message; then writes how many it published;
+//! - `/presence/{room}?name=N&watch`: present in the presence `room` as `N` with
+//!   `{"name": N}` (no `name`: not present), and with `watch` told who is there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,6 +112,23 @@ fn publish(name: String, Query(how): Query<Publishing>, out: Out<String>, topics
     on_close(|| stop.store(true, Ordering::Relaxed));
 }
 
+#[derive(serde::Serialize, Deserialize)]
+struct Who {
+    name: String,
+}
+
+#[websocket("/presence/{room}")]
+fn presence(room: String, req: Request, out: Out<String>, topics: Topics) {
+    let here = topics.presence::<Who>(room);
+    if req.query_param("watch").is_some() {
+        here.watch(&out);
+    }
+    if let Some(name) = req.query_param("name") {
+        here.track(&out, name.clone(), &Who { name })
+            .expect("a short name");
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -143,6 +162,7 @@ async fn main() -> std::io::Result<()> {
         .route(forbidden)
         .route(feed)
         .route(publish)
+        .route(presence)
         .history(history);
     if let Some(redis) = redis {
         server = server.broker(redis);
