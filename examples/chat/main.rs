@@ -25,14 +25,18 @@
 //! - `{"type":"notice","text":".."}` to you, when a message of yours reached your server only
 //!   (Redis is unreachable);
 //! - an empty text message every 15 s: a heartbeat (`Server::heartbeat`), by which the page's
-//!   client (wsock's, served at `/_wsock/client.js`) notices a dead connection.
+//!   client (wsock's, served at `/_wsock/client.js`) notices a dead connection;
+//! - with `&presence` in the URL, who is in the room on every server, kept up to date: the
+//!   presence `room:{room}` (the README's "Presence"), whose frames wsock's client turns into
+//!   its member list (the page shows it).
 //!
 //! A room is 1 to 32 letters, digits, `-` or `_`; a name is 1 to 24 characters, no control
 //! characters: anything else is refused before the upgrade with 400 and a body that says why.
 //! What a server keeps is its own members: names are unique per server (a second `ada` on the
 //! same server becomes `ada (2)`; two servers may each have an `ada`), a room holds up to 100
 //! members per server (one more is closed with 1013, try again later), and the member list in
-//! `welcome` is the room's members on your server. A message over 4 KiB closes the connection
+//! `welcome` is the room's members on your server (the presence has everyone's; two `ada`s on
+//! two servers are one member there, with two connections). A message over 4 KiB closes the connection
 //! with 1009, a binary one with 1003.
 
 // `Rooms::counts` serves the axum example's REST route, not this server.

@@ -2,9 +2,9 @@
 //! the `axum` example (inside an axum app). See `main.rs` for the protocol.
 //!
 //! A room is a topic, `room:<name>`: every event is encoded once and published to it, so it
-//! reaches the room's members on this server and, with a broker, on every server. What this
-//! server keeps itself is its own members per room: names are unique, and a room holds 100
-//! members, per server.
+//! reaches the room's members on this server and, with a broker, on every server. Who is in
+//! the room, on every server, is the presence of the same name. What this server keeps itself
+//! is its own members per room: names are unique, and a room holds 100 members, per server.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
@@ -150,14 +150,34 @@ impl Members {
     }
 }
 
+/// A member as the room's presence shows it.
+#[derive(Serialize)]
+struct Who<'a> {
+    name: &'a str,
+}
+
 /// One member of one room.
 #[websocket("/chat/{room}", max_message_size = "4KiB")]
-pub fn chat(room: RoomName, nick: Nick, rooms: State<Rooms>, topics: Topics, out: Out<Text>) {
+pub fn chat(
+    room: RoomName,
+    nick: Nick,
+    req: Request,
+    rooms: State<Rooms>,
+    topics: Topics,
+    out: Out<Text>,
+) {
     let room = room.0;
     let Some((id, name, here)) = rooms.enter(&room, &nick.0) else {
         out.close_with(1013, "this room is full: try again later");
         return;
     };
+    // Who is here, on every server: the page watches it (`&presence`).
+    let presence = topics.presence::<Who>(format!("room:{room}"));
+    if req.query_param("presence").is_some() {
+        presence.watch(&out);
+    }
+    // A name of at most 24 characters: never too long.
+    let _ = presence.track(&out, name.clone(), &Who { name: &name });
     let members: Vec<&str> = here.iter().map(String::as_str).collect();
     out.write(encode(&Event::Welcome {
         you: &name,

@@ -334,8 +334,13 @@ impl Session<'_> {
             match reply {
                 Reply::Message { channel, payload } => self.deliver(&channel, payload),
                 Reply::Subscribed(channel) => {
-                    self.confirmed
-                        .insert(String::from_utf8_lossy(&channel).into_owned());
+                    let channel = String::from_utf8_lossy(&channel).into_owned();
+                    if let Some(delivery) = self.subscriptions.delivery.get()
+                        && let Some(topic) = channel.strip_prefix(delivery.prefix.as_str())
+                    {
+                        delivery.sink.subscribed(topic);
+                    }
+                    self.confirmed.insert(channel);
                     if *self.lost && self.confirmed.len() == self.requested.len() {
                         *self.lost = false;
                         // Positions given out while messages were being lost resume nowhere.

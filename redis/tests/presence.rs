@@ -16,6 +16,7 @@ use serde_json::Value;
 struct View {
     client: Client,
     members: HashMap<String, u64>,
+    continuing: bool,
 }
 
 impl View {
@@ -24,6 +25,7 @@ impl View {
         let mut view = View {
             client,
             members: HashMap::new(),
+            continuing: false,
         };
         view.read(WAIT).await;
         view
@@ -37,7 +39,11 @@ impl View {
         let json = text.trim_matches('\u{1e}');
         let frame: Value = serde_json::from_str(json).unwrap();
         if frame.get("state").is_some() {
-            self.members.clear();
+            // A long list comes in several frames, all but the last with `more`.
+            if !self.continuing {
+                self.members.clear();
+            }
+            self.continuing = frame["more"] == true;
         }
         for kind in ["state", "join"] {
             for member in frame[kind].as_array().into_iter().flatten() {

@@ -249,6 +249,19 @@ impl Registry {
         room.schedule(&mut state);
     }
 
+    /// The broker confirmed this node hears the presence `name` from now on: it asks the
+    /// others who they have (again: an answer to its first ask may have come too early).
+    pub(crate) fn subscribed(&self, name: &str) {
+        let Some(room) = lock(&self.rooms).get(name).and_then(Weak::upgrade) else {
+            return;
+        };
+        let mut state = lock(&room.state);
+        if state.linked {
+            room.send(&mut state, true);
+            room.schedule(&mut state);
+        }
+    }
+
     /// This node is stopping: the others forget its members at once.
     pub(crate) fn bye(&self) {
         if let Some(link) = self.link.get() {

@@ -1129,6 +1129,17 @@ impl Sink {
         Some((hub, message, origin))
     }
 
+    /// Says that the broker receives `topic`'s messages from now on (optional: a broker that
+    /// can tell when a subscription took effect calls it). Presence asks the other nodes who
+    /// they have then, so that no answer comes before this node can hear it.
+    pub fn subscribed(&self, topic: &str) {
+        if let Some(name) = topic.strip_prefix(presence::PREFIX)
+            && let Some(hub) = self.hub.upgrade()
+        {
+            hub.presence.subscribed(name);
+        }
+    }
+
     /// The history settings of the server: what a broker that keeps history keeps.
     pub fn history(&self) -> History {
         self.hub

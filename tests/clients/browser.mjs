@@ -62,6 +62,20 @@ async function see(page, selector, text) {
   }
 }
 
+/** Waits until `selector`'s text no longer holds `text`. */
+async function unsee(page, selector, text) {
+  try {
+    await page.waitForFunction(
+      ([selector, text]) => !document.querySelector(selector)?.textContent.includes(text),
+      [selector, text],
+      { timeout: TIMEOUT },
+    );
+  } catch (error) {
+    const shown = await page.locator(selector).textContent().catch(() => "(missing)");
+    throw new Error(`${selector} still shows ${JSON.stringify(text)}: ${JSON.stringify(shown)}`);
+  }
+}
+
 async function devConsole() {
   const tab = await page(await browser.newContext(CONTEXT));
   const response = await tab.goto(base);
@@ -167,8 +181,10 @@ async function chat() {
     await see(tab, "#status", `In room blue as ${name}.`);
   }
   await see(ada, "#messages", "bob joined");
+  // The member lists come from the room's presence: everyone, on every server.
   await see(ada, "#members", "bob");
-  console.log("ok both joined; ada saw bob arrive");
+  await see(bob, "#members", "ada");
+  console.log("ok both joined; ada saw bob arrive, and each sees the other in the member list");
 
   await bob.fill("#text", "hello ada, from the other tab");
   await bob.click("#send");
@@ -177,12 +193,14 @@ async function chat() {
   await ada.fill("#text", "hi bob");
   await ada.press("#text", "Enter");
   await see(bob, "#messages", "ada: hi bob");
+  if (process.env.SCREENSHOT) await ada.screenshot({ path: process.env.SCREENSHOT });
   console.log("ok messages typed in one tab appear in the other");
 
   await bob.click("#leave");
   await see(ada, "#messages", "bob left");
   await see(bob, "#status", "Disconnected (1000");
-  console.log("ok bob left and ada saw it");
+  await unsee(ada, "#members", "bob");
+  console.log("ok bob left and ada saw it, in the messages and the member list");
 
   console.log("READY shutdown");
   await see(ada, "#status", "Disconnected (1001");
