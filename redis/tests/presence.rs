@@ -118,9 +118,34 @@ async fn presence_spans_nodes_and_every_watcher_converges() {
     on_a.until(&want, WAIT).await;
     on_b.until(&want, WAIT).await;
     // A watcher that comes now gets the whole list at once.
-    let late = View::open(&a, "lobby").await;
-    let mut late = late;
+    let mut late = View::open(&a, "lobby").await;
     late.until(&want, WAIT).await;
+
+    // What is not a node's word (not JSON, no node, members that cannot be, a goodbye from a
+    // node that is not one) changes nothing and stops nobody.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let huge = "x".repeat(5_000);
+    let junk = [
+        "not json".to_owned(),
+        r#"{"state":{"ghost":[1,{}]}}"#.to_owned(),
+        r#"{"n":"intruder","state":{"ghost":[0,{}],"bad":"x","huge":[1,"HUGE"]}}"#
+            .replace("HUGE", &huge),
+        r#"{"n":"intruder","set":{"ghost":[-1,{}]},"del":[7,"a10"]}"#.to_owned(),
+        r#"{"n":"intruder","bye":true}"#.to_owned(),
+    ];
+    for payload in junk {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("wsock:\u{1}presence:lobby")
+            .arg(payload)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    // (A `del` of a10 by a node that never had it: a10 stays, it is A's.)
+    late.read(Duration::from_millis(500)).await;
+    assert_eq!(late.members, want);
+    assert!(stat(&a.stats().await, "received") > 0);
 }
 
 #[tokio::test]
