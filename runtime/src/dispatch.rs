@@ -17,12 +17,12 @@ use crate::codec::deflate::{self, Deflate};
 use crate::config::{Compression, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::endpoint::{Accept, Prepared};
 use crate::error::panic_message;
-use crate::history::Resume;
 use crate::mailbox::Mailbox;
 use crate::pages;
 use crate::registry::Handshake;
 use crate::request::{Head, Reject, Request};
 use crate::response::{self, Body, Refusal};
+use crate::resume::Resume;
 use crate::router::BadPath;
 
 /// Where a request came from.

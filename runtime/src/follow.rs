@@ -13,16 +13,24 @@
 //!
 //! Everything here runs under the topic's ring lock, with its subscribers read-locked.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use crate::codec::{Outgoing, Published};
-use crate::history::{NotRecovered, Ring, Subscribed};
+use crate::history::{
+    Follow, FollowState as State, Kind, Locate, NotRecovered, Request, Ring, Subscribed,
+};
 use crate::mailbox::Mailbox;
 use crate::message::Message;
-use crate::topics::{Broker, Locate};
+
+/// What a following ring asks of the broker (`Broker`'s, for `topics`).
+pub(crate) trait Asker {
+    /// Receive `topic`'s messages from now on.
+    fn subscribe(&self, topic: &str);
+    /// Where `topic` stands; the answer comes to the sink, in order with its messages.
+    fn locate(&self, topic: &str, locate: Locate);
+}
 
 /// The most requests one topic has waiting for the broker's answers: past it, a resuming
 /// client waits for the last one's answer.
@@ -30,64 +38,6 @@ const MAX_REQUESTS: usize = 256;
 /// The most messages published here except a connection that wait for their numbered copy:
 /// past it, the oldest is forgotten (that connection gets its own message back).
 const MAX_EXCEPTS: usize = 1024;
-
-/// How a ring follows the broker's numbering.
-pub(crate) struct Follow {
-    state: State,
-    /// Sent to the broker, answered in this order.
-    requests: VecDeque<Request>,
-    /// The connections messages published here were published except, by token, oldest
-    /// first, until their numbered copies come back.
-    excepts: VecDeque<(u64, Weak<Mailbox>)>,
-    next_token: u64,
-}
-
-impl Default for Follow {
-    fn default() -> Self {
-        Follow {
-            state: State::Unknown { absent: false },
-            requests: VecDeque::new(),
-            excepts: VecDeque::new(),
-            next_token: 0,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// Where the topic stands is not known here yet. `absent`: the broker said it keeps no
-    /// history of it.
-    Unknown { absent: bool },
-    /// Following: the ring's epoch and last offset are the broker's.
-    Known,
-    /// The link to the broker dropped, so messages may have been missed: asked for them. What
-    /// comes meanwhile is in the answer.
-    Refilling,
-}
-
-/// A question to the broker, and the resuming clients' handshakes that wait for its answer.
-struct Request {
-    kind: Kind,
-    told: Vec<oneshot::Sender<()>>,
-}
-
-enum Kind {
-    /// What a resuming client missed after `after` in `epoch`.
-    Prefetch { epoch: String, after: u64 },
-    /// Where the topic stands (the broker starts keeping its history if it kept none).
-    Position,
-    /// What came after the ring's last message.
-    Refill,
-}
-
-impl From<Kind> for Request {
-    fn from(kind: Kind) -> Self {
-        Request {
-            kind,
-            told: Vec::new(),
-        }
-    }
-}
 
 /// Where a message came from.
 #[derive(Clone, Copy)]
@@ -109,7 +59,7 @@ pub(crate) struct Answer {
 /// The topic's name and its broker, to ask.
 pub(crate) struct Link<'a> {
     pub(crate) topic: &'a str,
-    pub(crate) broker: &'a dyn Broker,
+    pub(crate) broker: &'a dyn Asker,
 }
 
 type Slots = [Option<Arc<Mailbox>>];

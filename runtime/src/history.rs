@@ -9,15 +9,15 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::codec::{Outgoing, Published};
-use crate::follow::Follow;
 use crate::mailbox::Mailbox;
 use crate::message::{Message, Text};
 
@@ -189,68 +189,83 @@ impl fmt::Display for NotRecovered {
     }
 }
 
-/// The query parameter a resuming client gives its positions in.
-pub(crate) const QUERY_KEY: &str = "wsock-resume";
-
-/// The most topics one resume names.
-pub(crate) const MAX_TOPICS: usize = 64;
-
-/// Where a resuming client was, per topic: from the upgrade's `wsock-resume` parameter.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Resume {
-    positions: Vec<(String, String, u64)>,
+/// What [`Broker::locate`](crate::Broker::locate) asks about a topic.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Locate {
+    /// A client's position, `(epoch, offset)`: the messages after it are wanted if the topic's
+    /// history is still under that epoch and holds them all, up to the history's replay and
+    /// byte limits (past them, none are).
+    pub after: Option<(String, u64)>,
+    /// Start keeping the topic's history if the broker keeps none of it (otherwise the
+    /// answer says so with an empty epoch).
+    pub create: bool,
+    /// With `create`: a message reached this node outside the history while it was under
+    /// this epoch, so the history cannot be trusted; if it is still under it, it starts again
+    /// under a new epoch.
+    pub replace: Option<String>,
+    /// The server's history settings: how much to keep, for how long, and what a replay may
+    /// carry.
+    pub history: History,
 }
 
-impl Resume {
-    /// The positions in a request's query, if it names any; what cannot be read is refused
-    /// (with the reason, for the 400).
-    pub(crate) fn from_query(query: Option<&str>) -> Result<Resume, String> {
-        let Some(query) = query else {
-            return Ok(Resume::default());
-        };
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-            .map_err(|error| format!("the query does not decode: {error}"))?;
-        let mut given = pairs.into_iter().filter(|(key, _)| key == QUERY_KEY);
-        let Some((_, value)) = given.next() else {
-            return Ok(Resume::default());
-        };
-        if given.next().is_some() {
-            return Err(format!("`{QUERY_KEY}` is given twice"));
-        }
-        let positions: Vec<(String, String, u64)> =
-            serde_json::from_str(&value).map_err(|error| {
-                format!(
-                    "`{QUERY_KEY}` must be a JSON array of [topic, epoch, offset] \
-                     (like [[\"room:lobby\",\"3f9c01d2a87e6b45\",41]]): {error}"
-                )
-            })?;
-        if positions.len() > MAX_TOPICS {
-            return Err(format!(
-                "`{QUERY_KEY}` names {} topics; at most {MAX_TOPICS}",
-                positions.len()
-            ));
-        }
-        for (i, (topic, _, _)) in positions.iter().enumerate() {
-            if positions[..i].iter().any(|(other, _, _)| other == topic) {
-                return Err(format!("`{QUERY_KEY}` names the topic {topic:?} twice"));
-            }
-        }
-        Ok(Resume { positions })
-    }
+/// For a topic whose history the broker keeps, how its ring follows the broker's numbering
+/// (the logic is `follow`'s).
+pub(crate) struct Follow {
+    pub(crate) state: FollowState,
+    /// Sent to the broker, answered in this order.
+    pub(crate) requests: VecDeque<Request>,
+    /// The connections messages published here were published except, by token, oldest
+    /// first, until their numbered copies come back.
+    pub(crate) excepts: VecDeque<(u64, Weak<Mailbox>)>,
+    pub(crate) next_token: u64,
+}
 
-    /// Every topic the client names, with its epoch and the last offset it got.
-    pub(crate) fn positions(&self) -> impl Iterator<Item = (&str, &str, u64)> {
-        self.positions
-            .iter()
-            .map(|(topic, epoch, offset)| (topic.as_str(), epoch.as_str(), *offset))
+impl Default for Follow {
+    fn default() -> Self {
+        Follow {
+            state: FollowState::Unknown { absent: false },
+            requests: VecDeque::new(),
+            excepts: VecDeque::new(),
+            next_token: 0,
+        }
     }
+}
 
-    /// Where the client was in `topic`: its epoch and the last offset it got.
-    pub(crate) fn position(&self, topic: &str) -> Option<(&str, u64)> {
-        self.positions
-            .iter()
-            .find(|(name, _, _)| name == topic)
-            .map(|(_, epoch, offset)| (epoch.as_str(), *offset))
+/// Where a following ring stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FollowState {
+    /// Where the topic stands is not known here yet. `absent`: the broker said it keeps no
+    /// history of it.
+    Unknown { absent: bool },
+    /// Following: the ring's epoch and last offset are the broker's.
+    Known,
+    /// The link to the broker dropped, so messages may have been missed: asked for them. What
+    /// comes meanwhile is in the answer.
+    Refilling,
+}
+
+/// A question to the broker, and the resuming clients' handshakes that wait for its answer.
+pub(crate) struct Request {
+    pub(crate) kind: Kind,
+    pub(crate) told: Vec<oneshot::Sender<()>>,
+}
+
+pub(crate) enum Kind {
+    /// What a resuming client missed after `after` in `epoch`.
+    Prefetch { epoch: String, after: u64 },
+    /// Where the topic stands (the broker starts keeping its history if it kept none).
+    Position,
+    /// What came after the ring's last message.
+    Refill,
+}
+
+impl From<Kind> for Request {
+    fn from(kind: Kind) -> Self {
+        Request {
+            kind,
+            told: Vec::new(),
+        }
     }
 }
 
@@ -727,46 +742,6 @@ mod tests {
         assert!(
             notice(Subscribed::NotRecovered(NotRecovered::Behind))
                 .contains(",\"recovered\":false,\"reason\":\"behind\"}")
-        );
-    }
-
-    #[test]
-    fn resume_positions_are_read_or_refused() {
-        // (The integration tests encode as a browser's `encodeURIComponent` does.)
-        let query = |value: &str| {
-            let encoded = serde_urlencoded::to_string([(QUERY_KEY, value)]).unwrap();
-            format!("a=1&{encoded}")
-        };
-        let resume =
-            Resume::from_query(Some(&query(r#"[["room:lobby","abc",41],["b","e",0]]"#))).unwrap();
-        assert_eq!(resume.position("room:lobby"), Some(("abc", 41)));
-        assert_eq!(resume.position("b"), Some(("e", 0)));
-        assert_eq!(resume.position("c"), None);
-        assert_eq!(Resume::from_query(None).unwrap(), Resume::default());
-        assert_eq!(Resume::from_query(Some("a=1")).unwrap(), Resume::default());
-        for bad in [
-            "{}",
-            "[[\"t\",\"e\",-1]]",
-            "[[\"t\",\"e\"]]",
-            "[[\"t\",\"e\",1.5]]",
-            "[[\"t\",\"e\",99999999999999999999999]]",
-            "[[\"t\",\"e\",1],[\"t\",\"f\",2]]",
-            "not json",
-        ] {
-            let refused = Resume::from_query(Some(&query(bad))).unwrap_err();
-            assert!(refused.contains(QUERY_KEY), "{bad}: {refused}");
-        }
-        let many: Vec<String> = (0..=MAX_TOPICS)
-            .map(|i| format!("[\"t{i}\",\"e\",1]"))
-            .collect();
-        let refused =
-            Resume::from_query(Some(&query(&format!("[{}]", many.join(","))))).unwrap_err();
-        assert!(refused.contains("at most 64"), "{refused}");
-        let twice = format!("{}&{}", query("[]"), query("[]"));
-        assert!(
-            Resume::from_query(Some(&twice))
-                .unwrap_err()
-                .contains("twice")
         );
     }
 }

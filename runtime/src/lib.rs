@@ -37,6 +37,7 @@ mod ratelimit;
 mod registry;
 mod request;
 mod response;
+mod resume;
 mod router;
 mod server;
 mod service;
@@ -53,7 +54,7 @@ pub use crate::config::Compression;
 pub use crate::endpoint::{Endpoint, FromPathParam, FromRequest};
 pub use crate::error::{Closed, Error};
 pub use crate::extract::{Query, State};
-pub use crate::history::{History, NotRecovered, Subscribed};
+pub use crate::history::{History, Locate, NotRecovered, Subscribed};
 pub use crate::listen::{Bound, Handle, ShuttingDown};
 pub use crate::listener::{ListenError, Listener};
 pub use crate::message::{CloseCode, DecodeError, FromMessage, IntoMessage, Json, Message, Text};
@@ -66,8 +67,8 @@ pub use crate::session::{SESSION_COOKIE, SameSite, Session, SessionKey, Sessions
 #[cfg(feature = "tls")]
 pub use crate::tls::Tls;
 pub use crate::topics::{
-    Broker, BrokerError, BrokerFuture, Locate, Located, Publish, PublishError, Sink, Subscriber,
-    Topic, Topics,
+    Broker, BrokerError, BrokerFuture, Located, Publish, PublishError, Sink, Subscriber, Topic,
+    Topics,
 };
 
 pub use bytes::Bytes;

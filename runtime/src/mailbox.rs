@@ -21,9 +21,9 @@ use tokio::sync::Notify;
 
 use crate::codec::Outgoing;
 use crate::error::{Closed, Failure, panic_message};
-use crate::history::Resume;
 use crate::message::{CloseCode, Message};
 use crate::ratelimit::RateLimit;
+use crate::resume::Resume;
 
 /// The most queue room (in messages) a drained buffer keeps for the next messages.
 const KEEP_QUEUED: usize = 64;
@@ -674,6 +674,25 @@ fn truncate_reason(reason: &str) -> String {
     }
     reason[..end].to_owned()
 }
+
+/// What can subscribe to a `Topic<T>`: an `Out<T>` of the same `T`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot subscribe to a `Topic<{T}>`",
+    label = "not an `Out<{T}>`",
+    note = "a topic carries one message type: subscribe an `Out<{T}>`, or take the topic as \
+            `topics.topic::<..>(name)` with this `Out`'s message type"
+)]
+pub trait Subscriber<T>: Sealed {
+    #[doc(hidden)]
+    fn recipient(&self) -> Recipient<'_>;
+}
+
+/// Only wsock's types subscribe.
+pub trait Sealed {}
+
+/// The connection a subscriber delivers to; not public API.
+#[doc(hidden)]
+pub struct Recipient<'a>(pub(crate) &'a Arc<Mailbox>);
 
 #[cfg(test)]
 mod tests {

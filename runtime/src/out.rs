@@ -50,12 +50,6 @@ pub struct Out<T> {
     encode: fn(T) -> Result<Message, Error>,
 }
 
-impl<T> Out<T> {
-    pub(crate) fn mailbox(&self) -> &Arc<Mailbox> {
-        &self.mailbox
-    }
-}
-
 impl<T: IntoMessage> Out<T> {
     pub(crate) fn new(mailbox: Arc<Mailbox>) -> Self {
         Out {

@@ -28,10 +28,22 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::codec::Outgoing;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, Subscriber};
 use crate::message::{Message, Text};
-use crate::out::Out;
-use crate::topics::Broker;
+
+/// What presence needs of the broker (`Broker`'s, for `topics`).
+pub(crate) trait Wire: Send + Sync {
+    fn subscribe(&self, topic: &str);
+    fn unsubscribe(&self, topic: &str);
+    /// Whether the broker took it.
+    fn publish(&self, topic: &str, payload: Bytes) -> bool;
+    /// Waits for room in the broker's queue; whether it took it.
+    fn publish_wait<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+}
 
 /// The broker topics of presence between nodes: `PREFIX` + a presence's name carries its
 /// changes; `NODES`, the nodes' heartbeats.
@@ -70,14 +82,14 @@ pub(crate) struct Registry {
 }
 
 struct Link {
-    broker: Arc<dyn Broker>,
+    broker: Arc<dyn Wire>,
     node: String,
 }
 
 impl Registry {
     /// Links presence to other nodes through `broker`: heartbeats, and the members of nodes
     /// not heard from for `NODE_GONE_AFTER` removed.
-    pub(crate) fn start(self: &Arc<Self>, broker: Arc<dyn Broker>, node: &[u8; 16]) {
+    pub(crate) fn start(self: &Arc<Self>, broker: Arc<dyn Wire>, node: &[u8; 16]) {
         let node = node.iter().map(|b| format!("{b:02x}")).collect();
         broker.subscribe(NODES);
         let _ = self.link.set(Link { broker, node });
@@ -507,8 +519,8 @@ impl<M> Presence<M> {
 
     /// Sends `out`'s connection the list now, and then the changes, until it unwatches or
     /// ends. Watching twice is watching once.
-    pub fn watch<T>(&self, out: &Out<T>) {
-        let mailbox = out.mailbox();
+    pub fn watch<T>(&self, out: &impl Subscriber<T>) {
+        let mailbox = out.recipient().0;
         let room = &self.room;
         let mut state = lock(&room.state);
         let held = mailbox.hold(watch_key(room), || {
@@ -554,8 +566,8 @@ impl<M> Presence<M> {
     }
 
     /// Stops sending `out`'s connection the changes.
-    pub fn unwatch<T>(&self, out: &Out<T>) {
-        out.mailbox().release(watch_key(&self.room));
+    pub fn unwatch<T>(&self, out: &impl Subscriber<T>) {
+        out.recipient().0.release(watch_key(&self.room));
     }
 
     /// Marks `out`'s connection present under `key` (a user id), with `meta`, until it
@@ -563,7 +575,7 @@ impl<M> Presence<M> {
     /// member at a time. A connection that ended is not tracked.
     pub fn track<T>(
         &self,
-        out: &Out<T>,
+        out: &impl Subscriber<T>,
         key: impl Into<String>,
         meta: &M,
     ) -> Result<(), PresenceError>
@@ -575,7 +587,7 @@ impl<M> Presence<M> {
             return Err(PresenceError::Key(key.len()));
         }
         let meta = encode(meta)?;
-        let mailbox = out.mailbox();
+        let mailbox = out.recipient().0;
         let room = &self.room;
         let this = connection(mailbox);
         let mut state = lock(&room.state);
@@ -605,7 +617,7 @@ impl<M> Presence<M> {
     }
 
     /// Replaces the metadata of the member `out`'s connection is tracked as.
-    pub fn update<T>(&self, out: &Out<T>, meta: &M) -> Result<(), PresenceError>
+    pub fn update<T>(&self, out: &impl Subscriber<T>, meta: &M) -> Result<(), PresenceError>
     where
         M: Serialize,
     {
@@ -614,7 +626,7 @@ impl<M> Presence<M> {
         let mut state = lock(&room.state);
         let key = state
             .tracked
-            .get(&connection(out.mailbox()))
+            .get(&connection(out.recipient().0))
             .cloned()
             .ok_or(PresenceError::NotTracked)?;
         if let Some(member) = state.local.get_mut(&key) {
@@ -626,8 +638,8 @@ impl<M> Presence<M> {
     }
 
     /// Marks `out`'s connection not present any more.
-    pub fn untrack<T>(&self, out: &Out<T>) {
-        out.mailbox().release(track_key(&self.room));
+    pub fn untrack<T>(&self, out: &impl Subscriber<T>) {
+        out.recipient().0.release(track_key(&self.room));
     }
 
     /// Who is here, with their metadata and connection counts, in no particular order.
@@ -775,10 +787,9 @@ impl Room {
         }
         let topic = format!("{PREFIX}{}", self.name);
         // Refused (the broker is away, or behind): it goes again at the next frame.
-        state.resend = link
+        state.resend = !link
             .broker
-            .publish(&topic, Bytes::from(message.to_string()))
-            .is_err();
+            .publish(&topic, Bytes::from(message.to_string()));
     }
 
     /// Tells the other nodes what changed here since the last time.
@@ -810,10 +821,9 @@ impl Room {
         let message = json!({ "n": link.node, "set": set, "del": del });
         let topic = format!("{PREFIX}{}", self.name);
         // Refused: the whole list goes at the next frame.
-        state.resend = link
+        state.resend = !link
             .broker
-            .publish(&topic, Bytes::from(message.to_string()))
-            .is_err();
+            .publish(&topic, Bytes::from(message.to_string()));
     }
 
     /// A frame is due at the end of the interval, unless one is already.

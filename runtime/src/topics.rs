@@ -19,11 +19,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{Outgoing, Published};
 use crate::error::Error;
-use crate::follow::{self, Link, Origin};
-use crate::history::{History, Resume, Ring, Subscribed, Total, unique_u64};
+use crate::follow::{self, Asker, Link, Origin};
+use crate::history::{History, Locate, Ring, Subscribed, Total, unique_u64};
 use crate::mailbox::Mailbox;
+pub use crate::mailbox::{Recipient, Sealed, Subscriber};
 use crate::message::{IntoMessage, Message, Text};
 use crate::presence::{self, Presence};
+use crate::resume::Resume;
 
 /// A server's topics: take it as an endpoint parameter (`topics: Topics`), or from
 /// [`Server::topics`](crate::Server::topics) to publish from anywhere (a spawned task, an axum
@@ -299,7 +301,7 @@ impl Topics {
             .follows
             .store(broker.keeps_history(), Ordering::Release);
         broker.start(sink);
-        self.hub.presence.start(broker, &self.hub.node);
+        self.hub.presence.start(Arc::new(broker), &self.hub.node);
     }
 
     /// The server stopped: other nodes forget its presence members at once.
@@ -321,10 +323,7 @@ impl Topics {
         }
         let mut waits = Vec::new();
         for (topic, epoch, offset) in resume.positions() {
-            let link = Link {
-                topic,
-                broker: &**broker,
-            };
+            let link = Link { topic, broker };
             let entry = {
                 let topics = lock(&hub.topics);
                 let entry = topics.get(topic).and_then(Weak::upgrade);
@@ -395,25 +394,6 @@ impl<T> fmt::Debug for Topic<T> {
             .finish()
     }
 }
-
-/// What can subscribe to a `Topic<T>`: an `Out<T>` of the same `T`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot subscribe to a `Topic<{T}>`",
-    label = "not an `Out<{T}>`",
-    note = "a topic carries one message type: subscribe an `Out<{T}>`, or take the topic as \
-            `topics.topic::<..>(name)` with this `Out`'s message type"
-)]
-pub trait Subscriber<T>: Sealed {
-    #[doc(hidden)]
-    fn recipient(&self) -> Recipient<'_>;
-}
-
-/// Only wsock's types subscribe.
-pub trait Sealed {}
-
-/// The connection a subscriber delivers to; not public API.
-#[doc(hidden)]
-pub struct Recipient<'a>(pub(crate) &'a Arc<Mailbox>);
 
 /// What can be published to a `Topic<T>`: a `T`, or a value that converts into one, as for
 /// `Out<T>::write`.
@@ -667,7 +647,7 @@ impl Entry {
         let broker = self.hub.broker.get()?;
         Some(Link {
             topic: &self.name,
-            broker: &**broker,
+            broker,
         })
     }
 
@@ -953,24 +933,36 @@ pub trait Broker: Send + Sync + 'static {
     }
 }
 
-/// What [`Broker::locate`] asks about a topic.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Locate {
-    /// A client's position, `(epoch, offset)`: the messages after it are wanted if the topic's
-    /// history is still under that epoch and holds them all, up to the history's replay and
-    /// byte limits (past them, none are).
-    pub after: Option<(String, u64)>,
-    /// Start keeping the topic's history if the broker keeps none of it (otherwise the
-    /// answer says so with an empty epoch).
-    pub create: bool,
-    /// With `create`: a message reached this node outside the history while it was under
-    /// this epoch, so the history cannot be trusted; if it is still under it, it starts again
-    /// under a new epoch.
-    pub replace: Option<String>,
-    /// The server's history settings: how much to keep, for how long, and what a replay may
-    /// carry.
-    pub history: History,
+impl Asker for Arc<dyn Broker> {
+    fn subscribe(&self, topic: &str) {
+        Broker::subscribe(&**self, topic);
+    }
+
+    fn locate(&self, topic: &str, locate: Locate) {
+        Broker::locate(&**self, topic, locate);
+    }
+}
+
+impl presence::Wire for Arc<dyn Broker> {
+    fn subscribe(&self, topic: &str) {
+        Broker::subscribe(&**self, topic);
+    }
+
+    fn unsubscribe(&self, topic: &str) {
+        Broker::unsubscribe(&**self, topic);
+    }
+
+    fn publish(&self, topic: &str, payload: Bytes) -> bool {
+        Broker::publish(&**self, topic, payload).is_ok()
+    }
+
+    fn publish_wait<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: Bytes,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move { Broker::publish_wait(&**self, topic, payload).await.is_ok() })
+    }
 }
 
 /// A broker's answer to [`Broker::locate`]: where the topic stands, and the messages asked for.
@@ -1030,7 +1022,7 @@ impl Sink {
             if parked.ring.follow.is_some() {
                 let link = Link {
                     topic: name,
-                    broker: &**broker,
+                    broker,
                 };
                 follow::lost(&link, &mut parked.ring, &[]);
             }
@@ -1094,10 +1086,7 @@ impl Sink {
                 messages,
             }
         });
-        let link = Link {
-            topic,
-            broker: &**broker,
-        };
+        let link = Link { topic, broker };
         let mut answer = Some(answer);
         let entry = hub.entry_or_parked(topic, |parked| {
             if let Some(parked) = parked.get_mut(topic)
@@ -1167,10 +1156,7 @@ impl Sink {
             };
             if history.ring.follow.is_some() {
                 if let Some(broker) = hub.broker.get() {
-                    let link = Link {
-                        topic,
-                        broker: &**broker,
-                    };
+                    let link = Link { topic, broker };
                     follow::unnumbered(&link, &mut history.ring, &[], &message, origin);
                 }
             } else if let Origin::Remote = origin {
