@@ -7,9 +7,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use wsock::prelude::*;
 use wsock::test::{TestClient, TestServer};
+
+#[path = "common/presence.rs"]
+mod presence_list;
+use presence_list::List;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 struct Member {
@@ -70,9 +73,7 @@ fn server() -> Server {
 struct View {
     client: TestClient,
     name: String,
-    members: HashMap<String, (Value, u64)>,
-    continuing: bool,
-    count: Option<u64>,
+    list: List,
     frames: usize,
 }
 
@@ -82,9 +83,7 @@ impl View {
         let mut view = View {
             client,
             name: name.to_owned(),
-            members: HashMap::new(),
-            continuing: false,
-            count: None,
+            list: List::default(),
             frames: 0,
         };
         view.read().await; // the list, or the count
@@ -94,35 +93,9 @@ impl View {
     /// Reads one frame and applies it.
     async fn read(&mut self) {
         let text: String = self.client.recv().await;
-        let json = text
-            .strip_prefix('\u{1e}')
-            .and_then(|rest| rest.strip_suffix('\u{1e}'))
-            .unwrap_or_else(|| panic!("not a presence frame: {text}"));
-        let frame: Value = serde_json::from_str(json).unwrap();
-        assert_eq!(frame["presence"], self.name.as_str(), "{text}");
+        let name = self.list.apply(&text);
+        assert_eq!(name, self.name, "{text}");
         self.frames += 1;
-        if let Some(count) = frame["count"].as_u64() {
-            self.count = Some(count);
-            return;
-        }
-        if frame.get("state").is_some() {
-            // A long list comes in several frames, all but the last with `more`.
-            if !self.continuing {
-                self.members.clear();
-            }
-            self.continuing = frame["more"] == true;
-        }
-        for kind in ["state", "join"] {
-            for member in frame[kind].as_array().into_iter().flatten() {
-                let key = member["key"].as_str().unwrap().to_owned();
-                let connections = member["connections"].as_u64().unwrap();
-                self.members
-                    .insert(key, (member["meta"].clone(), connections));
-            }
-        }
-        for key in frame["leave"].as_array().into_iter().flatten() {
-            self.members.remove(key.as_str().unwrap());
-        }
     }
 
     /// Reads frames until the view is `members` (names, and their connection counts).
@@ -130,12 +103,7 @@ impl View {
         let want: HashMap<String, u64> =
             members.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect();
         loop {
-            let have: HashMap<String, u64> = self
-                .members
-                .iter()
-                .map(|(k, (_, n))| (k.clone(), *n))
-                .collect();
-            if have == want {
+            if self.list.counts() == want {
                 return;
             }
             self.read().await;
@@ -157,19 +125,19 @@ fn truth(app: &TestServer, room: &str) -> HashMap<String, u64> {
 async fn watchers_see_joins_updates_and_leaves_and_rebuild_the_same_list() {
     let app = TestServer::new(server());
     let mut watcher = View::open(&app, "/rooms/blue?watch", "blue").await;
-    assert!(watcher.members.is_empty());
+    assert!(watcher.list.members.is_empty());
     let mut ada = app.connect("/rooms/blue?name=ada").await.unwrap();
     let bob = app.connect("/rooms/blue?name=bob").await.unwrap();
     // Both within an interval or two: a frame or two after the list.
     watcher.until(&[("ada", 1), ("bob", 1)]).await;
     assert!(watcher.frames <= 3, "{} frames", watcher.frames);
-    assert_eq!(watcher.members["ada"].0["status"], "here");
+    assert_eq!(watcher.list.members["ada"].0["status"], "here");
 
     // An update is a join that replaces the member.
     ada.send("away").await;
     assert_eq!(ada.recv::<String>().await, "ok");
     watcher.read().await;
-    assert_eq!(watcher.members["ada"].0["status"], "away");
+    assert_eq!(watcher.list.members["ada"].0["status"], "away");
 
     // Leaving: untracked, or the connection ends.
     drop(bob);
@@ -183,10 +151,10 @@ async fn watchers_see_joins_updates_and_leaves_and_rebuild_the_same_list() {
     // A watcher that comes later gets the list as it is.
     let _cy = app.connect("/rooms/blue?name=cy").await.unwrap();
     let mut late = View::open(&app, "/rooms/blue?watch", "blue").await;
-    if late.members.is_empty() {
+    if late.list.members.is_empty() {
         late.read().await;
     }
-    assert_eq!(late.members.keys().collect::<Vec<_>>(), ["cy"]);
+    assert_eq!(late.list.members.keys().collect::<Vec<_>>(), ["cy"]);
     watcher.until(&[("cy", 1)]).await;
 }
 
@@ -262,7 +230,7 @@ async fn a_crowd_costs_each_watcher_a_handful_of_frames() {
 async fn a_room_of_counts_only_sends_numbers() {
     let app = TestServer::new(server());
     let mut watcher = View::open(&app, "/rooms/arena?watch&counts", "arena").await;
-    assert_eq!(watcher.count, Some(0));
+    assert_eq!(watcher.list.count, Some(0));
     let mut fans = Vec::new();
     for i in 0..50 {
         fans.push(
@@ -271,13 +239,13 @@ async fn a_room_of_counts_only_sends_numbers() {
                 .unwrap(),
         );
     }
-    while watcher.count != Some(50) {
+    while watcher.list.count != Some(50) {
         watcher.read().await;
     }
-    assert!(watcher.members.is_empty());
+    assert!(watcher.list.members.is_empty());
     assert!(watcher.frames <= 6, "{} frames", watcher.frames);
     fans.truncate(10);
-    while watcher.count != Some(10) {
+    while watcher.list.count != Some(10) {
         watcher.read().await;
     }
 }
@@ -326,7 +294,7 @@ async fn bad_input_is_refused_clearly_and_nothing_is_corrupted() {
         .client
         .expect_nothing(Duration::from_millis(250))
         .await;
-    assert_eq!(watcher.members.len(), 1);
+    assert_eq!(watcher.list.members.len(), 1);
 }
 
 /// The README's example, compiled.
@@ -365,6 +333,6 @@ mod readme {
         view.until(&[("u7", 1)]).await;
         view.client.send(Json(Profile { name: "Ann".into() })).await;
         view.read().await;
-        assert_eq!(view.members["u7"].0["name"], "Ann");
+        assert_eq!(view.list.members["u7"].0["name"], "Ann");
     }
 }

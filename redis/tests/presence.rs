@@ -10,13 +10,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 
 /// A watcher's view, rebuilt from its frames: key -> connections.
 struct View {
     client: Client,
+    list: presence::List,
     members: HashMap<String, u64>,
-    continuing: bool,
 }
 
 impl View {
@@ -24,8 +23,8 @@ impl View {
         let client = node.connect(&format!("/presence/{room}?watch")).await;
         let mut view = View {
             client,
+            list: presence::List::default(),
             members: HashMap::new(),
-            continuing: false,
         };
         view.read(WAIT).await;
         view
@@ -36,26 +35,8 @@ impl View {
         let Ok(text) = tokio::time::timeout(wait, next_text(&mut self.client)).await else {
             return false;
         };
-        let json = text.trim_matches('\u{1e}');
-        let frame: Value = serde_json::from_str(json).unwrap();
-        if frame.get("state").is_some() {
-            // A long list comes in several frames, all but the last with `more`.
-            if !self.continuing {
-                self.members.clear();
-            }
-            self.continuing = frame["more"] == true;
-        }
-        for kind in ["state", "join"] {
-            for member in frame[kind].as_array().into_iter().flatten() {
-                self.members.insert(
-                    member["key"].as_str().unwrap().to_owned(),
-                    member["connections"].as_u64().unwrap(),
-                );
-            }
-        }
-        for key in frame["leave"].as_array().into_iter().flatten() {
-            self.members.remove(key.as_str().unwrap());
-        }
+        self.list.apply(&text);
+        self.members = self.list.counts();
         true
     }
 

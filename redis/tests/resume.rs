@@ -237,8 +237,8 @@ async fn a_node_whose_link_dropped_misses_nothing() {
     // Cut every subscriber link, twice, while the publisher goes on.
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(800)).await;
-        // (Both nodes' subscriber connections.)
-        assert_eq!(redis.kill_pubsub_clients().await, 2);
+        // (Both nodes' subscriber connections, unless one is still coming back.)
+        assert!(redis.kill_pubsub_clients().await >= 1);
     }
     let _publisher = publishing.await.unwrap();
     check_sequences(&mut plain, total).await;

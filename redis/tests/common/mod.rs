@@ -18,6 +18,8 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
+#[path = "../../../tests/common/presence.rs"]
+pub mod presence;
 #[path = "../../../tests/common/redis.rs"]
 mod redis_server;
 #[path = "../../../tests/common/resume.rs"]
