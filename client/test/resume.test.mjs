@@ -201,7 +201,10 @@ async function thousandCuts(servers, where) {
 
   let recovered = 0;
   for (const [i, { client, seen }] of readers.entries()) {
-    assert.equal(seen.messages.length, published, `client ${i}: ${seen.messages.length} messages of ${published}`);
+    const twice = seen.messages.filter((value, k) => seen.messages.indexOf(value) !== k);
+    const odd = seen.subscribed.filter((notice) => notice.recovered === false);
+    const told = JSON.stringify({ twice: twice.slice(0, 10), odd, gaps: seen.gaps.slice(0, 5) });
+    assert.equal(seen.messages.length, published, `client ${i}: ${seen.messages.length} messages of ${published} ${told}`);
     const wrong = seen.messages.findIndex((value, k) => value !== k + 1);
     assert.equal(wrong, -1, `client ${i}: message ${wrong + 1} is ${seen.messages[wrong]}`);
     assert.deepEqual(seen.gaps, [], `client ${i}: gaps`);

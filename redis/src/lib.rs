@@ -134,6 +134,8 @@ struct Queued {
     topic: String,
     payload: Bytes,
     cost: u32,
+    /// Told whether Redis confirmed it (`Broker::publish_confirmed`).
+    confirm: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
 /// The sink, and the prefix to strip from channel names to find topic names.
@@ -452,6 +454,28 @@ impl Broker for Redis {
         })
     }
 
+    fn publish_confirmed<'a>(&'a self, topic: &'a str, payload: Bytes) -> BrokerFuture<'a> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            shared.reachable()?;
+            let cost = shared.cost(topic, &payload);
+            let room = shared
+                .room
+                .acquire_many(cost)
+                .await
+                .map_err(|_| stopped())?;
+            room.forget();
+            let (confirm, confirmed) = tokio::sync::oneshot::channel();
+            shared.queue_confirmed(topic.to_owned(), payload, cost, Some(confirm))?;
+            match confirmed.await {
+                Ok(true) => Ok(()),
+                _ => Err(BrokerError::Unreachable(wsock_runtime::Error::msg(
+                    "Redis did not confirm the publish",
+                ))),
+            }
+        })
+    }
+
     fn keeps_history(&self) -> bool {
         true
     }
@@ -512,10 +536,21 @@ impl Shared {
     }
 
     fn queue(&self, topic: String, payload: Bytes, cost: u32) -> Result<(), BrokerError> {
+        self.queue_confirmed(topic, payload, cost, None)
+    }
+
+    fn queue_confirmed(
+        &self,
+        topic: String,
+        payload: Bytes,
+        cost: u32,
+        confirm: Option<tokio::sync::oneshot::Sender<bool>>,
+    ) -> Result<(), BrokerError> {
         let queued = Queued {
             topic,
             payload,
             cost,
+            confirm,
         };
         self.publishes.send(queued).map_err(|_| {
             self.room.add_permits(cost as usize);
@@ -568,6 +603,7 @@ async fn publish(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>
             sent = send(&shared, &mut connection, &mut script, &batch).await;
         }
         let count = batch.len() as u64;
+        let confirmed = sent.is_ok();
         match sent {
             Ok(()) => {
                 shared.stats.published.fetch_add(count, Ordering::Relaxed);
@@ -594,6 +630,11 @@ async fn publish(shared: Arc<Shared>, mut queue: mpsc::UnboundedReceiver<Queued>
             }
         }
         shared.room.add_permits(room);
+        for queued in &mut batch {
+            if let Some(confirm) = queued.confirm.take() {
+                let _ = confirm.send(confirmed);
+            }
+        }
         batch.clear();
     }
 }

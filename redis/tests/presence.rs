@@ -173,3 +173,28 @@ async fn a_killed_node_s_members_are_gone_within_the_bound_and_no_ghosts_remain(
     assert!(!on_a.read(Duration::from_secs(2)).await || on_a.members == want);
     drop(here);
 }
+
+/// A node that stops cleanly (Ctrl-C: its connections closed with 1001) takes its members
+/// with it at once, well within the 3 s a crash takes.
+#[tokio::test]
+async fn a_node_that_stops_cleanly_takes_its_members_at_once() {
+    use futures_util::StreamExt;
+
+    let Some(redis) = RedisServer::start("presence-stop").await else {
+        return;
+    };
+    let a = Node::start(&redis.url(), false).await;
+    let b = Node::start(&redis.url(), false).await;
+    let mut on_a = View::open(&a, "stage").await;
+    for i in 0..200 {
+        let mut member = join(&b, "stage", &format!("s{i}")).await;
+        // Reading, so that it answers the server's close as a browser would.
+        tokio::spawn(async move { while member.next().await.is_some() {} });
+    }
+    let want = members((0..200).map(|i| (format!("s{i}"), 1)));
+    on_a.until(&want, WAIT).await;
+    b.signal(libc::SIGINT);
+    let took = on_a.until(&HashMap::new(), Duration::from_secs(3)).await;
+    eprintln!("# a node's 200 members were gone on the other node {took:?} after its Ctrl-C");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}

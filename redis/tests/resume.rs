@@ -289,3 +289,38 @@ async fn a_message_outside_the_history_starts_a_new_epoch() {
     assert_eq!(notice(&mut back).await.2, Some(false));
     assert_eq!(next_text(&mut back).await, "not recovered: Epoch");
 }
+
+/// A client that got messages from a node ahead of the one it resumes on (that one's link to
+/// Redis is slower) is not told it is ahead of the topic, nor given what it has again: the
+/// node answers once it caught up.
+#[tokio::test]
+async fn resuming_on_a_node_that_lags_behind_the_client() {
+    let Some(redis) = RedisServer::start("resume-lag").await else {
+        return;
+    };
+    let a = Node::start(&redis.url(), false).await;
+    let b = Node::start(&redis.url(), false).await;
+    let c = Node::start(&redis.url(), false).await;
+    // B follows the topic (a resumable subscriber of its own).
+    let mut on_b = b.connect("/resume/lag").await;
+    let (epoch, _, _) = notice(&mut on_b).await;
+    let mut on_a = a.connect("/resume/lag").await;
+    assert_eq!(notice(&mut on_a).await.0, epoch);
+    redis.await_subscribers("wsock:lag", 2).await;
+    let mut publisher = c.connect("/pub/lag").await;
+    // B stops (its backlog waits in its socket and in Redis) while the client on A gets 5,000.
+    b.signal(libc::SIGSTOP);
+    publish_all(&mut publisher, "p", 0..5_000).await;
+    for i in 0..5_000 {
+        assert_eq!(message(&mut on_a).await.1, i + 1);
+    }
+    drop(on_a);
+    b.signal(libc::SIGCONT);
+    // Back on B at once, at 5,000 (B has a backlog to go through): recovered, nothing replayed,
+    // then the next one only.
+    let mut back = b.connect(&resume_path("lag", &epoch, 5_000)).await;
+    assert_eq!(notice(&mut back).await, (epoch.clone(), 5_000, Some(true)));
+    publish_all(&mut publisher, "q", 0..1).await;
+    assert_eq!(message(&mut back).await, (epoch, 5_001, "q:0".to_owned()));
+    drop(on_b);
+}

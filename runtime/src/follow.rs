@@ -333,6 +333,21 @@ pub(crate) fn subscribe(
 ) -> Subscribed {
     let state = follow(ring).state;
     if state == State::Known {
+        if let Some((epoch, offset)) = position
+            && epoch == ring.epoch()
+            && offset > ring.last()
+            && follow(ring)
+                .requests
+                .iter()
+                .any(|request| matches!(request.kind, Kind::Prefetch { .. }))
+        {
+            // This node is behind the client (which had it from a faster one), and the answer
+            // that would say how far is late: told so, at its own position, so that what this
+            // node delivers next and the client has already is dropped, not shown twice.
+            let subscribed = Subscribed::NotRecovered(NotRecovered::Unavailable);
+            mailbox.push(Outgoing::Message(ring.notice_at(subscribed, offset)));
+            return subscribed;
+        }
         return ring.resume(mailbox, position);
     }
     let absent = state == (State::Unknown { absent: true });
@@ -389,10 +404,14 @@ pub(crate) fn prefetch(
     (epoch, offset): (&str, u64),
 ) -> Option<oneshot::Receiver<()>> {
     let cap = ring.settings().replay_limit() as u64;
-    let here = match follow(ring).state {
+    let state = follow(ring).state;
+    let here = match state {
+        // A client past this node's last message got it from a node that is ahead: the answer
+        // comes once this one caught up (past the broker's last too, it is refused then).
+        State::Known if offset > ring.last() => false,
         State::Known => {
             epoch != ring.epoch()
-                || offset >= ring.last()
+                || offset == ring.last()
                 || offset + 1 >= ring.first()
                 || ring.last() - offset > cap
         }

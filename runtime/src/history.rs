@@ -510,7 +510,12 @@ impl Ring {
     /// The notice a resumable connection gets when it subscribes: the topic's epoch, the
     /// offset of the last message before the live ones, and what became of its position.
     pub(crate) fn notice(&self, subscribed: Subscribed) -> Message {
-        let mut header = self.header("subscribed");
+        self.notice_at(subscribed, self.last)
+    }
+
+    /// The notice, at `offset` rather than the last message's.
+    pub(crate) fn notice_at(&self, subscribed: Subscribed, offset: u64) -> Message {
+        let mut header = self.header_at("subscribed", offset);
         match subscribed {
             Subscribed::Live => {}
             Subscribed::Recovered { .. } => header.push_str(",\"recovered\":true"),

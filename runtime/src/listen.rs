@@ -85,7 +85,7 @@ impl Bound {
         let topics = self.app.context.topics.clone();
         let done = self.serve_until(signal, hurry).await;
         // Stopped: other nodes forget its members at once.
-        topics.stopped();
+        topics.stopped().await;
         done
     }
 

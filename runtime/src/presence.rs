@@ -43,6 +43,12 @@ pub(crate) trait Wire: Send + Sync {
         topic: &'a str,
         payload: Bytes,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
+    /// Waits until the broker's backend confirmed it; whether it did.
+    fn publish_confirmed<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: Bytes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>;
 }
 
 /// The broker topics of presence between nodes: `PREFIX` + a presence's name carries its
@@ -274,11 +280,13 @@ impl Registry {
         }
     }
 
-    /// This node is stopping: the others forget its members at once.
-    pub(crate) fn bye(&self) {
+    /// This node is stopping: the others forget its members at once. Waits (up to a second)
+    /// for the broker to confirm it, so that the word is out before the process ends.
+    pub(crate) async fn bye(&self) {
         if let Some(link) = self.link.get() {
             let bye = json!({ "n": link.node, "bye": true }).to_string();
-            let _ = link.broker.publish(NODES, Bytes::from(bye));
+            let sent = link.broker.publish_confirmed(NODES, Bytes::from(bye));
+            let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
         }
     }
 

@@ -305,8 +305,8 @@ impl Topics {
     }
 
     /// The server stopped: other nodes forget its presence members at once.
-    pub(crate) fn stopped(&self) {
-        self.hub.presence.bye();
+    pub(crate) async fn stopped(&self) {
+        self.hub.presence.bye().await;
     }
 
     /// For a resuming client's handshake, where the broker keeps the topics' history: asks
@@ -910,6 +910,13 @@ pub trait Broker: Send + Sync + 'static {
         Box::pin(std::future::ready(self.publish(topic, payload)))
     }
 
+    /// Sends `payload` as [`Broker::publish_wait`] does, and resolves once the backend
+    /// confirmed it (or it failed): for what must be out before the process ends (presence's
+    /// goodbye). The default, for a broker without confirmations, is `publish_wait`.
+    fn publish_confirmed<'a>(&'a self, topic: &'a str, payload: Bytes) -> BrokerFuture<'a> {
+        self.publish_wait(topic, payload)
+    }
+
     /// Whether the broker keeps the history of the topics that resumable connections
     /// subscribe to, numbering their messages itself, the same on every node, so that a
     /// client resumes on any node. Such a broker delivers the numbered messages with
@@ -962,6 +969,18 @@ impl presence::Wire for Arc<dyn Broker> {
         payload: Bytes,
     ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
         Box::pin(async move { Broker::publish_wait(&**self, topic, payload).await.is_ok() })
+    }
+
+    fn publish_confirmed<'a>(
+        &'a self,
+        topic: &'a str,
+        payload: Bytes,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            Broker::publish_confirmed(&**self, topic, payload)
+                .await
+                .is_ok()
+        })
     }
 }
 
