@@ -435,38 +435,14 @@ impl Broker for Redis {
     }
 
     fn publish_wait<'a>(&'a self, topic: &'a str, payload: Bytes) -> BrokerFuture<'a> {
-        Box::pin(async move {
-            let shared = &self.shared;
-            shared.reachable()?;
-            let cost = shared.cost(topic, &payload);
-            let room = shared
-                .room
-                .acquire_many(cost)
-                .await
-                .map_err(|_| stopped())?;
-            room.forget();
-            // Redis may have gone while this waited: the room goes back.
-            if let Err(error) = shared.reachable() {
-                shared.room.add_permits(cost as usize);
-                return Err(error);
-            }
-            shared.queue(topic.to_owned(), payload, cost)
-        })
+        Box::pin(self.shared.queue_when_room(topic, payload, None))
     }
 
     fn publish_confirmed<'a>(&'a self, topic: &'a str, payload: Bytes) -> BrokerFuture<'a> {
         Box::pin(async move {
-            let shared = &self.shared;
-            shared.reachable()?;
-            let cost = shared.cost(topic, &payload);
-            let room = shared
-                .room
-                .acquire_many(cost)
-                .await
-                .map_err(|_| stopped())?;
-            room.forget();
             let (confirm, confirmed) = tokio::sync::oneshot::channel();
-            shared.queue_confirmed(topic.to_owned(), payload, cost, Some(confirm))?;
+            let queued = self.shared.queue_when_room(topic, payload, Some(confirm));
+            queued.await?;
             match confirmed.await {
                 Ok(true) => Ok(()),
                 _ => Err(BrokerError::Unreachable(wsock_runtime::Error::msg(
@@ -537,6 +513,26 @@ impl Shared {
 
     fn queue(&self, topic: String, payload: Bytes, cost: u32) -> Result<(), BrokerError> {
         self.queue_confirmed(topic, payload, cost, None)
+    }
+
+    /// Queues a publish once the queue toward Redis has room for it (`confirm`: told whether
+    /// Redis confirmed it); fails at once while Redis is unreachable.
+    async fn queue_when_room(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        confirm: Option<tokio::sync::oneshot::Sender<bool>>,
+    ) -> Result<(), BrokerError> {
+        self.reachable()?;
+        let cost = self.cost(topic, &payload);
+        let room = self.room.acquire_many(cost).await.map_err(|_| stopped())?;
+        room.forget();
+        // Redis may have gone while this waited: the room goes back.
+        if let Err(error) = self.reachable() {
+            self.room.add_permits(cost as usize);
+            return Err(error);
+        }
+        self.queue_confirmed(topic.to_owned(), payload, cost, confirm)
     }
 
     fn queue_confirmed(

@@ -430,10 +430,8 @@ impl Session<'_> {
         };
         match scripts::numbered(&payload) {
             Some((epoch, offset, at)) => {
-                let epoch = epoch.to_owned();
-                delivery
-                    .sink
-                    .deliver_numbered(topic, &epoch, offset, copied(payload.slice(at..)));
+                let body = copied(payload.slice(at..));
+                delivery.sink.deliver_numbered(topic, epoch, offset, body);
             }
             None => delivery.sink.deliver(topic, copied(payload)),
         }
