@@ -40,11 +40,11 @@ extern crate self as wsock;
 pub use wsock_macros::websocket;
 pub use wsock_runtime::{
     Bound, Broker, BrokerError, BrokerFuture, Bytes, CloseCode, Closed, Compression, DecodeError,
-    Endpoint, Error, FromMessage, FromPathParam, FromRequest, Handle, HeaderMap, History,
-    IntoMessage, Json, ListenError, Listener, Locate, Located, Message, Method, NotRecovered, Out,
-    Presence, PresenceError, Present, Publish, PublishError, Query, Reject, Request,
-    SESSION_COOKIE, SameSite, Server, Session, SessionKey, Sessions, ShuttingDown, Sink, State,
-    StatusCode, Subscribed, Subscriber, Text, Topic, Topics, Uri, WsService,
+    Delivery, DeliveryCounts, Endpoint, Error, FromMessage, FromPathParam, FromRequest, Handle,
+    HeaderMap, History, IntoMessage, Json, ListenError, Listener, Locate, Located, Message, Method,
+    NotRecovered, Out, Presence, PresenceError, Present, Publish, PublishError, Query, Reject,
+    Request, SESSION_COOKIE, SameSite, Server, Session, SessionKey, Sessions, ShuttingDown, Sink,
+    State, StatusCode, Subscribed, Subscriber, Text, Topic, Topics, Uri, WsService,
 };
 
 #[cfg(feature = "tls")]
@@ -56,8 +56,8 @@ pub use wsock_runtime::test;
 pub mod prelude {
     pub use crate::sections::{on_close, on_error, on_message};
     pub use crate::{
-        CloseCode, DecodeError, Error, FromPathParam, FromRequest, Json, Message, Out, Query,
-        Reject, Request, Server, Session, State, Subscribed, Text, Topic, Topics, websocket,
+        CloseCode, DecodeError, Delivery, Error, FromPathParam, FromRequest, Json, Message, Out,
+        Query, Reject, Request, Server, Session, State, Subscribed, Text, Topic, Topics, websocket,
     };
 }
 

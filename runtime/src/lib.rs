@@ -14,6 +14,7 @@ mod checks;
 mod codec;
 mod config;
 mod connection;
+mod delivery;
 mod dispatch;
 mod endpoint;
 mod error;
@@ -51,6 +52,7 @@ mod tls;
 mod topics;
 
 pub use crate::config::Compression;
+pub use crate::delivery::{Delivery, DeliveryCounts};
 pub use crate::endpoint::{Endpoint, FromPathParam, FromRequest};
 pub use crate::error::{Closed, Error};
 pub use crate::extract::{Query, State};

@@ -115,7 +115,7 @@ impl<T: FromMessage> Listener<T> {
         if self.queue.is_empty() {
             let _ = self.mailbox.drain(&mut self.queue);
         }
-        let message = message_of(self.queue.pop_front()?);
+        let message = self.pop()?;
         Some(T::from_message(message).map_err(ListenError::Decode))
     }
 }
@@ -129,8 +129,8 @@ impl<T> Listener<T> {
                 if self.mailbox.is_abandoned() {
                     return Poll::Ready(Err(self.lagged()));
                 }
-                if let Some(outgoing) = self.queue.pop_front() {
-                    return Poll::Ready(Ok(message_of(outgoing)));
+                if let Some(message) = self.pop() {
+                    return Poll::Ready(Ok(message));
                 }
                 let _ = self.mailbox.drain(&mut self.queue);
                 if self.queue.is_empty() && !self.mailbox.is_abandoned() && self.mailbox.park(cx) {
@@ -149,6 +149,23 @@ impl<T> Listener<T> {
         ListenError::Lagged
     }
 
+    /// The next message taken from the queue: what a latest-only subscription holds is
+    /// taken now, the newest.
+    fn pop(&mut self) -> Option<Message> {
+        loop {
+            match self.queue.pop_front()? {
+                Outgoing::Newest(newest) => {
+                    let mut taken = Vec::new();
+                    newest.take(&mut taken);
+                    for published in taken.into_iter().rev() {
+                        self.queue.push_front(Outgoing::Published(published));
+                    }
+                }
+                outgoing => return Some(message_of(outgoing)),
+            }
+        }
+    }
+
     /// The topic's name.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -161,6 +178,7 @@ fn message_of(outgoing: Outgoing) -> Message {
     match outgoing {
         Outgoing::Message(message) => message,
         Outgoing::Published(published) => published.message.clone(),
+        Outgoing::Newest(_) => unreachable!("taken by `pop`"),
     }
 }
 

@@ -360,6 +360,40 @@ impl Mailbox {
         self.overflow();
     }
 
+    /// Queues a message if the queue has room now (a droppable subscription): `false` when
+    /// it has none, and the message is not queued. Never closes the connection. A closing
+    /// connection takes nothing, and says `true` (nothing was dropped for being slow).
+    pub(crate) fn try_push(&self, message: Outgoing) -> bool {
+        if self.closing.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut out = lock(&self.out);
+        if out.shut {
+            return true;
+        }
+        if out.queue.len() >= self.limit {
+            return false;
+        }
+        out.queue.push_back(message);
+        self.announce(out, false);
+        true
+    }
+
+    /// Queues what a latest-only subscription holds, whatever the queue's length: each such
+    /// subscription has at most one waiting (it is taken when framed), so these stay bounded
+    /// by the connection's subscriptions, and a slow client is never closed for them.
+    pub(crate) fn push_newest(&self, message: Outgoing) {
+        if self.closing.load(Ordering::Acquire) {
+            return;
+        }
+        let mut out = lock(&self.out);
+        if out.shut {
+            return;
+        }
+        out.queue.push_back(message);
+        self.announce(out, false);
+    }
+
     /// The queue is full: the client does not read fast enough. Closes with 1008, and says
     /// so.
     fn overflow(&self) {

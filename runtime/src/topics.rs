@@ -7,17 +7,18 @@
 //! waits for it. A connection leaves its topics when it ends, through the guards it holds
 //! (see `Shared::hold`), never by a sweep.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, Weak};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::{Outgoing, Published};
+use crate::delivery::{Counters, Delivery, DeliveryCounts, Judge, Judged, Sub, Verdicts};
 use crate::error::Error;
 use crate::follow::{self, Asker, Link, Origin};
 use crate::history::{History, Locate, Ring, Subscribed, Total, unique_u64};
@@ -108,6 +109,11 @@ struct Entry {
     ring: Mutex<Option<Ring>>,
     /// `ring` is `Some`: asked without the lock on every publish.
     keeps: AtomicBool,
+    /// How many subscriptions filter or key on the typed value (`Slots::typed`): asked
+    /// without the lock on every publish.
+    typed: AtomicUsize,
+    /// What the delivery modes did not deliver as published.
+    counters: Counters,
     hub: Arc<Hub>,
 }
 
@@ -117,6 +123,13 @@ struct Slots {
     slots: Vec<Option<Arc<Mailbox>>>,
     free: Vec<usize>,
     count: usize,
+    /// The delivery modes of the subscriptions that have one, by slot (shorter than `slots`
+    /// when the last ones have none); empty while none has.
+    subs: Vec<Option<Arc<Sub>>>,
+    /// How many subscriptions have a mode: 0 keeps publishing on the plain loop.
+    special: usize,
+    /// How many of those filter or key on the typed value.
+    typed: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -249,6 +262,8 @@ impl Topics {
             subscribers: RwLock::default(),
             keeps: AtomicBool::new(ring.is_some()),
             ring: Mutex::new(ring),
+            typed: AtomicUsize::new(0),
+            counters: Counters::default(),
             hub: Arc::clone(&self.hub),
         });
         topics.insert(name, Arc::downgrade(&entry));
@@ -281,6 +296,21 @@ impl Topics {
             .filter(|(_, count)| *count > 0)
             .collect();
         counts.sort();
+        counts
+    }
+
+    /// What each topic's delivery modes did not deliver as published (replaced, dropped,
+    /// filtered; see [`Delivery`]), by topic name, for the topics held on this node.
+    pub fn delivery_counts(&self) -> Vec<(String, DeliveryCounts)> {
+        let entries: Vec<Arc<Entry>> = lock(&self.hub.topics)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut counts: Vec<_> = entries
+            .iter()
+            .map(|entry| (entry.name.clone(), entry.counters.read()))
+            .collect();
+        counts.sort_by(|a, b| a.0.cmp(&b.0));
         counts
     }
 
@@ -375,6 +405,8 @@ pub struct Topic<T> {
     /// `T`'s encoder, as in `Out`: the methods need no bound, so a type that is not a message
     /// type is one error, where the topic is taken.
     encode: fn(T) -> Result<Message, Error>,
+    /// The value as its typed subscribers' filters and keys see it.
+    as_any: fn(&T) -> &dyn Any,
 }
 
 impl<T> Clone for Topic<T> {
@@ -382,6 +414,7 @@ impl<T> Clone for Topic<T> {
         Topic {
             entry: Arc::clone(&self.entry),
             encode: self.encode,
+            as_any: self.as_any,
         }
     }
 }
@@ -420,7 +453,44 @@ impl<T: IntoMessage> Topic<T> {
         Topic {
             entry,
             encode: T::into_message,
+            as_any: |value| value,
         }
+    }
+
+    /// Subscribes `out`'s connection as [`subscribe`](Topic::subscribe) does, taking the
+    /// topic's messages as `delivery` says: every one, the newest only (per key), droppable,
+    /// at most N a second, filtered, paused (see [`Delivery`]). On a connection already
+    /// subscribed, changes how it takes them (no message is lost or repeated by the change).
+    ///
+    /// A connection of an endpoint with `resume = true` gets every message (a resumable
+    /// subscription replays every message it missed, and its position counts each): the
+    /// mode is ignored there, with a warning. Where a resumable connection subscribes to a
+    /// topic of a broker that keeps history (`wsock-redis`), the topic's other subscriptions
+    /// get every message too, for now.
+    pub fn subscribe_with(&self, out: &impl Subscriber<T>, delivery: Delivery<T>) -> Subscribed {
+        let mailbox = out.recipient().0;
+        if mailbox.resume().is_some() {
+            tracing::warn!(
+                topic = self.entry.name,
+                "a delivery mode on a resumable connection: it gets every message"
+            );
+            return self.subscribe(out);
+        }
+        let entry = &self.entry;
+        let sub = Arc::new(Sub::new(delivery, mailbox));
+        let mut fresh = Some(Arc::clone(&sub));
+        mailbox.hold(entry.key(), || {
+            let slot = entry.add(Arc::clone(mailbox), fresh.take());
+            Box::new(Subscription {
+                entry: Arc::clone(entry),
+                slot,
+            })
+        });
+        if fresh.is_some() {
+            // Subscribed already: the new mode takes the place of the old.
+            entry.set_sub(mailbox, |_| Some(sub));
+        }
+        Subscribed::Live
     }
 }
 
@@ -447,7 +517,7 @@ impl<T> Topic<T> {
         let mut subscribed = Subscribed::Live;
         mailbox.hold(entry.key(), || {
             let slot = match mailbox.resume() {
-                None => entry.add(Arc::clone(mailbox)),
+                None => entry.add(Arc::clone(mailbox), None),
                 Some(resume) => {
                     let (slot, resumed) = entry.add_resuming(mailbox, resume);
                     subscribed = resumed;
@@ -460,6 +530,38 @@ impl<T> Topic<T> {
             })
         });
         subscribed
+    }
+
+    /// Stops delivering this topic's messages to `out`'s subscribed connection, without
+    /// unsubscribing it, until [`unpause`](Topic::unpause): what is published meanwhile is
+    /// not for it (counted as filtered), except that a latest-only or at-most-N subscription
+    /// keeps the newest, which it gets when it is unpaused. Does nothing to a connection that
+    /// does not subscribe.
+    pub fn pause(&self, out: &impl Subscriber<T>) {
+        self.entry.set_sub(out.recipient().0, |sub| match sub {
+            Some(sub) => {
+                sub.set_paused(true);
+                None
+            }
+            None => Some(Arc::new(Sub::paused_every())),
+        });
+    }
+
+    /// Delivers again to a connection [`pause`](Topic::pause)d (or subscribed
+    /// [`paused`](Delivery::paused)).
+    pub fn unpause(&self, out: &impl Subscriber<T>) {
+        self.entry.set_sub(out.recipient().0, |sub| {
+            if let Some(sub) = sub {
+                sub.set_paused(false);
+            }
+            None
+        });
+    }
+
+    /// What this topic's delivery modes did not deliver as published (replaced, dropped,
+    /// filtered), on this node, since the topic was taken.
+    pub fn delivery_counts(&self) -> DeliveryCounts {
+        self.entry.counters.read()
     }
 
     /// Stops delivering this topic's messages to `out`'s connection.
@@ -501,13 +603,16 @@ impl<T> Topic<T> {
         except: Option<&Arc<Mailbox>>,
         message: impl Publish<T>,
     ) -> Result<(), PublishError> {
-        let message = (self.encode)(message.into_topic_message()).map_err(PublishError::Encode)?;
+        let value = message.into_topic_message();
         let entry = &self.entry;
+        let judged = entry.judge((self.as_any)(&value));
+        let verdicts = verdicts(&judged);
+        let message = (self.encode)(value).map_err(PublishError::Encode)?;
         let Some(broker) = entry.hub.broker.get() else {
-            entry.deliver(message, except, true);
+            entry.deliver(message, except, true, verdicts);
             return Ok(());
         };
-        let token = entry.deliver(message.clone(), except, true);
+        let token = entry.deliver(message.clone(), except, true, verdicts);
         let payload = encode_remote(&entry.hub.node, token, &message);
         broker
             .publish(&entry.name, payload)
@@ -523,15 +628,17 @@ impl<T> Topic<T> {
     /// The subscribers of this node get the message once the broker had room for it, so they
     /// see the same pace.
     pub async fn publish_wait(&self, message: impl Publish<T>) -> Result<(), PublishError> {
-        let message = (self.encode)(message.into_topic_message()).map_err(PublishError::Encode)?;
+        let value = message.into_topic_message();
         let entry = &self.entry;
+        let judged = entry.judge((self.as_any)(&value));
+        let message = (self.encode)(value).map_err(PublishError::Encode)?;
         let Some(broker) = entry.hub.broker.get() else {
-            entry.deliver(message, None, true);
+            entry.deliver(message, None, true, verdicts(&judged));
             return Ok(());
         };
         let payload = encode_remote(&entry.hub.node, 0, &message);
         let taken = broker.publish_wait(&entry.name, payload).await;
-        entry.deliver(message.clone(), None, true);
+        entry.deliver(message.clone(), None, true, verdicts(&judged));
         taken.map_err(|error| entry.refused(error, &message, 0))
     }
 }
@@ -549,11 +656,17 @@ impl Entry {
             .count
     }
 
-    fn add(&self, mailbox: Arc<Mailbox>) -> usize {
+    fn add(&self, mailbox: Arc<Mailbox>, sub: Option<Arc<Sub>>) -> usize {
         let mut subscribers = self
             .subscribers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        let slot = self.add_locked(&mut subscribers, mailbox);
+        self.put_sub(&mut subscribers, slot, sub);
+        slot
+    }
+
+    fn add_locked(&self, subscribers: &mut Slots, mailbox: Arc<Mailbox>) -> usize {
         let slot = match subscribers.free.pop() {
             Some(slot) => {
                 subscribers.slots[slot] = Some(mailbox);
@@ -588,10 +701,10 @@ impl Entry {
             && let Some(link) = self.link()
         {
             let subscribed = follow::subscribe(&link, ring, mailbox, resume.position(&self.name));
-            return (self.add(Arc::clone(mailbox)), subscribed);
+            return (self.add(Arc::clone(mailbox), None), subscribed);
         }
         let subscribed = ring.resume(mailbox, resume.position(&self.name));
-        (self.add(Arc::clone(mailbox)), subscribed)
+        (self.add(Arc::clone(mailbox), None), subscribed)
     }
 
     fn remove(&self, slot: usize) {
@@ -602,6 +715,7 @@ impl Entry {
         if subscribers.slots[slot].take().is_none() {
             return;
         }
+        self.put_sub(&mut subscribers, slot, None);
         subscribers.free.push(slot);
         subscribers.count -= 1;
         if subscribers.count > 0 {
@@ -610,6 +724,7 @@ impl Entry {
         // No garbage left behind by churn: a topic nobody subscribes to holds no slots.
         subscribers.slots = Vec::new();
         subscribers.free = Vec::new();
+        subscribers.subs = Vec::new();
         // A topic with history goes on taking other nodes' messages while it keeps it.
         if !self.keeps.load(Ordering::Acquire)
             && let Some(broker) = self.hub.broker.get()
@@ -654,9 +769,15 @@ impl Entry {
     /// Queues `message` for every subscriber but `except`: published on this node (`here`),
     /// or by another node, without a number. Returns the token that names `except` to the
     /// broker where the topic follows the broker's numbering (0 elsewhere).
-    fn deliver(&self, message: Message, except: Option<&Arc<Mailbox>>, here: bool) -> u64 {
+    fn deliver(
+        &self,
+        message: Message,
+        except: Option<&Arc<Mailbox>>,
+        here: bool,
+        verdicts: Verdicts<'_>,
+    ) -> u64 {
         if self.keeps.load(Ordering::Acquire) {
-            return self.deliver_kept(message, except, here);
+            return self.deliver_kept(message, except, here, verdicts);
         }
         let subscribers = self.read();
         if subscribers.count == 0 {
@@ -666,10 +787,14 @@ impl Entry {
         // is numbered, as that subscriber expects.
         if self.keeps.load(Ordering::Acquire) {
             drop(subscribers);
-            return self.deliver_kept(message, except, here);
+            return self.deliver_kept(message, except, here, verdicts);
         }
         // One shared copy for all, which also carries its compressed forms once made.
         let published = Arc::new(Published::new(message));
+        if subscribers.special > 0 {
+            self.deliver_each(&subscribers, &published, except, verdicts);
+            return 0;
+        }
         for mailbox in subscribers.slots.iter().flatten() {
             if except.is_some_and(|except| Arc::ptr_eq(except, mailbox)) {
                 continue;
@@ -677,6 +802,110 @@ impl Entry {
             mailbox.push(Outgoing::Published(Arc::clone(&published)));
         }
         0
+    }
+
+    /// Queues `published` for every subscriber but `except`, each as its mode says: the loop
+    /// of a topic some of whose subscriptions have a mode.
+    fn deliver_each(
+        &self,
+        subscribers: &Slots,
+        published: &Arc<Published>,
+        except: Option<&Arc<Mailbox>>,
+        verdicts: Verdicts<'_>,
+    ) {
+        let mut judge = Judge::new(verdicts);
+        for (slot, mailbox) in subscribers.slots.iter().enumerate() {
+            let Some(mailbox) = mailbox else {
+                continue;
+            };
+            if except.is_some_and(|except| Arc::ptr_eq(except, mailbox)) {
+                continue;
+            }
+            self.offer(subscribers, slot, mailbox, published, &mut judge);
+        }
+    }
+
+    /// Hands `published` to the subscription in `slot`, through its mode if it has one.
+    #[inline]
+    fn offer(
+        &self,
+        subscribers: &Slots,
+        slot: usize,
+        mailbox: &Mailbox,
+        published: &Arc<Published>,
+        judge: &mut Judge<'_>,
+    ) {
+        match subscribers.subs.get(slot).and_then(Option::as_ref) {
+            None => mailbox.push(Outgoing::Published(Arc::clone(published))),
+            Some(sub) => match judge.key(slot, sub, &published.message) {
+                Some(key) => sub.offer(mailbox, published, key, &self.counters),
+                None => self.counters.filtered(),
+            },
+        }
+    }
+
+    /// Judges `value` for each subscription that filters or keys on it, in slot order;
+    /// `None` when none does (the usual case: no lock taken).
+    fn judge(&self, value: &dyn Any) -> Option<Judged> {
+        if self.typed.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let subscribers = self.read();
+        let judged = subscribers
+            .subs
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, sub)| {
+                let sub = sub.as_ref()?;
+                let typed = sub.typed.as_ref()?;
+                Some((slot, Arc::clone(sub), typed.judge(value)))
+            })
+            .collect();
+        Some(judged)
+    }
+
+    /// Sets the mode of `mailbox`'s subscription to what `change` makes of its current one
+    /// (`None` from `change`: it stays). Does nothing if `mailbox` does not subscribe.
+    fn set_sub(
+        &self,
+        mailbox: &Arc<Mailbox>,
+        change: impl FnOnce(Option<&Arc<Sub>>) -> Option<Arc<Sub>>,
+    ) {
+        let mut subscribers = self
+            .subscribers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(slot) = subscribers
+            .slots
+            .iter()
+            .position(|held| held.as_ref().is_some_and(|held| Arc::ptr_eq(held, mailbox)))
+        else {
+            return;
+        };
+        let current = subscribers.subs.get(slot).and_then(Option::as_ref);
+        if let Some(sub) = change(current) {
+            self.put_sub(&mut subscribers, slot, Some(sub));
+        }
+    }
+
+    /// Puts `sub` as the mode of the subscription in `slot`, keeping the counts.
+    fn put_sub(&self, subscribers: &mut Slots, slot: usize, sub: Option<Arc<Sub>>) {
+        if subscribers.subs.len() <= slot {
+            if sub.is_none() {
+                return;
+            }
+            subscribers.subs.resize(slot + 1, None);
+        }
+        let count = |sub: Option<&Arc<Sub>>| match sub {
+            Some(sub) => (1, usize::from(sub.typed.is_some())),
+            None => (0, 0),
+        };
+        let (special, typed) = count(sub.as_ref());
+        let old = std::mem::replace(&mut subscribers.subs[slot], sub);
+        let (was_special, was_typed) = count(old.as_ref());
+        subscribers.special = subscribers.special + special - was_special;
+        subscribers.typed = subscribers.typed + typed - was_typed;
+        self.typed.store(subscribers.typed, Ordering::Release);
     }
 
     /// A message from another node, or this one's back from the broker, without a number.
@@ -692,7 +921,7 @@ impl Entry {
             }
             return;
         }
-        self.deliver(message, None, false);
+        self.deliver(message, None, false, Verdicts::Remote);
     }
 
     /// A message as the broker numbered it.
@@ -709,7 +938,7 @@ impl Entry {
         }
         // Nobody here resumes in this topic: as any message.
         if let Origin::Remote = origin {
-            self.deliver(message, None, false);
+            self.deliver(message, None, false, Verdicts::Remote);
         }
     }
 
@@ -730,7 +959,13 @@ impl Entry {
     /// subscription that resumes meanwhile sees either all of this or none of it.
     ///
     /// Where the ring follows the broker's numbering, nothing is numbered here: see `follow`.
-    fn deliver_kept(&self, message: Message, except: Option<&Arc<Mailbox>>, here: bool) -> u64 {
+    fn deliver_kept(
+        &self,
+        message: Message,
+        except: Option<&Arc<Mailbox>>,
+        here: bool,
+        verdicts: Verdicts<'_>,
+    ) -> u64 {
         let mut ring = lock(&self.ring);
         let Some(ring) = ring.as_mut() else {
             return 0;
@@ -750,7 +985,11 @@ impl Entry {
         let subscribers = self.read();
         let mut plain = None;
         let mut message = Some(message);
-        for mailbox in subscribers.slots.iter().flatten() {
+        let mut judge = Judge::new(verdicts);
+        for (slot, mailbox) in subscribers.slots.iter().enumerate() {
+            let Some(mailbox) = mailbox else {
+                continue;
+            };
             if except.is_some_and(|except| Arc::ptr_eq(except, mailbox)) {
                 // Its position moves on all the same.
                 if mailbox.resume().is_some() {
@@ -758,13 +997,15 @@ impl Entry {
                 }
                 continue;
             }
-            let published = match mailbox.resume() {
-                Some(_) => &enveloped,
-                None => plain.get_or_insert_with(|| {
-                    Arc::new(Published::new(message.take().expect("made once")))
-                }),
-            };
-            mailbox.push(Outgoing::Published(Arc::clone(published)));
+            match mailbox.resume() {
+                Some(_) => mailbox.push(Outgoing::Published(Arc::clone(&enveloped))),
+                None => {
+                    let published = plain.get_or_insert_with(|| {
+                        Arc::new(Published::new(message.take().expect("made once")))
+                    });
+                    self.offer(&subscribers, slot, mailbox, published, &mut judge);
+                }
+            }
         }
         0
     }
@@ -1249,6 +1490,14 @@ fn decode_remote(mut payload: Bytes) -> Option<([u8; 16], u64, Message)> {
         _ => return None,
     };
     Some((node, u64::from_be_bytes(token), message))
+}
+
+/// What a publish judged of its value, for `Entry::deliver`.
+fn verdicts(judged: &Option<Judged>) -> Verdicts<'_> {
+    match judged {
+        Some(list) => Verdicts::Local(list),
+        None => Verdicts::None,
+    }
 }
 
 #[cfg(test)]

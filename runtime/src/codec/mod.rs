@@ -32,6 +32,16 @@ pub(crate) enum Outgoing {
     /// A message published to a topic: shared by every subscriber, and compressed at most
     /// once for all of those that agreed on the same window.
     Published(Arc<Published>),
+    /// The newest published messages a latest-only subscription holds (one per key), taken
+    /// only when framed: whatever was published meanwhile replaced what waited.
+    Newest(Arc<dyn Conflated>),
+}
+
+/// Where a latest-only subscription keeps the newest messages while its connection is backed
+/// up (see `delivery`).
+pub(crate) trait Conflated: Send + Sync {
+    /// Takes what waits, oldest key first.
+    fn take(&self, into: &mut Vec<Arc<Published>>);
 }
 
 impl From<Message> for Outgoing {

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use crate::codec::deflate::{self, Contexts, Deflate};
 use crate::codec::frame::OpCode;
 use crate::codec::socket::Socket;
 use crate::codec::write::Writer;
-use crate::codec::{Outgoing, Published, Role};
+use crate::codec::{Conflated, Outgoing, Published, Role};
 use crate::mailbox::{CloseRequest, Writes};
 use crate::message::{CloseCode, Message};
 
@@ -67,7 +68,25 @@ impl Output {
         let (message, published) = match outgoing {
             Outgoing::Message(message) => (message, None),
             Outgoing::Published(published) => (published.message.clone(), Some(published)),
+            Outgoing::Newest(newest) => return self.frame_newest(&*newest),
         };
+        self.frame_message(message, published)
+    }
+
+    /// Frames what a latest-only subscription holds now: the newest message (per key).
+    #[inline(never)]
+    fn frame_newest(&mut self, newest: &dyn Conflated) -> usize {
+        let mut taken = Vec::new();
+        newest.take(&mut taken);
+        let mut units = 0;
+        for published in taken {
+            units += self.frame_message(published.message.clone(), Some(published));
+        }
+        units
+    }
+
+    #[inline(always)]
+    fn frame_message(&mut self, message: Message, published: Option<Arc<Published>>) -> usize {
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.into_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
