@@ -151,7 +151,8 @@ impl<T: FromMessage> Delivery<T> {
     /// before the value is encoded (which still happens once for all): its cost is that of
     /// `keep`, times the topic's filtered subscribers. A message from another node is
     /// decoded once for all the topic's keyed or filtered subscribers (a message that does
-    /// not decode is filtered out).
+    /// not decode is filtered out). `keep` runs while the topic's subscribers are read: it
+    /// must not subscribe to or leave that same topic.
     pub fn filter(mut self, keep: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
         self.filter = Some(Box::new(keep));
         self.decode = Some(decode::<T>);
@@ -205,7 +206,8 @@ pub struct DeliveryCounts {
     pub replaced: u64,
     /// Skipped because the connection's queue was full (droppable subscriptions).
     pub dropped: u64,
-    /// Not for the subscriber: its filter said no, or it was paused.
+    /// Not for the subscriber: its filter said no, or it was paused (a paused latest-only
+    /// or at-most-N subscription keeps its newest instead, and counts what it replaces).
     pub filtered: u64,
 }
 

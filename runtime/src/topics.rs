@@ -1504,6 +1504,56 @@ fn verdicts(judged: &Option<Judged>) -> Verdicts<'_> {
 mod tests {
     use super::*;
 
+    fn drained(listener: &mut crate::Listener<Text>) -> Vec<String> {
+        std::iter::from_fn(|| listener.try_recv())
+            .map(|text| text.unwrap().as_str().to_owned())
+            .collect()
+    }
+
+    /// Latest-only per key: what waits is replaced by the newest of its key, counted; the
+    /// keys keep the order they first came in.
+    #[test]
+    fn latest_keeps_the_newest_per_key_and_counts_what_it_replaced() {
+        let topics = Topics::default();
+        let topic = topics.topic::<Text>("t");
+        let mut listener = topic.listen();
+        let by_sensor = |text: &Text| text.as_str()[..1].to_owned();
+        topic.subscribe_with(&listener, Delivery::latest().by_key(by_sensor));
+        for text in ["a1", "b1", "a2", "a3", "b2"] {
+            topic.publish(Text::from(text)).unwrap();
+        }
+        assert_eq!(drained(&mut listener), ["a3", "b2"]);
+        topic.publish(Text::from("a4")).unwrap();
+        assert_eq!(drained(&mut listener), ["a4"]);
+        assert_eq!(topic.delivery_counts().replaced, 3);
+    }
+
+    /// Droppable: what finds the queue full is skipped and counted, and the subscriber is not
+    /// dropped from the topic (a plain one would be); a filter counts what it kept out.
+    #[test]
+    fn droppable_skips_what_finds_the_queue_full_and_filters_count() {
+        let topics = Topics::default();
+        let topic = topics.topic::<Text>("t");
+        let mut droppable = topic.listen_with_capacity(2);
+        topic.subscribe_with(&droppable, Delivery::droppable());
+        let mut odd = topic.listen();
+        let is_odd = |text: &Text| text.as_str().parse::<u32>().is_ok_and(|n| n % 2 == 1);
+        topic.subscribe_with(&odd, Delivery::every().filter(is_odd));
+        for n in 0..5 {
+            topic.publish(Text::from(n.to_string())).unwrap();
+        }
+        assert_eq!(drained(&mut droppable), ["0", "1"]);
+        assert_eq!(drained(&mut odd), ["1", "3"]);
+        topic.publish(Text::from("5")).unwrap();
+        assert_eq!(drained(&mut droppable), ["5"]);
+        let counts = topic.delivery_counts();
+        assert_eq!(
+            (counts.dropped, counts.filtered, counts.replaced),
+            (3, 3, 0)
+        );
+        assert_eq!(topic.subscribers(), 2);
+    }
+
     #[test]
     fn remote_payloads_round_trip_and_foreign_ones_are_refused() {
         let node = [7u8; 16];

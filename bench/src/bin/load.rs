@@ -119,6 +119,10 @@ struct Args {
     deflate: bool,
     /// `--json` (`echo`): JSON-like text of `--size` bytes instead of the tag and `x`.
     json: bool,
+    /// `--stall-percent P` (`fanout`): this share of the subscribers (every `100 / P`-th)
+    /// stops reading once the sync phase is over: their sockets fill and the server's queue
+    /// for them backs up. They are left out of every figure but `stalled`.
+    stall_percent: f64,
     /// `--messages` (`echo`): send exactly this many messages in all, then close; 0: run for
     /// `--warmup` + `--secs`.
     messages: u64,
@@ -129,6 +133,7 @@ fn args() -> Args {
         mode: String::new(),
         addr: "127.0.0.1:9000".parse().unwrap(),
         subs: 1000,
+        stall_percent: 0.0,
         rate: 0.0,
         drain: 5.0,
         sub_addrs: Vec::new(),
@@ -169,6 +174,7 @@ fn args() -> Args {
             "--broker-pid" => args.broker_pid = value().parse().unwrap_or_else(|_| usage()),
             "--server-core" => args.server_core = Some(value().parse().unwrap_or_else(|_| usage())),
             "--subs" => args.subs = value().parse().unwrap_or_else(|_| usage()),
+            "--stall-percent" => args.stall_percent = value().parse().unwrap_or_else(|_| usage()),
             "--rate" => args.rate = value().parse().unwrap_or_else(|_| usage()),
             "--drain" => args.drain = value().parse().unwrap_or_else(|_| usage()),
             "--sub-addrs" => {
@@ -1718,6 +1724,8 @@ mod fanout {
         /// The next sequence number expected; `None` before the first message.
         expected: Option<u64>,
         dead: bool,
+        /// Stopped reading after the sync phase (`--stall-percent`).
+        stalled: bool,
     }
 
     struct Publisher {
@@ -2098,6 +2106,7 @@ mod fanout {
                 out: Vec::new(),
                 expected: None,
                 dead: false,
+                stalled: false,
             });
         }
         let pub_token = Token(subs.len());
@@ -2190,6 +2199,16 @@ mod fanout {
                         };
                     if settled || now >= until {
                         unsynced = subs.iter().filter(|s| s.expected.is_none()).count();
+                        // The stalled subscribers stop reading here: nothing polls them.
+                        if args.stall_percent > 0.0 {
+                            let every = (100.0 / args.stall_percent).round().max(1.0) as usize;
+                            for (n, sub) in subs.iter_mut().enumerate() {
+                                if n % every == 0 && !sub.dead {
+                                    sub.stalled = true;
+                                    let _ = poll.registry().deregister(&mut sub.stream);
+                                }
+                            }
+                        }
                         tally.base_seq = publisher.next_seq;
                         let from = now + warmup;
                         tally.stamped_from = ns(from);
@@ -2261,7 +2280,7 @@ mod fanout {
                     let done = now.duration_since(last_check) >= Duration::from_millis(10) && {
                         last_check = now;
                         subs.iter()
-                            .all(|s| s.dead || s.expected.is_none_or(|e| e >= end_seq))
+                            .all(|s| s.dead || s.stalled || s.expected.is_none_or(|e| e >= end_seq))
                     };
                     if done
                         || now.duration_since(tally.last_delivery) >= QUIET
@@ -2289,7 +2308,7 @@ mod fanout {
                     continue;
                 }
                 let sub = &mut subs[event.token().0];
-                if sub.dead {
+                if sub.dead || sub.stalled {
                     continue;
                 }
                 let now_ns = ns(now);
@@ -2349,6 +2368,7 @@ mod fanout {
         // end, for one that never got any).
         let missing: u64 = subs
             .iter()
+            .filter(|s| !s.stalled)
             .map(|s| end_seq - s.expected.unwrap_or(tally.base_seq).min(end_seq))
             .sum();
         let lost = tally.gaps + missing;
@@ -2387,7 +2407,7 @@ mod fanout {
              server_cpu_pct={:.0} server_core_busy_pct={core_busy} \
              broker_cpu_us_per_delivery={} load_cpu_pct={:.0} \
              pub_stall_max_ms={:.1} pub_pong_max_ms={:.1} pub_unexpected={} pub_dead={} \
-             drain_s={drain_secs:.1}",
+             drain_s={drain_secs:.1} stalled={}",
             subs.len(),
             window_published as f64 / elapsed,
             tally.deliveries,
@@ -2409,6 +2429,7 @@ mod fanout {
             publisher.pong_max.as_secs_f64() * 1e3,
             publisher.unexpected,
             publisher.dead,
+            subs.iter().filter(|s| s.stalled).count(),
         );
     }
 }

@@ -10,6 +10,10 @@
 //!
 //! `cargo run --release -p wsock-bench --bin runner -- --redis-flood [--step-secs 10]`
 //!
+//! `cargo run --release -p wsock-bench --bin runner -- --modes [--step-secs 5] [--subs N]`:
+//! the delivery modes' fan-out (every, latest, droppable, filter), with every subscriber
+//! reading and with 10 % of them stalled.
+//!
 //! `cargo run --release -p wsock-bench --bin runner -- --callgrind [--messages 50000]
 //! [--callgrind-dir DIR] [--only WORD] [--uws DIR]`
 //!
@@ -258,6 +262,7 @@ fn main() {
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from);
     let mut picked_servers: Option<Vec<String>> = None;
+    let mut modes = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -272,6 +277,7 @@ fn main() {
             "--only" => only = Some(args.next().expect("--only WORD").to_lowercase()),
             "--fanout" => fanout = true,
             "--redis-flood" => redis_flood = true,
+            "--modes" => modes = true,
             "--step-secs" => {
                 step_secs = args
                     .next()
@@ -313,7 +319,8 @@ fn main() {
             _ => panic!(
                 "usage: runner [--rounds N] [--secs S] [--long] [--only WORD] [--servers \
                  WORD,WORD] | runner --fanout [--step-secs S] [--subs N] [--only WORD] | runner \
-                 --redis-flood [--step-secs S] | runner --callgrind [--messages M] \
+                 --redis-flood [--step-secs S] | runner --modes [--step-secs S] [--subs N] | \
+                 runner --callgrind [--messages M] \
                  [--callgrind-dir DIR] [--only WORD]; each but --redis-flood with [--uws DIR]"
             ),
         }
@@ -345,8 +352,11 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"))
         .join("release");
-    if fanout || redis_flood {
+    if fanout || redis_flood || modes {
         build(&["build", "--release", "-p", "wsock-bench", "--bins"]);
+        if modes {
+            return fanout::modes(&target, step_secs, fanout_subs);
+        }
         if redis_flood {
             return fanout::flood(&target, step_secs);
         }
@@ -1008,6 +1018,7 @@ mod fanout {
     type Figures = BTreeMap<String, f64>;
 
     /// One step: the server(s) started afresh, the load, the figures it printed.
+    #[allow(clippy::too_many_arguments)]
     fn step(
         target: &Path,
         server: &str,
@@ -1016,6 +1027,7 @@ mod fanout {
         secs: f64,
         redis: Option<&Redis>,
         uws: Option<&Path>,
+        stall_percent: u32,
     ) -> Figures {
         let fanout = |args: Vec<String>| Server {
             name: "wsock",
@@ -1032,6 +1044,12 @@ mod fanout {
             }],
             "wsock" => vec![fanout(Vec::new())],
             "wsock+history" => vec![fanout(vec!["--history".to_owned()])],
+            mode if mode.starts_with("wsock:") => {
+                vec![fanout(vec![
+                    "--mode".to_owned(),
+                    mode["wsock:".len()..].to_owned(),
+                ])]
+            }
             UWS => vec![Server {
                 name: UWS,
                 binary: uws_binary(uws.expect("--uws"), "uws-fanout"),
@@ -1072,6 +1090,9 @@ mod fanout {
         .to_vec();
         if let Some(redis) = redis.filter(|_| server.contains("redis")) {
             args.extend(["--broker-pid".to_owned(), redis.child.id().to_string()]);
+        }
+        if stall_percent > 0 {
+            args.extend(["--stall-percent".to_owned(), stall_percent.to_string()]);
         }
         let output = Command::new("taskset")
             .args(["-c", "1"])
@@ -1242,6 +1263,67 @@ mod fanout {
         }
     }
 
+    /// The delivery modes (`--modes`; see the header): each mode at 1,000 and 10,000
+    /// subscribers (or `--subs N`) at 300,000 deliveries/s, with every subscriber reading and
+    /// with 10 % of them stalled.
+    pub(super) fn modes(target: &Path, secs: f64, only_subs: Option<usize>) {
+        const MODES: [&str; 4] = ["every", "latest", "droppable", "filter"];
+        let sizes = only_subs.map_or(vec![1_000, 10_000], |subs| vec![subs]);
+        let mut rows = Vec::new();
+        for &subs in &sizes {
+            let rate = rates_for(subs)[1];
+            for stall in [0, 10] {
+                let mut turn = Vec::new();
+                for mode in MODES {
+                    let server = format!("wsock:{mode}");
+                    let figures = step(target, &server, subs, rate, secs, None, None, stall);
+                    turn.push((mode, figures));
+                }
+                rows.push((subs, rate, stall, turn));
+            }
+        }
+        println!();
+        println!(
+            "Delivery modes: one topic, 64 B text at 300,000 deliveries/s, {secs} s after 1 s of \
+             warm-up; `stalled` subscribers stop reading after the sync phase and are left out \
+             of the figures (deliveries, gaps, latency: the healthy ones'). CPU per delivery is \
+             the server's, per healthy delivery, and per message offered (publishes x all \
+             subscribers, stalled ones included: what a mode that skips messages is asked to \
+             do); `x every` compares the latter to `every` in the same row group."
+        );
+        println!();
+        println!(
+            "| subscribers x publishes/s | stalled | mode | deliveries/s | gaps | p50 / p99 ms | \
+             server us/delivery | server us/offered | x every | peak MiB |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for (subs, rate, stall, turn) in rows {
+            // Server CPU per message offered: per delivery x deliveries / (publishes x subs).
+            let offered = |figures: &Figures| {
+                let get = |key: &str| figures.get(key).copied().unwrap_or(f64::NAN);
+                get("server_cpu_us_per_delivery") * get("deliveries_per_s")
+                    / (get("publish_per_s") * get("subs"))
+            };
+            let every = turn.first().map(|(_, figures)| offered(figures));
+            for (mode, figures) in turn {
+                let get = |key: &str| figures.get(key).copied().unwrap_or(f64::NAN);
+                let cpu = get("server_cpu_us_per_delivery");
+                let per_offered = offered(&figures);
+                println!(
+                    "| {} x {rate} | {stall} % | {mode} | {} | {} | {:.1} / {:.1} | {cpu:.2} | \
+                     {per_offered:.2} | {:.2} | {:.1} |",
+                    thousands(subs as f64),
+                    thousands(get("deliveries_per_s")),
+                    thousands(get("gaps")),
+                    get("p50_us") / 1e3,
+                    get("p99_us") / 1e3,
+                    every.map_or(f64::NAN, |every| per_offered / every),
+                    get("server_peak_mib"),
+                );
+            }
+        }
+    }
+
     pub(super) fn ladder(
         target: &Path,
         secs: f64,
@@ -1276,7 +1358,7 @@ mod fanout {
                 // Interleaved: the order of the servers turns at every step.
                 for i in 0..servers.len() {
                     let server = servers[(i + turn) % servers.len()];
-                    let figures = step(target, server, *subs, rate, secs, redis.as_ref(), uws);
+                    let figures = step(target, server, *subs, rate, secs, redis.as_ref(), uws, 0);
                     results.insert((*subs, rate, server), figures);
                 }
                 turn += 1;

@@ -1,8 +1,11 @@
 //! wsock's fan-out server for the benchmark: one topic, `bench`, of text messages.
 //!
-//! `wsock_fanout ADDRESS [REDIS_URL] [--publish-wait] [--history]` logs `listening addr=..`
-//! once bound.
+//! `wsock_fanout ADDRESS [REDIS_URL] [--publish-wait] [--history] [--mode MODE]` logs
+//! `listening addr=..` once bound.
 //!
+//! - `--mode latest|droppable|filter|every` subscribes `/sub` with that delivery mode
+//!   (`Delivery::latest()`, `Delivery::droppable()`, `Delivery::every()` with a filter that
+//!   keeps every message, or plain `subscribe`, the default);
 //! - `/sub` subscribes the connection to the topic `bench` (its `Out<Text>`); with
 //!   `--history`, as a `resume = true` endpoint: the topic numbers and keeps its messages
 //!   (`History::default()`) and each goes out with its resume header;
@@ -24,6 +27,22 @@ const QUEUE: usize = 1024;
 #[websocket("/sub")]
 fn sub(out: Out<Text>, topics: Topics) {
     topics.topic::<Text>("bench").subscribe(&out);
+}
+
+/// `--mode`: how `/sub` subscribes.
+#[derive(Clone, Copy)]
+struct Mode(&'static str);
+
+#[websocket("/sub")]
+fn sub_mode(out: Out<Text>, topics: Topics, mode: State<Mode>) {
+    let delivery = match mode.0.0 {
+        "latest" => Delivery::latest(),
+        "droppable" => Delivery::droppable(),
+        // A filter that looks at every message and keeps it: the filter's own cost.
+        "filter" => Delivery::every().filter(|text: &Text| !text.as_str().is_empty()),
+        _ => Delivery::every(),
+    };
+    topics.topic::<Text>("bench").subscribe_with(&out, delivery);
 }
 
 #[websocket("/sub", resume = true)]
@@ -61,6 +80,19 @@ async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt().with_target(false).init();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let history = args.iter().any(|arg| arg == "--history");
+    let mode = args
+        .iter()
+        .position(|arg| arg == "--mode")
+        .and_then(|at| args.get(at + 1))
+        .map(|mode| match mode.as_str() {
+            "latest" => "latest",
+            "droppable" => "droppable",
+            "filter" => "filter",
+            _ => "every",
+        });
+    if let Some(at) = args.iter().position(|arg| arg == "--mode") {
+        args.drain(at..(at + 2).min(args.len()));
+    }
     let wait = args.iter().any(|arg| arg == "--publish-wait");
     args.retain(|arg| !arg.starts_with("--"));
     let mut args = args.into_iter();
@@ -69,10 +101,10 @@ async fn main() -> std::io::Result<()> {
         .queue_capacity(QUEUE)
         // 10,000 subscribers and the publisher on one node.
         .max_connections(19_900);
-    server = if history {
-        server.route(sub_resume)
-    } else {
-        server.route(sub)
+    server = match (history, mode) {
+        (true, _) => server.route(sub_resume),
+        (false, Some(mode)) => server.state(Mode(mode)).route(sub_mode),
+        (false, None) => server.route(sub),
     };
     let url = args.next();
     server = if wait {
