@@ -132,7 +132,8 @@ impl<T> Delivery<T> {
 impl<T: FromMessage> Delivery<T> {
     /// For [`latest`](Delivery::latest) and [`at_most`](Delivery::at_most): the newest message
     /// is kept per `key` of the value (the latest sample of each sensor), rather than one for
-    /// all. Keys are compared by their hash (64 bits). Ignored by the other modes.
+    /// all. Keys are compared by their hash (64 bits). At most 1,024 keys wait at once: past
+    /// that, the oldest key's message is dropped (and counted). Ignored by the other modes.
     ///
     /// Evaluated once per subscriber and message; a message from another node is decoded
     /// once for all the topic's keyed or filtered subscribers (hence `T: FromMessage`).
@@ -335,6 +336,9 @@ impl Sub {
     }
 }
 
+/// The most keys a latest-only (or at-most-N) subscription holds a message for at once.
+pub(crate) const MAX_KEYS: usize = 1024;
+
 /// The newest messages of a latest-only (or at-most-N) subscription, waiting to be framed.
 pub(crate) struct Newest {
     state: Mutex<State>,
@@ -366,7 +370,15 @@ impl Newest {
                 waiting.1 = Arc::clone(published);
                 counters.replaced.fetch_add(1, Ordering::Relaxed);
             }
-            None => state.values.push((key, Arc::clone(published))),
+            None => {
+                // A bound on what one subscription holds, whatever its keys: past it, the
+                // oldest key's message goes (counted as dropped).
+                if state.values.len() >= MAX_KEYS {
+                    state.values.remove(0);
+                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                state.values.push((key, Arc::clone(published)));
+            }
         }
         if state.queued || state.timer || state.paused {
             return;

@@ -1526,6 +1526,16 @@ mod tests {
         topic.publish(Text::from("a4")).unwrap();
         assert_eq!(drained(&mut listener), ["a4"]);
         assert_eq!(topic.delivery_counts().replaced, 3);
+        // What waits is bounded, whatever the keys: past 1,024, the oldest key's goes.
+        let by_number = |text: &Text| text.as_str().to_owned();
+        topic.subscribe_with(&listener, Delivery::latest().by_key(by_number));
+        for n in 0..crate::delivery::MAX_KEYS + 5 {
+            topic.publish(Text::from(format!("{n:05}"))).unwrap();
+        }
+        let got = drained(&mut listener);
+        assert_eq!(got.len(), crate::delivery::MAX_KEYS);
+        assert_eq!(got[0], "00005");
+        assert_eq!(topic.delivery_counts().dropped, 5);
     }
 
     /// Droppable: what finds the queue full is skipped and counted, and the subscriber is not
