@@ -22,7 +22,7 @@ async fn main() -> std::io::Result<()> {
     server().serve(addr).await
 }
 
-fn server() -> Server {
+pub(crate) fn server() -> Server {
     Server::new()
         .route(echo)
         .max_message_size(64 << 20)

@@ -14,11 +14,12 @@
 //!
 //! The list lives in the ready code and the sections borrow it: each connection has its own.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use wsock::prelude::*;
 
 /// What a client can ask.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Command {
     Add { text: String },
@@ -26,7 +27,7 @@ enum Command {
     List,
 }
 
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, JsonSchema)]
 struct Item {
     id: u32,
     text: String,
@@ -34,7 +35,7 @@ struct Item {
 }
 
 /// What the server answers.
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum Reply {
     Added(Item),
@@ -79,7 +80,11 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
-    Server::new().route(todo).serve(addr).await
+    server().serve(addr).await
+}
+
+pub(crate) fn server() -> Server {
+    Server::new().route(todo)
 }
 
 /// The endpoint, tested in process with wsock's test kit (`cargo test --features test`).

@@ -79,7 +79,7 @@ async fn main() -> std::io::Result<()> {
     server().serve(addr).await
 }
 
-fn server() -> Server {
+pub(crate) fn server() -> Server {
     Server::new().state(Rooms::default()).route(join)
 }
 

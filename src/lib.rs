@@ -49,6 +49,8 @@ pub use wsock_runtime::{
 
 #[cfg(feature = "tls")]
 pub use wsock_runtime::Tls;
+#[cfg(feature = "contract")]
+pub use wsock_runtime::contract;
 #[cfg(feature = "test")]
 pub use wsock_runtime::test;
 

@@ -35,3 +35,54 @@ mod login;
 #[cfg(feature = "tls")]
 #[path = "../examples/tls.rs"]
 mod tls;
+
+/// The examples' contracts against their snapshots in `tests/contract/`: the AsyncAPI document
+/// and the TypeScript (`WSOCK_BLESS=1` rewrites them; a missing one is written). The
+/// documents' validity and the TypeScript's compiling are checked by `tests/contract.rs`.
+#[cfg(feature = "contract")]
+mod contract {
+    use std::path::PathBuf;
+
+    fn snapshot(name: &str, server: wsock::Server) {
+        let contract = server
+            .contract()
+            .info(format!("wsock example {name}"), "0.1.0");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/contract");
+        let files = [
+            (format!("{name}.asyncapi.json"), contract.asyncapi_json()),
+            (format!("{name}.ts"), contract.typescript("wsock-client")),
+        ];
+        let bless = std::env::var_os("WSOCK_BLESS").is_some();
+        for (file, text) in files {
+            let path = dir.join(&file);
+            match std::fs::read_to_string(&path) {
+                Ok(old) if old == text => {}
+                Ok(_) if !bless => panic!(
+                    "tests/contract/{file} differs from what the example generates; \
+                     WSOCK_BLESS=1 rewrites it:\n{text}"
+                ),
+                _ => std::fs::write(&path, text).unwrap(),
+            }
+        }
+    }
+
+    #[test]
+    fn json() {
+        snapshot("json", super::json::server());
+    }
+
+    #[test]
+    fn echo() {
+        snapshot("echo", super::echo::server());
+    }
+
+    #[test]
+    fn rooms() {
+        snapshot("rooms", super::rooms::server());
+    }
+
+    #[test]
+    fn chat() {
+        snapshot("chat", super::chat::server());
+    }
+}

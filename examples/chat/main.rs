@@ -61,7 +61,7 @@ async fn main() -> std::io::Result<()> {
     server.serve(addr).await
 }
 
-fn server() -> Server {
+pub(crate) fn server() -> Server {
     Server::new()
         .page("/", include_str!("index.html"))
         // The page's client reconnects when it hears nothing for 40 s.

@@ -141,6 +141,7 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
     // `Rc` held across an await is reported there, not at the attribute.
     let fn_span = endpoint.func.sig.ident.span();
     let connection_block = quote_spanned!(fn_span=> async move { #code });
+    let describe = describe(endpoint);
     let accepted = quote_spanned!(fn_span=> #cx.connection(#connection));
     quote! {
         #(#cfgs)*
@@ -153,6 +154,7 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             #compress
             #heartbeat
             #resume
+            #describe
             fn accept(#cx: #accept) -> #accepting {
                 #box_pin(async move {
                     #(#extractions)*
@@ -163,6 +165,117 @@ fn impl_block(endpoint: &EndpointFn, locals: &Locals) -> TokenStream {
             }
         }
     }
+}
+
+/// The endpoint's description for the contract: `describe! { |d| .. }`, which the runtime
+/// expands to an `Endpoint::describe` with its `contract` feature, to nothing without. Each
+/// type goes through the contract's autoref ladder, so a type without a schema still
+/// compiles (and is marked unknown); a type declared inside the function is out of the
+/// impl's scope and is marked unknown by name.
+fn describe(endpoint: &EndpointFn) -> TokenStream {
+    let d = syn::Ident::new("d", Span::mixed_site());
+    let (describe, probe, unknown) = (paths::describe(), paths::probe(), paths::unknown_payload());
+    let local = local_types(&endpoint.func);
+    let docs = doc_text(&endpoint.docs);
+    let description = (!docs.is_empty()).then(|| quote!(#d.description(#docs);));
+    let params = parse::typed_params(&endpoint.func).map(|param| {
+        let (pat, ty) = (&param.pat, &param.ty);
+        match path_param_name(endpoint, pat) {
+            Some(name) if mentions(ty, &local) => {
+                quote!(#d.path_param_text(#name);)
+            }
+            Some(name) => quote!({
+                let schema = (&&&#probe::<#ty>::new()).segment(#d);
+                #d.path_param(#name, schema);
+            }),
+            None if mentions(ty, &local) => TokenStream::new(),
+            None => quote!((&&&#probe::<#ty>::new()).param(#d);),
+        }
+    });
+    let on_message = endpoint
+        .sections
+        .iter()
+        .find(|section| section.kind == SectionKind::Message);
+    let inbound = on_message.map(|on_message| {
+        let payload = match section_closure(on_message).inputs.first() {
+            Some(Pat::Type(param)) if !is_inferred(&param.ty) && !mentions(&param.ty, &local) => {
+                let ty = &param.ty;
+                quote!((&&&#probe::<#ty>::new()).message(#d))
+            }
+            Some(Pat::Type(param)) => {
+                let name = param.ty.to_token_stream().to_string();
+                quote!(#unknown(#name))
+            }
+            _ => quote!(#unknown("_")),
+        };
+        quote!({
+            let payload = #payload;
+            #d.inbound(payload);
+        })
+    });
+    quote! {
+        #describe! { |#d|
+            #description
+            #(#params)*
+            #inbound
+        }
+    }
+}
+
+/// The doc comment's text, lines joined.
+fn doc_text(docs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = docs
+        .iter()
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(syn::MetaNameValue {
+                value:
+                    Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(text),
+                        ..
+                    }),
+                ..
+            }) => Some(text.value().trim().to_owned()),
+            _ => None,
+        })
+        .collect();
+    lines.join("\n").trim().to_owned()
+}
+
+/// The names of the types declared in the function's body.
+fn local_types(func: &syn::ItemFn) -> Vec<syn::Ident> {
+    func.block
+        .stmts
+        .iter()
+        .filter_map(|stmt| match stmt {
+            Stmt::Item(syn::Item::Struct(item)) => Some(item.ident.clone()),
+            Stmt::Item(syn::Item::Enum(item)) => Some(item.ident.clone()),
+            Stmt::Item(syn::Item::Type(item)) => Some(item.ident.clone()),
+            Stmt::Item(syn::Item::Union(item)) => Some(item.ident.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `ty` names one of `local`'s types.
+fn mentions(ty: &syn::Type, local: &[syn::Ident]) -> bool {
+    struct Finder<'a>(&'a [syn::Ident], bool);
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            if path.leading_colon.is_none()
+                && let Some(first) = path.segments.first()
+                && self.0.contains(&first.ident)
+            {
+                self.1 = true;
+            }
+            visit::visit_path(self, path);
+        }
+    }
+    if local.is_empty() {
+        return false;
+    }
+    let mut finder = Finder(local, false);
+    finder.visit_type(ty);
+    finder.1
 }
 
 /// The `{name}` of the path that a parameter `name: T` takes, if any.

@@ -89,3 +89,17 @@ pub(crate) fn control_break() -> TokenStream {
 pub(crate) fn unreachable() -> TokenStream {
     quote!(::core::unreachable!)
 }
+
+/// The runtime's `describe!`, which expands to the contract's `describe` or to nothing.
+pub(crate) fn describe() -> TokenStream {
+    quote!(::wsock::__private::describe)
+}
+
+/// The contract's probe, for the autoref ladder (only named inside `describe!`).
+pub(crate) fn probe() -> TokenStream {
+    quote!(::wsock::__private::contract::Probe)
+}
+
+pub(crate) fn unknown_payload() -> TokenStream {
+    quote!(::wsock::__private::contract::Payload::Unknown)
+}

@@ -49,6 +49,12 @@ pub trait Endpoint: Send + Sync + 'static {
     /// Extracts the parameters from the upgrade request and prepares the connection's code.
     #[doc(hidden)]
     fn accept(cx: Accept) -> Accepting;
+    /// Describes the endpoint's messages for the contract (`contract` feature).
+    #[cfg(feature = "contract")]
+    #[doc(hidden)]
+    fn describe(d: &mut crate::contract::Describe<'_>) {
+        let _ = d;
+    }
 }
 
 /// A type a `{name}` segment of an endpoint's path resolves to: a parameter named like the

@@ -14,6 +14,10 @@ mod checks;
 mod codec;
 mod config;
 mod connection;
+#[cfg(feature = "contract")]
+pub mod contract;
+#[cfg(feature = "contract")]
+mod contract_ts;
 mod delivery;
 mod dispatch;
 mod endpoint;
@@ -79,6 +83,9 @@ pub use http::{HeaderMap, Method, StatusCode, Uri};
 /// What generated code uses; not public API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(feature = "contract")]
+    pub use crate::contract;
+    pub use crate::describe;
     pub use crate::endpoint::{
         Accept, Accepting, Handled, Inbound, Inbox, NotInbound, Outcome, Prepared, Serve, decode,
         handled, run, run_async, run_close, run_close_async,
@@ -88,4 +95,27 @@ pub mod __private {
     pub use crate::foreign::*;
     #[cfg(feature = "fuzz")]
     pub use crate::fuzz::FuzzHarness;
+}
+
+/// What `#[websocket]` says about an endpoint for the contract, as the `Endpoint` impl's
+/// `describe`: with the `contract` feature. Not public API.
+#[cfg(feature = "contract")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! describe {
+    (|$d:ident| $($body:tt)*) => {
+        fn describe($d: &mut $crate::__private::contract::Describe<'_>) {
+            #[allow(unused_imports)]
+            use $crate::__private::contract::ladder::*;
+            $($body)*
+        }
+    };
+}
+
+/// Without the `contract` feature, endpoints describe nothing. Not public API.
+#[cfg(not(feature = "contract"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! describe {
+    ($($body:tt)*) => {};
 }

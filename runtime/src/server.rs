@@ -52,6 +52,9 @@ pub struct Server {
     topics: Topics,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::Tls>,
+    /// The routes' descriptions, for the contract.
+    #[cfg(feature = "contract")]
+    pub(crate) described: Vec<crate::contract::Described>,
 }
 
 impl Default for Server {
@@ -73,6 +76,8 @@ impl Server {
             topics: Topics::default(),
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "contract")]
+            described: Vec::new(),
         }
     }
 
@@ -83,6 +88,8 @@ impl Server {
     /// If another endpoint already has the same path.
     pub fn route<E: Endpoint>(mut self, _endpoint: fn() -> E) -> Self {
         self.router.add::<E>();
+        #[cfg(feature = "contract")]
+        self.described.push(crate::contract::Described::of::<E>());
         self
     }
 

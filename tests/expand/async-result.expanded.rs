@@ -11,6 +11,14 @@ fn count() -> count {
 impl ::wsock::__private::Endpoint for count {
     const PATH: &'static str = "/count";
     const NAME: &'static str = "count";
+    ::wsock::__private::describe! {
+        | d | d
+        .description("Counts messages, answers asynchronously, and uses `?` in the ready code and a section.");
+        (&& & ::wsock::__private::contract::Probe:: < Out < String > > ::new()).param(d);
+        (&& & ::wsock::__private::contract::Probe:: < Request > ::new()).param(d); { let
+        payload = (&& & ::wsock::__private::contract::Probe:: < String > ::new())
+        .message(d); d.inbound(payload); }
+    }
     fn accept(cx: ::wsock::__private::Accept) -> ::wsock::__private::Accepting {
         ::std::boxed::Box::pin(async move {
             let out: Out<String> = cx.extract::<Out<String>>().await?;

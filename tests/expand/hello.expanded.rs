@@ -11,6 +11,12 @@ fn index() -> index {
 impl ::wsock::__private::Endpoint for index {
     const PATH: &'static str = "/";
     const NAME: &'static str = "index";
+    ::wsock::__private::describe! {
+        | d | d.description("Logs every event, says hello, logs the disconnect."); (&& &
+        ::wsock::__private::contract::Probe:: < Out < String > > ::new()).param(d); { let
+        payload = (&& & ::wsock::__private::contract::Probe:: < String > ::new())
+        .message(d); d.inbound(payload); }
+    }
     fn accept(cx: ::wsock::__private::Accept) -> ::wsock::__private::Accepting {
         ::std::boxed::Box::pin(async move {
             let out: Out<String> = cx.extract::<Out<String>>().await?;
@@ -64,6 +70,10 @@ fn hello() -> hello {
 impl ::wsock::__private::Endpoint for hello {
     const PATH: &'static str = "/hello";
     const NAME: &'static str = "hello";
+    ::wsock::__private::describe! {
+        | d | d.description("Discards all input, says hello and closes."); (&& &
+        ::wsock::__private::contract::Probe:: < Out < String > > ::new()).param(d);
+    }
     fn accept(cx: ::wsock::__private::Accept) -> ::wsock::__private::Accepting {
         ::std::boxed::Box::pin(async move {
             let out: Out<String> = cx.extract::<Out<String>>().await?;

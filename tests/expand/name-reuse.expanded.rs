@@ -11,6 +11,12 @@ fn text() -> text {
 impl ::wsock::__private::Endpoint for text {
     const PATH: &'static str = "/text";
     const NAME: &'static str = "text";
+    ::wsock::__private::describe! {
+        | d | d.description("The function's name is reused by a section's parameter.");
+        (&& & ::wsock::__private::contract::Probe:: < Out < String > > ::new()).param(d);
+        { let payload = (&& & ::wsock::__private::contract::Probe:: < String > ::new())
+        .message(d); d.inbound(payload); }
+    }
     fn accept(cx: ::wsock::__private::Accept) -> ::wsock::__private::Accepting {
         ::std::boxed::Box::pin(async move {
             let out: Out<String> = cx.extract::<Out<String>>().await?;

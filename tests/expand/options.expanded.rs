@@ -19,6 +19,12 @@ impl ::wsock::__private::Endpoint for chat {
     const COMPRESS: bool = false;
     const HEARTBEAT: bool = false;
     const RESUME: bool = true;
+    ::wsock::__private::describe! {
+        | d | d
+        .description("Subprotocols, preferred first, a message limit of its own, no compression, no heartbeats,\nand topics that resume.");
+        (&& & ::wsock::__private::contract::Probe:: < Out < String > > ::new()).param(d);
+        (&& & ::wsock::__private::contract::Probe:: < Request > ::new()).param(d);
+    }
     fn accept(cx: ::wsock::__private::Accept) -> ::wsock::__private::Accepting {
         ::std::boxed::Box::pin(async move {
             let out: Out<String> = cx.extract::<Out<String>>().await?;

@@ -11,6 +11,15 @@ fn join() -> join {
 impl ::wsock::__private::Endpoint for join {
     const PATH: &'static str = "/rooms/{room}/seats/{seat}";
     const NAME: &'static str = "join";
+    ::wsock::__private::describe! {
+        | d | d
+        .description("Path parameters are parsed before the upgrade; the others are extractors.");
+        { let schema = (&& & ::wsock::__private::contract::Probe:: < String > ::new())
+        .segment(d); d.path_param("room", schema); } { let schema = (&& &
+        ::wsock::__private::contract::Probe:: < u16 > ::new()).segment(d); d
+        .path_param("seat", schema); } (&& & ::wsock::__private::contract::Probe:: < Out
+        < String > > ::new()).param(d);
+    }
     fn accept(cx: ::wsock::__private::Accept) -> ::wsock::__private::Accepting {
         ::std::boxed::Box::pin(async move {
             let room: String = cx.path_param::<String>("room").await?;
