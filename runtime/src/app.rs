@@ -16,6 +16,8 @@ pub(crate) struct App {
     pub(crate) config: Config,
     pub(crate) context: Arc<Context>,
     pub(crate) registry: Arc<Registry>,
+    /// The contract's AsyncAPI document, served with the dev console (`contract` feature).
+    pub(crate) contract: Option<String>,
 }
 
 impl App {

@@ -179,16 +179,19 @@ impl Contract {
         &self.endpoints
     }
 
-    /// The Rust types the contract could not describe, as "`endpoint`: `type`" lines: `Json<T>`
-    /// payloads and queries whose `T` has no `JsonSchema` impl, and types declared inside an
-    /// endpoint function. They are `{}` (anything) in the document, `unknown` in TypeScript.
+    /// The Rust types the contract could not describe, as "`endpoint` `direction`: `type`"
+    /// lines (direction: `inbound`, `outbound` or `query`): `Json<T>` payloads and queries whose
+    /// `T` has no `JsonSchema` impl, and types declared inside an endpoint function. They are
+    /// `{}` (anything) in the document, `unknown` in the TypeScript.
     pub fn unknown(&self) -> Vec<String> {
         let mut unknown = Vec::new();
         for endpoint in &self.endpoints {
-            let payloads = endpoint.query.iter().chain(&endpoint.inbound);
-            for payload in payloads.chain(&endpoint.outbound) {
+            let payloads = (endpoint.query.iter().map(|p| ("query", p)))
+                .chain(endpoint.inbound.iter().map(|p| ("inbound", p)))
+                .chain(endpoint.outbound.iter().map(|p| ("outbound", p)));
+            for (direction, payload) in payloads {
                 if let Some(rust) = payload.unknown() {
-                    unknown.push(format!("{}: {rust}", endpoint.name));
+                    unknown.push(format!("{} {direction}: {rust}", endpoint.name));
                 }
             }
         }

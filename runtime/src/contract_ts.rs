@@ -61,14 +61,7 @@ function url(path: string, query: object | undefined, base: string | URL | undef
 
 fn endpoint_ts(ts: &mut String, endpoint: &EndpointContract) {
     let name = pascal(endpoint.name);
-    let send = payload_type(endpoint.inbound.as_ref());
-    let receive = match endpoint.outbound.as_slice() {
-        [] => "never".to_owned(),
-        outbound => {
-            let types: Vec<String> = outbound.iter().map(|p| payload_type(Some(p))).collect();
-            types.join(" | ")
-        }
-    };
+    let send = payload_type(endpoint.inbound.as_ref(), true);
     let format_of = |payload: &Payload| match payload {
         Payload::Text => "text",
         Payload::Binary => "binary",
@@ -82,6 +75,18 @@ fn endpoint_ts(ts: &mut String, endpoint: &EndpointContract) {
             format_of(first)
         }
         _ => "raw",
+    };
+    let receive = match endpoint.outbound.as_slice() {
+        [] => "never".to_owned(),
+        // Of several kinds: as they come.
+        _ if receive_format == "raw" => "string | ArrayBuffer".to_owned(),
+        outbound => {
+            let types: Vec<String> = outbound
+                .iter()
+                .map(|p| payload_type(Some(p), false))
+                .collect();
+            types.join(" | ")
+        }
     };
     let mut doc = format!("`{}`", endpoint.path);
     if !endpoint.description.is_empty() {
@@ -163,11 +168,13 @@ fn endpoint_ts(ts: &mut String, endpoint: &EndpointContract) {
     ts.push_str("}\n\n");
 }
 
-fn payload_type(payload: Option<&Payload>) -> String {
+/// A payload's type, as the client sends it (`send`) or receives it.
+fn payload_type(payload: Option<&Payload>, send: bool) -> String {
     match payload {
         None => "never".to_owned(),
         Some(Payload::Text) => "string".to_owned(),
-        Some(Payload::Binary) => "ArrayBuffer | ArrayBufferView".to_owned(),
+        Some(Payload::Binary) if send => "ArrayBuffer | ArrayBufferView".to_owned(),
+        Some(Payload::Binary) => "ArrayBuffer".to_owned(),
         Some(Payload::Any) => "string | ArrayBuffer".to_owned(),
         Some(Payload::Json {
             schema: Some(schema),

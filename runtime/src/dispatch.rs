@@ -120,6 +120,12 @@ async fn checked<B>(
     {
         return pages::client(&req).map(Dispatched::Page);
     }
+    if !websocket
+        && let Some(document) = &app.contract
+        && req.uri().path() == pages::CONTRACT_PATH
+    {
+        return pages::contract(&req, document).map(Dispatched::Page);
+    }
     let (route, params) = match app.router.find(req.uri().path()) {
         Ok(Some(found)) => found,
         Ok(None) => {
@@ -137,7 +143,13 @@ async fn checked<B>(
     };
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
     if !websocket && read_only && config.dev_console && !probe {
-        let console = pages::console(&req, route.name, route.path, route.protocols);
+        let console = pages::console(
+            &req,
+            route.name,
+            route.path,
+            route.protocols,
+            app.contract.is_some(),
+        );
         return Ok(Dispatched::Page(console));
     }
     let accept_key = match probe {

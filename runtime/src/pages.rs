@@ -62,6 +62,34 @@ pub(crate) fn page(method: &Method, page: &str) -> Result<Response<Body>, Refusa
 /// Where the server serves its JavaScript client (`Server::client_module`).
 pub(crate) const CLIENT_PATH: &str = "/_wsock/client.js";
 
+/// Where the server serves its contract's AsyncAPI document, with the dev console on
+/// (`contract` feature).
+pub(crate) const CONTRACT_PATH: &str = "/_wsock/asyncapi.json";
+
+/// The contract's AsyncAPI document, made when the server started.
+pub(crate) fn contract<B>(
+    req: &http::Request<B>,
+    document: &str,
+) -> Result<Response<Body>, Refusal> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Err(Refusal::method_not_allowed(
+            "GET, HEAD",
+            "the contract only answers GET and HEAD requests",
+        ));
+    }
+    let mut response = response::plain(StatusCode::OK, document);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
 /// The client, as `client/` builds it (CI checks that this file is that build).
 const CLIENT: &str = include_str!("client.js");
 
@@ -133,6 +161,7 @@ pub(crate) fn console<B>(
     name: &str,
     path: &str,
     protocols: &[&str],
+    contract: bool,
 ) -> Response<Body> {
     let invited = matches!(
         req.headers()
@@ -144,7 +173,14 @@ pub(crate) fn console<B>(
         .replace("{{NAME}}", &escape(name))
         .replace("{{PATH}}", &escape(path))
         .replace("{{PROTOCOLS}}", &escape(&protocols.join(",")))
-        .replace("{{AUTOCONNECT}}", if invited { "true" } else { "false" });
+        .replace("{{AUTOCONNECT}}", if invited { "true" } else { "false" })
+        .replace(
+            "{{CONTRACT}}",
+            match contract {
+                true => " What every endpoint takes and sends: the <a href=\"/_wsock/asyncapi.json\">AsyncAPI document</a>.",
+                false => "",
+            },
+        );
     let mut response = response::html(page);
     // Inline script and style, WebSockets and its own origin (the probe), its own empty icon,
     // no other network access, and no framing by other pages (clickjacking).
@@ -255,7 +291,13 @@ mod tests {
     #[test]
     fn the_console_names_its_endpoint_and_escapes_it() {
         let req = http::Request::new(());
-        let response = console(&req, "chat", "/rooms/{room}&<x>", &["chat.v1", "chat.v2"]);
+        let response = console(
+            &req,
+            "chat",
+            "/rooms/{room}&<x>",
+            &["chat.v1", "chat.v2"],
+            false,
+        );
         assert!(
             response
                 .headers()
@@ -275,7 +317,7 @@ mod tests {
             if let Some(site) = site {
                 req = req.header("sec-fetch-site", site);
             }
-            let page = console(&req.body(()).unwrap(), "e", "/", &[]).into_body();
+            let page = console(&req.body(()).unwrap(), "e", "/", &[], false).into_body();
             page.contains(r#"data-autoconnect="true""#)
         };
         assert!(opened(Some("none")), "typed or bookmarked");

@@ -495,7 +495,15 @@ impl Server {
     }
 
     pub(crate) fn into_app(self) -> Arc<App> {
+        #[cfg(feature = "contract")]
+        let contract = self
+            .config
+            .dev_console
+            .then(|| self.contract().asyncapi_json());
+        #[cfg(not(feature = "contract"))]
+        let contract = None;
         Arc::new(App {
+            contract,
             router: self.router,
             pages: self.pages,
             config: self.config,
