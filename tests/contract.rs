@@ -110,8 +110,18 @@ fn opaque(n: u16, out: Out<Json<NoSchema>>, text: Out<String>) {
     text.write("hi");
 }
 
+/// A type declared inside the function, out of the contract's reach: marked unknown.
+#[websocket("/local")]
+fn local(out: Out<String>) {
+    #[derive(Deserialize)]
+    struct Local {
+        n: u8,
+    }
+    on_message(|Json(local): Json<Local>| out.write(local.n.to_string()));
+}
+
 fn server() -> Server {
-    Server::new().route(shapes).route(opaque)
+    Server::new().route(shapes).route(opaque).route(local)
 }
 
 fn contract_dir() -> PathBuf {
@@ -240,6 +250,7 @@ fn shapes_snapshot_and_unknown_types() {
     assert_eq!(
         contract.unknown(),
         [
+            "local inbound: Json < Local >",
             "opaque inbound: contract::NoSchema",
             "opaque outbound: contract::NoSchema"
         ]

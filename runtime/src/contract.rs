@@ -23,7 +23,8 @@
 //! let server = Server::new().route(chat);
 //! let contract = server.contract();
 //! std::fs::write("asyncapi.json", contract.asyncapi_json()).unwrap();
-//! wsock::contract::write_typescript(&server, "web/contract.ts").unwrap();
+//! // `wsock::contract::write_typescript` with wsock's `contract` feature.
+//! wsock_runtime::contract::write_typescript(&server, "web/contract.ts").unwrap();
 //! ```
 //!
 //! Without the `contract` feature none of this is compiled, and the endpoints carry nothing of
