@@ -458,3 +458,30 @@ async fn the_dev_console_links_to_the_served_document() {
     assert_eq!(common::status_of(&response), 404, "{response}");
     app.stop().await;
 }
+
+mod elsewhere {
+    use wsock::prelude::*;
+
+    /// Another `local`.
+    #[websocket("/elsewhere/local")]
+    pub fn local(out: Out<String>) {
+        out.write("hi");
+    }
+}
+
+/// Endpoints of one name in two modules: each its own channel, messages and function.
+#[test]
+fn endpoints_of_the_same_name_get_their_own_ids() {
+    let contract = Server::new()
+        .route(local)
+        .route(elsewhere::local)
+        .contract();
+    let ids: Vec<&str> = contract.endpoints().iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["local", "local_2"]);
+    let doc = contract.asyncapi();
+    assert_eq!(doc["channels"]["local"]["address"], "/elsewhere/local");
+    assert_eq!(doc["channels"]["local_2"]["address"], "/local");
+    assert!(doc["components"]["messages"]["local_2_in"].is_object());
+    let ts = contract.typescript("wsock-client");
+    assert!(ts.contains("export function connectLocal2("), "{ts}");
+}

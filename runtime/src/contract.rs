@@ -58,6 +58,9 @@ pub struct Contract {
 pub struct EndpointContract {
     /// The function's name.
     pub name: &'static str,
+    /// Its name in the document and the TypeScript: the function's name, with `_2`, `_3`, ..
+    /// after it when endpoints of several modules share it.
+    pub id: String,
     /// The path pattern, `{name}` for each path parameter.
     pub path: &'static str,
     /// The function's doc comment.
@@ -136,6 +139,16 @@ impl Server {
             })
             .collect();
         endpoints.sort_by_key(|endpoint| endpoint.path);
+        let mut taken = std::collections::HashSet::new();
+        for endpoint in &mut endpoints {
+            let mut id = endpoint.name.to_owned();
+            let mut n = 1;
+            while !taken.insert(id.clone()) {
+                n += 1;
+                id = format!("{}_{n}", endpoint.name);
+            }
+            endpoint.id = id;
+        }
         Contract {
             title: "wsock server".to_owned(),
             version: "0.1.0".to_owned(),
@@ -206,7 +219,7 @@ impl Contract {
         let mut operations = Map::new();
         let mut messages = Map::new();
         for endpoint in &self.endpoints {
-            let id = endpoint.name;
+            let id = endpoint.id.as_str();
             let mut channel = Map::new();
             channel.insert("address".into(), json!(endpoint.path));
             if !endpoint.description.is_empty() {
@@ -647,23 +660,12 @@ impl<T: ?Sized> PartSegment for &Probe<T> {
     }
 }
 
-/// Unused: keeps the ladder's three names for segments too.
-#[doc(hidden)]
-pub trait OtherSegment {
-    fn segment(&self, d: &mut Describe<'_>) -> Value;
-}
-impl<T: ?Sized> OtherSegment for Probe<T> {
-    fn segment(&self, _: &mut Describe<'_>) -> Value {
-        json!({ "type": "string" })
-    }
-}
-
 /// The names the generated code imports, `use ..::ladder::*`, so that the ladder's methods
 /// resolve.
 #[doc(hidden)]
 pub mod ladder {
     pub use super::{
         KnownMessage as _, KnownParam as _, KnownSegment as _, OtherMessage as _, OtherParam as _,
-        OtherSegment as _, PartMessage as _, PartParam as _, PartSegment as _,
+        PartMessage as _, PartParam as _, PartSegment as _,
     };
 }

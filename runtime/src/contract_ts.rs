@@ -60,7 +60,7 @@ function url(path: string, query: object | undefined, base: string | URL | undef
 "#;
 
 fn endpoint_ts(ts: &mut String, endpoint: &EndpointContract) {
-    let name = pascal(endpoint.name);
+    let name = pascal(&endpoint.id);
     let send = payload_type(endpoint.inbound.as_ref(), true);
     let format_of = |payload: &Payload| match payload {
         Payload::Text => "text",
