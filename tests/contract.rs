@@ -485,3 +485,26 @@ fn endpoints_of_the_same_name_get_their_own_ids() {
     let ts = contract.typescript("wsock-client");
     assert!(ts.contains("export function connectLocal2("), "{ts}");
 }
+
+/// `write_typescript` writes the file, and leaves it alone (no new modification time, so no
+/// rebuild of the page) while the contract has not changed.
+#[test]
+fn write_typescript_writes_only_a_change() {
+    let dir = tempdir();
+    let path = dir.join("contract.ts");
+    wsock::contract::write_typescript(&server(), &path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text, server().contract().typescript("wsock-client"));
+    let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    wsock::contract::write_typescript(&server(), &path).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        written
+    );
+    std::fs::write(&path, "stale").unwrap();
+    wsock::contract::write_typescript_with(&server(), &path, "/_wsock/client.js").unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("from \"/_wsock/client.js\""), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
