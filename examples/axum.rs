@@ -46,7 +46,7 @@ async fn list_rooms(State(rooms): State<Rooms>) -> axum::Json<RoomList> {
 /// The chat's page and endpoint, on the rooms the REST route reads.
 fn chat_server(rooms: &Rooms) -> Server {
     Server::new()
-        .page("/", include_str!("chat/index.html"))
+        .page("/", room::page())
         // The page's client reconnects when it hears nothing for 40 s.
         .heartbeat(std::time::Duration::from_secs(15))
         .state(rooms.clone())

@@ -420,6 +420,44 @@ async fn typescript_compiles_and_a_misuse_fails_where_it_is() {
     assert_eq!(found, expected, "tsc's errors:\n{output}");
 }
 
+/// The chat example's page script: `examples/chat/page.ts` compiles with `tsc --strict`
+/// against the chat's generated types (`examples/chat/contract.ts`, kept fresh by
+/// `tests/example_kits.rs`) and the client's, to the `page.js` the example serves
+/// (`WSOCK_BLESS=1` rewrites it). The Chromium tests of `tests/clients.rs` run that page.
+#[tokio::test]
+async fn the_chat_page_is_what_its_typescript_builds() {
+    if !available("chat page typescript", missing("client", "typescript")) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tsc = root.join("client/node_modules/typescript/bin/tsc");
+    let config = root.join("examples/chat/tsconfig.json");
+    let dir = tempdir();
+    let (ok, output) = run(
+        "node",
+        &[
+            tsc.as_ref(),
+            "-p".as_ref(),
+            config.as_ref(),
+            "--outDir".as_ref(),
+            dir.as_ref(),
+        ],
+    )
+    .await;
+    assert!(ok, "tsc --strict on examples/chat/page.ts:\n{output}");
+    let built = std::fs::read_to_string(dir.join("examples/chat/page.js")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let served = root.join("examples/chat/page.js");
+    match std::fs::read_to_string(&served) {
+        Ok(old) if old == built => {}
+        Ok(_) if std::env::var_os("WSOCK_BLESS").is_none() => panic!(
+            "examples/chat/page.js is not what examples/chat/page.ts builds; WSOCK_BLESS=1 \
+             rewrites it:\n{built}"
+        ),
+        _ => std::fs::write(&served, built).unwrap(),
+    }
+}
+
 /// A fresh directory under the system's temporary directory.
 fn tempdir() -> PathBuf {
     let dir = std::env::temp_dir().join(common::unique_id(&format!(

@@ -85,4 +85,20 @@ mod contract {
     fn chat() {
         snapshot("chat", super::chat::server());
     }
+
+    /// The chat page's types, beside the page (`examples/chat/contract.ts`): the page's
+    /// TypeScript imports them, so a changed `Event` fails here, then in tsc.
+    #[test]
+    fn chat_page_types() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/chat/contract.ts");
+        let text = super::chat::server().contract().typescript("wsock-client");
+        match std::fs::read_to_string(&path) {
+            Ok(old) if old == text => {}
+            Ok(_) if std::env::var_os("WSOCK_BLESS").is_none() => panic!(
+                "examples/chat/contract.ts differs from what the chat generates; WSOCK_BLESS=1 \
+                 rewrites it (then check the page: see examples/chat/main.rs):\n{text}"
+            ),
+            _ => std::fs::write(&path, text).unwrap(),
+        }
+    }
 }

@@ -30,6 +30,19 @@
 //!   presence `room:{room}` (the README's "Presence"), whose frames wsock's client turns into
 //!   its member list (the page shows it).
 //!
+//! The page is `index.html` with `page.js` inline: the script compiled from `page.ts`,
+//! TypeScript (strict) against the chat's types that wsock's contract generates from `Event`
+//! (`contract.ts`) and the client package's. Both generated files are committed, so running
+//! the example needs no Node. After changing `Event` (with `npm install --prefix client`):
+//!
+//! ```text
+//! WSOCK_BLESS=1 cargo test --all-features --test example_kits chat_page_types  # contract.ts
+//! WSOCK_BLESS=1 cargo test --all-features --test contract chat_page  # tsc: page.ts to page.js
+//! ```
+//!
+//! Without `WSOCK_BLESS`, both tests fail while a file is stale; the second one is where tsc
+//! points at the page's uses of a renamed or removed field.
+//!
 //! A room is 1 to 32 letters, digits, `-` or `_`; a name is 1 to 24 characters, no control
 //! characters: anything else is refused before the upgrade with 400 and a body that says why.
 //! What a server keeps is its own members: names are unique per server (a second `ada` on the
@@ -63,7 +76,7 @@ async fn main() -> std::io::Result<()> {
 
 pub(crate) fn server() -> Server {
     Server::new()
-        .page("/", include_str!("index.html"))
+        .page("/", room::page())
         // The page's client reconnects when it hears nothing for 40 s.
         .heartbeat(std::time::Duration::from_secs(15))
         .state(Rooms::default())

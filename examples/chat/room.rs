@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use wsock::Text;
 use wsock::prelude::*;
 
 /// A room's name, from the path: `/chat/{room}`.
@@ -56,35 +55,32 @@ impl FromRequest for Nick {
     }
 }
 
+// The page's TypeScript type of it is generated from this (`contract.ts`; see `main.rs`).
 /// What the server sends, as JSON.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
-enum Event<'a> {
+pub enum Event {
     /// To a newcomer: the name it got, and the room's members on this server.
     Welcome {
-        you: &'a str,
-        room: &'a str,
-        members: Vec<&'a str>,
+        you: String,
+        room: String,
+        members: Vec<String>,
     },
-    Joined {
-        name: &'a str,
-    },
-    Left {
-        name: &'a str,
-    },
-    Message {
-        from: &'a str,
-        text: &'a str,
-    },
+    /// To the rest of the room: someone came.
+    Joined { name: String },
+    /// To the rest of the room: someone went.
+    Left { name: String },
+    /// To everyone in the room, the speaker included.
+    Message { from: String, text: String },
     /// To one member: something it should know (a message that reached this server only).
-    Notice {
-        text: &'a str,
-    },
+    Notice { text: String },
 }
 
-/// Encoded once: every member's copy shares the same bytes.
-fn encode(event: &Event) -> Text {
-    Text::from(serde_json::to_string(event).expect("events serialize"))
+/// The chat's page: `index.html` with the script `page.ts` compiles to (`page.js`) inline.
+pub fn page() -> String {
+    let script = include_str!("page.js");
+    debug_assert!(!script.contains("</script"), "the script would end early");
+    include_str!("index.html").replace("/* page.js */", script)
 }
 
 /// The members of this server, by room, in order of arrival. Cloning shares them.
@@ -164,7 +160,7 @@ pub fn chat(
     req: Request,
     rooms: State<Rooms>,
     topics: Topics,
-    out: Out<Text>,
+    out: Out<Json<Event>>,
 ) {
     let room = room.0;
     let Some((id, name, here)) = rooms.enter(&room, &nick.0) else {
@@ -178,36 +174,38 @@ pub fn chat(
     }
     // A name of at most 24 characters: never too long.
     let _ = presence.track(&out, name.clone(), &Who { name: &name });
-    let members: Vec<&str> = here.iter().map(String::as_str).collect();
-    out.write(encode(&Event::Welcome {
-        you: &name,
-        room: &room,
-        members,
+    out.write(Json(Event::Welcome {
+        you: name.clone(),
+        room: room.clone(),
+        members: here,
     }));
-    let topic = topics.topic::<Text>(format!("room:{room}"));
+    // Encoded once per publish: every member's copy shares the same bytes.
+    let topic = topics.topic::<Json<Event>>(format!("room:{room}"));
     topic.subscribe(&out);
     // Without a broker this never fails; with one, it fails while the broker is away.
-    let publish = |event: &Event, except: Option<&Out<Text>>| {
+    let publish = |event: Event, except: Option<&Out<Json<Event>>>| {
         let published = match except {
-            Some(except) => topic.publish_except(except, encode(event)),
-            None => topic.publish(encode(event)),
+            Some(except) => topic.publish_except(except, Json(event)),
+            None => topic.publish(Json(event)),
         };
         if published.is_err() {
             let text = "other servers are unreachable: only members on this server got that";
-            out.write(encode(&Event::Notice { text }));
+            out.write(Json(Event::Notice { text: text.into() }));
         }
     };
-    publish(&Event::Joined { name: &name }, Some(&out));
+    let joined = Event::Joined { name: name.clone() };
+    publish(joined, Some(&out));
     // Everyone in the room gets the message, the speaker included (their copy confirms the
     // order).
     on_message(|text: String| {
         let text = text.trim();
         if !text.is_empty() {
-            publish(&Event::Message { from: &name, text }, None);
+            let (from, text) = (name.clone(), text.to_owned());
+            publish(Event::Message { from, text }, None);
         }
     });
     on_close(|| {
         rooms.leave(&room, id);
-        publish(&Event::Left { name: &name }, None);
+        publish(Event::Left { name: name.clone() }, None);
     });
 }

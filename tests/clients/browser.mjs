@@ -241,8 +241,12 @@ async function chatRestart() {
   await bob.click("#send");
   await see(ada, "#messages", "bob: before the restart");
   console.log("ok both joined and chat");
+  // The page's script (compiled from page.ts) imports the client package, which the page's
+  // import map resolves to the copy the server serves.
   const script = await ada.evaluate(() =>
-    [...document.scripts].some((s) => s.type === "module" && s.text.includes('from "/_wsock/client.js"')));
+    [...document.scripts].some((s) => s.type === "module" && s.text.includes('from "wsock-client"')) &&
+    [...document.scripts].some((s) => s.type === "importmap" &&
+      JSON.parse(s.text).imports["wsock-client"] === "/_wsock/client.js"));
   if (!script) throw new Error("the chat page does not import wsock's client");
 
   console.log("READY restart");
