@@ -2,7 +2,7 @@
 //! behaviour they check. Not an example to learn from; `cargo test` builds it as the example
 //! `client-test-server`, and the tests start it with
 //! `ADDRESS [HEARTBEAT_MS] [--history N] [--redis URL]` (`--history N`: topics keep the last N
-//! messages, and one resume replays at most N; `--redis URL`: topics, and their history, are
+//! messages, and one resume replays at most N, which the queues can hold; `--redis URL`: topics, and their history, are
 //! shared through that Redis with every server given it).
 //!
 //! - `/echo`: every message back, text as text and binary as binary;
@@ -142,14 +142,19 @@ async fn main() -> std::io::Result<()> {
         }
         None => None,
     };
-    let history = match args.iter().position(|arg| arg == "--history") {
+    // A replay must also fit the connection's queue: with a long history the queue grows to
+    // carry one whole replay (a client away for seconds on a loaded machine still recovers).
+    let (history, queue) = match args.iter().position(|arg| arg == "--history") {
         Some(at) => {
             let n = args.get(at + 1).and_then(|n| n.parse().ok());
             let n: usize = n.ok_or_else(|| std::io::Error::other("--history takes a number"))?;
             args.drain(at..at + 2);
-            History::default().messages(n).max_replay(n)
+            (
+                History::default().messages(n).max_replay(n),
+                (n + 64).max(1024),
+            )
         }
-        None => History::default(),
+        None => (History::default(), 1024),
     };
     let mut args = args.into_iter();
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".to_owned());
@@ -163,7 +168,8 @@ async fn main() -> std::io::Result<()> {
         .route(feed)
         .route(publish)
         .route(presence)
-        .history(history);
+        .history(history)
+        .queue_capacity(queue);
     if let Some(redis) = redis {
         server = server.broker(redis);
     }
