@@ -33,6 +33,9 @@
 //! the connection's callbacks, and they borrow the ready code's variables. See
 //! [`websocket`] for the whole grammar, and the README for the server's behaviour.
 
+// docs.rs builds with `--cfg docsrs` on nightly: items behind a feature show which one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 // `::wsock::..` paths in generated code must also resolve inside this crate's own tests.
 extern crate self as wsock;
 
@@ -47,11 +50,14 @@ pub use wsock_runtime::{
     State, StatusCode, Subscribed, Subscriber, Text, Topic, Topics, Uri, WsService,
 };
 
+// Re-exports name their feature themselves: the runtime's own `cfg` is not this crate's.
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use wsock_runtime::Tls;
 #[cfg(feature = "contract")]
 pub use wsock_runtime::contract;
 #[cfg(feature = "test")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test")))]
 pub use wsock_runtime::test;
 
 /// Everything an endpoint file needs: `use wsock::prelude::*;`.

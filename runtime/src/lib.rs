@@ -3,6 +3,9 @@
 //!
 //! Use it through the `wsock` crate, which adds the `#[websocket]` attribute.
 
+// docs.rs builds with `--cfg docsrs` on nightly: items behind a feature show which one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 // The way of a request, top to bottom: `server` builds an `app`; `listen` accepts sockets and
 // `http_conn` serves their HTTP side, or `service` takes requests from another server; both
 // hand each request to `dispatch`, which checks it (`checks`), answers with `pages` or a

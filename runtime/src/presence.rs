@@ -466,9 +466,9 @@ pub struct Present<M> {
 pub enum PresenceError {
     /// The metadata does not serialize to JSON.
     Encode(serde_json::Error),
-    /// The metadata is longer than [`MAX_META_BYTES`] as JSON.
+    /// The metadata is longer than 4,096 bytes as JSON.
     TooLarge(usize),
-    /// The key is empty or longer than [`MAX_KEY_BYTES`].
+    /// The key is empty or longer than 256 bytes.
     Key(usize),
     /// `update` on a connection that is not tracked.
     NotTracked,
@@ -518,7 +518,7 @@ impl<M> Presence<M> {
         self
     }
 
-    /// How often watchers hear of changes (default [`DEFAULT_INTERVAL`], 100 ms; at least
+    /// How often watchers hear of changes (default 100 ms; at least
     /// 1 ms).
     pub fn interval(&self, every: Duration) -> &Self {
         lock(&self.room.state).interval = Some(every.max(Duration::from_millis(1)));
