@@ -51,11 +51,18 @@ pub use wsock_runtime::{
 };
 
 // Re-exports name their feature themselves: the runtime's own `cfg` is not this crate's.
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use wsock_runtime::Prometheus;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use wsock_runtime::Tls;
 #[cfg(feature = "contract")]
+#[cfg_attr(docsrs, doc(cfg(feature = "contract")))]
 pub use wsock_runtime::contract;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use wsock_runtime::metric_names;
 #[cfg(feature = "test")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test")))]
 pub use wsock_runtime::test;

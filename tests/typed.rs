@@ -331,9 +331,13 @@ async fn state_is_shared_and_a_missing_state_is_a_500() {
     let first_visit: u64 = first(&app, "/state").await.parse().unwrap();
     let second_visit: u64 = first(&app, "/state").await.parse().unwrap();
     assert!(second_visit > first_visit);
+    let refused = app.connect("/missing-state").await.unwrap_err();
+    assert_eq!(refused.status(), 500);
+    // The body names the missing type, so the developer knows what to add.
     assert_eq!(
-        app.connect("/missing-state").await.unwrap_err().status(),
-        500
+        refused.body(),
+        "internal error: the server has no state of type `typed::Missing` (add it with \
+         Server::state)"
     );
 }
 

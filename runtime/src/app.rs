@@ -18,6 +18,9 @@ pub(crate) struct App {
     pub(crate) registry: Arc<Registry>,
     /// The contract's AsyncAPI document, served with the dev console (`contract` feature).
     pub(crate) contract: Option<String>,
+    /// `Server::metrics`: the path of the metrics, and the recorder it shows.
+    #[cfg(feature = "prometheus")]
+    pub(crate) metrics: Option<(&'static str, crate::prometheus::Prometheus)>,
 }
 
 impl App {

@@ -119,14 +119,14 @@ pub(crate) fn check_host<B>(
     if loopback_name || name.parse::<IpAddr>().is_ok() || allowed.contains(&name) {
         return Ok(());
     }
-    tracing::debug!(host, "refusing a request for a host that is not allowed");
     Err(Refusal::new(
         StatusCode::FORBIDDEN,
         format!(
             "host {name:?} is not allowed: this server only answers requests for localhost or \
              an IP address; allow more names with Server::allow_host"
         ),
-    ))
+    )
+    .because("host"))
 }
 
 /// The name in a `Host` value, lowercased, without port, brackets or final dot:
@@ -164,11 +164,11 @@ pub(crate) fn check_origin<B>(req: &http::Request<B>, origins: &Origins) -> Resu
     if allowed {
         Ok(())
     } else {
-        tracing::debug!(origin, "refusing a cross-origin upgrade");
         Err(Refusal::new(
             StatusCode::FORBIDDEN,
             format!("origin {origin} is not allowed to open websockets here"),
-        ))
+        )
+        .because("origin"))
     }
 }
 
@@ -249,7 +249,8 @@ pub(crate) fn negotiate_protocol<B>(
                     offered.join(", ")
                 }
             ),
-        )),
+        )
+        .because("protocol")),
     }
 }
 

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use http::{Method, Response, StatusCode, header};
@@ -19,11 +20,13 @@ use crate::endpoint::{Accept, Prepared};
 use crate::error::panic_message;
 use crate::mailbox::Mailbox;
 use crate::pages;
+use crate::ratelimit::RateLimit;
 use crate::registry::Handshake;
 use crate::request::{Head, Reject, Request};
 use crate::response::{self, Body, Refusal};
 use crate::resume::Resume;
 use crate::router::BadPath;
+use crate::stats;
 
 /// Where a request came from.
 #[derive(Clone, Copy, Debug)]
@@ -77,26 +80,70 @@ pub(crate) async fn dispatch<B>(
     peer: Peer,
     handshake: &Handshake,
 ) -> Dispatched {
+    let started = stats::Started::now();
     let config = &app.config;
     let probe = (config.dev_console || config.client_module) && pages::take_probe(&mut req);
     let dispatched = if app.is_full(handshake.load()) {
-        let limit = app.config.max_connections;
-        tracing::warn!(peer = %peer.addr, limit, "too many connections: 503");
         Dispatched::Refused(Refusal::busy())
     } else {
+        let path = req.uri().path().to_owned();
         match checked(app, req, peer, probe).await {
             Ok(dispatched) => dispatched,
             Err(refusal) => {
-                tracing::debug!(peer = %peer.addr, %refusal, "refused");
+                log_refusal(&refusal, peer, &path, probe);
                 Dispatched::Refused(refusal)
             }
         }
     };
+    match &dispatched {
+        Dispatched::Refused(refusal) => {
+            if refusal.status() == StatusCode::SERVICE_UNAVAILABLE && refusal.kind() == "busy" {
+                log_busy(app.config.max_connections, peer);
+            }
+            stats::handshake(started, refusal.status().as_u16(), refusal.kind());
+        }
+        Dispatched::Upgrade(..) => stats::handshake(started, 101, "accepted"),
+        Dispatched::Page(_) => {}
+    }
     match dispatched {
         Dispatched::Refused(refusal) if probe => {
             Dispatched::Page(pages::probe_answer(Some(refusal.into_response())))
         }
         dispatched => dispatched,
+    }
+}
+
+/// One line per refusal at the default level, with the reason in words; a flood of them
+/// (a scanner, a misconfigured client retrying) logs one line a second with the count of
+/// the others.
+fn log_refusal(refusal: &Refusal, peer: Peer, path: &str, probe: bool) {
+    static REFUSALS: RateLimit = RateLimit::new(Duration::from_secs(1));
+    let Some(skipped) = REFUSALS.check() else {
+        return;
+    };
+    let path = path.get(..path.len().min(200)).unwrap_or("(path)");
+    let probe = if probe { " (the client's probe)" } else { "" };
+    match skipped {
+        0 => tracing::info!(peer = %peer.addr, path, "refused {refusal}{probe}"),
+        skipped => tracing::info!(
+            peer = %peer.addr,
+            path,
+            "refused {refusal}{probe} ({skipped} more refusals in the last second not logged)"
+        ),
+    }
+}
+
+/// 503 at `max_connections`, rate-limited as the other refusals.
+fn log_busy(limit: usize, peer: Peer) {
+    static BUSY: RateLimit = RateLimit::new(Duration::from_secs(1));
+    match BUSY.check() {
+        None => {}
+        Some(0) => tracing::warn!(peer = %peer.addr, limit, "too many connections: 503"),
+        Some(skipped) => tracing::warn!(
+            peer = %peer.addr,
+            limit,
+            "too many connections: 503 ({skipped} more not logged)"
+        ),
     }
 }
 
@@ -114,6 +161,13 @@ async fn checked<B>(
     if !websocket && let Some(page) = app.pages.find(req.uri().path()) {
         return pages::page(req.method(), page).map(Dispatched::Page);
     }
+    #[cfg(feature = "prometheus")]
+    if !websocket
+        && let Some((path, prometheus)) = &app.metrics
+        && req.uri().path() == *path
+    {
+        return prometheus.page(req.method()).map(Dispatched::Page);
+    }
     if !websocket
         && (config.client_module || config.dev_console)
         && req.uri().path() == pages::CLIENT_PATH
@@ -129,16 +183,17 @@ async fn checked<B>(
     let (route, params) = match app.router.find(req.uri().path()) {
         Ok(Some(found)) => found,
         Ok(None) => {
-            return Err(Refusal::new(
-                StatusCode::NOT_FOUND,
-                "no websocket endpoint at this path",
-            ));
+            return Err(
+                Refusal::new(StatusCode::NOT_FOUND, "no websocket endpoint at this path")
+                    .because("not_found"),
+            );
         }
         Err(BadPath) => {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "the path's %-escapes do not decode to UTF-8",
-            ));
+            )
+            .because("bad_path"));
         }
     };
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
@@ -173,15 +228,15 @@ async fn checked<B>(
         return Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
-        ));
+        )
+        .because("shutting_down"));
     }
     // Where a resuming client was in its topics: read before any extractor runs.
     let resume = match route.resume {
         false => None,
-        true => Some(Box::new(
-            Resume::from_query(req.uri().query())
-                .map_err(|reason| Refusal::new(StatusCode::BAD_REQUEST, reason))?,
-        )),
+        true => Some(Box::new(Resume::from_query(req.uri().query()).map_err(
+            |reason| Refusal::new(StatusCode::BAD_REQUEST, reason).because("resume"),
+        )?)),
     };
     // Where the broker keeps the topics' history, what the client missed is looked up now,
     // so that the endpoint's `subscribe` finds it here.
@@ -212,10 +267,9 @@ async fn checked<B>(
                 panic,
                 "extracting the parameters panicked"
             );
-            return Err(Refusal::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-            ));
+            return Err(
+                Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").because("panic"),
+            );
         }
     };
     if probe {
@@ -250,7 +304,7 @@ fn refused(reject: Reject) -> Refusal {
     } else {
         reject.body().to_owned()
     };
-    Refusal::new(reject.status(), reason)
+    Refusal::new(reject.status(), reason).because("rejected")
 }
 
 impl Dispatched {

@@ -4,10 +4,12 @@
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
 use crate::endpoint::FromRequest;
+use crate::ratelimit::RateLimit;
 use crate::request::{Reject, Request};
 use crate::session::Session;
 use crate::topics::Topics;
@@ -102,12 +104,20 @@ impl<T: fmt::Debug> fmt::Debug for State<T> {
 impl<T: Send + Sync + 'static> FromRequest for State<T> {
     async fn from_request(req: &Request) -> Result<Self, Reject> {
         req.state::<T>().map(State).ok_or_else(|| {
-            tracing::error!(
-                "an endpoint takes `State<{0}>` but the server has no `{0}`: add \
-                 `Server::state(value)`",
-                std::any::type_name::<T>()
-            );
-            Reject::internal_error()
+            let name = std::any::type_name::<T>();
+            // A mistake in the server's code, the same for every request: logged once a
+            // second at most.
+            static MISSING: RateLimit = RateLimit::new(Duration::from_secs(1));
+            if MISSING.check().is_some() {
+                tracing::error!(
+                    "an endpoint takes `State<{name}>` but the server has no `{name}`: add \
+                     `Server::state(value)`"
+                );
+            }
+            Reject::internal_error().with_body(format!(
+                "internal error: the server has no state of type `{name}` (add it with \
+                 Server::state)"
+            ))
         })
     }
 }

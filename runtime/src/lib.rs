@@ -41,6 +41,8 @@ mod out;
 mod pages;
 mod percent;
 mod presence;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod ratelimit;
 mod registry;
 mod request;
@@ -52,6 +54,7 @@ mod service;
 mod session;
 mod shutdown;
 mod states;
+mod stats;
 #[cfg(feature = "test")]
 pub mod test;
 #[cfg(feature = "tls")]
@@ -69,10 +72,14 @@ pub use crate::listener::{ListenError, Listener};
 pub use crate::message::{CloseCode, DecodeError, FromMessage, IntoMessage, Json, Message, Text};
 pub use crate::out::Out;
 pub use crate::presence::{Presence, PresenceError, Present};
+#[cfg(feature = "prometheus")]
+pub use crate::prometheus::Prometheus;
 pub use crate::request::{Reject, Request};
 pub use crate::server::Server;
 pub use crate::service::WsService;
 pub use crate::session::{SESSION_COOKIE, SameSite, Session, SessionKey, Sessions};
+#[cfg(feature = "metrics")]
+pub use crate::stats::names as metric_names;
 #[cfg(feature = "tls")]
 pub use crate::tls::Tls;
 pub use crate::topics::{

@@ -24,6 +24,7 @@ use crate::error::{Closed, Failure, panic_message};
 use crate::message::{CloseCode, Message};
 use crate::ratelimit::RateLimit;
 use crate::resume::Resume;
+use crate::stats;
 
 /// The most queue room (in messages) a drained buffer keeps for the next messages.
 const KEEP_QUEUED: usize = 64;
@@ -399,6 +400,9 @@ impl Mailbox {
     fn overflow(&self) {
         // At most a line a second, however many slow clients a busy topic finds at once.
         static SLOW_CONSUMERS: RateLimit = RateLimit::new(Duration::from_secs(1));
+        if self.endpoint != LISTENER {
+            stats::slow_consumer(self.endpoint);
+        }
         if self.endpoint == LISTENER {
             tracing::warn!(
                 limit = self.limit,

@@ -19,6 +19,8 @@ pub(crate) struct Refusal {
     status: StatusCode,
     reason: Cow<'static, str>,
     extra: Extra,
+    /// Why, in one word, for metrics (`origin`, `host`, ..); empty: the status's word.
+    kind: &'static str,
 }
 
 /// Headers that go with some refusals.
@@ -38,6 +40,29 @@ impl Refusal {
             status,
             reason: reason.into(),
             extra: Extra::None,
+            kind: "",
+        }
+    }
+
+    /// The same refusal, with its reason in one word for metrics (`origin`, `host`, ..).
+    pub(crate) fn because(self, kind: &'static str) -> Self {
+        Refusal { kind, ..self }
+    }
+
+    /// Why, in one word: the word given with [`because`](Self::because), or the status's.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn kind(&self) -> &'static str {
+        if !self.kind.is_empty() {
+            return self.kind;
+        }
+        match self.status {
+            StatusCode::METHOD_NOT_ALLOWED => "method",
+            StatusCode::UPGRADE_REQUIRED => "not_websocket",
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::INTERNAL_SERVER_ERROR => "internal",
+            StatusCode::SERVICE_UNAVAILABLE => "busy",
+            _ => "rejected",
         }
     }
 
@@ -63,9 +88,9 @@ impl Refusal {
             StatusCode::SERVICE_UNAVAILABLE,
             "too many connections: try again later",
         )
+        .because("busy")
     }
 
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn status(&self) -> StatusCode {
         self.status
     }

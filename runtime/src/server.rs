@@ -55,6 +55,8 @@ pub struct Server {
     /// The routes' descriptions, for the contract.
     #[cfg(feature = "contract")]
     pub(crate) described: Vec<crate::contract::Described>,
+    #[cfg(feature = "prometheus")]
+    metrics: Option<(&'static str, crate::prometheus::Prometheus)>,
 }
 
 impl Default for Server {
@@ -78,6 +80,8 @@ impl Server {
             tls: None,
             #[cfg(feature = "contract")]
             described: Vec::new(),
+            #[cfg(feature = "prometheus")]
+            metrics: None,
         }
     }
 
@@ -123,6 +127,35 @@ impl Server {
         if !self.pages.insert(path, html.into()) {
             panic!("two pages at the same path {path:?}");
         }
+        self
+    }
+
+    /// Serves the metrics at `path` (feature `prometheus`), in Prometheus's text format, for
+    /// Prometheus to scrape: `GET` and `HEAD` only, after the `Host` check and under
+    /// `max_connections` as every request, and in the router `into_router` makes. Anyone who
+    /// can reach the server can read them: endpoint names and counts, nothing about a
+    /// connection's peer or data. To keep them private, serve them on another listener or
+    /// from a route of your own behind your guard, with [`Prometheus::render`].
+    ///
+    /// [`Prometheus::render`]: crate::Prometheus::render
+    ///
+    /// # Panics
+    /// If `path` does not start with `/`, or a page has it.
+    #[cfg(feature = "prometheus")]
+    pub fn metrics(
+        mut self,
+        path: &'static str,
+        prometheus: crate::prometheus::Prometheus,
+    ) -> Self {
+        assert!(
+            path.starts_with('/'),
+            "metrics path {path:?} must start with `/`"
+        );
+        assert!(
+            !self.pages.contains(path),
+            "the metrics path {path:?} is a page's"
+        );
+        self.metrics = Some((path, prometheus));
         self
     }
 
@@ -486,6 +519,8 @@ impl Server {
     pub(crate) fn paths(&self) -> Vec<&'static str> {
         let mut paths: Vec<_> = self.router.paths().map(|(path, _)| path).collect();
         paths.extend(self.pages.paths());
+        #[cfg(feature = "prometheus")]
+        paths.extend(self.metrics.as_ref().map(|(path, _)| *path));
         if self.config.client_module || self.config.dev_console {
             paths.push(crate::pages::CLIENT_PATH);
         }
@@ -513,6 +548,8 @@ impl Server {
                 topics: self.topics,
             }),
             registry: self.registry,
+            #[cfg(feature = "prometheus")]
+            metrics: self.metrics,
         })
     }
 

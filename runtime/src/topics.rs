@@ -27,6 +27,7 @@ pub use crate::mailbox::{Recipient, Sealed, Subscriber};
 use crate::message::{IntoMessage, Message, Text};
 use crate::presence::{self, Presence};
 use crate::resume::Resume;
+use crate::stats;
 
 /// A server's topics: take it as an endpoint parameter (`topics: Topics`), or from
 /// [`Server::topics`](crate::Server::topics) to publish from anywhere (a spawned task, an axum
@@ -608,15 +609,16 @@ impl<T> Topic<T> {
         let judged = entry.judge((self.as_any)(&value));
         let verdicts = verdicts(&judged);
         let message = (self.encode)(value).map_err(PublishError::Encode)?;
+        stats::published();
         let Some(broker) = entry.hub.broker.get() else {
             entry.deliver(message, except, true, verdicts);
             return Ok(());
         };
         let token = entry.deliver(message.clone(), except, true, verdicts);
         let payload = encode_remote(&entry.hub.node, token, &message);
-        broker
-            .publish(&entry.name, payload)
-            .map_err(|error| entry.refused(error, &message, token))
+        let taken = broker.publish(&entry.name, payload);
+        stats::broker_publish(broker_refused(&taken));
+        taken.map_err(|error| entry.refused(error, &message, token))
     }
 
     /// Publishes `message` as [`Topic::publish`] does, but waits while the broker's queue
@@ -632,12 +634,14 @@ impl<T> Topic<T> {
         let entry = &self.entry;
         let judged = entry.judge((self.as_any)(&value));
         let message = (self.encode)(value).map_err(PublishError::Encode)?;
+        stats::published();
         let Some(broker) = entry.hub.broker.get() else {
             entry.deliver(message, None, true, verdicts(&judged));
             return Ok(());
         };
         let payload = encode_remote(&entry.hub.node, 0, &message);
         let taken = broker.publish_wait(&entry.name, payload).await;
+        stats::broker_publish(broker_refused(&taken));
         entry.deliver(message.clone(), None, true, verdicts(&judged));
         taken.map_err(|error| entry.refused(error, &message, 0))
     }
@@ -789,6 +793,11 @@ impl Entry {
             drop(subscribers);
             return self.deliver_kept(message, except, here, verdicts);
         }
+        stats::delivered(
+            subscribers
+                .count
+                .saturating_sub(usize::from(except.is_some())),
+        );
         // One shared copy for all, which also carries its compressed forms once made.
         let published = Arc::new(Published::new(message));
         if subscribers.special > 0 {
@@ -983,6 +992,11 @@ impl Entry {
         let enveloped = ring.push(&message);
         self.bound(ring);
         let subscribers = self.read();
+        stats::delivered(
+            subscribers
+                .count
+                .saturating_sub(usize::from(except.is_some())),
+        );
         let mut plain = None;
         let mut message = Some(message);
         let mut judge = Judge::new(verdicts);
@@ -1246,6 +1260,15 @@ impl Located {
             last,
             messages,
         }
+    }
+}
+
+/// For the metrics: `None` when the broker took a message, else whether it was unreachable.
+fn broker_refused(taken: &Result<(), BrokerError>) -> Option<bool> {
+    match taken {
+        Ok(()) => None,
+        Err(BrokerError::Unreachable(_)) => Some(true),
+        Err(BrokerError::Behind(_)) => Some(false),
     }
 }
 

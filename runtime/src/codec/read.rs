@@ -135,6 +135,10 @@ const AHEAD: usize = 64 << 10;
 
 impl Reader {
     /// Changes the message limit, before the first data frame is read.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
     pub(crate) fn set_max_message(&mut self, max_message: usize) {
         self.limits.max_message = max_message;
     }

@@ -14,6 +14,7 @@ use crate::codec::deflate::Deflate;
 use crate::codec::read::{Incoming, Limits, ReadError, Reader};
 use crate::codec::socket::Socket;
 use crate::message::CloseCode;
+use crate::stats;
 
 /// A payload at least this long still to come is read straight into its message.
 const DIRECT_MIN: usize = 8 << 10;
@@ -53,6 +54,8 @@ pub(super) struct Input {
     drained: bool,
     /// Frames read so far (the keep-alive counts them).
     pub(super) frames_read: u64,
+    /// Messages and bytes received since the driver last handed them to the metrics.
+    pub(super) received: stats::Tally,
 }
 
 impl Input {
@@ -63,12 +66,18 @@ impl Input {
             buffered: read,
             drained: false,
             frames_read: 0,
+            received: stats::Tally::default(),
         }
     }
 
     /// The limit of the endpoint's inbound type, set before its first message is read.
     pub(super) fn set_max_message(&mut self, max_message: usize) {
         self.reader.set_max_message(max_message);
+    }
+
+    /// The frame and message limits in force.
+    pub(super) fn limits(&self) -> Limits {
+        self.reader.limits()
     }
 
     /// A new wake-up: the socket may have something to read again.
@@ -92,9 +101,11 @@ impl Input {
                     self.buffered = BytesMut::new();
                 }
                 if let Some(event) = event {
-                    if matches!(event, Incoming::Close(_)) {
+                    match &event {
                         // Nothing after a close frame is read.
-                        self.buffered = BytesMut::new();
+                        Incoming::Close(_) => self.buffered = BytesMut::new(),
+                        Incoming::Message(message) => self.received.add(message.as_bytes().len()),
+                        _ => {}
                     }
                     self.frames_read += 1;
                     return Poll::Ready(Ok(event));
@@ -117,6 +128,9 @@ impl Input {
                 // SAFETY: the read initialized these `n` bytes of spare capacity.
                 unsafe { buf.set_len(buf.len() + n) };
                 if let Some(event) = self.reader.filled(n)? {
+                    if let Incoming::Message(message) = &event {
+                        self.received.add(message.as_bytes().len());
+                    }
                     self.frames_read += 1;
                     return Poll::Ready(Ok(event));
                 }

@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::Either;
@@ -36,6 +37,8 @@ use crate::endpoint::Code;
 use crate::error::{Error, panic_message};
 use crate::mailbox::{self, Handled, Mailbox, Writes};
 use crate::message::{CloseCode, Message};
+use crate::ratelimit::RateLimit;
+use crate::stats;
 
 /// Runs an accepted connection on the socket hyper hands over after the 101, in a task of its
 /// own. `T` is the socket type hyper served: taking it back from the upgrade skips hyper's
@@ -180,8 +183,15 @@ struct Driver<S> {
     /// The endpoint's code, until it completes.
     user: Option<Code>,
     phase: Phase,
-    /// The close code that ended the connection, for the log.
+    /// The close code that ended the connection: the first close frame's.
     code: Option<u16>,
+    /// Who sent the first close frame.
+    side: stats::Side,
+    /// The reason of an abnormal close this side sent, for the log.
+    reason: Option<Box<str>>,
+    peer: std::net::SocketAddr,
+    /// This connection's handles on the metrics, and what it counted since the last flush.
+    stats: stats::Connection,
     /// The ready code has run (said once, to whoever waits for it).
     ready: bool,
     /// Neither the endpoint nor the server set a message limit: the inbound type's applies.
@@ -191,9 +201,19 @@ struct Driver<S> {
 }
 
 async fn drive<S: Socket>(driver: &mut Driver<S>) {
-    poll_fn(|cx| driver.poll(cx)).await;
+    poll_fn(|cx| {
+        let polled = driver.poll(cx);
+        // What this wake-up counted goes to the metrics at once, not per message.
+        driver
+            .stats
+            .flush(&mut driver.input.received, &mut driver.output.sent);
+        polled
+    })
+    .await;
     driver.mailbox.finish();
     tracing::debug!(code = driver.code, "websocket closed");
+    driver.stats.closed(driver.code, driver.side);
+    driver.log_close();
 }
 
 impl<S: Socket> Driver<S> {
@@ -212,6 +232,10 @@ impl<S: Socket> Driver<S> {
             user: Some(prepared.code),
             phase: Phase::Open,
             code: None,
+            side: stats::Side::None,
+            reason: None,
+            peer: accepted.peer,
+            stats: stats::Connection::open(accepted.endpoint, accepted.deflate.is_some()),
             ready: false,
             limit_by_type: accepted.limit_by_type,
             heartbeat: accepted.heartbeat,
@@ -419,6 +443,7 @@ impl<S: Socket> Driver<S> {
                 return;
             }
             let close = self.mailbox.drain(&mut self.output.pending);
+            self.stats.queued(self.output.pending.len());
             if self.output.pending.is_empty() && close.is_none() {
                 return;
             }
@@ -493,7 +518,14 @@ impl<S: Socket> Driver<S> {
     fn received(&mut self, event: Incoming) {
         match event {
             Incoming::Close(frame) => {
-                self.code = Some(frame.as_ref().map_or(1005, |(code, _)| code.as_u16()));
+                let code = frame.as_ref().map_or(1005, |(code, _)| code.as_u16());
+                if self.code.is_none() {
+                    self.code = Some(code);
+                    self.side = stats::Side::Client;
+                    if let Some((_, reason)) = frame.as_ref().filter(|_| abnormal(code)) {
+                        self.reason = Some(reason.as_str().into());
+                    }
+                }
                 if self.phase == Phase::Open {
                     // What the endpoint answered to the messages read before the close goes
                     // out first; then the answer, which echoes the client's code and reason
@@ -548,7 +580,17 @@ impl<S: Socket> Driver<S> {
         if self.phase == Phase::Open {
             // The answers to the good messages before the bad frame go out before the close.
             self.output.frame_pending();
-            self.send_close(code, reason);
+            if code == CloseCode::TOO_BIG {
+                // Which limit: the client's developer reads it in the close reason.
+                let limits = self.input.limits();
+                let limit = match reason.starts_with("frame") {
+                    true => limits.max_frame,
+                    false => limits.max_message,
+                };
+                self.send_close(code, &format!("{reason} of {}", bytes_in_words(limit)));
+            } else {
+                self.send_close(code, reason);
+            }
         }
         self.output.pending.clear();
         // The stream cannot be read after an error: don't wait for the peer's close frame.
@@ -556,7 +598,13 @@ impl<S: Socket> Driver<S> {
     }
 
     fn send_close(&mut self, code: CloseCode, reason: &str) {
-        self.code = Some(code.as_u16());
+        if self.code.is_none() {
+            self.code = Some(code.as_u16());
+            self.side = stats::Side::Server;
+            if abnormal(code.as_u16()) {
+                self.reason = Some(reason.into());
+            }
+        }
         self.output.close_frame(code, reason);
         self.clock.arm_close(self.timing());
     }
@@ -566,5 +614,79 @@ impl<S: Socket> Driver<S> {
         self.phase = Phase::Closed;
         self.output.clear();
         self.mailbox.finish();
+    }
+
+    /// One line at the default level for a connection that did not end normally, with the
+    /// reason in words; at most one a second, with the count of the others. Closes logged
+    /// where they happened are not logged again: 1011 (the section's error, logged as an
+    /// error) and a slow consumer's 1008 (the mailbox's warning).
+    fn log_close(&self) {
+        static CLOSES: RateLimit = RateLimit::new(Duration::from_secs(1));
+        let endpoint = self.mailbox.endpoint;
+        let (side, what) = match (self.code, self.side) {
+            (None, _) => (
+                "",
+                "the connection dropped without a close frame (1006)".into(),
+            ),
+            (Some(code), _) if !abnormal(code) => return,
+            (Some(1011), stats::Side::Server) => return,
+            (Some(1008), stats::Side::Server) if self.mailbox.is_abandoned() => return,
+            (Some(code), side) => {
+                let reason = self.reason.as_deref().unwrap_or("");
+                let code = match meaning(code) {
+                    Some(meaning) => format!("{code} ({meaning})"),
+                    None => code.to_string(),
+                };
+                let side = match side {
+                    stats::Side::Client => "the client ",
+                    _ => "",
+                };
+                (side, format!("closed with {code}: {reason}"))
+            }
+        };
+        match CLOSES.check() {
+            None => {}
+            Some(0) => tracing::info!(endpoint, peer = %self.peer, "{side}{what}"),
+            Some(skipped) => tracing::info!(
+                endpoint,
+                peer = %self.peer,
+                "{side}{what} ({skipped} more abnormal closes in the last second not logged)"
+            ),
+        }
+    }
+}
+
+/// A close code that says something went wrong: not 1000, nor 1001 (going away, a server's
+/// shutdown or a page left) or 1005 (no code), nor an application's own (3000 and up).
+fn abnormal(code: u16) -> bool {
+    !matches!(code, 1000 | 1001 | 1005 | 3000..)
+}
+
+/// What a close code of RFC 6455 means, in a few words.
+fn meaning(code: u16) -> Option<&'static str> {
+    Some(match code {
+        1002 => "protocol error",
+        1003 => "unsupported data",
+        1007 => "invalid payload",
+        1008 => "policy violation",
+        1009 => "message too big",
+        1010 => "extension required",
+        1011 => "internal error",
+        1012 => "service restart",
+        1013 => "try again later",
+        1014 => "bad gateway",
+        _ => return None,
+    })
+}
+
+/// A size as people say it: `1 KiB`, `64 MiB`, `1000 bytes`.
+fn bytes_in_words(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+    match bytes {
+        0 => "0 bytes".to_owned(),
+        b if b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b % KIB == 0 => format!("{} KiB", b / KIB),
+        b => format!("{b} bytes"),
     }
 }

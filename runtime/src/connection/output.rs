@@ -16,6 +16,7 @@ use crate::codec::write::Writer;
 use crate::codec::{Conflated, Outgoing, Published, Role};
 use crate::mailbox::{CloseRequest, Writes};
 use crate::message::{CloseCode, Message};
+use crate::stats;
 
 pub(super) struct Output {
     writer: Writer,
@@ -38,6 +39,8 @@ pub(super) struct Output {
     pub(super) blocked: bool,
     /// The client stopped reading and what it had not started to get was dropped.
     pub(super) abandoned: bool,
+    /// Messages and bytes framed since the driver last handed them to the metrics.
+    pub(super) sent: stats::Tally,
 }
 
 impl Output {
@@ -52,6 +55,7 @@ impl Output {
             close: None,
             blocked: false,
             abandoned: false,
+            sent: stats::Tally::default(),
         }
     }
 
@@ -91,6 +95,7 @@ impl Output {
             Message::Text(text) => (OpCode::Text, text.into_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
+        self.sent.add(payload.len());
         let Some(deflate) = self
             .deflate
             .as_ref()
