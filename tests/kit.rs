@@ -455,7 +455,10 @@ async fn a_message_at_the_limit_passes_and_one_over_is_refused_with_1009() {
         );
         client.send(incompressible(limit + 1)).await;
         let reason = client.expect_close(CloseCode::TOO_BIG).await;
-        assert_eq!(reason, "message over the size limit of 1 MiB", "deflate {deflate}");
+        assert_eq!(
+            reason, "message over the size limit of 1 MiB",
+            "deflate {deflate}"
+        );
     }
     // Far over the limit: the server stops reading at the header and ends the connection
     // while the client still writes.

@@ -128,7 +128,7 @@ fn log_refusal(refusal: &Refusal, peer: Peer, path: &str, probe: bool) {
         skipped => tracing::info!(
             peer = %peer.addr,
             path,
-            "refused {refusal}{probe} ({skipped} more refusals in the last second not logged)"
+            "refused {refusal}{probe} ({skipped} more refusals since the last such line)"
         ),
     }
 }

@@ -650,7 +650,7 @@ impl<S: Socket> Driver<S> {
             Some(skipped) => tracing::info!(
                 endpoint,
                 peer = %self.peer,
-                "{side}{what} ({skipped} more abnormal closes in the last second not logged)"
+                "{side}{what} ({skipped} more abnormal closes since the last such line)"
             ),
         }
     }
