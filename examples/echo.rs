@@ -23,11 +23,18 @@ async fn main() -> std::io::Result<()> {
 }
 
 pub(crate) fn server() -> Server {
-    Server::new()
+    let server = Server::new()
         .route(echo)
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
-        .max_connections(19_900)
+        .max_connections(19_900);
+    // With `--features prometheus`: the metrics at /metrics (the benchmark measures their cost).
+    #[cfg(feature = "prometheus")]
+    let server = match wsock::Prometheus::install() {
+        Ok(prometheus) => server.metrics("/metrics", prometheus),
+        Err(_) => server, // the test kit's tests make several servers in one process
+    };
+    server
 }
 
 /// The endpoint, tested in process with wsock's test kit (`cargo test --features test`).

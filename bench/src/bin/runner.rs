@@ -369,11 +369,17 @@ fn main() {
             uws.as_deref(),
         );
     }
+    // `WSOCK_FEATURES=metrics` (or `prometheus`) builds the examples with those features too,
+    // to measure what the metrics cost (the echo example serves `/metrics` with `prometheus`).
+    let features = match std::env::var("WSOCK_FEATURES") {
+        Ok(extra) if !extra.is_empty() => format!("tls,{extra}"),
+        _ => "tls".to_owned(),
+    };
     build(&[
         "build",
         "--release",
         "--features",
-        "tls",
+        &features,
         "--example",
         "echo",
         "--example",
