@@ -204,11 +204,9 @@ async fn a_real_prometheus_scrapes_the_metrics_and_answers_queries() {
     }
     // Three refusals for a host this server does not answer.
     for _ in 0..3 {
-        let request = format!(
-            "GET /echo-b HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n\
+        let request = "GET /echo-b HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        );
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
         assert_eq!(status_of(&raw_http(addr, request.as_bytes()).await), 403);
     }
 
