@@ -269,3 +269,39 @@ async fn a_real_prometheus_scrapes_the_metrics_and_answers_queries() {
     drop(clients);
     server.stop().await;
 }
+
+#[websocket("/echo-c")]
+fn echo_c(out: Out<String>) {
+    on_message(|text: String| out.write(text));
+}
+
+/// `into_router()` routes the metrics too: one port for the app, its endpoints and
+/// `/metrics`.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn the_metrics_are_routed_in_an_axum_app() {
+    let server = Server::new()
+        .route(echo_c)
+        .metrics("/metrics", PROMETHEUS.clone());
+    let app = wsock::test::TestRouter::new(server.into_router());
+    let mut client = app.connect("/echo-c").await.unwrap();
+    client.send("hi").await;
+    assert_eq!(client.recv::<String>().await, "hi");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = app.get("/metrics").await;
+        assert_eq!(page.status(), 200);
+        let samples = samples(&page.text());
+        let open = r#"wsock_connections_open{endpoint="echo_c"}"#;
+        if samples.get(open) == Some(&1.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {open} 1 in:\n{}",
+            page.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.close(CloseCode::NORMAL).await;
+}

@@ -52,6 +52,10 @@ pub mod names {
     pub const TOPIC_PUBLISHES: &str = "wsock_topic_publishes_total";
     /// Counter: published messages queued for a subscriber (one per subscriber).
     pub const TOPIC_DELIVERIES: &str = "wsock_topic_deliveries_total";
+    /// Counter: subscriptions of resumable connections, by `outcome`: `recovered` (what the
+    /// client missed was replayed, or it missed nothing), `not_recovered` (the gap could not
+    /// be filled: it was told so), `live` (it gave no position for the topic).
+    pub const RESUMES: &str = "wsock_resumes_total";
     /// Counter: messages handed to the broker for the other nodes.
     pub const BROKER_PUBLISHES: &str = "wsock_broker_publishes_total";
     /// Counter: messages the broker did not take (unreachable, full).
@@ -249,6 +253,11 @@ mod on {
         counter!(names::TOPIC_DELIVERIES).increment(deliveries as u64);
     }
 
+    /// A resumable connection subscribed, with this `outcome`.
+    pub(crate) fn resumed(outcome: &'static str) {
+        counter!(names::RESUMES, "outcome" => outcome).increment(1);
+    }
+
     /// A message handed to the broker: taken (`Ok`), refused for its backlog (`Some(false)`:
     /// reachable but behind) or unreachable (`Some(true)`).
     pub(crate) fn broker_publish(refused: Option<bool>) {
@@ -292,6 +301,7 @@ mod on {
             names::TOPIC_DELIVERIES,
             "Published messages queued for subscribers"
         );
+        describe_counter!(names::RESUMES, "Resumable subscriptions, by outcome");
         describe_counter!(names::BROKER_PUBLISHES, "Messages handed to the broker");
         describe_counter!(names::BROKER_ERRORS, "Messages the broker did not take");
         describe_gauge!(names::BROKER_UP, "1 while the broker's link is up");
@@ -343,6 +353,8 @@ mod off {
     pub(crate) fn published() {}
     #[inline(always)]
     pub(crate) fn delivered(_deliveries: usize) {}
+    #[inline(always)]
+    pub(crate) fn resumed(_outcome: &'static str) {}
     #[inline(always)]
     pub(crate) fn broker_publish(_refused: Option<bool>) {}
 }

@@ -521,6 +521,11 @@ impl<T> Topic<T> {
                 None => entry.add(Arc::clone(mailbox), None),
                 Some(resume) => {
                     let (slot, resumed) = entry.add_resuming(mailbox, resume);
+                    stats::resumed(match &resumed {
+                        Subscribed::Live => "live",
+                        Subscribed::Recovered { .. } => "recovered",
+                        Subscribed::NotRecovered(_) => "not_recovered",
+                    });
                     subscribed = resumed;
                     slot
                 }
