@@ -28,8 +28,10 @@ async fn refusals_and_abnormal_closes_are_logged_in_words_and_a_flood_is_not() {
     let (logs, _guard) = Logs::capture();
     let app = TestServer::new(Server::new().route(small).route(stateful));
 
-    // A flood of refused upgrades: the first is logged with its reason, the others counted.
+    // A flood of refused upgrades: the first is logged with its reason, the others counted,
+    // a line a second at most.
     let flood = 5_000;
+    let started = std::time::Instant::now();
     for _ in 0..flood {
         let refused = app
             .request("/small")
@@ -38,8 +40,13 @@ async fn refusals_and_abnormal_closes_are_logged_in_words_and_a_flood_is_not() {
             .unwrap_err();
         assert_eq!(refused.status(), 403);
     }
+    let seconds = started.elapsed().as_secs() as usize;
     let refusals = logs.matching("refused");
-    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+    assert!(
+        !refusals.is_empty() && refusals.len() <= seconds + 1,
+        "{} lines in {seconds} s: {refusals:#?}",
+        refusals.len()
+    );
     assert!(refusals[0].contains(" INFO "), "{}", refusals[0]);
     assert!(
         refusals[0].contains(
@@ -49,25 +56,25 @@ async fn refusals_and_abnormal_closes_are_logged_in_words_and_a_flood_is_not() {
         "{}",
         refusals[0]
     );
-    // All of it is a few hundred bytes, not megabytes.
+    // All of it is a few hundred bytes a second, not megabytes.
     let bytes: usize = logs.lines().iter().map(|line| line.len() + 1).sum();
-    assert!(bytes < 1_000, "{bytes} bytes of logs for {flood} refusals");
+    assert!(
+        bytes < 400 * refusals.len(),
+        "{bytes} bytes of logs for {flood} refusals"
+    );
 
-    // A second later, the next one is logged with the count of those not logged.
+    // A second later, the next one is logged with the count of those not logged: every
+    // refusal is accounted for.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let refused = app.connect("/nowhere").await.unwrap_err();
     assert_eq!(refused.status(), 404);
     let refusals = logs.matching("refused");
-    assert_eq!(refusals.len(), 2, "{refusals:#?}");
+    let last = refusals.last().unwrap();
     assert!(
-        refusals[1].contains(&format!(
-            "refused 404 Not Found: no websocket endpoint at this path ({} more refusals since \
-             the last such line)",
-            flood - 1
-        )),
-        "{}",
-        refusals[1]
+        last.contains("refused 404 Not Found: no websocket endpoint at this path ("),
+        "{last}"
     );
+    assert_eq!(accounted(&refusals), flood + 1, "{refusals:#?}");
 
     // A missing `State<T>`: the type is named in the 500 and in the log.
     let refused = app.connect("/stateful").await.unwrap_err();
@@ -99,32 +106,49 @@ async fn refusals_and_abnormal_closes_are_logged_in_words_and_a_flood_is_not() {
     );
     assert!(closes[0].contains("endpoint=\"small\""), "{}", closes[0]);
 
-    // A flood of abnormal closes: one line, then one a second with the count.
+    // A flood of abnormal closes: a line a second at most, every close accounted for.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let started = std::time::Instant::now();
     for _ in 0..200 {
         let mut client = app.connect("/small").await.unwrap();
         client.send("x".repeat(2000)).await;
         client.expect_close(CloseCode::TOO_BIG).await;
     }
+    let seconds = started.elapsed().as_secs() as usize;
     let closes = wait_for_lines(&logs, "closed with 1009", 2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(logs.matching("closed with 1009").len(), 2, "{closes:#?}");
+    assert!(closes.len() <= 1 + seconds + 1, "{closes:#?}");
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let mut client = app.connect("/small").await.unwrap();
     client.send("x".repeat(2000)).await;
     client.expect_close(CloseCode::TOO_BIG).await;
-    let closes = wait_for_lines(&logs, "closed with 1009", 3).await;
+    let closes = wait_for_lines(&logs, "closed with 1009", closes.len() + 1).await;
     assert!(
-        closes[2].contains("(199 more abnormal closes since the last such line)"),
-        "{}",
-        closes[2]
+        closes
+            .last()
+            .unwrap()
+            .contains("more abnormal closes since the last such line)"),
+        "{closes:#?}"
     );
+    assert_eq!(accounted(&closes), 1 + 200 + 1, "{closes:#?}");
 
     // A normal close is no news.
     let mut client = app.connect("/small").await.unwrap();
     client.close(CloseCode::NORMAL).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(logs.matching("closed with 1000").is_empty());
+}
+
+/// The events the lines stand for: each line, plus the others it says were not logged.
+fn accounted(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .map(|line| {
+            let more = line
+                .split_once(" more ")
+                .and_then(|(before, _)| before.rsplit_once('(')?.1.parse().ok());
+            1 + more.unwrap_or(0)
+        })
+        .sum()
 }
 
 /// Waits (up to 5 s) until `count` lines contain `text`; returns them.

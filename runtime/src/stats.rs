@@ -110,6 +110,7 @@ fn code_label(code: u16) -> &'static str {
 #[cfg(feature = "metrics")]
 mod on {
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
 
     use metrics::{Counter, Gauge, counter, gauge, histogram};
@@ -131,57 +132,83 @@ mod on {
         }
     }
 
-    /// One connection's handles on its endpoint's series, taken when it opens; the open
-    /// gauge goes down when it drops.
-    pub(crate) struct Connection {
+    /// An endpoint's series for one compression setting: the recorder's handles, taken by the
+    /// endpoint's first connection and shared by the others (a connection holds a pointer,
+    /// not its own handles: an idle connection stays small).
+    struct Series {
         endpoint: &'static str,
         open: Gauge,
         messages_in: Counter,
         messages_out: Counter,
         bytes_in: Counter,
         bytes_out: Counter,
-        /// The longest outbound queue seen since the last flush.
-        queue: usize,
+        /// The longest outbound queue seen, for the high-water gauge.
+        highest: AtomicUsize,
+        high_water: Gauge,
     }
+
+    /// The series of `endpoint`: made once per endpoint and compression setting (a bounded
+    /// number, kept for the process's life).
+    fn series(endpoint: &'static str, compressed: bool) -> &'static Series {
+        static ALL: Mutex<Vec<(&'static str, bool, &'static Series)>> = Mutex::new(Vec::new());
+        let mut all = ALL.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, series)) = all
+            .iter()
+            .find(|(name, on, _)| *name == endpoint && *on == compressed)
+        {
+            return series;
+        }
+        let compression = if compressed { "on" } else { "off" };
+        let labels = [("endpoint", endpoint), ("compression", compression)];
+        let series: &'static Series = Box::leak(Box::new(Series {
+            endpoint,
+            open: gauge!(names::CONNECTIONS_OPEN, "endpoint" => endpoint),
+            messages_in: counter!(names::MESSAGES_RECEIVED, &labels),
+            messages_out: counter!(names::MESSAGES_SENT, &labels),
+            bytes_in: counter!(names::BYTES_RECEIVED, &labels),
+            bytes_out: counter!(names::BYTES_SENT, &labels),
+            highest: AtomicUsize::new(0),
+            high_water: gauge!(names::QUEUE_HIGH_WATER, "endpoint" => endpoint),
+        }));
+        all.push((endpoint, compressed, series));
+        series
+    }
+
+    /// One connection's place in its endpoint's series; the open gauge goes down when it
+    /// drops. The recorder must be installed before the endpoint's first connection.
+    pub(crate) struct Connection(&'static Series);
 
     impl Connection {
         pub(crate) fn open(endpoint: &'static str, compressed: bool) -> Self {
-            let compression = if compressed { "on" } else { "off" };
-            let labels = [("endpoint", endpoint), ("compression", compression)];
-            let open = gauge!(names::CONNECTIONS_OPEN, "endpoint" => endpoint);
-            open.increment(1.0);
-            Connection {
-                endpoint,
-                open,
-                messages_in: counter!(names::MESSAGES_RECEIVED, &labels),
-                messages_out: counter!(names::MESSAGES_SENT, &labels),
-                bytes_in: counter!(names::BYTES_RECEIVED, &labels),
-                bytes_out: counter!(names::BYTES_SENT, &labels),
-                queue: 0,
-            }
+            let series = series(endpoint, compressed);
+            series.open.increment(1.0);
+            Connection(series)
         }
 
-        /// Notes how many messages wait in the outbound queue (kept until the next flush).
+        /// Notes how many messages wait in the outbound queue, for the high-water gauge.
         #[inline(always)]
         pub(crate) fn queued(&mut self, depth: usize) {
-            self.queue = self.queue.max(depth);
+            let highest = &self.0.highest;
+            if depth > highest.load(Ordering::Relaxed)
+                && depth > highest.fetch_max(depth, Ordering::Relaxed)
+            {
+                self.0.high_water.set(depth as f64);
+            }
         }
 
         /// Hands what was counted since the last flush to the recorder.
         #[inline]
         pub(crate) fn flush(&mut self, received: &mut Tally, sent: &mut Tally) {
+            let series = self.0;
             if received.messages != 0 {
-                self.messages_in.increment(received.messages);
-                self.bytes_in.increment(received.bytes);
+                series.messages_in.increment(received.messages);
+                series.bytes_in.increment(received.bytes);
                 *received = Tally::default();
             }
             if sent.messages != 0 {
-                self.messages_out.increment(sent.messages);
-                self.bytes_out.increment(sent.bytes);
+                series.messages_out.increment(sent.messages);
+                series.bytes_out.increment(sent.bytes);
                 *sent = Tally::default();
-            }
-            if self.queue > 0 {
-                high_water(self.endpoint, std::mem::take(&mut self.queue));
             }
         }
 
@@ -190,7 +217,7 @@ mod on {
         pub(crate) fn closed(&self, code: Option<u16>, side: Side) {
             let code = code_label(code.unwrap_or(1006));
             let labels = [
-                ("endpoint", self.endpoint),
+                ("endpoint", self.0.endpoint),
                 ("code", code),
                 ("side", side.word()),
             ];
@@ -200,24 +227,7 @@ mod on {
 
     impl Drop for Connection {
         fn drop(&mut self) {
-            self.open.decrement(1.0);
-        }
-    }
-
-    /// The highest outbound queue by endpoint, so that the gauge only goes up.
-    fn high_water(endpoint: &'static str, depth: usize) {
-        static HIGHEST: Mutex<Vec<(&'static str, usize)>> = Mutex::new(Vec::new());
-        let mut highest = HIGHEST.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = match highest.iter_mut().find(|(name, _)| *name == endpoint) {
-            Some(slot) => slot,
-            None => {
-                highest.push((endpoint, 0));
-                highest.last_mut().expect("just pushed")
-            }
-        };
-        if depth > slot.1 {
-            slot.1 = depth;
-            gauge!(names::QUEUE_HIGH_WATER, "endpoint" => endpoint).set(depth as f64);
+            self.0.open.decrement(1.0);
         }
     }
 

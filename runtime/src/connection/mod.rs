@@ -187,9 +187,6 @@ struct Driver<S> {
     code: Option<u16>,
     /// Who sent the first close frame.
     side: stats::Side,
-    /// The reason of an abnormal close this side sent, for the log.
-    reason: Option<Box<str>>,
-    peer: std::net::SocketAddr,
     /// This connection's handles on the metrics, and what it counted since the last flush.
     stats: stats::Connection,
     /// The ready code has run (said once, to whoever waits for it).
@@ -213,7 +210,12 @@ async fn drive<S: Socket>(driver: &mut Driver<S>) {
     driver.mailbox.finish();
     tracing::debug!(code = driver.code, "websocket closed");
     driver.stats.closed(driver.code, driver.side);
-    driver.log_close();
+    if driver.code.is_none() {
+        log_close(
+            driver.mailbox.endpoint,
+            "the connection dropped without a close frame (1006)",
+        );
+    }
 }
 
 impl<S: Socket> Driver<S> {
@@ -233,8 +235,6 @@ impl<S: Socket> Driver<S> {
             phase: Phase::Open,
             code: None,
             side: stats::Side::None,
-            reason: None,
-            peer: accepted.peer,
             stats: stats::Connection::open(accepted.endpoint, accepted.deflate.is_some()),
             ready: false,
             limit_by_type: accepted.limit_by_type,
@@ -523,7 +523,11 @@ impl<S: Socket> Driver<S> {
                     self.code = Some(code);
                     self.side = stats::Side::Client;
                     if let Some((_, reason)) = frame.as_ref().filter(|_| abnormal(code)) {
-                        self.reason = Some(reason.as_str().into());
+                        let code = in_words(code);
+                        log_close(
+                            self.mailbox.endpoint,
+                            format_args!("the client closed with {code}: {reason}"),
+                        );
                     }
                 }
                 if self.phase == Phase::Open {
@@ -601,8 +605,16 @@ impl<S: Socket> Driver<S> {
         if self.code.is_none() {
             self.code = Some(code.as_u16());
             self.side = stats::Side::Server;
-            if abnormal(code.as_u16()) {
-                self.reason = Some(reason.into());
+            // A section's error or panic (1011) and a slow consumer (1008, the client stopped
+            // reading) were logged where they happened.
+            let logged = code == CloseCode::INTERNAL_ERROR
+                || (code == CloseCode::POLICY && self.mailbox.is_abandoned());
+            if abnormal(code.as_u16()) && !logged {
+                let code = in_words(code.as_u16());
+                log_close(
+                    self.mailbox.endpoint,
+                    format_args!("closed with {code}: {reason}"),
+                );
             }
         }
         self.output.close_frame(code, reason);
@@ -615,44 +627,27 @@ impl<S: Socket> Driver<S> {
         self.output.clear();
         self.mailbox.finish();
     }
+}
 
-    /// One line at the default level for a connection that did not end normally, with the
-    /// reason in words; at most one a second, with the count of the others. Closes logged
-    /// where they happened are not logged again: 1011 (the section's error, logged as an
-    /// error) and a slow consumer's 1008 (the mailbox's warning).
-    fn log_close(&self) {
-        static CLOSES: RateLimit = RateLimit::new(Duration::from_secs(1));
-        let endpoint = self.mailbox.endpoint;
-        let (side, what) = match (self.code, self.side) {
-            (None, _) => (
-                "",
-                "the connection dropped without a close frame (1006)".into(),
-            ),
-            (Some(code), _) if !abnormal(code) => return,
-            (Some(1011), stats::Side::Server) => return,
-            (Some(1008), stats::Side::Server) if self.mailbox.is_abandoned() => return,
-            (Some(code), side) => {
-                let reason = self.reason.as_deref().unwrap_or("");
-                let code = match meaning(code) {
-                    Some(meaning) => format!("{code} ({meaning})"),
-                    None => code.to_string(),
-                };
-                let side = match side {
-                    stats::Side::Client => "the client ",
-                    _ => "",
-                };
-                (side, format!("closed with {code}: {reason}"))
-            }
-        };
-        match CLOSES.check() {
-            None => {}
-            Some(0) => tracing::info!(endpoint, peer = %self.peer, "{side}{what}"),
-            Some(skipped) => tracing::info!(
-                endpoint,
-                peer = %self.peer,
-                "{side}{what} ({skipped} more abnormal closes since the last such line)"
-            ),
-        }
+/// One line at the default level for a connection that did not end normally, with the
+/// reason in words; at most one a second, with the count of the others.
+fn log_close(endpoint: &'static str, what: impl std::fmt::Display) {
+    static CLOSES: RateLimit = RateLimit::new(Duration::from_secs(1));
+    match CLOSES.check() {
+        None => {}
+        Some(0) => tracing::info!(endpoint, "{what}"),
+        Some(skipped) => tracing::info!(
+            endpoint,
+            "{what} ({skipped} more abnormal closes since the last such line)"
+        ),
+    }
+}
+
+/// A close code with its meaning: `1009 (message too big)`.
+fn in_words(code: u16) -> String {
+    match meaning(code) {
+        Some(meaning) => format!("{code} ({meaning})"),
+        None => code.to_string(),
     }
 }
 
