@@ -142,9 +142,14 @@ mod on {
         messages_out: Counter,
         bytes_in: Counter,
         bytes_out: Counter,
-        /// The longest outbound queue seen, for the high-water gauge.
+        /// The endpoint's high-water mark, shared by its two series.
+        high_water: &'static HighWater,
+    }
+
+    /// The longest outbound queue an endpoint's connections had, and its gauge.
+    struct HighWater {
         highest: AtomicUsize,
-        high_water: Gauge,
+        gauge: Gauge,
     }
 
     /// The series of `endpoint`: made once per endpoint and compression setting (a bounded
@@ -158,6 +163,13 @@ mod on {
         {
             return series;
         }
+        let high_water = match all.iter().find(|(name, _, _)| *name == endpoint) {
+            Some((_, _, other)) => other.high_water,
+            None => Box::leak(Box::new(HighWater {
+                highest: AtomicUsize::new(0),
+                gauge: gauge!(names::QUEUE_HIGH_WATER, "endpoint" => endpoint),
+            })),
+        };
         let compression = if compressed { "on" } else { "off" };
         let labels = [("endpoint", endpoint), ("compression", compression)];
         let series: &'static Series = Box::leak(Box::new(Series {
@@ -167,8 +179,7 @@ mod on {
             messages_out: counter!(names::MESSAGES_SENT, &labels),
             bytes_in: counter!(names::BYTES_RECEIVED, &labels),
             bytes_out: counter!(names::BYTES_SENT, &labels),
-            highest: AtomicUsize::new(0),
-            high_water: gauge!(names::QUEUE_HIGH_WATER, "endpoint" => endpoint),
+            high_water,
         }));
         all.push((endpoint, compressed, series));
         series
@@ -188,11 +199,11 @@ mod on {
         /// Notes how many messages wait in the outbound queue, for the high-water gauge.
         #[inline(always)]
         pub(crate) fn queued(&mut self, depth: usize) {
-            let highest = &self.0.highest;
-            if depth > highest.load(Ordering::Relaxed)
-                && depth > highest.fetch_max(depth, Ordering::Relaxed)
+            let high_water = self.0.high_water;
+            if depth > high_water.highest.load(Ordering::Relaxed)
+                && depth > high_water.highest.fetch_max(depth, Ordering::Relaxed)
             {
-                self.0.high_water.set(depth as f64);
+                high_water.gauge.set(depth as f64);
             }
         }
 
