@@ -305,3 +305,33 @@ async fn the_metrics_are_routed_in_an_axum_app() {
     }
     client.close(CloseCode::NORMAL).await;
 }
+
+#[websocket("/filtered")]
+fn filtered(out: Out<String>, topics: Topics) {
+    let news = topics.topic::<String>("metrics:news");
+    news.subscribe_with(
+        &out,
+        Delivery::every().filter(|text: &String| text.starts_with("keep")),
+    );
+    out.write("ready");
+}
+
+/// What a delivery mode did not deliver is counted, by why.
+#[tokio::test]
+async fn the_messages_delivery_modes_skip_are_counted() {
+    let app = Server::new()
+        .route(filtered)
+        .metrics("/metrics", PROMETHEUS.clone());
+    let news = app.topics().topic::<String>("metrics:news");
+    let server = TestServer::start(app).await;
+    let mut client = server.connect("/filtered").await;
+    assert_eq!(next_text(&mut client).await, "ready");
+    for text in ["drop 1", "keep 1", "drop 2", "drop 3", "keep 2"] {
+        news.publish(text.to_owned()).unwrap();
+    }
+    assert_eq!(next_text(&mut client).await, "keep 1");
+    assert_eq!(next_text(&mut client).await, "keep 2");
+    let skipped = r#"wsock_topic_skipped_total{why="filtered"}"#;
+    until(server.addr, skipped, 3.0).await;
+    assert_eq!(news.delivery_counts().filtered, 3);
+}

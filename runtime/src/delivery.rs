@@ -231,6 +231,17 @@ impl Counters {
 
     pub(crate) fn filtered(&self) {
         self.filtered.fetch_add(1, Ordering::Relaxed);
+        crate::stats::skipped("filtered");
+    }
+
+    fn replaced(&self) {
+        self.replaced.fetch_add(1, Ordering::Relaxed);
+        crate::stats::skipped("replaced");
+    }
+
+    fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        crate::stats::skipped("dropped");
     }
 }
 
@@ -328,7 +339,7 @@ impl Sub {
         match self.mode {
             Mode::Droppable => {
                 if !mailbox.try_push(outgoing) {
-                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    counters.dropped();
                 }
             }
             _ => mailbox.push(outgoing),
@@ -368,14 +379,14 @@ impl Newest {
         match state.values.iter_mut().find(|(k, _)| *k == key) {
             Some(waiting) => {
                 waiting.1 = Arc::clone(published);
-                counters.replaced.fetch_add(1, Ordering::Relaxed);
+                counters.replaced();
             }
             None => {
                 // A bound on what one subscription holds, whatever its keys: past it, the
                 // oldest key's message goes (counted as dropped).
                 if state.values.len() >= MAX_KEYS {
                     state.values.remove(0);
-                    counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    counters.dropped();
                 }
                 state.values.push((key, Arc::clone(published)));
             }

@@ -56,6 +56,11 @@ pub mod names {
     /// client missed was replayed, or it missed nothing), `not_recovered` (the gap could not
     /// be filled: it was told so), `live` (it gave no position for the topic).
     pub const RESUMES: &str = "wsock_resumes_total";
+    /// Counter: published messages a subscription's delivery mode did not deliver; label
+    /// `why`: `replaced` (a latest-only subscription had a newer one), `dropped` (a droppable
+    /// subscription's queue was full, or a latest-only one held too many keys), `filtered` (a
+    /// filter said no, or the subscription was paused). Per topic: `Topics::delivery_counts`.
+    pub const TOPIC_SKIPPED: &str = "wsock_topic_skipped_total";
     /// Counter: messages handed to the broker for the other nodes.
     pub const BROKER_PUBLISHES: &str = "wsock_broker_publishes_total";
     /// Counter: messages the broker did not take (unreachable, full).
@@ -279,6 +284,11 @@ mod on {
         counter!(names::RESUMES, "outcome" => outcome).increment(1);
     }
 
+    /// A published message a delivery mode did not deliver, and `why`.
+    pub(crate) fn skipped(why: &'static str) {
+        counter!(names::TOPIC_SKIPPED, "why" => why).increment(1);
+    }
+
     /// A message handed to the broker: taken (`Ok`), refused for its backlog (`Some(false)`:
     /// reachable but behind) or unreachable (`Some(true)`).
     pub(crate) fn broker_publish(refused: Option<bool>) {
@@ -323,6 +333,10 @@ mod on {
             "Published messages queued for subscribers"
         );
         describe_counter!(names::RESUMES, "Resumable subscriptions, by outcome");
+        describe_counter!(
+            names::TOPIC_SKIPPED,
+            "Published messages a delivery mode did not deliver, by why"
+        );
         describe_counter!(names::BROKER_PUBLISHES, "Messages handed to the broker");
         describe_counter!(names::BROKER_ERRORS, "Messages the broker did not take");
         describe_gauge!(names::BROKER_UP, "1 while the broker's link is up");
@@ -376,6 +390,8 @@ mod off {
     pub(crate) fn delivered(_deliveries: usize) {}
     #[inline(always)]
     pub(crate) fn resumed(_outcome: &'static str) {}
+    #[inline(always)]
+    pub(crate) fn skipped(_why: &'static str) {}
     #[inline(always)]
     pub(crate) fn broker_publish(_refused: Option<bool>) {}
 }
