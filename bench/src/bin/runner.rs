@@ -11,8 +11,8 @@
 //! `cargo run --release -p wsock-bench --bin runner -- --redis-flood [--step-secs 10]`
 //!
 //! `cargo run --release -p wsock-bench --bin runner -- --modes [--step-secs 5] [--subs N]`:
-//! the delivery modes' fan-out (every, latest, droppable, filter), with every subscriber
-//! reading and with 10 % of them stalled.
+//! the delivery modes' fan-out (every, latest, droppable, at most 50/s, filter), with every
+//! subscriber reading and with 10 % of them stalled.
 //!
 //! `cargo run --release -p wsock-bench --bin runner -- --callgrind [--messages 50000]
 //! [--callgrind-dir DIR] [--only WORD] [--uws DIR]`
@@ -1273,7 +1273,7 @@ mod fanout {
     /// subscribers (or `--subs N`) at 300,000 deliveries/s, with every subscriber reading and
     /// with 10 % of them stalled.
     pub(super) fn modes(target: &Path, secs: f64, only_subs: Option<usize>) {
-        const MODES: [&str; 4] = ["every", "latest", "droppable", "filter"];
+        const MODES: [&str; 5] = ["every", "latest", "droppable", "at_most", "filter"];
         let sizes = only_subs.map_or(vec![1_000, 10_000], |subs| vec![subs]);
         let mut rows = Vec::new();
         for &subs in &sizes {

@@ -3,9 +3,10 @@
 //! `wsock_fanout ADDRESS [REDIS_URL] [--publish-wait] [--history] [--mode MODE]` logs
 //! `listening addr=..` once bound.
 //!
-//! - `--mode latest|droppable|filter|every` subscribes `/sub` with that delivery mode
-//!   (`Delivery::latest()`, `Delivery::droppable()`, `Delivery::every()` with a filter that
-//!   keeps every message, or plain `subscribe`, the default);
+//! - `--mode latest|droppable|at_most|filter|every` subscribes `/sub` with that delivery mode
+//!   (`Delivery::latest()`, `Delivery::droppable()`, `Delivery::at_most(50)`,
+//!   `Delivery::every()` with a filter that keeps every message, or plain `subscribe`, the
+//!   default);
 //! - `/sub` subscribes the connection to the topic `bench` (its `Out<Text>`); with
 //!   `--history`, as a `resume = true` endpoint: the topic numbers and keeps its messages
 //!   (`History::default()`) and each goes out with its resume header;
@@ -38,6 +39,8 @@ fn sub_mode(out: Out<Text>, topics: Topics, mode: State<Mode>) {
     let delivery = match mode.0.0 {
         "latest" => Delivery::latest(),
         "droppable" => Delivery::droppable(),
+        // At most 50 a second for each subscriber, the newest.
+        "at_most" => Delivery::at_most(50),
         // A filter that looks at every message and keeps it: the filter's own cost.
         "filter" => Delivery::every().filter(|text: &Text| !text.as_str().is_empty()),
         _ => Delivery::every(),
@@ -87,6 +90,7 @@ async fn main() -> std::io::Result<()> {
         .map(|mode| match mode.as_str() {
             "latest" => "latest",
             "droppable" => "droppable",
+            "at_most" => "at_most",
             "filter" => "filter",
             _ => "every",
         });
