@@ -53,6 +53,9 @@ pub use wsock_runtime::{
 // Re-exports name their feature themselves: the runtime's own `cfg` is not this crate's.
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use wsock_runtime::Access;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use wsock_runtime::Prometheus;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

@@ -335,3 +335,129 @@ async fn the_messages_delivery_modes_skip_are_counted() {
     until(server.addr, skipped, 3.0).await;
     assert_eq!(news.delivery_counts().filtered, 3);
 }
+
+/// A room of the operations page's test: its connections subscribe to the topic `ops-room`.
+#[websocket("/ops-room")]
+fn ops_room(out: Out<String>, topics: Topics) {
+    topics.topic::<String>("ops-room").subscribe(&out);
+    on_message(|text: String| out.write(text));
+}
+
+const OPS_TOKEN: &str = "a-long-random-operations-token";
+
+/// The next snapshot of the operations page's WebSocket that `done` accepts (up to 5 s).
+async fn snapshot_until(
+    ws: &mut common::Client,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = tokio::time::timeout_at(deadline, next_text(ws))
+            .await
+            .expect("no snapshot like that in 5 s");
+        let snapshot: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if done(&snapshot) {
+            return snapshot;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_operations_page_wants_its_token() {
+    let server = TestServer::start(Server::new().route(ops_room).operations(
+        "/_ops",
+        PROMETHEUS.clone(),
+        wsock::Access::token(OPS_TOKEN),
+    ))
+    .await;
+    let addr = server.addr;
+    // The WebSocket: refused before the upgrade, with the reason.
+    let (status, body) = refused(addr, "/_ops", &[]).await;
+    assert_eq!(
+        (status, body.trim_end()),
+        (
+            401,
+            "the operations page needs its token: add ?token=<token> to the URL"
+        )
+    );
+    let (status, body) = refused(addr, "/_ops?token=wrong-token-wrong-token", &[]).await;
+    assert_eq!(
+        (status, body.trim_end()),
+        (403, "wrong token for the operations page")
+    );
+    let (status, _) = refused(addr, "/_ops", &[("Authorization", "Bearer nope")]).await;
+    assert_eq!(status, 403);
+    // The page: the same rule.
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let page = raw_http(addr, get("/_ops").as_bytes()).await;
+    assert_eq!(status_of(&page), 401, "{page}");
+    let page = raw_http(addr, get("/_ops?token=wrong-token-wrong-token").as_bytes()).await;
+    assert_eq!(status_of(&page), 403, "{page}");
+    let page = raw_http(addr, get(&format!("/_ops?token={OPS_TOKEN}")).as_bytes()).await;
+    assert_eq!(status_of(&page), 200, "{page}");
+    assert!(page.contains("<canvas id=\"chart-messages\""), "{page}");
+    assert!(!page.contains("<script src"), "self-contained: {page}");
+    // The right token, in the query or as a bearer token: snapshots every second.
+    let mut ws = connect_with(addr, &format!("/_ops?token={OPS_TOKEN}"), &[]).await;
+    snapshot_until(&mut ws, |s| s["endpoints"].is_object()).await;
+    let bearer = format!("Bearer {OPS_TOKEN}");
+    let mut other = connect_with(addr, "/_ops", &[("Authorization", &bearer)]).await;
+    snapshot_until(&mut other, |s| s["endpoints"].is_object()).await;
+    drop((ws, other));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_operations_snapshot_follows_connections_messages_closes_and_topics() {
+    let server = TestServer::start(Server::new().route(ops_room).operations(
+        "/_ops",
+        PROMETHEUS.clone(),
+        wsock::Access::guard(|req| match req.header("x-ops") {
+            Some("yes") => Ok(()),
+            _ => Err(Reject::forbidden().with_body("operators only")),
+        }),
+    ))
+    .await;
+    let addr = server.addr;
+    assert_eq!(
+        refused(addr, "/_ops", &[]).await,
+        (403, "operators only\n".to_owned())
+    );
+    let mut ops = connect_with(addr, "/_ops", &[("x-ops", "yes")]).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut client = server.connect("/ops-room").await;
+        for i in 0..5 {
+            send(&mut client, &format!("m{i}")).await;
+            assert_eq!(next_text(&mut client).await, format!("m{i}"));
+        }
+        clients.push(client);
+    }
+    let before = snapshot_until(&mut ops, |s| s["endpoints"]["ops_room"] == 4.0).await;
+    assert_eq!(before["topics"], serde_json::json!([["ops-room", 4]]));
+    assert_eq!(before["topic_count"], 1);
+    assert!(before["messages_in"].as_f64().unwrap() >= 20.0, "{before}");
+    assert!(before["messages_out"].as_f64().unwrap() >= 20.0, "{before}");
+    assert!(
+        before["endpoints"].get("wsock_operations").is_none(),
+        "the page leaves its own connections out: {before}"
+    );
+    let closed_before = before["closes"]["1000"].as_f64().unwrap_or(0.0);
+    let mut first = clients.remove(0);
+    first
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: 1000.into(),
+            reason: "".into(),
+        }))
+        .await
+        .unwrap();
+    let after = snapshot_until(&mut ops, |s| {
+        s["endpoints"]["ops_room"] == 3.0
+            && s["closes"]["1000"].as_f64().unwrap_or(0.0) > closed_before
+    })
+    .await;
+    assert_eq!(after["topics"], serde_json::json!([["ops-room", 3]]));
+    drop((clients, ops));
+    server.stop().await;
+}

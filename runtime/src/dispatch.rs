@@ -196,6 +196,20 @@ async fn checked<B>(
             .because("bad_path"));
         }
     };
+    #[cfg(feature = "prometheus")]
+    if !websocket && route.name == crate::operations::NAME {
+        let request = Request::new(Head {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+            peer: peer.addr,
+            params,
+            protocol: None,
+            context: Arc::clone(&app.context),
+        });
+        return crate::operations::page(&request).map(Dispatched::Page);
+    }
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
     if !websocket && read_only && config.dev_console && !probe {
         let console = pages::console(

@@ -37,6 +37,8 @@ mod listen;
 mod listener;
 mod mailbox;
 mod message;
+#[cfg(feature = "prometheus")]
+mod operations;
 mod out;
 mod pages;
 mod percent;
@@ -70,6 +72,8 @@ pub use crate::history::{History, Locate, NotRecovered, Subscribed};
 pub use crate::listen::{Bound, Handle, ShuttingDown};
 pub use crate::listener::{ListenError, Listener};
 pub use crate::message::{CloseCode, DecodeError, FromMessage, IntoMessage, Json, Message, Text};
+#[cfg(feature = "prometheus")]
+pub use crate::operations::Access;
 pub use crate::out::Out;
 pub use crate::presence::{Presence, PresenceError, Present};
 #[cfg(feature = "prometheus")]

@@ -62,7 +62,7 @@ impl Router {
         );
     }
 
-    fn insert(&mut self, path: &'static str, route: Route) {
+    pub(crate) fn insert(&mut self, path: &'static str, route: Route) {
         let segments = parse(path);
         if !segments.iter().any(|s| matches!(s, Segment::Param(_))) {
             if let Some(existing) = self.exact.insert(path, route) {

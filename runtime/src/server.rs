@@ -159,6 +159,61 @@ impl Server {
         self
     }
 
+    /// Serves the live operations page at `path` (feature `prometheus`): connections per
+    /// endpoint, messages per second in and out, closes by code, the topics of this node
+    /// with their subscriber counts (the 50 largest) and the broker's state, as charts that
+    /// move, from `prometheus`'s recorder and the server's topics. The page is one
+    /// self-contained HTML file (no external assets); its WebSocket, at the same path, gets
+    /// a JSON snapshot every second. Off unless mounted, in every build.
+    ///
+    /// Both the page and its WebSocket are refused (401 or 403 with the reason, before any
+    /// upgrade) unless `access` lets the request in: [`Access::token`] (`?token=` in the
+    /// URL, compared in constant time) or [`Access::guard`], a check of your own. It also
+    /// works in the router [`into_router`](Self::into_router) makes.
+    ///
+    /// ```no_run
+    /// # use wsock::prelude::*;
+    /// # #[websocket("/echo")] fn echo() {}
+    /// # async fn run() -> std::io::Result<()> {
+    /// let prometheus = wsock::Prometheus::install().expect("the process's first recorder");
+    /// let token = std::env::var("OPS_TOKEN").expect("a long random token");
+    /// Server::new()
+    ///     .route(echo)
+    ///     .operations("/_ops", prometheus, wsock::Access::token(token))
+    ///     .serve("0.0.0.0:9000")
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// [`Access::token`]: crate::Access::token
+    /// [`Access::guard`]: crate::Access::guard
+    ///
+    /// # Panics
+    /// If `path` does not start with `/`, has a `{parameter}`, or is another route's or a
+    /// page's.
+    #[cfg(feature = "prometheus")]
+    pub fn operations(
+        mut self,
+        path: &'static str,
+        prometheus: crate::prometheus::Prometheus,
+        access: crate::operations::Access,
+    ) -> Self {
+        assert!(
+            path.starts_with('/') && !path.contains('{'),
+            "operations path {path:?} must start with `/` and have no parameters"
+        );
+        assert!(
+            !self.pages.contains(path),
+            "the operations path {path:?} is a page's"
+        );
+        self.router.insert(path, crate::operations::route(path));
+        self.state(crate::operations::Operations {
+            path,
+            prometheus,
+            access,
+        })
+    }
+
     /// Turns the dev console on or off. When on, a browser that opens an endpoint's URL
     /// (a plain `GET`, no upgrade) gets a small self-contained page that connects to that
     /// endpoint, sends text, JSON or binary messages, and shows every message received and
