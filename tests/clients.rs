@@ -426,3 +426,100 @@ async fn chromium_chats_across_two_nodes() {
     run_client(&mut a, "node", &["browser.mjs", "chat", &page_a, &page_b]).await;
     b.stop().await;
 }
+
+#[cfg(feature = "prometheus")]
+mod operations {
+    //! The live operations page in Chromium: it loads, connects, and its numbers follow a
+    //! load this test starts (connections subscribed to a topic, messages both ways).
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use common::{TestServer, next_text, send};
+    use wsock::prelude::*;
+
+    /// Where the load's connections echo and subscribe.
+    #[websocket("/load")]
+    fn load(out: Out<String>, topics: Topics) {
+        topics.topic::<String>("ops-load").subscribe(&out);
+        on_message(|text: String| out.write(text));
+    }
+
+    const TOKEN: &str = "chromium-operations-token";
+    /// How many connections the load opens (the page must show this many).
+    const LOAD: usize = 5;
+
+    #[tokio::test]
+    async fn chromium_shows_the_operations_page_following_a_load() {
+        if !available("chromium operations page", missing_browser()) {
+            return;
+        }
+        let prometheus = wsock::Prometheus::install().expect("the first recorder of this process");
+        let server = TestServer::start(Server::new().route(load).operations(
+            "/_ops",
+            prometheus,
+            wsock::Access::token(TOKEN),
+        ))
+        .await;
+        let addr = server.addr;
+        let page = format!("http://{addr}/_ops");
+        let mut child = Command::new("node")
+            .args(["browser.mjs", "operations", &page, TOKEN])
+            .current_dir(clients_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let _group = Group(child.id().expect("the client runs"));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let running = Arc::new(AtomicBool::new(true));
+        let mut load = Vec::new();
+        let mut output = String::new();
+        let status = tokio::time::timeout(CLIENT_TIMEOUT, async {
+            while let Some(line) = stdout.next_line().await.unwrap() {
+                println!("browser: {line}");
+                output.push_str(&line);
+                output.push('\n');
+                if line.trim() == "READY load" {
+                    for i in 0..LOAD {
+                        let running = Arc::clone(&running);
+                        load.push(tokio::spawn(async move {
+                            let url = format!("ws://{addr}/load");
+                            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                                .await
+                                .expect("a load connection");
+                            let mut n = 0;
+                            while running.load(Ordering::Relaxed) {
+                                let text = format!("load {i} {n}");
+                                send(&mut ws, &text).await;
+                                assert_eq!(next_text(&mut ws).await, text);
+                                n += 1;
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            drop(ws);
+                        }));
+                    }
+                }
+            }
+            child.wait().await.unwrap()
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the browser did not finish in time:\n{output}"));
+        running.store(false, Ordering::Relaxed);
+        for task in load {
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .expect("the load stops")
+                .expect("the load ran without failing");
+        }
+        assert!(status.success(), "the browser failed ({status}):\n{output}");
+        assert!(
+            output.contains("all browser operations checks passed"),
+            "{output}"
+        );
+        server.stop().await;
+    }
+}

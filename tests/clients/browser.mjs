@@ -8,6 +8,8 @@
 //                                     (two chat servers sharing a Redis: ada on A, bob on B)
 //        node browser.mjs login http://127.0.0.1:PORT/     (the login example's page)
 //        node browser.mjs refused http://127.0.0.1:PORT/   (the chat example's console, refused)
+//        node browser.mjs operations http://127.0.0.1:PORT/_ops TOKEN
+//                                     (the operations page; `READY load` asks the test for load)
 //
 // With SCREENSHOT=dir, each mode saves a screenshot of its page there, at its busiest.
 // Prints one line per step; `READY shutdown` asks the test to stop the server (Ctrl-C), after
@@ -274,6 +276,49 @@ async function chatRestart() {
   console.log("ok the page shows 1001 when the server shuts down");
 }
 
+// The operations page: refused without its token; with it, it connects, and once the test
+// has started its load (LOAD connections subscribed to `ops-load`, messages both ways), the
+// numbers follow.
+async function operations() {
+  const token = other;
+  const tab = await page(await browser.newContext(CONTEXT));
+  const refused = await tab.goto(base);
+  if (refused.status() !== 401) throw new Error(`without the token: ${refused.status()}`);
+  const wrong = await tab.goto(`${base}?token=wrong-wrong-wrong-wrong`);
+  if (wrong.status() !== 403) throw new Error(`with a wrong token: ${wrong.status()}`);
+  console.log("ok refused without the token (401) and with a wrong one (403)");
+  const opened = await tab.goto(`${base}?token=${encodeURIComponent(token)}`);
+  if (opened.status() !== 200) throw new Error(`with the token: ${opened.status()}`);
+  await see(tab, "#status", "live");
+  await see(tab, "#connections", "0");
+  console.log("ok the page loads and connects over its WebSocket");
+
+  console.log("READY load");
+  // (The page's policy forbids `eval`: the test is a fixed comparison, `n >= min`.)
+  const number = async (selector, min, what) => {
+    try {
+      await tab.waitForFunction(
+        ([selector, min]) => Number(document.querySelector(selector).textContent) >= min,
+        [selector, min],
+        { timeout: TIMEOUT },
+      );
+    } catch (error) {
+      const shown = await tab.locator(selector).textContent().catch(() => "(missing)");
+      throw new Error(`${selector} never showed ${what}; it shows ${JSON.stringify(shown)}`);
+    }
+  };
+  await number("#connections", 5, "5 connections");
+  await see(tab, "#connections", "5");
+  await see(tab, "#endpoints", "load5");
+  await number("#rate-in", 11, "more than 10 messages/s in");
+  await number("#rate-out", 11, "more than 10 messages/s out");
+  await see(tab, "#topics", "ops-load5");
+  console.log("ok the page follows the load: 5 connections, messages/s in and out, the topic's 5 subscribers");
+  // A few seconds of history on the charts, for the screenshot.
+  await tab.waitForTimeout(4000);
+  await screenshot(tab, "operations");
+}
+
 async function screenshot(tab, name) {
   if (process.env.SCREENSHOT) await tab.screenshot({ path: `${process.env.SCREENSHOT}/${name}.png` });
 }
@@ -321,7 +366,8 @@ try {
   else if (mode === "chat-restart") await chatRestart();
   else if (mode === "login") await login();
   else if (mode === "refused") await refused();
-  else throw new Error(`unknown mode ${mode}: use console, refused, chat, chat-restart or login`);
+  else if (mode === "operations") await operations();
+  else throw new Error(`unknown mode ${mode}: use console, refused, chat, chat-restart, login or operations`);
   console.log(`all browser ${mode} checks passed`);
 } finally {
   await browser.close();
