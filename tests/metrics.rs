@@ -461,3 +461,30 @@ async fn the_operations_snapshot_follows_connections_messages_closes_and_topics(
     drop((clients, ops));
     server.stop().await;
 }
+
+/// `into_router()` routes the operations page and its WebSocket too, under the same rule.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn the_operations_page_is_routed_in_an_axum_app() {
+    let server = Server::new().route(echo_c).operations(
+        "/_ops",
+        PROMETHEUS.clone(),
+        wsock::Access::token(OPS_TOKEN),
+    );
+    let app = wsock::test::TestRouter::new(server.into_router());
+    assert_eq!(app.get("/_ops").await.status(), 401);
+    let page = app.get(&format!("/_ops?token={OPS_TOKEN}")).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().contains("wsock operations"));
+    assert!(
+        app.connect("/_ops").await.is_err(),
+        "no token, no WebSocket"
+    );
+    let mut ops = app
+        .connect(&format!("/_ops?token={OPS_TOKEN}"))
+        .await
+        .unwrap();
+    let snapshot: serde_json::Value = serde_json::from_str(&ops.recv::<String>().await).unwrap();
+    assert!(snapshot["endpoints"].is_object(), "{snapshot}");
+    ops.close(CloseCode::NORMAL).await;
+}
