@@ -404,6 +404,18 @@ async fn the_operations_page_wants_its_token() {
     let bearer = format!("Bearer {OPS_TOKEN}");
     let mut other = connect_with(addr, "/_ops", &[("Authorization", &bearer)]).await;
     snapshot_until(&mut other, |s| s["endpoints"].is_object()).await;
+    // Bad input: another method gets 405; a message over 1 KiB closes the socket with 1009.
+    let post = format!(
+        "POST /_ops?token={OPS_TOKEN} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let answer = raw_http(addr, post.as_bytes()).await;
+    assert_eq!(status_of(&answer), 405, "{answer}");
+    send(&mut other, &"x".repeat(2000)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let (code, _) = tokio::time::timeout_at(deadline, common::close_frame(&mut other))
+        .await
+        .expect("a close frame in 5 s");
+    assert_eq!(code, 1009);
     drop((ws, other));
     server.stop().await;
 }
