@@ -500,3 +500,34 @@ async fn the_operations_page_is_routed_in_an_axum_app() {
     assert!(snapshot["endpoints"].is_object(), "{snapshot}");
     ops.close(CloseCode::NORMAL).await;
 }
+
+#[websocket("/here/{name}")]
+fn here(name: String, out: Out<String>, topics: Topics) {
+    let here = topics.presence::<String>("metrics:here");
+    here.track(&out, name.clone(), &name).unwrap();
+    out.write("tracked");
+}
+
+/// The members of the presences, as a gauge that follows joins and leaves.
+#[tokio::test]
+async fn presence_members_are_a_gauge() {
+    let server = TestServer::start(
+        Server::new()
+            .route(here)
+            .metrics("/metrics", PROMETHEUS.clone()),
+    )
+    .await;
+    let mut clients = Vec::new();
+    // Two connections of ann are one member.
+    for name in ["ann", "bob", "ann", "cid"] {
+        let mut client = server.connect(&format!("/here/{name}")).await;
+        assert_eq!(next_text(&mut client).await, "tracked");
+        clients.push(client);
+    }
+    until(server.addr, "wsock_presence_members", 3.0).await;
+    drop(clients.remove(1)); // bob
+    until(server.addr, "wsock_presence_members", 2.0).await;
+    drop(clients.remove(0)); // one of ann's two
+    drop(clients.remove(0)); // the other
+    until(server.addr, "wsock_presence_members", 1.0).await;
+}

@@ -378,6 +378,11 @@ impl Member {
 
 impl Drop for Room {
     fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        // Other nodes' members it still knew of leave the count with it.
+        for _ in 0..state.members.len() {
+            crate::stats::presence_member(false);
+        }
         if let Some(registry) = self.registry.upgrade() {
             let linked = self
                 .state
@@ -728,14 +733,18 @@ impl State {
         all.sort_by_key(|(node, _)| *node);
         match all.first() {
             None => {
-                self.members.remove(key);
+                if self.members.remove(key).is_some() {
+                    crate::stats::presence_member(false);
+                }
             }
             Some((_, first)) => {
                 let member = Member {
                     meta: Arc::clone(&first.meta),
                     connections: all.iter().map(|(_, member)| member.connections).sum(),
                 };
-                self.members.insert(key.to_owned(), member);
+                if self.members.insert(key.to_owned(), member).is_none() {
+                    crate::stats::presence_member(true);
+                }
             }
         }
         self.touched.insert(key.to_owned());

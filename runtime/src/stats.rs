@@ -61,6 +61,9 @@ pub mod names {
     /// subscription's queue was full, or a latest-only one held too many keys), `filtered` (a
     /// filter said no, or the subscription was paused). Per topic: `Topics::delivery_counts`.
     pub const TOPIC_SKIPPED: &str = "wsock_topic_skipped_total";
+    /// Gauge: the members of every presence as this node sees them (its own and, with a
+    /// broker, the other nodes'), summed over the presences; no presence name as a label.
+    pub const PRESENCE_MEMBERS: &str = "wsock_presence_members";
     /// Counter: messages handed to the broker for the other nodes.
     pub const BROKER_PUBLISHES: &str = "wsock_broker_publishes_total";
     /// Counter: messages the broker did not take (unreachable, full).
@@ -289,6 +292,16 @@ mod on {
         counter!(names::TOPIC_SKIPPED, "why" => why).increment(1);
     }
 
+    /// A presence gained (`true`) or lost a member.
+    pub(crate) fn presence_member(joined: bool) {
+        let members = gauge!(names::PRESENCE_MEMBERS);
+        if joined {
+            members.increment(1.0);
+        } else {
+            members.decrement(1.0);
+        }
+    }
+
     /// A message handed to the broker: taken (`Ok`), refused for its backlog (`Some(false)`:
     /// reachable but behind) or unreachable (`Some(true)`).
     pub(crate) fn broker_publish(refused: Option<bool>) {
@@ -333,6 +346,10 @@ mod on {
             "Published messages queued for subscribers"
         );
         describe_counter!(names::RESUMES, "Resumable subscriptions, by outcome");
+        describe_gauge!(
+            names::PRESENCE_MEMBERS,
+            "Members of every presence, as this node sees them"
+        );
         describe_counter!(
             names::TOPIC_SKIPPED,
             "Published messages a delivery mode did not deliver, by why"
@@ -392,6 +409,8 @@ mod off {
     pub(crate) fn resumed(_outcome: &'static str) {}
     #[inline(always)]
     pub(crate) fn skipped(_why: &'static str) {}
+    #[inline(always)]
+    pub(crate) fn presence_member(_joined: bool) {}
     #[inline(always)]
     pub(crate) fn broker_publish(_refused: Option<bool>) {}
 }
