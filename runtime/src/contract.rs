@@ -309,14 +309,6 @@ impl Contract {
         text
     }
 
-    /// TypeScript for wsock's client: the schemas' types, and per endpoint its message types
-    /// and a function that connects to it, `connectName(params, options?)`, which returns a
-    /// `Client<Send, Receive>` of the client package (imported from `client_module`:
-    /// `"wsock-client"`, or `"/_wsock/client.js"` for pages the server serves).
-    pub fn typescript(&self, client_module: &str) -> String {
-        crate::contract_ts::typescript(self, client_module)
-    }
-
     pub(crate) fn schemas(&self) -> &Map<String, Value> {
         &self.schemas
     }
