@@ -277,12 +277,14 @@ async fn a_rate_limited_viewer_gets_five_a_second_each_the_newest() {
     let publisher = Publisher::start(&topics, &["cpu"], Duration::from_millis(5), 16);
     // Settle: the first one goes at once.
     let _ = sample(&mut slow, WAIT).await.expect("a sample");
+    let mut received = 1u64;
     let start = Instant::now();
     let mut per_second = [0u32; 4];
     while start.elapsed() < Duration::from_secs(4) {
         let Some(got) = sample(&mut slow, Duration::from_millis(500)).await else {
             continue;
         };
+        received += 1;
         let second = start.elapsed().as_secs() as usize;
         if second < per_second.len() {
             per_second[second] += 1;
@@ -296,14 +298,24 @@ async fn a_rate_limited_viewer_gets_five_a_second_each_the_newest() {
             got.seq
         );
     }
+    let last = Arc::clone(&publisher.last);
     publisher.stop().await;
+    let publisher_last = last.load(Ordering::Relaxed);
     for (second, count) in per_second.iter().enumerate() {
         assert!(
             (4..=6).contains(count),
             "{count} in second {second}: {per_second:?}"
         );
     }
-    assert!(counts(&topics).replaced > 700, "{:?}", counts(&topics));
+    // Every sample not sent was replaced by a newer one, and counted (the publisher's pace is
+    // the machine's: at least all but the one still waiting and those under way).
+    let published = publisher_last;
+    let replaced = counts(&topics).replaced;
+    assert!(
+        replaced + received + 3 >= published && replaced > published / 2,
+        "{published} published, {received} received, {:?}",
+        counts(&topics)
+    );
     drop(slow);
     app.stop().await;
 }
