@@ -683,3 +683,63 @@ async fn frames_sent_with_the_upgrade_request_are_read() {
     drop(stream);
     server.stop().await;
 }
+
+/// A plain upgrade request is read without hyper, anything else with it: both ways end alike.
+/// A head in pieces, a head over 8 KiB (hyper's, with the bytes read so far put back and the
+/// frames behind it), and a refusal, framed as HTTP says and closed.
+#[tokio::test]
+async fn upgrade_requests_in_pieces_or_too_long_for_the_quick_path_are_answered_alike() {
+    let server = TestServer::start(endpoints()).await;
+    let request = upgrade_request(&server.addr.to_string(), &[]);
+
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    for piece in request.chunks(40) {
+        stream.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream
+        .write_all(&raw_frame(0x81, b"in pieces"))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw_read_frame(&mut stream).await,
+        (0x81, b"in pieces".to_vec())
+    );
+    drop(stream);
+
+    let cookie = "c".repeat(10 << 10);
+    let mut long = upgrade_request(&server.addr.to_string(), &[("cookie", &cookie)]);
+    long.extend(raw_frame(0x81, b"behind a long head"));
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(&long).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    assert_eq!(
+        raw_read_frame(&mut stream).await,
+        (0x81, b"behind a long head".to_vec())
+    );
+    drop(stream);
+
+    let refused = raw_http(
+        server.addr,
+        &upgrade_request(
+            &server.addr.to_string(),
+            &[("origin", "https://evil.example")],
+        ),
+    )
+    .await;
+    assert_eq!(status_of(&refused), 403, "{refused}");
+    let (head, body) = refused.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("\r\nconnection: close"), "{head}");
+    assert!(
+        head.contains(&format!("\r\ncontent-length: {}", body.len())),
+        "{head}"
+    );
+    assert!(head.contains("\r\ndate: "), "{head}");
+    assert!(body.contains("https://evil.example"), "{body}");
+    server.stop().await;
+}

@@ -33,6 +33,7 @@ mod foreign;
 mod fuzz;
 mod history;
 mod http_conn;
+mod http_head;
 mod listen;
 mod listener;
 mod mailbox;

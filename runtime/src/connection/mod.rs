@@ -70,11 +70,13 @@ where
                 let hyper::upgrade::Parts { io, read_buf, .. } = parts;
                 let read = BytesMut::from(&read_buf[..]);
                 drop(read_buf);
-                // A stream over TCP (TLS) is shut down before it is dropped, so that it says
-                // goodbye (TLS's close_notify); a bare socket closes by being dropped.
-                let shut_down =
-                    std::any::TypeId::of::<T>() != std::any::TypeId::of::<tokio::net::TcpStream>();
-                Either::Left(run(io.into_inner(), read, accepted, app, shut_down))
+                Either::Left(run(
+                    io.into_inner(),
+                    read,
+                    accepted,
+                    app,
+                    says_goodbye::<T>(),
+                ))
             }
             Err(upgraded) => Either::Right(run(
                 TokioIo::new(upgraded),
@@ -95,16 +97,27 @@ fn unbox<T>(boxed: Box<T>) -> T {
     *boxed
 }
 
-/// Runs an accepted connection on a stream already upgraded (the test kit's pipe), in a task
-/// of its own.
-#[cfg_attr(not(feature = "test"), allow(dead_code))]
-pub(crate) fn spawn_on<IO>(app: &Arc<App>, accepted: Accepted, io: IO)
-where
+/// Whether a stream of type `T` is shut down before it is dropped, so that it says goodbye:
+/// a stream over TCP (TLS, its close_notify); a bare socket closes by being dropped.
+pub(crate) fn says_goodbye<T: 'static>() -> bool {
+    std::any::TypeId::of::<T>() != std::any::TypeId::of::<tokio::net::TcpStream>()
+}
+
+/// Runs an accepted connection on a stream already upgraded (by the built-in listener without
+/// hyper, or the test kit's pipe), in a task of its own. `read`: bytes the client sent right
+/// behind its request; `shut_down`: shut the stream down at the end, rather than only drop it.
+pub(crate) fn spawn_on<IO>(
+    app: &Arc<App>,
+    accepted: Accepted,
+    io: IO,
+    read: BytesMut,
+    shut_down: bool,
+) where
     IO: Socket + Send + 'static,
 {
     let (endpoint, peer) = (accepted.endpoint, accepted.peer);
     let mailbox = Arc::clone(&accepted.prepared.mailbox);
-    let running = run(io, BytesMut::new(), accepted, Arc::clone(app), false);
+    let running = run(io, read, accepted, Arc::clone(app), shut_down);
     spawn(app, endpoint, peer, &mailbox, running);
 }
 

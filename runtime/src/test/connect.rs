@@ -191,7 +191,7 @@ async fn in_process(
     };
     let headers = response.headers().clone();
     let mailbox = Arc::clone(&accepted.prepared.mailbox);
-    connection::spawn_on(app, accepted, server_end);
+    connection::spawn_on(app, accepted, server_end, bytes::BytesMut::new(), false);
     // Handed over once the ready code has run (what it set up is in place), or after the
     // timeout for ready code that waits on something slow.
     let _ = tokio::time::timeout(timeout, mailbox.ready()).await;
