@@ -1,4 +1,4 @@
-//! The close codes of the README's table that come from the client's input, over real
+//! The close codes of docs/server.md's table that come from the client's input, over real
 //! connections (raw bytes where no client library would send them).
 
 mod common;

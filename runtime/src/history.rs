@@ -2,7 +2,7 @@
 //! (1, 2, 3, .. in delivery order) under the topic's epoch, and the last ones are kept, so a
 //! client that reconnects and says where it was gets what it missed (see `Topic::subscribe`).
 //!
-//! On the wire (the README's "Resume" documents it for clients in any language), a resumable
+//! On the wire (docs/protocol.md's "Resume" documents it for clients in any language), a resumable
 //! connection's topic messages carry a header between two `0x1E` bytes (ASCII record
 //! separator: no JSON text starts with it), and subscribing sends a notice of the same shape
 //! with nothing after it. Plain connections get the plain message.

@@ -8,7 +8,7 @@
 //! second costs each watcher about ten frames, not 10,000. A presence may keep counts only:
 //! its watchers get the number of members, at most once an interval.
 //!
-//! On the wire, as the resume notices (see the README's "Presence"), a text frame between two
+//! On the wire, as the resume notices (see docs/protocol.md's "Presence"), a text frame between two
 //! `0x1E` bytes: `{"presence":"room:lobby","state":[{"key":"ann","meta":{..},"connections":2}]}`
 //! when watching starts, then `{"presence":..,"join":[..],"leave":["bob"]}` (a `join` of a
 //! member already known replaces it: new metadata, or another connection count), or

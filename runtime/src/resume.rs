@@ -1,5 +1,5 @@
 //! Where a resuming client was in its topics: the `wsock-resume` parameter of its upgrade,
-//! read before any extractor runs (see the README's "Resume").
+//! read before any extractor runs (see docs/protocol.md's "Resume").
 
 /// The query parameter a resuming client gives its positions in.
 pub(crate) const QUERY_KEY: &str = "wsock-resume";
