@@ -86,12 +86,25 @@ fn with_overhead(limit: usize, compressed: bool) -> usize {
 pub(crate) struct Reader {
     /// Frames must be masked (the server's side); otherwise they must not be.
     masked: bool,
-    limits: Limits,
-    deflate: Option<Deflate>,
-    contexts: Contexts,
+    head_len: u8,
     /// The start of a header that has not fully arrived.
     head: [u8; MAX_HEADER],
-    head_len: u8,
+    limits: Limits,
+    /// Compression agreed, with the decompressor it keeps between messages. Boxed: a
+    /// connection without compression holds a null pointer.
+    inflate: Option<Box<Inflate>>,
+    /// A frame or message under way. Boxed and held only meanwhile: a connection between
+    /// messages, or reading whole frames, holds a null pointer.
+    partial: Option<Box<Partial>>,
+}
+
+struct Inflate {
+    deflate: Deflate,
+    contexts: Contexts,
+}
+
+#[derive(Default)]
+struct Partial {
     /// The frame whose payload is being read.
     frame: Option<Frame>,
     /// The data message being assembled.
@@ -147,14 +160,42 @@ impl Reader {
         let masked = role == Role::Server;
         Reader {
             masked,
-            limits,
-            deflate,
-            contexts: Contexts::default(),
-            head: [0; MAX_HEADER],
             head_len: 0,
-            frame: None,
-            message: None,
-            control: Vec::new(),
+            head: [0; MAX_HEADER],
+            limits,
+            inflate: deflate.map(|deflate| {
+                Box::new(Inflate {
+                    deflate,
+                    contexts: Contexts::default(),
+                })
+            }),
+            partial: None,
+        }
+    }
+
+    /// The frame under way, if any.
+    fn frame(&self) -> Option<&Frame> {
+        self.partial.as_ref()?.frame.as_ref()
+    }
+
+    /// The message being assembled, if any.
+    fn message(&self) -> Option<&Assembly> {
+        self.partial.as_ref()?.message.as_ref()
+    }
+
+    /// The state of a frame or message under way, made when one starts.
+    fn partial(&mut self) -> &mut Partial {
+        self.partial.get_or_insert_default()
+    }
+
+    /// Lets go of the state of frames and messages once none is under way.
+    fn settle(&mut self) {
+        if self
+            .partial
+            .as_ref()
+            .is_some_and(|partial| partial.frame.is_none() && partial.message.is_none())
+        {
+            self.partial = None;
         }
     }
 
@@ -163,7 +204,7 @@ impl Reader {
     pub(crate) fn feed(&mut self, input: &[u8]) -> Result<(usize, Option<Incoming>), ReadError> {
         let mut at = 0;
         loop {
-            if self.frame.is_none() {
+            if self.frame().is_none() {
                 if self.head_len == 0
                     && let Some((taken, event)) = self.whole_frame(&input[at..])?
                 {
@@ -173,11 +214,7 @@ impl Reader {
                     return Ok((input.len(), None));
                 };
                 at += taken;
-                if self
-                    .frame
-                    .as_ref()
-                    .is_some_and(|frame| frame.header.len == 0)
-                {
+                if self.frame().is_some_and(|frame| frame.header.len == 0) {
                     // An empty frame ends here: it may end a message, or be an empty
                     // fragment, after which the next frame's header comes.
                     if let Some(event) = self.payload(&[])? {
@@ -189,7 +226,7 @@ impl Reader {
                     continue;
                 }
             }
-            let frame = self.frame.as_ref().expect("a frame is under way");
+            let frame = self.frame().expect("a frame is under way");
             let remaining = frame.header.len - frame.read;
             let take = (input.len() - at).min(usize::try_from(remaining).unwrap_or(usize::MAX));
             let event = self.payload(&input[at..at + take])?;
@@ -211,7 +248,7 @@ impl Reader {
         input: &mut BytesMut,
     ) -> Result<Option<Incoming>, ReadError> {
         if self.head_len == 0
-            && self.frame.is_none()
+            && self.partial.is_none()
             && let Some(event) = self.whole_frame_from(input)?
         {
             return Ok(Some(event));
@@ -232,7 +269,6 @@ impl Reader {
             && !header.rsv1
             && matches!(header.opcode, OpCode::Text | OpCode::Binary)
             && header.mask.is_some() == self.masked
-            && self.message.is_none()
             && header.len <= limit
             && header.len <= (input.len() - head_len) as u64;
         if !usual {
@@ -265,7 +301,8 @@ impl Reader {
     /// the buffer to read them into (at its end), and how many to read at most. Reading
     /// there saves a copy, and reads no further than the frame.
     pub(crate) fn direct(&mut self, min: usize) -> Option<(&mut Vec<u8>, usize)> {
-        let frame = self.frame.as_ref()?;
+        let partial = self.partial.as_mut()?;
+        let frame = partial.frame.as_ref()?;
         if frame.header.opcode.is_control() {
             return None;
         }
@@ -273,7 +310,7 @@ impl Reader {
         if remaining < min {
             return None;
         }
-        let message = self.message.as_mut()?;
+        let message = partial.message.as_mut()?;
         let want = remaining.min(AHEAD);
         message.bytes.reserve(want);
         Some((&mut message.bytes, want))
@@ -282,8 +319,9 @@ impl Reader {
     /// `n` bytes of the data frame under way were added at the end of its message's buffer
     /// (read straight into the buffer [`Reader::direct`] gave, or copied there).
     pub(crate) fn filled(&mut self, n: usize) -> Result<Option<Incoming>, ReadError> {
-        let frame = self.frame.as_mut().expect("a frame is under way");
-        let message = self.message.as_mut().expect("a data frame is under way");
+        let partial = self.partial.as_mut().expect("a frame is under way");
+        let frame = partial.frame.as_mut().expect("a frame is under way");
+        let message = partial.message.as_mut().expect("a data frame is under way");
         let start = message.bytes.len() - n;
         let offset = frame.read as usize;
         if let Some(key) = frame.header.mask {
@@ -312,8 +350,8 @@ impl Reader {
         let usual = header.fin
             && matches!(header.opcode, OpCode::Text | OpCode::Binary)
             && header.mask.is_some() == self.masked
-            && (!header.rsv1 || self.deflate.is_some())
-            && self.message.is_none();
+            && (!header.rsv1 || self.inflate.is_some())
+            && self.message().is_none();
         if !(fits && usual) {
             return Ok(None);
         }
@@ -375,7 +413,7 @@ impl Reader {
         // A frame of a compressed message may carry deflate's overhead beyond the limits.
         let compressed = match header.opcode {
             OpCode::Text | OpCode::Binary => header.rsv1,
-            OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.compressed),
+            OpCode::Continuation => self.message().is_some_and(|m| m.compressed),
             OpCode::Close | OpCode::Ping | OpCode::Pong => false,
         };
         let max_message = self.limits.wire_message(compressed) as u64;
@@ -399,10 +437,10 @@ impl Reader {
                 if header.rsv1 {
                     return Err(ReadError::Protocol("RSV1 set on a control frame"));
                 }
-                self.control.clear();
+                self.partial().control.clear();
             }
             OpCode::Continuation => {
-                let Some(message) = &self.message else {
+                let Some(message) = self.message() else {
                     return Err(ReadError::Protocol(
                         "a continuation frame without a message",
                     ));
@@ -415,16 +453,16 @@ impl Reader {
                 }
             }
             OpCode::Text | OpCode::Binary => {
-                if self.message.is_some() {
+                if self.message().is_some() {
                     return Err(ReadError::Protocol(
                         "a new message before the last one ended",
                     ));
                 }
-                if header.rsv1 && self.deflate.is_none() {
+                if header.rsv1 && self.inflate.is_none() {
                     return Err(ReadError::Protocol("RSV1 set without permessage-deflate"));
                 }
                 let ahead = usize::try_from(header.len).unwrap_or(usize::MAX).min(AHEAD);
-                self.message = Some(Assembly {
+                self.partial().message = Some(Assembly {
                     text: header.opcode == OpCode::Text,
                     compressed: header.rsv1,
                     bytes: Vec::with_capacity(ahead),
@@ -432,25 +470,26 @@ impl Reader {
                 });
             }
         }
-        self.frame = Some(Frame { header, read: 0 });
+        self.partial().frame = Some(Frame { header, read: 0 });
         Ok(())
     }
 
     /// Takes payload bytes of the frame under way (all of them belong to it); ends the frame
     /// when they complete it.
     fn payload(&mut self, bytes: &[u8]) -> Result<Option<Incoming>, ReadError> {
-        let frame = self.frame.as_mut().expect("a frame is under way");
+        let partial = self.partial.as_mut().expect("a frame is under way");
+        let frame = partial.frame.as_mut().expect("a frame is under way");
         if !frame.header.opcode.is_control() {
-            let message = self.message.as_mut().expect("a data frame is under way");
+            let message = partial.message.as_mut().expect("a data frame is under way");
             message.bytes.extend_from_slice(bytes);
             return self.filled(bytes.len());
         }
         let offset = frame.read as usize;
         frame.read += bytes.len() as u64;
-        let start = self.control.len();
-        self.control.extend_from_slice(bytes);
+        let start = partial.control.len();
+        partial.control.extend_from_slice(bytes);
         if let Some(key) = frame.header.mask {
-            apply_mask(&mut self.control[start..], key, offset);
+            apply_mask(&mut partial.control[start..], key, offset);
         }
         if frame.read == frame.header.len {
             return self.end_frame();
@@ -459,40 +498,37 @@ impl Reader {
     }
 
     fn end_frame(&mut self) -> Result<Option<Incoming>, ReadError> {
-        let frame = self.frame.take().expect("a frame is under way");
-        match frame.header.opcode {
-            OpCode::Ping => Ok(Some(Incoming::Ping(Bytes::copy_from_slice(&self.control)))),
-            OpCode::Pong => Ok(Some(Incoming::Pong(Bytes::copy_from_slice(&self.control)))),
-            OpCode::Close => close_frame(&self.control).map(|close| Some(Incoming::Close(close))),
+        let partial = self.partial.as_mut().expect("a frame is under way");
+        let frame = partial.frame.take().expect("a frame is under way");
+        let control = &partial.control;
+        let ended = match frame.header.opcode {
+            OpCode::Ping => Ok(Some(Incoming::Ping(Bytes::copy_from_slice(control)))),
+            OpCode::Pong => Ok(Some(Incoming::Pong(Bytes::copy_from_slice(control)))),
+            OpCode::Close => close_frame(control).map(|close| Some(Incoming::Close(close))),
+            OpCode::Text | OpCode::Binary | OpCode::Continuation if !frame.header.fin => Ok(None),
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                if !frame.header.fin {
-                    return Ok(None);
-                }
-                let message = self.message.take().expect("a data frame is under way");
+                let message = partial.message.take().expect("a data frame is under way");
                 self.message_end(message).map(Some)
             }
-        }
+        };
+        self.settle();
+        ended
     }
 
     fn message_end(&mut self, mut message: Assembly) -> Result<Incoming, ReadError> {
         let bytes = if message.compressed {
-            let deflate = self
-                .deflate
-                .as_ref()
+            let Inflate { deflate, contexts } = &mut **self
+                .inflate
+                .as_mut()
                 .expect("checked when the message began");
             let mut inflated = Vec::new();
             let limit = self.limits.max_message;
-            deflate::inflate(
-                &message.bytes,
-                limit,
-                deflate,
-                &mut self.contexts,
-                &mut inflated,
-            )
-            .map_err(|error| match error {
-                InflateError::TooBig => ReadError::TooBig("message over the size limit"),
-                InflateError::Corrupt => ReadError::Invalid("invalid compressed data"),
-            })?;
+            deflate::inflate(&message.bytes, limit, deflate, contexts, &mut inflated).map_err(
+                |error| match error {
+                    InflateError::TooBig => ReadError::TooBig("message over the size limit"),
+                    InflateError::Corrupt => ReadError::Invalid("invalid compressed data"),
+                },
+            )?;
             if message.text {
                 message.utf8.feed(&inflated).map_err(|_| INVALID_UTF8)?;
             }

@@ -20,10 +20,10 @@ use crate::stats;
 
 pub(super) struct Output {
     writer: Writer,
-    /// Compression agreed with the client, if any (the endpoint allowing it).
-    deflate: Option<Deflate>,
-    /// The compression contexts kept between messages, with context takeover.
-    contexts: Contexts,
+    /// Compression agreed with the client, if any (the endpoint allowing it), with the
+    /// compressor it keeps between messages. Boxed: a connection without compression holds a
+    /// null pointer.
+    deflate: Option<Box<Compressing>>,
     /// Messages taken from the queue, not yet framed; and the endpoint's own writes made while
     /// the socket is full or others wait here.
     pub(super) pending: VecDeque<Outgoing>,
@@ -47,8 +47,12 @@ impl Output {
     pub(super) fn new(deflate: Option<Deflate>) -> Self {
         Output {
             writer: Writer::new(Role::Server),
-            deflate,
-            contexts: Contexts::default(),
+            deflate: deflate.map(|deflate| {
+                Box::new(Compressing {
+                    deflate,
+                    contexts: Contexts::default(),
+                })
+            }),
             pending: VecDeque::new(),
             owed: 0,
             framed_at_once: 0,
@@ -96,10 +100,10 @@ impl Output {
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
         self.sent.add(payload.len());
-        let Some(deflate) = self
+        let Some(Compressing { deflate, contexts }) = self
             .deflate
-            .as_ref()
-            .filter(|d| payload.len() >= d.threshold)
+            .as_deref_mut()
+            .filter(|c| payload.len() >= c.deflate.threshold)
         else {
             self.writer.push(opcode, false, payload);
             return 1;
@@ -107,7 +111,7 @@ impl Output {
         let units = 1 + payload.len() / 1024;
         let compressed = match published {
             Some(published) if !deflate.server_takeover => deflated(&published, deflate, &payload),
-            _ => deflate::compress(&payload, deflate, &mut self.contexts),
+            _ => deflate::compress(&payload, deflate, contexts),
         };
         match compressed {
             Some(compressed) => self.writer.push(opcode, true, compressed),
@@ -163,6 +167,13 @@ impl Output {
         }
         Ok(())
     }
+}
+
+/// Compression agreed with the client, and its compressor.
+struct Compressing {
+    deflate: Deflate,
+    /// Kept between messages, with context takeover.
+    contexts: Contexts,
 }
 
 /// The endpoint's own writes, made while the connection's task runs its code (see
