@@ -247,6 +247,18 @@ impl<S: Socket> Socket for Rewind<S> {
         self.read.clear();
         Poll::Ready(Ok(n))
     }
+
+    fn poll_write_now(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.io.poll_write_now(cx, buf)
+    }
+
+    fn poll_write_vectored_now(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.io.poll_write_vectored_now(cx, bufs)
+    }
 }
 
 #[cfg(test)]

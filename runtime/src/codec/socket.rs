@@ -2,9 +2,11 @@
 //! land in a `BytesMut`'s spare room without zeroing it first, and that on a plain TCP socket
 //! a read that took less than it could also marks the socket as drained, so the connection
 //! does not try another read (a system call that would only say "empty") before it sleeps.
+//! On a plain TCP socket, reads and writes are first only tried: the socket's readiness is
+//! polled (which registers the task to be woken) only when it has nothing, or no room.
 
 use std::cell::RefCell;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -37,6 +39,57 @@ pub(crate) trait Socket: AsyncRead + AsyncWrite + Unpin {
             Poll::Ready(Ok(buf.filled().len()))
         })
     }
+
+    /// `poll_write`; on a plain TCP socket the write is first only tried, which costs less
+    /// than polling the socket's readiness when it can take the bytes (nearly always).
+    fn poll_write_now(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(self).poll_write(cx, buf)
+    }
+
+    /// `poll_write_vectored`, first only tried as [`Socket::poll_write_now`] is.
+    fn poll_write_vectored_now(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// A socket whose writes are first only tried ([`Socket::poll_write_now`]), for a writer
+/// that takes any `AsyncWrite`.
+pub(crate) struct WriteNow<'a, S>(pub(crate) &'a mut S);
+
+impl<S: Socket> AsyncWrite for WriteNow<'_, S> {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().0.poll_write_now(cx, buf)
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().0.poll_write_vectored_now(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().0).poll_shutdown(cx)
+    }
 }
 
 /// Below this much room, a read first makes more: it takes back the buffer's memory when no
@@ -53,12 +106,13 @@ impl Socket for TcpStream {
             into.reserve(READ_MAX);
         }
         loop {
-            ready!(self.poll_read_ready(cx))?;
             let mut short = 0;
-            // A read that fills less than the room it had emptied the socket: the outer
-            // `try_io` then clears the readiness it saw before the read (a newer one
-            // survives), so the next poll sleeps at once instead of reading to learn it is
-            // empty.
+            // Tried first: polling for readiness costs more, and is needed only to register
+            // this task's waker when the socket has nothing (then `try_io` says so without a
+            // system call). A read that fills less than the room it had emptied the socket:
+            // the outer `try_io` then clears the readiness it saw before the read (a newer
+            // one survives), so the next poll sleeps at once instead of reading to learn it
+            // is empty.
             let read = self.try_io(Interest::READABLE, || {
                 let room = into.capacity() - into.len();
                 let n = self.try_read_buf(into)?;
@@ -72,9 +126,33 @@ impl Socket for TcpStream {
             match read {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(_) if short > 0 => return Poll::Ready(Ok(short)),
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(self.poll_read_ready(cx))?;
+                }
                 Err(error) => return Poll::Ready(Err(error)),
             }
+        }
+    }
+
+    fn poll_write_now(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.try_write(buf) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                Pin::new(self).poll_write(cx, buf)
+            }
+            written => Poll::Ready(written),
+        }
+    }
+
+    fn poll_write_vectored_now(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.try_write_vectored(bufs) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                Pin::new(self).poll_write_vectored(cx, bufs)
+            }
+            written => Poll::Ready(written),
         }
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::codec::deflate::{self, Contexts, Deflate};
 use crate::codec::frame::OpCode;
-use crate::codec::socket::Socket;
+use crate::codec::socket::{Socket, WriteNow};
 use crate::codec::write::Writer;
 use crate::codec::{Conflated, Outgoing, Published, Role};
 use crate::mailbox::{CloseRequest, Writes};
@@ -160,7 +160,7 @@ impl Output {
     /// Writes out what is framed; what the socket does not take now waits for it (this task
     /// is woken when it can take more).
     pub(super) fn flush<S: Socket>(&mut self, io: &mut S, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.writer.poll_flush(io, cx) {
+        match self.writer.poll_flush(&mut WriteNow(io), cx) {
             Poll::Ready(Ok(())) => self.blocked = false,
             Poll::Pending => self.blocked = true,
             Poll::Ready(Err(error)) => return Err(error),
