@@ -324,3 +324,102 @@ async fn resuming_on_a_node_that_lags_behind_the_client() {
     assert_eq!(message(&mut back).await, (epoch, 5_001, "q:0".to_owned()));
     drop(on_b);
 }
+
+/// A numbered message that a node never got live (Redis kept it, but its pub/sub copy did
+/// not reach the node): the next one skips an offset, and the node asks Redis for what it
+/// missed, as after a lost link. Its subscribers get every message once, in order, and nobody
+/// is told `behind`; that is told only when Redis no longer holds what is missing.
+#[tokio::test]
+async fn a_gap_in_the_live_numbering_is_filled_from_redis() {
+    let Some(redis) = RedisServer::start("resume-gap").await else {
+        return;
+    };
+    let a = Node::start(&redis.url(), false).await;
+    let b = Node::start(&redis.url(), false).await;
+    let mut resumable = b.connect("/resume/gap").await;
+    let (epoch, start, _) = notice(&mut resumable).await;
+    assert_eq!(start, 0);
+    let mut plain = b.connect("/sub/gap").await;
+    redis.await_subscribers("wsock:gap", 1).await;
+    let mut publisher = a.connect("/pub/gap").await;
+    publish_all(&mut publisher, "m", 0..1).await;
+    assert_eq!(
+        message(&mut resumable).await,
+        (epoch.clone(), 1, "m:0".to_owned())
+    );
+    assert_eq!(next_text(&mut plain).await, "m:0");
+
+    // `m:1` goes into the topic's history in Redis as the publishing script would put it
+    // (numbered 2), with no PUBLISH: no node hears of it.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let kept: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+        .arg("wsock:s:gap")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let [(id, fields)] = &kept[..] else {
+        panic!("one message kept: {kept:?}");
+    };
+    assert_eq!(id, "1-1");
+    // Fields `t` (when) and `m` (node A's payload: its header, then `m:0`).
+    let payload = &fields[3];
+    let mut missed = payload[..payload.len() - b"m:0".len()].to_vec();
+    missed.extend(b"m:1");
+    let hidden = |offset: u64, payload: Vec<u8>| {
+        let mut connection = connection.clone();
+        let when = fields[1].clone();
+        async move {
+            let at: u64 = redis::cmd("HINCRBY")
+                .arg("wsock:h:gap")
+                .arg("offset")
+                .arg(1)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            assert_eq!(at, offset);
+            if !payload.is_empty() {
+                let _: String = redis::cmd("XADD")
+                    .arg("wsock:s:gap")
+                    .arg(format!("{offset}-1"))
+                    .arg("t")
+                    .arg(when)
+                    .arg("m")
+                    .arg(payload)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    hidden(2, missed).await;
+    // The next ones are published as usual: 3 and 4. B sees 3 after 1, and asks Redis.
+    publish_all(&mut publisher, "m", 2..4).await;
+    for (offset, name) in (2..).zip(names("m", 1..4)) {
+        assert_eq!(message(&mut resumable).await, (epoch.clone(), offset, name));
+    }
+    for name in names("m", 1..4) {
+        assert_eq!(next_text(&mut plain).await, name);
+    }
+
+    // A gap Redis does not hold (its offset counted, its message gone): told, at the offset
+    // before the message that showed it, which follows with the next ones.
+    hidden(5, Vec::new()).await;
+    publish_all(&mut publisher, "n", 0..1).await;
+    let text = next_text(&mut resumable).await;
+    let (header, _) = header(&text);
+    assert_eq!(header["subscribed"], "gap", "{text}");
+    assert_eq!(header["epoch"], epoch.as_str(), "{text}");
+    assert_eq!(header["offset"], 5, "{text}");
+    assert_eq!(header["recovered"], false, "{text}");
+    assert_eq!(header["reason"], "behind", "{text}");
+    publish_all(&mut publisher, "n", 1..2).await;
+    for (offset, name) in (6..).zip(names("n", 0..2)) {
+        assert_eq!(message(&mut resumable).await, (epoch.clone(), offset, name));
+    }
+    for name in names("n", 0..2) {
+        assert_eq!(next_text(&mut plain).await, name);
+    }
+}

@@ -3,7 +3,8 @@
 //! resumes on any node. This node follows that numbering. Its ring keeps the last messages as
 //! the broker numbered them, and it asks the broker where the topic stands
 //! ([`Broker::locate`]) when it starts following, when a client resumes from before what it
-//! keeps, and after its link to the broker dropped. The broker answers in order with the
+//! keeps, after its link to the broker dropped, and when a message skips an offset (one it
+//! missed: the answer brings it). The broker answers in order with the
 //! topic's messages: an answer covers every message delivered before it and none after it,
 //! which is what makes the seams exact.
 //!
@@ -19,7 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::codec::{Outgoing, Published};
 use crate::history::{
-    Follow, FollowState as State, Kind, Locate, NotRecovered, Request, Ring, Subscribed,
+    Follow, FollowState as State, Held, Kind, Locate, NotRecovered, Request, Ring, Subscribed,
 };
 use crate::mailbox::Mailbox;
 use crate::message::Message;
@@ -87,7 +88,11 @@ impl Link<'_> {
         create: bool,
         replace: Option<String>,
     ) {
-        let history = ring.settings();
+        let mut history = ring.settings();
+        if let Kind::Refill = request.kind {
+            // This node catching up, not a client's replay: as far back as the history goes.
+            history = history.max_replay(history.message_limit().max(history.replay_limit()));
+        }
         follow(ring).requests.push_back(request);
         // The topic's messages first: the answer covers what came before it only if what
         // comes after it reaches this node.
@@ -140,41 +145,50 @@ pub(crate) fn refused(ring: &mut Ring, slots: &Slots, message: &Message, token: 
 }
 
 /// A message as the broker numbered it.
+///
+/// One past the next offset (a message of the same epoch this node did not get) is a gap:
+/// the ring asks the broker for what came after its last message, as after a lost link, and
+/// holds everything until the answer, which brings the missing ones, this one and whatever
+/// came meanwhile, in order. Subscribers are told `behind` only when the broker no longer
+/// holds them.
 pub(crate) fn numbered(
+    link: &Link<'_>,
     ring: &mut Ring,
     slots: &Slots,
     (epoch, offset): (&str, u64),
     message: Message,
     origin: Origin,
 ) {
+    let state = follow(ring).state;
+    if state == State::Refilling
+        || (state == State::Known && epoch == ring.epoch() && offset > ring.last() + 1)
+    {
+        // The answer brings it (and takes the connection it was published except then).
+        if state == State::Known {
+            refill(link, ring);
+        }
+        hold(ring, epoch, offset, message, origin);
+        return;
+    }
     let except = match origin {
         Origin::Own { except } => take_except(ring, except),
         Origin::Remote => None,
     };
     let plain_too = matches!(origin, Origin::Remote);
-    match follow(ring).state {
-        // The answer brings it.
-        State::Refilling => return,
+    if let State::Unknown { .. } = state {
         // Where it stands is not known yet: as a plain topic (a resumable subscriber learns
         // its position when the answer comes, and this is before it).
-        State::Unknown { .. } => {
-            let wanted = |mailbox: &Mailbox| plain_too || mailbox.resume().is_some();
-            return fan(slots, except.as_ref(), wanted, &message);
-        }
-        State::Known => {}
+        let wanted = |mailbox: &Mailbox| plain_too || mailbox.resume().is_some();
+        return fan(slots, except.as_ref(), wanted, &message);
     }
     if epoch == ring.epoch() && offset <= ring.last() {
         return; // came already
     }
-    if epoch != ring.epoch() || offset != ring.last() + 1 {
+    if epoch != ring.epoch() {
         // The broker's history went on without this node's (it lost it and started again):
         // resumable subscribers are told, at the new position.
-        let why = match epoch == ring.epoch() {
-            true => NotRecovered::Behind,
-            false => NotRecovered::Epoch,
-        };
         ring.reset(epoch, offset - 1);
-        tell(ring, slots, Subscribed::NotRecovered(why));
+        tell(ring, slots, Subscribed::NotRecovered(NotRecovered::Epoch));
     }
     let enveloped = ring.push(&message);
     let mut plain = None;
@@ -223,6 +237,7 @@ pub(crate) fn unnumbered(
     );
     if let State::Known | State::Refilling = follow(ring).state {
         follow(ring).state = State::Unknown { absent: false };
+        follow(ring).held.clear();
         let replace = Some(ring.epoch().to_owned());
         link.ask_position(ring, replace);
     }
@@ -247,6 +262,7 @@ pub(crate) fn located(link: &Link<'_>, ring: &mut Ring, slots: &Slots, answer: O
         if refill {
             // Not answered: where the topic stands is not known any more.
             follow(ring).state = State::Unknown { absent: false };
+            follow(ring).held.clear();
             ask_position(link, ring, slots);
         }
         return;
@@ -274,18 +290,27 @@ pub(crate) fn located(link: &Link<'_>, ring: &mut Ring, slots: &Slots, answer: O
                 && (last < from || messages.iter().any(|(offset, ..)| *offset == from))
                 && contiguous(&messages, from, last);
             if covered {
+                // (What was held came before the answer: the answer has it.)
+                follow(ring).held.clear();
                 fill_back(ring, &messages);
                 for (offset, message, origin) in messages.into_iter().filter(|m| m.0 >= from) {
-                    numbered(ring, slots, (&epoch, offset), message, origin);
+                    numbered(link, ring, slots, (&epoch, offset), message, origin);
                 }
             } else {
+                // The broker no longer holds what is missing: told, from where what came
+                // meanwhile runs on to the broker's last (which goes on, rather than lost).
                 let why = match epoch == ring.epoch() {
                     true => NotRecovered::Behind,
                     false => NotRecovered::Epoch,
                 };
-                ring.reset(&epoch, last);
+                let held = held_up_to(ring, &epoch, last);
+                let start = held.first().map_or(last, |(offset, ..)| offset - 1);
+                ring.reset(&epoch, start);
                 fill_back(ring, &messages);
                 tell(ring, slots, Subscribed::NotRecovered(why));
+                for (offset, message, origin) in held {
+                    numbered(link, ring, slots, (&epoch, offset), message, origin);
+                }
             }
         }
         State::Known | State::Refilling => {
@@ -454,13 +479,60 @@ pub(crate) fn prefetch(
 /// asks for what came since; one that did not asks again (its request may be lost).
 pub(crate) fn lost(link: &Link<'_>, ring: &mut Ring, slots: &Slots) {
     match follow(ring).state {
-        State::Known => {
-            follow(ring).state = State::Refilling;
-            let after = Some((ring.epoch().to_owned(), ring.last()));
-            link.ask(ring, Kind::Refill.into(), after, true);
-        }
+        State::Known => refill(link, ring),
         State::Refilling => {}
         State::Unknown { .. } => ask_position(link, ring, slots),
+    }
+}
+
+/// Asks the broker for what came after the ring's last message; what comes meanwhile is in
+/// the answer, and held until it comes.
+fn refill(link: &Link<'_>, ring: &mut Ring) {
+    follow(ring).state = State::Refilling;
+    follow(ring).held.clear();
+    let after = Some((ring.epoch().to_owned(), ring.last()));
+    link.ask(ring, Kind::Refill.into(), after, true);
+}
+
+/// Keeps a message that came while refilling, the oldest going past the history's length.
+fn hold(ring: &mut Ring, epoch: &str, offset: u64, message: Message, origin: Origin) {
+    let limit = ring.settings().message_limit();
+    let held = &mut follow(ring).held;
+    if held.len() >= limit {
+        held.pop_front();
+    }
+    held.push_back(Held {
+        epoch: epoch.to_owned(),
+        offset,
+        message,
+        own: match origin {
+            Origin::Own { except } => Some(except),
+            Origin::Remote => None,
+        },
+    });
+}
+
+/// The messages held while refilling that run on without a hole up to `last` under `epoch`
+/// (the broker's position in its answer), oldest first; none if they do not reach it.
+fn held_up_to(ring: &mut Ring, epoch: &str, last: u64) -> Vec<(u64, Message, Origin)> {
+    let held = std::mem::take(&mut follow(ring).held);
+    let mut run: Vec<(u64, Message, Origin)> = Vec::new();
+    for held in held {
+        if held.epoch != epoch || run.last().is_some_and(|(at, ..)| *at + 1 != held.offset) {
+            run.clear();
+        }
+        if held.epoch != epoch {
+            continue;
+        }
+        let origin = match held.own {
+            Some(except) => Origin::Own { except },
+            None => Origin::Remote,
+        };
+        run.push((held.offset, held.message, origin));
+    }
+    match run.last() {
+        Some((at, ..)) if *at == last => run,
+        _ => Vec::new(),
     }
 }
 

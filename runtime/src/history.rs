@@ -219,6 +219,19 @@ pub(crate) struct Follow {
     /// first, until their numbered copies come back.
     pub(crate) excepts: VecDeque<(u64, Weak<Mailbox>)>,
     pub(crate) next_token: u64,
+    /// While refilling: the numbered messages that came meanwhile, oldest first (at most the
+    /// history's length). The answer brings them too; they are what goes on when it cannot.
+    pub(crate) held: VecDeque<Held>,
+}
+
+/// A numbered message held while refilling.
+pub(crate) struct Held {
+    pub(crate) epoch: String,
+    pub(crate) offset: u64,
+    pub(crate) message: Message,
+    /// Published on this node, except the connection with this token (0: none); `None`:
+    /// published on another node.
+    pub(crate) own: Option<u64>,
 }
 
 impl Default for Follow {
@@ -228,6 +241,7 @@ impl Default for Follow {
             requests: VecDeque::new(),
             excepts: VecDeque::new(),
             next_token: 0,
+            held: VecDeque::new(),
         }
     }
 }
@@ -240,8 +254,8 @@ pub(crate) enum FollowState {
     Unknown { absent: bool },
     /// Following: the ring's epoch and last offset are the broker's.
     Known,
-    /// The link to the broker dropped, so messages may have been missed: asked for them. What
-    /// comes meanwhile is in the answer.
+    /// The link to the broker dropped, or a message came past the next offset, so messages
+    /// were (or may have been) missed: asked for them. What comes meanwhile is in the answer.
     Refilling,
 }
 

@@ -944,8 +944,9 @@ impl Entry {
             let mut ring = lock(&self.ring);
             if let Some(ring) = ring.as_mut()
                 && ring.follow.is_some()
+                && let Some(link) = self.link()
             {
-                follow::numbered(ring, &self.read().slots, at, message, origin);
+                follow::numbered(&link, ring, &self.read().slots, at, message, origin);
                 self.bound(ring);
                 return;
             }
@@ -1338,9 +1339,11 @@ impl Sink {
         let entry = hub.entry_or_parked(topic, |parked| {
             if let Some(parked) = parked.get_mut(topic)
                 && parked.ring.follow.is_some()
+                && let Some(broker) = hub.broker.get()
                 && let Some(message) = message.take()
             {
-                follow::numbered(&mut parked.ring, &[], at, message, origin);
+                let link = Link { topic, broker };
+                follow::numbered(&link, &mut parked.ring, &[], at, message, origin);
             }
         });
         if let (Some(entry), Some(message)) = (entry, message) {
