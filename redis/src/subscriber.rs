@@ -165,6 +165,14 @@ pub(crate) async fn run(subscriptions: Arc<Subscriptions>) {
     }
 }
 
+/// Puts questions not sent back at the front of the queue, in their order.
+fn requeue(subscriptions: &Subscriptions, asked: Vec<Asked>) {
+    let mut locates = lock(&subscriptions.locates);
+    for asked in asked.into_iter().rev() {
+        locates.push_front(asked);
+    }
+}
+
 /// Says how a connection ended: a loss of subscriptions at warn, a refusal at warn (at most
 /// once a minute), anything else at debug.
 fn ended_with(subscriptions: &Subscriptions, ended: &str, held: usize, lost: &mut bool) {
@@ -389,20 +397,24 @@ impl Session<'_> {
         delivery.sink.located(&asked.topic, answer);
     }
 
-    /// Sends the questions about topics' histories asked meanwhile.
-    async fn send_locates(&mut self) -> Result<(), Ended> {
+    /// Sends `asked`, questions about topics' histories, in order; those not sent go back to
+    /// the front of the queue.
+    async fn send_locates(&mut self, asked: Vec<Asked>) -> Result<(), Ended> {
         let Some(delivery) = self.subscriptions.delivery.get() else {
+            requeue(self.subscriptions, asked);
             return Ok(());
         };
-        loop {
-            let Some(asked) = lock(&self.subscriptions.locates).pop_front() else {
-                return Ok(());
-            };
-            let command = scripts::locate(&delivery.prefix, &asked.topic, &asked.locate);
+        let mut asked = asked.into_iter();
+        while let Some(one) = asked.next() {
+            let command = scripts::locate(&delivery.prefix, &one.topic, &one.locate);
             let sent = self.send(command).await;
-            self.sent.push_back(Sent::Locate(asked));
-            sent?;
+            self.sent.push_back(Sent::Locate(one));
+            if let Err(error) = sent {
+                requeue(self.subscriptions, asked.collect());
+                return Err(error);
+            }
         }
+        Ok(())
     }
 
     fn deliver(&self, channel: &[u8], payload: bytes::Bytes) {
@@ -437,8 +449,26 @@ impl Session<'_> {
         }
     }
 
-    /// Subscribes to the channels wanted and not requested, unsubscribes from the others.
+    /// Subscribes to the channels wanted and not requested, unsubscribes from the others, then
+    /// asks the questions about topics' histories.
     async fn follow_wanted(&mut self) -> Result<(), Ended> {
+        // The questions asked so far, taken before the channels wanted: a topic is wanted before
+        // its question is asked (`Broker::locate` comes after `Broker::subscribe`), so each of
+        // these goes after its topic's SUBSCRIBE. One taken after would go before the SUBSCRIBE
+        // of a topic wanted meanwhile, and its answer would not cover the messages between the
+        // two: this node would miss them.
+        let asked: Vec<Asked> = lock(&self.subscriptions.locates).drain(..).collect();
+        if let Err(error) = self.follow_channels().await {
+            requeue(self.subscriptions, asked);
+            return Err(error);
+        }
+        // After the subscriptions: an answer covers what came before it, and what comes after
+        // it arrives on this connection.
+        self.send_locates(asked).await
+    }
+
+    /// Subscribes to the channels wanted and not requested, unsubscribes from the others.
+    async fn follow_channels(&mut self) -> Result<(), Ended> {
         let (subscribe, unsubscribe) = {
             let wanted = lock(&self.subscriptions.wanted);
             let subscribe: Vec<String> = wanted.difference(&self.requested).cloned().collect();
@@ -459,9 +489,7 @@ impl Session<'_> {
         for channel in &unsubscribe {
             self.requested.remove(channel);
         }
-        // After the subscriptions: an answer covers what came before it, and what comes after
-        // it arrives on this connection.
-        self.send_locates().await
+        Ok(())
     }
 
     async fn send(&mut self, command: Vec<u8>) -> Result<(), Ended> {
