@@ -190,12 +190,30 @@ impl Hub {
         name: &str,
         parked: impl FnOnce(&mut HashMap<String, Parked>),
     ) -> Option<Arc<Entry>> {
-        let topics = lock(&self.topics);
+        let topics = self.settled(name);
         let entry = topics.get(name).and_then(Weak::upgrade);
         if entry.is_none() {
             parked(&mut lock(&self.parked));
         }
         entry
+    }
+
+    /// The topics, locked, once the topic `name` is not being dropped. Its last holder drops
+    /// it before its `Drop` takes this lock to park its history: whoever comes in between (a
+    /// message from the broker, a new subscriber) waits that moment out rather than find the
+    /// history nowhere, which would lose a message or the history itself.
+    fn settled(&self, name: &str) -> MutexGuard<'_, HashMap<String, Weak<Entry>>> {
+        loop {
+            let topics = lock(&self.topics);
+            if topics
+                .get(name)
+                .is_none_or(|entry| entry.strong_count() > 0)
+            {
+                return topics;
+            }
+            drop(topics);
+            std::thread::yield_now();
+        }
     }
 
     /// Forgets the parked histories that expired (and stops taking their topics' messages
@@ -238,7 +256,7 @@ impl Topics {
         let name = name.into();
         let message_type = (TypeId::of::<T>(), std::any::type_name::<T>());
         self.hub.forget_expired();
-        let mut topics = lock(&self.hub.topics);
+        let mut topics = self.hub.settled(&name);
         if let Some(entry) = topics.get(&name).and_then(Weak::upgrade) {
             assert!(
                 entry.message_type.0 == message_type.0,
@@ -356,7 +374,7 @@ impl Topics {
         for (topic, epoch, offset) in resume.positions() {
             let link = Link { topic, broker };
             let entry = {
-                let topics = lock(&hub.topics);
+                let topics = hub.settled(topic);
                 let entry = topics.get(topic).and_then(Weak::upgrade);
                 if entry.is_none() {
                     let mut parked = lock(&hub.parked);
@@ -1059,7 +1077,8 @@ impl Entry {
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        // Forget the name, unless a new topic of that name took its place already.
+        // Forget the name, unless a new topic of that name took its place already. (Until
+        // this takes the lock, whoever looks the topic up waits: `Hub::settled`.)
         let mut topics = lock(&self.hub.topics);
         if topics
             .get(&self.name)
@@ -1295,10 +1314,15 @@ impl Sink {
         let Some(hub) = self.hub.upgrade() else {
             return;
         };
-        let entries: Vec<Arc<Entry>> = lock(&hub.topics)
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect();
+        // (Once no topic is being dropped: each history is told here, or parked and told below.)
+        let entries: Vec<Arc<Entry>> = loop {
+            let topics = lock(&hub.topics);
+            if topics.values().all(|entry| entry.strong_count() > 0) {
+                break topics.values().filter_map(Weak::upgrade).collect();
+            }
+            drop(topics);
+            std::thread::yield_now();
+        };
         for entry in &entries {
             entry.lost();
         }
