@@ -82,6 +82,9 @@ struct Hub {
     presence: Arc<presence::Registry>,
 }
 
+/// The topics of a hub, locked.
+type TopicsGuard<'a> = MutexGuard<'a, HashMap<String, Weak<Entry>>>;
+
 /// A topic's history, while nobody holds the topic.
 struct Parked {
     /// Since when nobody holds it.
@@ -190,26 +193,26 @@ impl Hub {
         name: &str,
         parked: impl FnOnce(&mut HashMap<String, Parked>),
     ) -> Option<Arc<Entry>> {
-        let topics = self.settled(name);
-        let entry = topics.get(name).and_then(Weak::upgrade);
+        let (_topics, entry) = self.settled(name);
         if entry.is_none() {
             parked(&mut lock(&self.parked));
         }
         entry
     }
 
-    /// The topics, locked, once the topic `name` is not being dropped. Its last holder drops
-    /// it before its `Drop` takes this lock to park its history: whoever comes in between (a
-    /// message from the broker, a new subscriber) waits that moment out rather than find the
-    /// history nowhere, which would lose a message or the history itself.
-    fn settled(&self, name: &str) -> MutexGuard<'_, HashMap<String, Weak<Entry>>> {
+    /// The topics, locked, and the topic `name` if a topic holds it, once it is not being
+    /// dropped. Its last holder drops it before its `Drop` takes this lock to park its
+    /// history: whoever comes in between (a message from the broker, a new subscriber) waits
+    /// that moment out rather than find the history nowhere, which would lose a message, or
+    /// the history itself (a new topic of that name would take its place with none).
+    fn settled(&self, name: &str) -> (TopicsGuard<'_>, Option<Arc<Entry>>) {
         loop {
             let topics = lock(&self.topics);
-            if topics
-                .get(name)
-                .is_none_or(|entry| entry.strong_count() > 0)
-            {
-                return topics;
+            let Some(weak) = topics.get(name) else {
+                return (topics, None);
+            };
+            if let Some(entry) = weak.upgrade() {
+                return (topics, Some(entry));
             }
             drop(topics);
             std::thread::yield_now();
@@ -256,8 +259,8 @@ impl Topics {
         let name = name.into();
         let message_type = (TypeId::of::<T>(), std::any::type_name::<T>());
         self.hub.forget_expired();
-        let mut topics = self.hub.settled(&name);
-        if let Some(entry) = topics.get(&name).and_then(Weak::upgrade) {
+        let (mut topics, entry) = self.hub.settled(&name);
+        if let Some(entry) = entry {
             assert!(
                 entry.message_type.0 == message_type.0,
                 "the topic {name:?} carries `{}`, not `{}`: a topic carries one message type",
@@ -374,8 +377,7 @@ impl Topics {
         for (topic, epoch, offset) in resume.positions() {
             let link = Link { topic, broker };
             let entry = {
-                let topics = hub.settled(topic);
-                let entry = topics.get(topic).and_then(Weak::upgrade);
+                let (_topics, entry) = hub.settled(topic);
                 if entry.is_none() {
                     let mut parked = lock(&hub.parked);
                     let parked = parked.entry(topic.to_owned()).or_insert_with(|| {
@@ -1317,10 +1319,14 @@ impl Sink {
         // (Once no topic is being dropped: each history is told here, or parked and told below.)
         let entries: Vec<Arc<Entry>> = loop {
             let topics = lock(&hub.topics);
-            if topics.values().all(|entry| entry.strong_count() > 0) {
-                break topics.values().filter_map(Weak::upgrade).collect();
-            }
+            let entries: Vec<Arc<Entry>> = topics.values().filter_map(Weak::upgrade).collect();
+            let settled = entries.len() == topics.len();
+            // (Unlocked first: the last of these dropped parks its history, under the lock.)
             drop(topics);
+            if settled {
+                break entries;
+            }
+            drop(entries);
             std::thread::yield_now();
         };
         for entry in &entries {
@@ -1617,6 +1623,71 @@ mod tests {
             (3, 3, 0)
         );
         assert_eq!(topic.subscribers(), 2);
+    }
+
+    /// A broker that keeps history and counts the questions asked of it.
+    #[derive(Default)]
+    struct Asked(AtomicUsize);
+
+    impl Broker for Asked {
+        fn start(&self, _: Sink) {}
+        fn subscribe(&self, _: &str) {}
+        fn unsubscribe(&self, _: &str) {}
+        fn publish(&self, _: &str, _: Bytes) -> Result<(), BrokerError> {
+            Ok(())
+        }
+        fn keeps_history(&self) -> bool {
+            true
+        }
+        fn locate(&self, _: &str, _: Locate) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Topics dropped by their last holder (and taken again) while the broker delivers: every
+    /// numbered message reaches the history, held or parked; none falls between the drop and
+    /// the parking (which the next one would show as a gap, and a question to the broker).
+    #[test]
+    fn a_topic_being_dropped_loses_no_message_from_the_broker() {
+        let topics = Topics::default();
+        let broker = Arc::new(Asked::default());
+        topics.set_broker(Arc::clone(&broker) as Arc<dyn Broker>);
+        let sink = Sink {
+            hub: Arc::downgrade(&topics.hub),
+        };
+        // A history that follows the broker, at offset 0 of the epoch `e`, parked.
+        let mut ring = Ring::following("t", History::default(), &topics.hub.history_bytes);
+        ring.reset("e", 0);
+        ring.follow.as_mut().unwrap().state = crate::history::FollowState::Known;
+        let parked = Parked {
+            since: tokio::time::Instant::now(),
+            message_type: None,
+            ring,
+        };
+        lock(&topics.hub.parked).insert("t".to_owned(), parked);
+        let done = Arc::new(AtomicBool::new(false));
+        let churn = {
+            let (topics, done) = (topics.clone(), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    drop(topics.topic::<Text>("t"));
+                }
+            })
+        };
+        let node = [9u8; 16];
+        let count = 100_000;
+        for offset in 1..=count {
+            let payload = encode_remote(&node, 0, &Message::text(offset.to_string()));
+            sink.deliver_numbered("t", "e", offset, payload);
+        }
+        done.store(true, Ordering::Relaxed);
+        churn.join().unwrap();
+        let parked = lock(&topics.hub.parked);
+        let ring = &parked.get("t").expect("the history, parked, not lost").ring;
+        let follow = ring.follow.as_ref().unwrap();
+        assert_eq!(follow.state, crate::history::FollowState::Known);
+        assert_eq!(ring.last(), count);
+        assert_eq!(broker.0.load(Ordering::SeqCst), 0, "questions asked: a gap");
     }
 
     #[test]
