@@ -42,8 +42,8 @@
 //! node sees the same offsets, and a client resumes on any node. A node asks Redis where a
 //! topic stands, and for what a resuming client missed, on its subscriber connection, so the
 //! answer comes in order with the topic's messages: that is what makes the seam exact. When
-//! that connection drops, the node asks for what it missed once it is back, so nothing is lost
-//! within the history's length; if Redis lost the history (restarted without persistence,
+//! that connection drops, the node asks for what it missed once it is back (and so it does
+//! when a message skips an offset), so nothing is lost within the history's length; if Redis lost the history (restarted without persistence,
 //! `FLUSHALL`), the topic starts a new epoch and its clients are told. Topics nobody resumes
 //! keep nothing in Redis; their publishes cost one script call instead of a `PUBLISH` (the
 //! benchmark's README has the figures).
