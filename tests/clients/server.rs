@@ -149,10 +149,9 @@ async fn main() -> std::io::Result<()> {
             let n = args.get(at + 1).and_then(|n| n.parse().ok());
             let n: usize = n.ok_or_else(|| std::io::Error::other("--history takes a number"))?;
             args.drain(at..at + 2);
-            (
-                History::default().messages(n).max_replay(n),
-                (n + 64).max(1024),
-            )
+            // (And the bytes for them: the default 1 MiB holds about 2,500 small messages.)
+            let history = History::default().messages(n).max_replay(n);
+            (history.max_bytes(n * 1024), (n + 64).max(1024))
         }
         None => (History::default(), 1024),
     };
