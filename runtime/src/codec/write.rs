@@ -188,7 +188,9 @@ impl Writer {
         }
         let mut out = std::mem::take(&mut self.out);
         self.written = 0;
-        self.inserts = VecDeque::new();
+        if self.inserts.capacity() != 0 {
+            self.inserts = VecDeque::new();
+        }
         if out.capacity() <= KEEP_MAX {
             out.clear();
             SPARE.with_borrow_mut(|spare| {

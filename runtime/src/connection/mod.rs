@@ -123,7 +123,7 @@ pub(crate) fn spawn_on<IO>(
 
 /// Spawns a connection's task, registered with the server's registry (for graceful shutdown,
 /// which closes `mailbox`, and `max_connections`) and in a `ws` span with its endpoint, peer
-/// and id.
+/// and id (when the subscriber takes debug spans).
 fn spawn(
     app: &Arc<App>,
     endpoint: &'static str,
@@ -133,7 +133,11 @@ fn spawn(
 ) {
     let id = app.registry.next_id();
     let span = tracing::debug_span!("ws", endpoint, %peer, id);
-    app.registry.spawn(id, mailbox, connection.instrument(span));
+    // Without a subscriber that wants it, the span is not entered on every wake-up.
+    match span.is_disabled() {
+        true => app.registry.spawn(id, mailbox, connection),
+        false => app.registry.spawn(id, mailbox, connection.instrument(span)),
+    }
 }
 
 /// The connection loop over an upgraded stream; `read` holds bytes already read past the
