@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
-use crate::contract::{Contract, EndpointContract, Payload};
+use crate::asyncapi::Contract;
+use crate::describe::{EndpointContract, Payload};
 
 impl Contract {
     /// TypeScript for wsock's client: the schemas' types, and per endpoint its message types

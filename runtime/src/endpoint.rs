@@ -52,7 +52,7 @@ pub trait Endpoint: Send + Sync + 'static {
     /// Describes the endpoint's messages for the contract (`contract` feature).
     #[cfg(feature = "contract")]
     #[doc(hidden)]
-    fn describe(d: &mut crate::contract::Describe<'_>) {
+    fn describe(d: &mut crate::describe::Describe<'_>) {
         let _ = d;
     }
 }

@@ -13,6 +13,8 @@
 // `registry` until it ends.
 
 mod app;
+#[cfg(feature = "contract")]
+mod asyncapi;
 mod checks;
 mod codec;
 mod config;
@@ -22,6 +24,8 @@ pub mod contract;
 #[cfg(feature = "contract")]
 mod contract_ts;
 mod delivery;
+#[cfg(feature = "contract")]
+mod describe;
 mod dispatch;
 mod endpoint;
 mod error;

@@ -54,7 +54,7 @@ pub struct Server {
     tls: Option<crate::tls::Tls>,
     /// The routes' descriptions, for the contract.
     #[cfg(feature = "contract")]
-    pub(crate) described: Vec<crate::contract::Described>,
+    pub(crate) described: Vec<crate::asyncapi::Described>,
     #[cfg(feature = "prometheus")]
     metrics: Option<(&'static str, crate::prometheus::Prometheus)>,
 }
@@ -93,7 +93,7 @@ impl Server {
     pub fn route<E: Endpoint>(mut self, _endpoint: fn() -> E) -> Self {
         self.router.add::<E>();
         #[cfg(feature = "contract")]
-        self.described.push(crate::contract::Described::of::<E>());
+        self.described.push(crate::asyncapi::Described::of::<E>());
         self
     }
 
@@ -589,7 +589,7 @@ impl Server {
         let contract = self
             .config
             .dev_console
-            .then(|| self.contract().asyncapi_json());
+            .then(|| crate::asyncapi::Contract::of(&self.described).asyncapi_json());
         #[cfg(not(feature = "contract"))]
         let contract = None;
         Arc::new(App {
