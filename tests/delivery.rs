@@ -13,70 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use dashboard::{Sample, dash, now_ms, publish};
-use futures_util::StreamExt;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use dashboard::{
+    Sample, await_viewers, command, dash, now_ms, publish, read_all, sample, seqs, viewer,
+};
 use wsock::prelude::*;
 use wsock::{Delivery, DeliveryCounts};
-
-type Viewer = WebSocketStream<TcpStream>;
-
-/// A viewer on a socket whose receive buffer is small (4 KiB asked; the kernel doubles it),
-/// so that a viewer that stops reading backs the server up after a few samples.
-async fn viewer(addr: std::net::SocketAddr, query: &str) -> Viewer {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = tokio::time::timeout(WAIT, socket.connect(addr))
-        .await
-        .expect("connect timed out")
-        .unwrap();
-    let url = format!("ws://{addr}/dash?{query}");
-    let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, stream))
-        .await
-        .expect("handshake timed out")
-        .expect("handshake failed");
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-/// The next sample, or `None` if none comes within `within`; a close fails the test.
-async fn sample(viewer: &mut Viewer, within: Duration) -> Option<Sample> {
-    loop {
-        let message = match tokio::time::timeout(within, viewer.next()).await {
-            Err(_) => return None,
-            Ok(message) => message.expect("the connection ended").expect("read failed"),
-        };
-        match message {
-            WsMessage::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
-            WsMessage::Close(frame) => panic!("the viewer was closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
-/// Sends `command` and waits for its acknowledgement, keeping the samples read meanwhile.
-async fn command(viewer: &mut Viewer, command: &str, read: &mut Vec<Sample>) {
-    send(viewer, command).await;
-    loop {
-        let got = sample(viewer, WAIT).await.expect("no acknowledgement");
-        if got.sensor == "ack" {
-            assert_eq!(got.pad, command);
-            return;
-        }
-        read.push(got);
-    }
-}
-
-/// Everything that comes until `quiet` passes without a sample.
-async fn read_all(viewer: &mut Viewer, quiet: Duration) -> Vec<Sample> {
-    let mut read = Vec::new();
-    while let Some(got) = sample(viewer, quiet).await {
-        read.push(got);
-    }
-    read
-}
 
 fn server() -> Server {
     Server::new().route(dash)
@@ -89,15 +30,6 @@ async fn start(server: Server) -> (TestServer, Topics) {
 
 fn counts(topics: &Topics) -> DeliveryCounts {
     topics.topic::<Json<Sample>>("samples").delivery_counts()
-}
-
-/// Waits until the topic has `n` subscribers on this node.
-async fn await_subscribers(topics: &Topics, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while topics.subscribers("samples") != n {
-        assert!(Instant::now() < deadline, "the viewers did not subscribe");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// A publisher on its own task: `sensors` in turn, one sample every `interval`, `pad` bytes
@@ -151,7 +83,7 @@ async fn a_stalled_latest_only_viewer_is_not_closed_and_then_reads_fresh_samples
     let (app, topics) = start(server()).await;
     let mut latest = viewer(app.addr, "mode=latest").await;
     let mut keyed = viewer(app.addr, "mode=latest&keyed=true").await;
-    await_subscribers(&topics, 2).await;
+    await_viewers(&topics, 2).await;
 
     // 3 sensors, 20 samples a second each (one every 50 ms): 60 a second of 64 KiB.
     const SENSORS: &[&str] = &["cpu", "disk", "net"];
@@ -223,7 +155,7 @@ async fn a_stalled_droppable_viewer_drops_counted_samples_and_others_lose_none()
     let (app, topics) = start(server()).await;
     let mut stalled = viewer(app.addr, "mode=droppable").await;
     let mut reading = viewer(app.addr, "").await;
-    await_subscribers(&topics, 2).await;
+    await_viewers(&topics, 2).await;
 
     // 3,000 samples of 8 KiB, 1,000 a second: far more than the stalled viewer's queue
     // (1,024) and sockets hold.
@@ -273,7 +205,7 @@ async fn a_stalled_droppable_viewer_drops_counted_samples_and_others_lose_none()
 async fn a_rate_limited_viewer_gets_five_a_second_each_the_newest() {
     let (app, topics) = start(server()).await;
     let mut slow = viewer(app.addr, "rate=5").await;
-    await_subscribers(&topics, 1).await;
+    await_viewers(&topics, 1).await;
     let publisher = Publisher::start(&topics, &["cpu"], Duration::from_millis(5), 16);
     // Settle: the first one goes at once.
     let _ = sample(&mut slow, WAIT).await.expect("a sample");
@@ -331,7 +263,7 @@ async fn filters_and_pauses_hold_per_connection_on_one_topic() {
     let mut started_paused = viewer(app.addr, "paused=true").await;
     let mut pausing = viewer(app.addr, "").await;
     let mut latest_disk = viewer(app.addr, "mode=latest&sensor=disk").await;
-    await_subscribers(&topics, 5).await;
+    await_viewers(&topics, 5).await;
     let topic = topics.topic::<Json<Sample>>("samples");
     let sensors = ["cpu", "disk", "net"];
 
@@ -351,7 +283,6 @@ async fn filters_and_pauses_hold_per_connection_on_one_topic() {
     pausing_read.extend(read_all(&mut pausing, Duration::from_millis(300)).await);
     paused_read.extend(read_all(&mut started_paused, Duration::from_millis(300)).await);
 
-    let seqs = |samples: &[Sample]| samples.iter().map(|s| s.seq).collect::<Vec<_>>();
     let quiet = Duration::from_millis(300);
     let cpu_read = read_all(&mut cpu, quiet).await;
     assert!(cpu_read.iter().all(|s| s.sensor == "cpu"));

@@ -9,17 +9,13 @@ mod dashboard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use dashboard::{Sample, dash, now_ms, publish};
-use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use dashboard::{
+    Sample, await_viewers, command, dash, now_ms, publish, read_all, sample, seqs, viewer,
+};
 use wsock::prelude::*;
-
-type Viewer = WebSocketStream<TcpStream>;
 
 /// A node: its server on 127.0.0.1:0 with Redis as its broker.
 async fn node(redis_url: &str) -> (SocketAddr, Topics, wsock::Handle) {
@@ -30,67 +26,6 @@ async fn node(redis_url: &str) -> (SocketAddr, Topics, wsock::Handle) {
     let (addr, handle) = (bound.local_addr(), bound.handle());
     tokio::spawn(bound.run());
     (addr, topics, handle)
-}
-
-/// A viewer on a socket with a small receive buffer (see tests/delivery.rs).
-async fn viewer(addr: SocketAddr, query: &str) -> Viewer {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = tokio::time::timeout(WAIT, socket.connect(addr))
-        .await
-        .expect("connect timed out")
-        .unwrap();
-    let url = format!("ws://{addr}/dash?{query}");
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, stream))
-        .await
-        .expect("handshake timed out")
-        .expect("handshake failed");
-    ws
-}
-
-async fn sample(viewer: &mut Viewer, within: Duration) -> Option<Sample> {
-    loop {
-        let message = match tokio::time::timeout(within, viewer.next()).await {
-            Err(_) => return None,
-            Ok(message) => message.expect("the connection ended").expect("read failed"),
-        };
-        match message {
-            WsMessage::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
-            WsMessage::Close(frame) => panic!("the viewer was closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
-async fn command(viewer: &mut Viewer, command: &str, read: &mut Vec<Sample>) {
-    tokio::time::timeout(WAIT, viewer.send(WsMessage::text(command)))
-        .await
-        .unwrap()
-        .unwrap();
-    loop {
-        let got = sample(viewer, WAIT).await.expect("no acknowledgement");
-        if got.sensor == "ack" {
-            return;
-        }
-        read.push(got);
-    }
-}
-
-async fn read_all(viewer: &mut Viewer, quiet: Duration) -> Vec<u64> {
-    let mut read = Vec::new();
-    while let Some(got) = sample(viewer, quiet).await {
-        read.push(got.seq);
-    }
-    read
-}
-
-/// Waits until `topics` has `n` viewers of the samples.
-async fn await_viewers(topics: &Topics, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while topics.subscribers("samples") != n {
-        assert!(Instant::now() < deadline, "the viewers did not subscribe");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,19 +72,15 @@ async fn filters_pauses_and_latest_hold_for_samples_from_the_other_node() {
     let quiet = Duration::from_millis(500);
     for (node, [cpu, all, paused, pausing]) in viewers.iter_mut().enumerate() {
         let name = ["a", "b"][node];
-        all_read[node].extend(read_all(all, quiet).await);
+        all_read[node].extend(seqs(&read_all(all, quiet).await));
         assert_eq!(all_read[node], (1..=60).collect::<Vec<_>>(), "node {name}");
         command(pausing, "play", &mut pausing_read[node]).await;
-        let pausing = pausing_read[node].iter().map(|s| s.seq);
-        assert_eq!(
-            pausing.collect::<Vec<_>>(),
-            (1..=30).collect::<Vec<_>>(),
-            "node {name}"
-        );
-        let mut paused_seqs: Vec<u64> = paused_read[node].iter().map(|s| s.seq).collect();
-        paused_seqs.extend(read_all(paused, quiet).await);
+        let pausing = seqs(&pausing_read[node]);
+        assert_eq!(pausing, (1..=30).collect::<Vec<_>>(), "node {name}");
+        let mut paused_seqs = seqs(&paused_read[node]);
+        paused_seqs.extend(seqs(&read_all(paused, quiet).await));
         assert_eq!(paused_seqs, (31..=60).collect::<Vec<_>>(), "node {name}");
-        let cpu = read_all(cpu, quiet).await;
+        let cpu = seqs(&read_all(cpu, quiet).await);
         let expected: Vec<u64> = (1..=60).filter(|s| s % 3 == 0).collect();
         assert_eq!(cpu, expected, "node {name}");
     }

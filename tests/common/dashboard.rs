@@ -1,12 +1,21 @@
 //! The live dashboard of the README's Topics section, as the delivery-mode tests run it (the
 //! facade's and wsock-redis's, through `#[path]`): samples published to one topic, each
-//! viewer choosing how it takes them in its URL, pausing and playing with a message.
+//! viewer choosing how it takes them in its URL, pausing and playing with a message; and the
+//! viewers' side, raw clients that can stop reading. The crate that includes it has a
+//! `common` module with its `WAIT`.
 #![allow(dead_code)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wsock::prelude::*;
+
+use crate::common::WAIT;
 
 /// A sample, as published on the `samples` topic.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -90,4 +99,79 @@ pub fn publish(topic: &Topic<Json<Sample>>, sensor: &str, seq: u64, pad: usize) 
         pad: "x".repeat(pad),
     };
     let _ = topic.publish(Json(sample));
+}
+
+/// A viewer of the dashboard: a client that reads only when the test asks it to.
+pub type Viewer = WebSocketStream<TcpStream>;
+
+/// A viewer on a socket whose receive buffer is small (4 KiB asked; the kernel doubles it),
+/// so that a viewer that stops reading backs the server up after a few samples.
+pub async fn viewer(addr: SocketAddr, query: &str) -> Viewer {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = tokio::time::timeout(WAIT, socket.connect(addr))
+        .await
+        .expect("connect timed out")
+        .unwrap();
+    let url = format!("ws://{addr}/dash?{query}");
+    let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, stream))
+        .await
+        .expect("handshake timed out")
+        .expect("handshake failed");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// The next sample, or `None` if none comes within `within`; a close fails the test.
+pub async fn sample(viewer: &mut Viewer, within: Duration) -> Option<Sample> {
+    loop {
+        let message = match tokio::time::timeout(within, viewer.next()).await {
+            Err(_) => return None,
+            Ok(message) => message.expect("the connection ended").expect("read failed"),
+        };
+        match message {
+            WsMessage::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
+            WsMessage::Close(frame) => panic!("the viewer was closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Sends `command` and waits for its acknowledgement, keeping the samples read meanwhile.
+pub async fn command(viewer: &mut Viewer, command: &str, read: &mut Vec<Sample>) {
+    tokio::time::timeout(WAIT, viewer.send(WsMessage::text(command)))
+        .await
+        .expect("send timed out")
+        .expect("send failed");
+    loop {
+        let got = sample(viewer, WAIT).await.expect("no acknowledgement");
+        if got.sensor == "ack" {
+            assert_eq!(got.pad, command);
+            return;
+        }
+        read.push(got);
+    }
+}
+
+/// Everything that comes until `quiet` passes without a sample.
+pub async fn read_all(viewer: &mut Viewer, quiet: Duration) -> Vec<Sample> {
+    let mut read = Vec::new();
+    while let Some(got) = sample(viewer, quiet).await {
+        read.push(got);
+    }
+    read
+}
+
+/// The samples' numbers.
+pub fn seqs(samples: &[Sample]) -> Vec<u64> {
+    samples.iter().map(|sample| sample.seq).collect()
+}
+
+/// Waits until `topics` has `n` viewers of the samples on this node.
+pub async fn await_viewers(topics: &Topics, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while topics.subscribers("samples") != n {
+        assert!(Instant::now() < deadline, "the viewers did not subscribe");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
