@@ -59,6 +59,8 @@
 //! subscribers, connects again, subscribes its channels again, and logs that too.
 //! [`Redis::stats`] counts all of it.
 
+mod counters;
+mod error;
 mod resp;
 mod scripts;
 mod subscriber;
@@ -66,7 +68,7 @@ mod subscriber;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -75,7 +77,9 @@ use redis::{Client, IntoConnectionInfo};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use wsock_runtime::{Broker, BrokerError, BrokerFuture, Locate, Sink};
 
-use crate::subscriber::{Asked, Subscriptions, Target};
+use crate::counters::{Counters, Line, lock};
+pub use crate::error::Error;
+use crate::subscriber::{Asked, Delivery, Subscriptions, Target};
 
 /// The prefix of every channel: the topic `room:lobby` is the channel `wsock:room:lobby`.
 pub const DEFAULT_PREFIX: &str = "wsock:";
@@ -95,8 +99,6 @@ pub const DEFAULT_QUEUE_LIMIT: usize = 8 << 20;
 /// What a waiting publish costs beyond its channel name and payload: its queue entry and
 /// Redis's framing.
 const ENTRY_COST: usize = 64;
-/// Log lines that could come by the thousand are written at most this often.
-const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// A Redis server as the broker of a wsock server's topics: give it to
 /// [`Server::broker`](wsock_runtime::Server::broker).
@@ -138,56 +140,6 @@ struct Queued {
     confirm: Option<tokio::sync::oneshot::Sender<bool>>,
 }
 
-/// The sink, and the prefix to strip from channel names to find topic names.
-pub(crate) struct Delivery {
-    pub(crate) sink: Sink,
-    pub(crate) prefix: String,
-    /// The channel of the announcements of topics whose history is kept.
-    pub(crate) announcements: String,
-}
-
-/// What the broker counted since it started; see [`RedisStats`].
-#[derive(Default)]
-pub(crate) struct Counters {
-    published: AtomicU64,
-    behind: AtomicU64,
-    unreachable: AtomicU64,
-    unconfirmed: AtomicU64,
-    pub(crate) received: AtomicU64,
-    pub(crate) disconnections: AtomicU64,
-    /// When the last line of each rate-limited kind was logged, and how many were skipped.
-    logged: Mutex<[(Option<Instant>, u64); 3]>,
-}
-
-/// The rate-limited log lines.
-#[derive(Clone, Copy)]
-pub(crate) enum Line {
-    Behind = 0,
-    Unconfirmed = 1,
-    /// Redis refusing the subscriber connection: logged once a minute.
-    Refused = 2,
-}
-
-impl Counters {
-    /// Whether to log a line of `kind` now (at most one a second, or a minute for refusals):
-    /// `Some(skipped)`.
-    pub(crate) fn log(&self, kind: Line) -> Option<u64> {
-        let every = match kind {
-            Line::Refused => Duration::from_secs(60),
-            Line::Behind | Line::Unconfirmed => LOG_EVERY,
-        };
-        let mut logged = lock(&self.logged);
-        let (last, skipped) = &mut logged[kind as usize];
-        let now = Instant::now();
-        if last.is_some_and(|last| now.duration_since(last) < every) {
-            *skipped += 1;
-            return None;
-        }
-        *last = Some(now);
-        Some(std::mem::take(skipped))
-    }
-}
-
 /// What a Redis broker counted since it was made: [`Redis::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -210,24 +162,6 @@ pub struct RedisStats {
     /// servers published until it had subscribed again was lost for this server).
     pub disconnections: u64,
 }
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Redis could not be reached, or the address is not a Redis URL.
-#[derive(Debug)]
-pub struct Error {
-    message: String,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Error {}
 
 impl Redis {
     /// Connects to Redis at `url` (`redis://[user:password@]host:port[/db]`, or

@@ -24,8 +24,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::counters::{Counters, Line, lock};
+use crate::error::Error;
 use crate::resp::{self, Answer, Reply};
-use crate::{Counters, Delivery, Error, Line, lock, scripts};
+use crate::scripts;
 
 /// How long a connection attempt, or `AUTH`, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -93,6 +95,14 @@ pub(crate) struct Subscriptions {
     pub(crate) locates: Mutex<VecDeque<Asked>>,
     /// Which topics Redis keeps history for, as far as this node knows.
     pub(crate) known: Mutex<scripts::Known>,
+}
+
+/// The sink, and the prefix to strip from channel names to find topic names.
+pub(crate) struct Delivery {
+    pub(crate) sink: wsock_runtime::Sink,
+    pub(crate) prefix: String,
+    /// The channel of the announcements of topics whose history is kept.
+    pub(crate) announcements: String,
 }
 
 /// A question about a topic's history (`Broker::locate`).
