@@ -221,11 +221,13 @@ async fn a_rate_limited_viewer_gets_five_a_second_each_the_newest() {
         if second < per_second.len() {
             per_second[second] += 1;
         }
-        // The newest: nothing but the samples of the last couple of milliseconds (the
-        // publisher goes on while this one crosses the socket) was published after it.
+        // The newest: nothing but the samples of the last few milliseconds (the publisher
+        // goes on while this one crosses the socket and this task waits for its turn: up to
+        // 50 ms on a loaded machine) was published after it. A queue of every sample would
+        // fall hundreds behind.
         let last = publisher.last.load(Ordering::Relaxed);
         assert!(
-            last - got.seq <= 3,
+            last - got.seq <= 10,
             "sample {} when {last} was published",
             got.seq
         );
