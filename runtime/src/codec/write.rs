@@ -72,10 +72,21 @@ impl Writer {
         }
         let mask = self.mask.as_mut().map(MaskKeys::next);
         if mask.is_none() && payload.len() < 126 {
-            // The usual frame: a two-byte header and a payload copied in.
+            // The usual frame: a two-byte header and a payload copied in, after one check for
+            // room.
             let first = 0x80 | (u8::from(rsv1) << 6) | opcode.bits();
-            self.out.extend_from_slice(&[first, payload.len() as u8]);
-            self.out.extend_from_slice(&payload);
+            let (len, n) = (self.out.len(), payload.len());
+            self.out.reserve(2 + n);
+            // SAFETY: `reserve` made room for `2 + n` bytes past the length; they are written
+            // (two, then `n` from the payload, which cannot overlap the buffer) before the
+            // length takes them in.
+            unsafe {
+                let at = self.out.as_mut_ptr().add(len);
+                at.write(first);
+                at.add(1).write(n as u8);
+                std::ptr::copy_nonoverlapping(payload.as_ptr(), at.add(2), n);
+                self.out.set_len(len + 2 + n);
+            }
             return;
         }
         let header = Header {
