@@ -62,6 +62,7 @@ mod session;
 mod shutdown;
 mod states;
 mod stats;
+mod sweep;
 #[cfg(feature = "test")]
 pub mod test;
 #[cfg(feature = "tls")]

@@ -12,7 +12,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
 use std::time::Duration;
@@ -75,6 +75,10 @@ pub(crate) struct Mailbox {
     /// For an endpoint whose connections resume their topics (`resume = true`): where the
     /// client was in them, if it said.
     resume: Option<Box<Resume>>,
+    /// The driver's timer, kept by the server's sweep (see `crate::sweep`): `NO_TIMER`,
+    /// `FIRED` (the sweep found it due and woke the driver), or when it is due, as counted by
+    /// the sweep's clock.
+    timer: AtomicU64,
 }
 
 /// What handling one message came to.
@@ -241,6 +245,7 @@ impl Mailbox {
             handler: AtomicPtr::new(std::ptr::null_mut()),
             message_limit: AtomicUsize::new(0),
             resume: None,
+            timer: AtomicU64::new(NO_TIMER),
         }
     }
 
@@ -568,7 +573,8 @@ impl Mailbox {
         out.shut = true;
         out.queue = VecDeque::new();
         out.close = None;
-        out.driver = None;
+        // The driver's waker stays: its close deadline still wakes it through it (the
+        // registry forgets it when the task ends).
         self.parked.store(AWAKE, Ordering::Relaxed);
         self.queued.store(false, Ordering::Relaxed);
         drop(out);
@@ -731,6 +737,67 @@ pub trait Sealed {}
 /// The connection a subscriber delivers to; not public API.
 #[doc(hidden)]
 pub struct Recipient<'a>(pub(crate) &'a Arc<Mailbox>);
+
+/// No timer set.
+const NO_TIMER: u64 = 0;
+/// The timer was found due by the sweep, which woke the driver.
+const FIRED: u64 = 1;
+
+/// The driver's timer, kept by the server's sweep rather than by a timer of its own.
+impl Mailbox {
+    /// Sets the driver's timer to `due`, in the sweep's time (see `Sweep::due`, never 0 or
+    /// 1), replacing any other; the sweep wakes the driver once it passed.
+    pub(crate) fn set_timer(&self, due: u64) {
+        debug_assert!(due > FIRED);
+        self.timer.store(due, Ordering::Release);
+    }
+
+    /// Clears the driver's timer.
+    pub(crate) fn clear_timer(&self) {
+        self.timer.store(NO_TIMER, Ordering::Release);
+    }
+
+    /// Whether the sweep found the driver's timer due (and woke it): a load, no clock.
+    pub(crate) fn timer_fired(&self) -> bool {
+        self.timer.load(Ordering::Acquire) == FIRED
+    }
+
+    /// For the sweep: whether the driver's timer is due at `now` (in the sweep's time); if it
+    /// is, it is marked fired, so that it is said once.
+    pub(crate) fn timer_due(&self, now: u64) -> bool {
+        let due = self.timer.load(Ordering::Acquire);
+        due > FIRED
+            && due <= now
+            && self
+                .timer
+                .compare_exchange(due, FIRED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Registers the driver's task, so that the sweep can wake it in whatever state the
+    /// connection is (`park` registers the same task).
+    pub(crate) fn watch_timer(&self, cx: &Context<'_>) {
+        let mut out = lock(&self.out);
+        match &out.driver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => out.driver = Some(cx.waker().clone()),
+        }
+    }
+
+    /// For the sweep: wakes the driver, whose timer fired.
+    pub(crate) fn wake_driver(&self) {
+        let driver = lock(&self.out).driver.clone();
+        if let Some(driver) = driver {
+            driver.wake();
+        }
+    }
+
+    /// The driver's task ended: its waker goes (it would keep the task's memory).
+    pub(crate) fn forget_driver(&self) {
+        let driver = lock(&self.out).driver.take();
+        drop(driver);
+    }
+}
 
 #[cfg(test)]
 mod tests {

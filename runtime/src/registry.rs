@@ -2,7 +2,8 @@
 //! `Service`, the test kit): counted for `max_connections`, and closed by a graceful shutdown.
 //!
 //! Each WebSocket connection runs in a task of its own, entered here when it is spawned and
-//! removed when the task ends, by a guard inside the task, so no sweep is ever needed. A
+//! removed when the task ends, by a guard inside the task, so finding ended ones needs no
+//! scan. (The registry's one scan is the timers' sweep, `crate::sweep`, each tick.) A
 //! shutdown closes every open connection's mailbox with 1001 (each connection then says
 //! goodbye and runs its `on_close`), waits for the count to reach zero, and past the
 //! deadline aborts the tasks still running. Connections watch no signal of their own: the
@@ -22,6 +23,7 @@ use tokio::task::AbortHandle;
 use crate::mailbox::Mailbox;
 use crate::message::CloseCode;
 use crate::shutdown::Shutdown;
+use crate::sweep::{self, Sweep};
 
 #[derive(Default)]
 pub(crate) struct Registry {
@@ -35,6 +37,8 @@ pub(crate) struct Registry {
     /// Notified whenever the last open connection ends.
     idle: Notify,
     next_id: AtomicU64,
+    /// The connections' timers (see `crate::sweep`).
+    sweep: Sweep,
 }
 
 /// A running connection: how to close it, and how to abort it.
@@ -60,6 +64,44 @@ impl Registry {
     /// A fresh connection id, for logs.
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The clock of the connections' timers.
+    pub(crate) fn sweep(&self) -> &Sweep {
+        &self.sweep
+    }
+
+    /// Starts the sweep that keeps the connections' timers, with `tick`, unless it runs. Called
+    /// after a connection is spawned: the sweep ends once it finds none open.
+    pub(crate) fn keep_time(self: &Arc<Self>, tick: Duration) {
+        if self.sweep.is_running() {
+            return;
+        }
+        // Under the lock, as the sweep decides to end under it: either it sees the new
+        // connection, or it ended before and a new one starts here.
+        let open = lock(&self.open);
+        let start = self.sweep.start();
+        drop(open);
+        if start {
+            tokio::spawn(sweep::run(Arc::downgrade(self), tick));
+        }
+    }
+
+    /// For the sweep: the mailboxes of the connections whose timer is due at `now` (marked
+    /// fired), into `due`; `false` if no connection is open, and the sweep ends.
+    pub(crate) fn due_connections(&self, now: u64, due: &mut Vec<Arc<Mailbox>>) -> bool {
+        let open = lock(&self.open);
+        if open.is_empty() {
+            self.sweep.stop();
+            return false;
+        }
+        // Atomic loads only, under the lock: the waking happens after it.
+        due.extend(
+            open.values()
+                .filter(|slot| slot.mailbox.timer_due(now))
+                .map(|slot| Arc::clone(&slot.mailbox)),
+        );
+        true
     }
 
     /// Open WebSocket connections.
@@ -169,9 +211,12 @@ impl Drop for Entry {
     fn drop(&mut self) {
         let registry = &self.registry;
         let mut open = lock(&registry.open);
-        open.remove(&self.id);
+        let slot = open.remove(&self.id);
         let before = registry.count.fetch_sub(1, Ordering::Relaxed);
         drop(open);
+        if let Some(slot) = slot {
+            slot.mailbox.forget_driver();
+        }
         if before == 1 {
             registry.idle.notify_waiters();
         }

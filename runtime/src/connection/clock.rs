@@ -2,13 +2,18 @@
 //! too long, send the heartbeats `Server::heartbeat` asks for), the close deadline (how long
 //! a closing connection waits for its peer), and the budget of one wake-up (how much work the
 //! task does before it lets the others run).
+//!
+//! The timer itself is the server's sweep (`crate::sweep`): the clock writes when it is due
+//! into the mailbox, and the sweep wakes the connection once it passed.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::task::Context;
 use std::time::Duration;
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use crate::mailbox::Mailbox;
+use crate::sweep::Sweep;
 
 /// The connection's settings for time.
 #[derive(Clone, Copy)]
@@ -33,6 +38,25 @@ pub(super) enum Check {
     Idle(Duration),
 }
 
+/// Where the connection's one timer is kept: its due time in the mailbox, on the sweep's
+/// clock.
+#[derive(Clone, Copy)]
+pub(super) struct Timer<'a> {
+    pub(super) mailbox: &'a Mailbox,
+    pub(super) sweep: &'a Sweep,
+}
+
+impl Timer<'_> {
+    fn set(self, at: Instant) {
+        self.mailbox.set_timer(self.sweep.due(at));
+    }
+
+    /// Whether the sweep found the timer due: a load, not a look at the clock.
+    fn fired(self) -> bool {
+        self.mailbox.timer_fired()
+    }
+}
+
 /// The keep-alive and close timers, on one timer: the keep-alive's while the connection is
 /// open, the close deadline's once it closes (an ending connection pings no one).
 pub(super) struct Clock {
@@ -41,57 +65,30 @@ pub(super) struct Clock {
     /// Frames read as of the last check: counting frames is cheaper than reading the clock
     /// for every frame.
     frames_at_check: u64,
-    /// Fires at the next keep-alive check (re-armed lazily, not on every frame), or at the
-    /// close deadline. Inline: the clock lives in the connection's box, which it never leaves
-    /// (see `Driver::new`), so the timer is pinned there.
-    timer: Sleep,
-    /// `timer` was polled since its last reset, so it holds this task's waker: until it
-    /// fires, checking it is a load, not a poll.
-    armed: bool,
-    /// `timer` is the close deadline.
-    closing: bool,
     /// When the next heartbeat is due, when the server sends them.
     next_beat: Option<Instant>,
+    /// The timer is the close deadline.
+    closing: bool,
 }
 
 impl Clock {
-    pub(super) fn new(timing: Timing) -> Self {
+    /// The clock, its timer set to the first keep-alive check (or heartbeat).
+    pub(super) fn new(timing: Timing, timer: Timer<'_>) -> Self {
         let now = Instant::now();
         let next_beat = timing.heartbeat.map(|interval| now + interval);
         let first = now + timing.ping_interval;
+        timer.set(next_beat.map_or(first, |beat| beat.min(first)));
         Clock {
             last_heard: now,
             frames_at_check: 0,
-            timer: tokio::time::sleep_until(next_beat.map_or(first, |beat| beat.min(first))),
-            armed: false,
-            closing: false,
             next_beat,
+            closing: false,
         }
-    }
-
-    fn timer(&mut self) -> Pin<&mut Sleep> {
-        // SAFETY: the clock is made in the connection's box (`Driver::new`) and never moved
-        // out of it, so the timer inside it never moves once polled.
-        unsafe { Pin::new_unchecked(&mut self.timer) }
-    }
-
-    fn reset(&mut self, at: Instant) {
-        self.timer().reset(at);
-        self.armed = false;
-    }
-
-    /// Whether the timer fired. It is polled only when it holds no waker of ours.
-    fn fired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.armed && !self.timer.is_elapsed() {
-            return false;
-        }
-        self.armed = true;
-        self.timer().poll(cx).is_ready()
     }
 
     /// Whether the keep-alive timer fired (never, once the connection closes).
-    pub(super) fn keepalive_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        !self.closing && self.fired(cx)
+    pub(super) fn keepalive_fired(&self, timer: Timer<'_>) -> bool {
+        !self.closing && timer.fired()
     }
 
     /// The keep-alive timer fired: is the peer alive? `frames_read` counts the frames read so
@@ -103,13 +100,17 @@ impl Clock {
         frames_read: u64,
         reading: bool,
         timing: Timing,
+        timer: Timer<'_>,
     ) -> (Check, bool) {
         let now = Instant::now();
         let beat = self.next_beat.is_some_and(|at| at <= now);
         if let (true, Some(interval)) = (beat, timing.heartbeat) {
             self.next_beat = Some(now + interval);
         }
-        (self.check_peer(now, frames_read, reading, timing), beat)
+        (
+            self.check_peer(now, frames_read, reading, timing, timer),
+            beat,
+        )
     }
 
     fn check_peer(
@@ -118,6 +119,7 @@ impl Clock {
         frames_read: u64,
         reading: bool,
         timing: Timing,
+        timer: Timer<'_>,
     ) -> Check {
         if frames_read != self.frames_at_check || !reading {
             self.frames_at_check = frames_read;
@@ -135,7 +137,7 @@ impl Clock {
             now + timing.ping_interval
         };
         let next = next.min(self.last_heard + timing.idle_timeout);
-        self.reset(self.next_beat.map_or(next, |beat| beat.min(next)));
+        timer.set(self.next_beat.map_or(next, |beat| beat.min(next)));
         if silent >= timing.ping_interval {
             Check::Ping
         } else {
@@ -144,24 +146,25 @@ impl Clock {
     }
 
     /// Starts the close deadline, unless it runs already.
-    pub(super) fn arm_close(&mut self, timing: Timing) {
+    pub(super) fn arm_close(&mut self, timing: Timing, timer: Timer<'_>) {
         if !self.closing {
-            self.restart_close(timing);
+            self.restart_close(timing, timer);
         }
     }
 
     /// Starts the close deadline afresh (for the goodbye after the close handshake).
-    pub(super) fn restart_close(&mut self, timing: Timing) {
+    pub(super) fn restart_close(&mut self, timing: Timing, timer: Timer<'_>) {
         self.closing = true;
-        self.reset(Instant::now() + timing.close_timeout);
+        timer.set(Instant::now() + timing.close_timeout);
     }
 
     /// Whether the close deadline passed: said once per deadline.
-    pub(super) fn close_passed(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.closing || !self.fired(cx) {
+    pub(super) fn close_passed(&mut self, timer: Timer<'_>) -> bool {
+        if !self.closing || !timer.fired() {
             return false;
         }
         self.closing = false;
+        timer.mailbox.clear_timer();
         true
     }
 }

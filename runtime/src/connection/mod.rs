@@ -29,7 +29,7 @@ use crate::app::App;
 use crate::codec::frame::OpCode;
 use crate::codec::read::{Incoming, Limits};
 use crate::codec::socket::Socket;
-use crate::connection::clock::{Budget, Check, Clock, Timing};
+use crate::connection::clock::{Budget, Check, Clock, Timer, Timing};
 use crate::connection::input::{Input, ReadEnd};
 use crate::connection::output::Output;
 use crate::dispatch::Accepted;
@@ -138,14 +138,25 @@ fn spawn(
         true => app.registry.spawn(id, mailbox, connection),
         false => app.registry.spawn(id, mailbox, connection.instrument(span)),
     }
+    // The connection's timers are the server's sweep.
+    app.registry.keep_time(crate::sweep::tick(&app.config));
+}
+
+/// The connection's timer: its due time in `mailbox`, kept by `app`'s sweep.
+fn timer<'a>(mailbox: &'a Mailbox, app: &'a App) -> Timer<'a> {
+    Timer {
+        mailbox,
+        sweep: app.registry.sweep(),
+    }
 }
 
 /// The connection loop over an upgraded stream; `read` holds bytes already read past the
 /// HTTP request. `shut_down`: shut the stream down at the end, rather than only drop it.
 ///
 /// The driver is made here, before the loop's future: the future holds the boxed driver and
-/// not, besides it, the stream and the rest it was made of. Every timer the connection needs
-/// is the one in the driver's clock, so the task's future holds none: it stays small.
+/// not, besides it, the stream and the rest it was made of. The connection's one timer is a
+/// due time in its mailbox, which the server's sweep wakes it for: the task's future holds
+/// no timer, and stays small.
 fn run<IO: Socket>(
     io: IO,
     read: BytesMut,
@@ -163,10 +174,13 @@ fn run<IO: Socket>(
         drive(&mut driver).await;
         if shut_down {
             // Bounded by the close timeout, afresh.
-            driver.clock.restart_close(driver.timing());
+            let timing = driver.timing();
+            let timer = timer(&driver.mailbox, &driver.app);
+            driver.clock.restart_close(timing, timer);
             poll_fn(|cx| {
                 let said = Pin::new(&mut driver.io).poll_shutdown(cx).is_ready();
-                if said || driver.clock.close_passed(cx) {
+                // The sweep wakes the task through the waker `drive` registered.
+                if said || driver.clock.close_passed(timer) {
                     return Poll::Ready(());
                 }
                 Poll::Pending
@@ -215,7 +229,14 @@ struct Driver<S> {
 }
 
 async fn drive<S: Socket>(driver: &mut Driver<S>) {
+    let mut watching = false;
     poll_fn(|cx| {
+        if !watching {
+            // The sweep wakes the connection through this waker, in whatever state it is;
+            // the task's waker stays the same for its whole life.
+            driver.mailbox.watch_timer(cx);
+            watching = true;
+        }
         let polled = driver.poll(cx);
         // What this wake-up counted goes to the metrics at once, not per message.
         driver
@@ -236,15 +257,19 @@ async fn drive<S: Socket>(driver: &mut Driver<S>) {
 }
 
 impl<S: Socket> Driver<S> {
-    /// The driver, in the box it stays in: its keep-alive timer is pinned there. (Boxed, the
-    /// task's future also holds a pointer rather than the driver once per await point.)
+    /// The driver, boxed: the task's future holds a pointer rather than the driver once per
+    /// await point.
     fn new(io: S, read: BytesMut, accepted: Accepted, limits: Limits, app: Arc<App>) -> Box<Self> {
         let prepared = accepted.prepared;
+        let clock = Clock::new(
+            Self::timing_of(&app, accepted.heartbeat),
+            timer(&prepared.mailbox, &app),
+        );
         Box::new(Driver {
             io,
             input: Input::new(read, limits, accepted.deflate),
             output: Output::new(accepted.deflate),
-            clock: Clock::new(Self::timing_of(&app, accepted.heartbeat)),
+            clock,
             budget: Budget::default(),
             mailbox: prepared.mailbox,
             app,
@@ -324,7 +349,8 @@ impl<S: Socket> Driver<S> {
             // shutdown) bounds the whole ending: writing what is queued, the close frame, the
             // peer's.
             if self.mailbox.is_closing() {
-                self.clock.arm_close(self.timing());
+                self.clock
+                    .arm_close(self.timing(), timer(&self.mailbox, &self.app));
                 if self.mailbox.is_abandoned() && !self.output.abandoned {
                     // The client stopped reading: what it has not started to get is dropped,
                     // and the close (1008) goes next.
@@ -336,7 +362,9 @@ impl<S: Socket> Driver<S> {
 
             if !progress || self.budget.is_spent() {
                 // Checked once per wake-up, not per message: polling a timer is not free.
-                if self.phase == Phase::Open && self.clock.keepalive_fired(cx) {
+                if self.phase == Phase::Open
+                    && self.clock.keepalive_fired(timer(&self.mailbox, &self.app))
+                {
                     self.keep_alive();
                     continue;
                 }
@@ -347,7 +375,7 @@ impl<S: Socket> Driver<S> {
                 if self.user.is_none() && self.phase == Phase::Closed && self.output.is_written() {
                     return Poll::Ready(());
                 }
-                if self.clock.close_passed(cx) {
+                if self.clock.close_passed(timer(&self.mailbox, &self.app)) {
                     tracing::debug!("the connection did not finish closing in time: dropping it");
                     self.give_up();
                     continue;
@@ -395,9 +423,13 @@ impl<S: Socket> Driver<S> {
     /// the heartbeat when one is due.
     fn keep_alive(&mut self) {
         let reading = self.mailbox.wants_message();
-        let (check, beat) = self
-            .clock
-            .check(self.input.frames_read, reading, self.timing());
+        let timing = self.timing();
+        let (check, beat) = self.clock.check(
+            self.input.frames_read,
+            reading,
+            timing,
+            timer(&self.mailbox, &self.app),
+        );
         if beat {
             // An empty text message, which page code sees (browsers hide pings from it) and
             // which no JSON message can be; a whole message in one frame, never between the
@@ -556,7 +588,8 @@ impl<S: Socket> Driver<S> {
                         Some((code, reason)) => self.output.close_frame(*code, reason),
                         None => self.output.control(OpCode::Close, Bytes::new()),
                     }
-                    self.clock.arm_close(self.timing());
+                    self.clock
+                        .arm_close(self.timing(), timer(&self.mailbox, &self.app));
                 }
                 self.phase = Phase::Closed;
                 self.output.pending.clear();
@@ -635,7 +668,8 @@ impl<S: Socket> Driver<S> {
             }
         }
         self.output.close_frame(code, reason);
-        self.clock.arm_close(self.timing());
+        self.clock
+            .arm_close(self.timing(), timer(&self.mailbox, &self.app));
     }
 
     /// Ends the connection where it stands: nothing more is written or read.
