@@ -303,7 +303,8 @@ impl Server {
     }
 
     /// How long a closing connection waits for the peer's close frame, and for its last
-    /// writes, before it is dropped. Default: 5 s.
+    /// writes, before it is dropped. Default: 5 s. Kept to a tick (see
+    /// [`ping_interval`](Self::ping_interval)).
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.config.close_timeout = timeout;
         self
@@ -341,6 +342,12 @@ impl Server {
     }
 
     /// How long a connection may stay silent before the server pings it. Default: 30 s.
+    ///
+    /// The connections' timers (this one, [`idle_timeout`](Self::idle_timeout),
+    /// [`close_timeout`](Self::close_timeout), [`heartbeat`](Self::heartbeat)) are one sweep
+    /// per server, not a timer per connection. Its tick is a tenth of the shortest of the
+    /// four, within 5 and 250 ms (250 ms with the defaults): a timer fires no earlier than it
+    /// is due, and at most a tick later.
     pub fn ping_interval(mut self, interval: Duration) -> Self {
         self.config.ping_interval = interval;
         self
@@ -348,6 +355,7 @@ impl Server {
 
     /// How long a connection may stay silent (no message, no pong) before the server closes
     /// it with 1001. Default: 60 s. Time spent in the endpoint's own sections does not count.
+    /// Kept to a tick (see [`ping_interval`](Self::ping_interval)).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = timeout;
         self
@@ -365,7 +373,8 @@ impl Server {
     /// message each interval, and ignores it, or fails to decode it where it expects JSON.
     /// Turn it on only for servers whose clients expect it; an endpoint whose clients do not
     /// opts out with `#[websocket("/feed", heartbeat = false)]`. It is sent whatever else the
-    /// connection sends, at most once an interval, and never after the close began.
+    /// connection sends, at most once an interval (kept to a tick, see
+    /// [`ping_interval`](Self::ping_interval)), and never after the close began.
     ///
     /// ```
     /// use std::time::Duration;
