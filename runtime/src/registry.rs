@@ -104,6 +104,13 @@ impl Registry {
         true
     }
 
+    /// The sweep's task was dropped while it ran (its runtime shut down).
+    pub(crate) fn sweep_dropped(&self) {
+        let open = lock(&self.open);
+        self.sweep.stop();
+        drop(open);
+    }
+
     /// Open WebSocket connections.
     pub(crate) fn open(&self) -> usize {
         self.count.load(Ordering::Relaxed)

@@ -92,18 +92,34 @@ pub(crate) async fn run(registry: Weak<Registry>, tick: Duration) {
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut due = Vec::new();
+    // Dropped with the task, however it ends (its runtime may shut down first).
+    let mut running = Running(registry);
     loop {
         ticks.tick().await;
-        let Some(registry) = registry.upgrade() else {
+        let Some(registry) = running.0.upgrade() else {
             return;
         };
         let now = registry.sweep().now();
         if !registry.due_connections(now, &mut due) {
+            // Said stopped already, under the registry's lock.
+            running.0 = Weak::new();
             return;
         }
         // Woken outside the registry's lock.
         for mailbox in due.drain(..) {
             mailbox.wake_driver();
+        }
+    }
+}
+
+/// The sweep's task runs: a task dropped before it found no connection (with its runtime)
+/// says it stopped, so that the next connection starts another.
+struct Running(Weak<Registry>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(registry) = self.0.upgrade() {
+            registry.sweep_dropped();
         }
     }
 }
